@@ -1,0 +1,122 @@
+"""Reading and writing artifacts: validated against `schemas`, written atomically,
+byte-identical for identical data (Parquet + zstd, no timestamps in files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import polars as pl
+
+from recsys_cli.artifacts import schemas
+from recsys_cli.errors import RecsysError
+
+
+def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Select and cast `df` to `schema` (column order included). Extra columns are dropped;
+    a missing column is an error (a bug in the writer, not in user input)."""
+    missing = [c for c in schema if c not in df.columns]
+    if missing:
+        raise RecsysError(f"internal: frame lacks columns {missing} for schema {list(schema)}")
+    return df.select([pl.col(c).cast(t) for c, t in schema.items()])
+
+
+def write_parquet(df: pl.DataFrame, path: Path, schema: dict[str, pl.DataType] | None = None) -> None:
+    """Write one Parquet file atomically (temp file in the same directory, then rename)."""
+    if schema is None:
+        schema = schemas.SCHEMAS.get(path.name)
+    if schema is not None:
+        df = conform(df, schema)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        df.write_parquet(tmp, compression="zstd", statistics=False, row_group_size=1 << 20)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True, default=str)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def read_artifact(data_dir: Path, name: str, columns: list[str] | None = None) -> pl.DataFrame:
+    """Read `data_dir/name`, checking it exists and has the contract's columns."""
+    path = Path(data_dir) / name
+    if not path.is_file():
+        hint = " (run `recsys build-entities` first)" if name.startswith("entities") else ""
+        if name in schemas.TEXTUALIZE_FILES:
+            hint = " (run `recsys textualize` first)"
+        raise RecsysError(f"{path}: file not found{hint}", exit_code=2)
+    try:
+        df = pl.read_parquet(path, columns=columns)
+    except Exception as exc:  # corrupt or not Parquet
+        raise RecsysError(f"{path}: not a readable Parquet file ({type(exc).__name__})", exit_code=2)
+    schema = schemas.SCHEMAS.get(name)
+    if schema is not None:
+        want = columns or list(schema)
+        missing = [c for c in want if c in schema and c not in df.columns]
+        if missing:
+            raise RecsysError(f"{path}: missing columns {missing}; expected {list(schema)}", exit_code=2)
+    return df
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextmanager
+def atomic_dir(final: Path, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it replaces `final`, on failure it
+    is removed, so no half-written output directory is ever left behind."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        if not overwrite:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise RecsysError(f"{final}: already exists")
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def manifest(command: str, options: dict[str, Any], inputs: list[Path], rows: dict[str, int]) -> dict:
+    """The manifest.json payload: command, version, resolved options, input hashes, rows.
+    Contains nothing time- or host-dependent so artifacts stay byte-identical."""
+    from recsys_cli import __version__
+
+    return {
+        "command": command,
+        "version": __version__,
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in sorted(options.items())},
+        "inputs": [{"path": str(p), "name": Path(p).name, "sha256": file_sha256(Path(p))} for p in inputs],
+        "rows": rows,
+    }
