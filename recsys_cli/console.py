@@ -18,8 +18,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-out = Console(file=sys.stdout, soft_wrap=True)
-err = Console(file=sys.stderr, soft_wrap=True)
+out = Console(soft_wrap=True)  # follows sys.stdout at print time (tests redirect it)
+err = Console(stderr=True, soft_wrap=True)
 
 _quiet = False
 

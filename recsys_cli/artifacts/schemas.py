@@ -27,6 +27,8 @@ CKPT_CONFIG = "recsys_checkpoint.json"  # base model, fingerprint, positions mod
 CKPT_METRICS = "metrics.jsonl"
 CKPT_STATE = "train_state"  # optimizer/scheduler/rng state for --resume
 PREDICTIONS_DIR = "predictions"  # C/predictions/<split>.parquet
+PREDICTIONS_FILE = "{split}.parquet"  # infer default output inside PREDICTIONS_DIR
+PREDICTIONS_UNCONSTRAINED_FILE = "{split}.unconstrained.parquet"  # infer --unconstrained (grounded free text)
 
 # --- enumerations -----------------------------------------------------------------------
 FAMILIES = ("rating", "sequential", "explanation", "review", "direct")
@@ -85,6 +87,18 @@ ENTITIES_SCHEMA = {
     "token_ids": pl.List(pl.Int64),  # in-context form (as the entity appears after a space)
     "item_ids": pl.List(pl.Utf8),  # items this entity names (title) or describes (category/brand)
 }
+ENTITIES_MINHASH_SCHEMA = {  # written by `build-entities`: one row per item title
+    "entity_id": pl.Utf8,
+    "item_id": pl.Utf8,
+    "text": pl.Utf8,
+    "signature": pl.List(pl.UInt64),  # datasketch MinHash hashvalues (char 3-grams, seed 1)
+}
+NEAR_DUPLICATES_SCHEMA = {  # written by `build-entities`: one row per member of a cluster
+    "cluster": pl.Int64,
+    "entity_id": pl.Utf8,
+    "item_id": pl.Utf8,
+    "text": pl.Utf8,
+}
 PREDICTIONS_SCHEMA = {
     "prompt_id": pl.Utf8,
     "family": pl.Utf8,
@@ -104,6 +118,8 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     CORPUS: CORPUS_SCHEMA,
     PROMPTS: PROMPTS_SCHEMA,
     ENTITIES: ENTITIES_SCHEMA,
+    ENTITIES_MINHASH: ENTITIES_MINHASH_SCHEMA,
+    NEAR_DUPLICATES: NEAR_DUPLICATES_SCHEMA,
 }
 
 # what `textualize` writes (in this order)

@@ -1,0 +1,173 @@
+"""Inference speed figures, measured side by side in one run on the embedded SmolLM2-135M.
+
+    python bench/infer.py                 # ~3-5 min on 2 CPU cores; writes bench/results/infer.json
+    python bench/infer.py --quick         # fewer repetitions
+
+1. dynamic positions: greedy decoding, batch 8, with the trie-driven intra ids vs without (target <= 5% cost)
+2. constrained beam search (k = beams = 10) vs unconstrained with the same beams: time per decoding step (target >= 0.9x)
+3. 100 candidates: shared prompt KV cache vs one full forward per candidate (target >= 3x)
+4. constrained top-10 lists: 100% real item ids, no duplicates
+Prompts are built from real Toys titles (fixtures/amazon/toys/meta.jsonl).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+
+def timed(fn, reps: int) -> list[float]:
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="base model (default: embedded SmolLM2-135M-Instruct)")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    import torch
+
+    from recsys_cli.data import masking
+    from recsys_cli.inference import decode, scoring
+    from recsys_cli.inference.positions import dynamic_intra
+    from recsys_cli.inference.trie import TokenTrie
+    from recsys_cli.modeling import build_attention_mask, load_base_for_inference
+
+    reps = 2 if args.quick else 4
+    lm, tok, cfg = load_base_for_inference(args.model)
+    sp = masking.SpecialIds.from_tokenizer(tok)
+    metas = [json.loads(x) for x in (ROOT / "fixtures/amazon/toys/meta.jsonl").read_text().splitlines()]
+    titles = {m["asin"]: m["title"] for m in metas if m.get("title")}
+    ids = list(titles)
+    toks = {i: tok(" " + titles[i], add_special_tokens=False)["input_ids"] for i in ids}
+    trie = TokenTrie((t, i) for i, t in toks.items())
+
+    def prompt(u: int) -> tuple[list[int], list[int]]:
+        hist = [titles[ids[(u * 7 + j) % len(ids)]] for j in range(4)]
+        text = f"Shopping timeline for user_{u}: {'; '.join(hist)}. Continue the timeline with one item."
+        d = masking.tokenize_document(text, [], tok)
+        n = len(d.ids)
+        ex = masking.build_example(d.ids, d.entity_spans, [(n, n)], sp.g_m, sp, "prompt")
+        return ex.input_ids[: ex.part_a_len], ex.intra[: ex.part_a_len]
+
+    batch8 = [prompt(u) for u in range(8)]
+    results: dict = {}
+    checks = []
+    def note(msg: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+    with torch.inference_mode():
+        note("dynamic positions")
+        # 1. dynamic positions cost (greedy, batch 8, 32 new tokens), interleaved repetitions
+        def gen(dynamic: bool):
+            st = decode.prefill(lm, [p[0] for p in batch8], [p[1] for p in batch8], sp.start, trie, dynamic=dynamic)
+            return decode.greedy(lm, st, [], 32)
+
+        gen(True)
+        t_dyn, t_off = [], []
+        for _ in range(reps):
+            t_dyn += timed(lambda: gen(True), 1)
+            t_off += timed(lambda: gen(False), 1)
+        dyn, off = statistics.median(t_dyn), statistics.median(t_off)
+        results["dynamic_positions"] = {"with_s": dyn, "without_s": off, "overhead": dyn / off - 1, "batch": 8, "new_tokens": 32}
+        checks.append({"name": "dynamic positions overhead (greedy, batch 8)", "value": round(dyn / off - 1, 4), "target": "<= 0.05", "ok": dyn / off - 1 <= 0.05})
+
+        note(f"dynamic {dyn:.2f}s vs off {off:.2f}s; beam search")
+        # 2. constrained vs unconstrained beam search, k = beams = 10, 2 prompts
+        calls = {"n": 0}
+        hook = lm.register_forward_hook(lambda *a: calls.__setitem__("n", calls["n"] + 1))
+        two = batch8[:2]
+        depth = trie.max_depth + 1
+
+        def beams(constrained: bool):
+            calls["n"] = 0
+            st = decode.prefill(lm, [p[0] for p in two], [p[1] for p in two], sp.start, trie)
+            con = decode.Constraint(trie, sp.end) if constrained else None
+            hyps = decode.beam_search(lm, st, 10, 10, sp.end, depth if constrained else 24, con)
+            return hyps, calls["n"] - 1  # decoding steps (prefill excluded)
+
+        per_c, per_u, tot_c, tot_u = [], [], [], []
+        hyps = None
+        for _ in range(max(1, reps // 2)):
+            t0 = time.perf_counter(); hyps, n_c = beams(True); tc = time.perf_counter() - t0
+            t0 = time.perf_counter(); _, n_u = beams(False); tu = time.perf_counter() - t0
+            per_c.append(tc / max(n_c, 1)); per_u.append(tu / max(n_u, 1)); tot_c.append(tc); tot_u.append(tu)
+        hook.remove()
+        speed = statistics.median(per_u) / statistics.median(per_c)
+        results["beam_search"] = {"constrained_s_per_step": statistics.median(per_c), "unconstrained_s_per_step": statistics.median(per_u),
+                                  "constrained_total_s": statistics.median(tot_c), "unconstrained_total_s": statistics.median(tot_u),
+                                  "constrained_steps": n_c, "unconstrained_steps": n_u, "beams": 10, "prompts": 2}
+        checks.append({"name": "constrained / unconstrained beam speed (per step, k=10)", "value": round(speed, 3), "target": ">= 0.9", "ok": speed >= 0.9})
+
+        # 4. validity of the constrained lists
+        lists = [[i for _, _, node in hs for i in trie.payloads[node]][:10] for hs in hyps]
+        real = sum(i in titles for lst in lists for i in lst) / max(1, sum(len(lst) for lst in lists))
+        dup_free = all(len(lst) == len(set(lst)) for lst in lists)
+        results["validity"] = {"lists": len(lists), "items": sum(len(x) for x in lists), "real_fraction": real, "no_duplicates": dup_free}
+        checks.append({"name": "constrained top-10: real item ids", "value": real, "target": "1.0", "ok": real == 1.0})
+        checks.append({"name": "constrained top-10: no duplicates", "value": dup_free, "target": "True", "ok": dup_free})
+
+        note(f"beam per-step {statistics.median(per_c):.3f}s vs {statistics.median(per_u):.3f}s; candidates")
+        # 3. 100 candidates: shared prefix vs one full forward each
+        a, ai = batch8[0]
+        cands = [toks[i] for i in ids[:100]]
+        t_sh = timed(lambda: scoring.score_candidates(lm, a, ai, sp.start, sp.end, cands, trie), reps)
+        shared = scoring.score_candidates(lm, a, ai, sp.start, sp.end, cands, trie)
+
+        def naive():
+            out = []
+            for c in cands:
+                n = len(a)
+                x = torch.tensor([a + [sp.start] + c])
+                inter = torch.tensor([list(range(n)) + [n - 1] * (len(c) + 1)])
+                intra = torch.tensor([ai + dynamic_intra(c, trie)])
+                m = build_attention_mask([n], [x.shape[1]], x.shape[1], torch.float32)
+                lp = torch.log_softmax(lm(x, inter, intra, m).logits[0, n:].float(), -1)
+                out.append(sum(lp[j, t].item() for j, t in enumerate(c + [sp.end])))
+            return out
+
+        t_nv = timed(naive, max(1, reps // 2))
+        ref = naive()
+        diff = max(abs(x - y) for x, y in zip(shared, ref))
+        ratio = statistics.median(t_nv) / statistics.median(t_sh)
+        results["candidates"] = {"shared_s": statistics.median(t_sh), "separate_s": statistics.median(t_nv), "speedup": ratio,
+                                 "candidates": 100, "prompt_tokens": len(a), "max_abs_logprob_diff": diff}
+        checks.append({"name": "shared-prefix scoring speedup (100 candidates)", "value": round(ratio, 2), "target": ">= 3", "ok": ratio >= 3})
+    report = {
+        "stage": "infer",
+        "model": cfg.get("base_model"),
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(), "platform": platform.platform(), "python": platform.python_version()},
+        "results": results,
+        "checks": checks,
+    }
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "infer.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"infer bench ({cfg.get('base_model')}, {os.cpu_count()} CPUs, torch {torch.__version__})")
+    for col in ("figure", "value", "target", "ok"):
+        table.add_column(col)
+    for c in checks:
+        table.add_row(c["name"], str(c["value"]), c["target"], "yes" if c["ok"] else "NO")
+    Console().print(table)
+    Console().print_json(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Pretrain speed: GLM objective vs plain causal-LM LoRA, batch-construction share, and the
+embedded SmolLM2 at batch 4 x 256 with and without activation checkpointing (s/step, peak RSS).
+
+    python bench/pretrain.py --data runs/toys                # writes bench/results/pretrain.json
+    python bench/pretrain.py --data runs/toys --steps 2 --model fixtures/tiny-model   # quick
+
+Each memory configuration runs in its own subprocess so peak RSS is per configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+
+def _setup(model: str, data: str, length: int, batch: int, gc: bool):
+    import torch
+
+    from recsys_cli.data.masking import SpecialIds
+    from recsys_cli.training.data import ExampleStream, load_sources
+    from recsys_cli.training.loop import build_model
+    from recsys_cli.training.recipe import load_recipe
+
+    r = load_recipe(None, {"model": model, "max_length": length, "batch_size": batch, "gradient_checkpointing": gc, "lora_dropout": 0.0, "precision": "fp32"})
+    torch.manual_seed(0)
+    lm, tok, _, _ = build_model(r, "cpu")
+    stream = ExampleStream(load_sources(data, tok, 8), r, SpecialIds.from_tokenizer(tok))
+    opt = torch.optim.AdamW([p for p in lm.parameters() if p.requires_grad], lr=1e-4)
+    return r, lm, tok, stream, opt
+
+
+def _batch(stream, tok, step: int, batch: int, length: int, fixed: bool):
+    import torch
+
+    from recsys_cli.training.data import collate
+
+    exs = [stream.example(step * batch + j) for j in range(batch)]
+    b = collate(exs, tok.pad_token_id, torch.float32, pad_multiple=length if fixed else 8)
+    return b
+
+
+def _glm_step(lm, opt, b):
+    out = lm(b["input_ids"], b["inter"], b["intra"], b["attn_mask_4d"], labels=b["labels"])
+    out.loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def _causal_step(lm, opt, b):
+    import torch
+
+    ids = b["input_ids"]  # [B, L]
+    am = (torch.arange(ids.shape[1])[None] < b["lengths"][:, None]).long()  # [B, L]
+    labels = ids.masked_fill(am == 0, -100)  # HF shifts internally
+    out = lm.base(input_ids=ids, attention_mask=am, labels=labels)
+    out.loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def ratio(args) -> dict:
+    """GLM vs causal on the same model, data and batch, alternating steps in one run."""
+    r, lm, tok, stream, opt = _setup(args.model, args.data, args.length, args.batch, False)
+    t_glm, t_causal, t_build = [], [], []
+    for s in range(args.steps + 1):
+        t0 = time.perf_counter()
+        b = _batch(stream, tok, s, args.batch, args.length, True)
+        t1 = time.perf_counter()
+        _glm_step(lm, opt, b)
+        t2 = time.perf_counter()
+        _causal_step(lm, opt, b)
+        t3 = time.perf_counter()
+        if s:  # the first step warms up
+            t_build.append(t1 - t0)
+            t_glm.append(t2 - t1)
+            t_causal.append(t3 - t2)
+    g, c, bt = sum(t_glm) / len(t_glm), sum(t_causal) / len(t_causal), sum(t_build) / len(t_build)
+    return {
+        "model": args.model, "batch": f"{args.batch}x{args.length}", "steps": args.steps,
+        "glm_s_per_step": round(g, 3), "causal_s_per_step": round(c, 3),
+        "glm_throughput_vs_causal": round(c / g, 3), "batch_build_s": round(bt, 4),
+        "batch_build_share_of_step": round(bt / (bt + g), 4),
+    }
+
+
+def memory_child(args) -> dict:
+    r, lm, tok, stream, opt = _setup(args.model, args.data, args.length, args.batch, args.gc)
+    times = []
+    for s in range(args.steps + 1):
+        b = _batch(stream, tok, s, args.batch, args.length, True)
+        t0 = time.perf_counter()
+        _glm_step(lm, opt, b)
+        if s:
+            times.append(time.perf_counter() - t0)
+    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
+    return {"gradient_checkpointing": args.gc, "s_per_step": round(sum(times) / len(times), 2), "peak_rss_gb": round(rss_gb, 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--model", default="embedded")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--length", type=int, default=256)
+    ap.add_argument("--child", choices=["memory"], help=argparse.SUPPRESS)
+    ap.add_argument("--gc", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--skip-memory", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.child:
+        print(json.dumps(memory_child(args)))
+        return
+    import torch
+
+    res = {
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "platform": platform.platform(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "note": "CPU only: no GPU in this session, so the single-GPU recipe figures are not measured.",
+        "ratio": ratio(args),
+    }
+    print(json.dumps(res["ratio"], indent=2), flush=True)
+    if not args.skip_memory:
+        res["memory"] = []
+        for gc in (False, True):
+            cmd = [sys.executable, __file__, "--child", "memory", "--data", args.data, "--model", args.model, "--steps", str(args.steps), "--batch", str(args.batch), "--length", str(args.length)] + (["--gc"] if gc else [])
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+            res["memory"].append(json.loads(out))
+            print(out, flush=True)
+    res["targets"] = {"glm_throughput_vs_causal": ">= 0.95", "batch_build_share_of_step": "< 0.05", "s_per_step": "<= 15", "peak_rss_gb": "<= 6.5 (<= 3.5 with checkpointing)"}
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "pretrain.json").write_text(json.dumps(res, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Textualize speed and memory: full P5 Toys and a synthetic 10M-interaction table.
+
+    python bench/textualize.py                 # both (the table part takes minutes)
+    python bench/textualize.py --only toys     # just the P5 Toys figure
+    python bench/textualize.py --interactions 1000000   # a smaller synthetic table
+
+Each run is a separate `recsys textualize ...` process; wall time and that process's peak
+RSS (ru_maxrss) are printed and written to bench/results/textualize.json with the machine.
+Targets: Toys <= 10 s and <= 2 GB with 19,412 users / 11,924 items / 167,597 interactions;
+10M-row table <= 180 s and <= 8 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TOYS = ROOT.parent / "shared" / "data" / "amazon" / "toys"
+
+CHILD = (
+    "import json, resource, sys, time\n"
+    "from recsys_cli.main import main\n"
+    "t = time.perf_counter(); code = 0\n"
+    "try:\n    main(sys.argv[1:])\n"
+    "except SystemExit as e:\n    code = e.code or 0\n"
+    "wall = time.perf_counter() - t\n"
+    "sys.stderr.write('\\nBENCH ' + json.dumps({'code': code, 'wall_in_process_s': wall, "
+    "'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
+    "'cpu_s': resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime}) + '\\n')\n"
+)
+
+
+def run(args: list[str]) -> dict:
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    line = [x for x in proc.stderr.splitlines() if x.startswith("BENCH ")]
+    if proc.returncode != 0 or not line:
+        raise SystemExit(f"bench run failed: {proc.stderr[-2000:]}")
+    res = json.loads(line[-1][6:])
+    res["wall_s"] = round(wall, 2)
+    res["summary"] = json.loads(proc.stdout)
+    return res
+
+
+def synthetic(dirpath: Path, n_inter: int, seed: int = 0) -> list[str]:
+    """Users with 500 distinct items each (item = (a + b*k) mod a prime catalogue size), ratings,
+    increasing timestamps, an item table with titles/categories and a user table with features."""
+    rng = np.random.default_rng(seed)
+    per_user, n_items = 500, 20011
+    n_users = max(1, n_inter // per_user)
+    a = rng.integers(0, n_items, n_users)[:, None]
+    b = rng.integers(1, n_items, n_users)[:, None]
+    items = (a + b * np.arange(per_user)[None, :]) % n_items  # [U, 500], distinct per row
+    ts = 1_300_000_000 + np.cumsum(rng.integers(60, 86400, size=(n_users, per_user)), axis=1)
+    pl.DataFrame({
+        "user": np.repeat(np.arange(n_users), per_user).astype(str),
+        "item": items.reshape(-1).astype(str),
+        "ts": ts.reshape(-1),
+        "stars": rng.integers(1, 6, n_users * per_user).astype(np.float64),
+    }).write_parquet(dirpath / "inter.parquet")
+    cats = np.array(["Board Games", "Puzzles", "Dolls", "Outdoor Play", "Arts & Crafts", "Building Toys", "Card Games"])
+    pl.DataFrame({
+        "item": np.arange(n_items).astype(str),
+        "title": [f"Synthetic toy {i}" for i in range(n_items)],
+        "categories": cats[np.arange(n_items) % len(cats)],
+    }).write_parquet(dirpath / "items.parquet")
+    pl.DataFrame({
+        "user": np.arange(n_users).astype(str),
+        "age": rng.integers(18, 70, n_users),
+        "gender": np.array(["F", "M"])[rng.integers(0, 2, n_users)],
+    }).write_parquet(dirpath / "users.parquet")
+    return ["--interactions", str(dirpath / "inter.parquet"), "--items", str(dirpath / "items.parquet"),
+            "--users", str(dirpath / "users.parquet"), "--user-col", "user", "--item-col", "item",
+            "--time-col", "ts", "--rating-col", "stars"]
+
+
+def machine() -> dict:
+    try:
+        import torch
+
+        tv = torch.__version__
+    except ImportError:
+        tv = None
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "torch": tv, "polars": pl.__version__, "load_avg_1m_at_start": os.getloadavg()[0]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=["toys", "table"])
+    ap.add_argument("--interactions", type=int, default=10_000_000)
+    args = ap.parse_args()
+    result: dict = {"machine": machine(), "checks": []}
+    with tempfile.TemporaryDirectory(prefix="bench-textualize-") as tmp:
+        tmp = Path(tmp)
+        if args.only in (None, "toys"):
+            r = run(["textualize", "amazon", "--category", "toys", "--data-dir", str(TOYS), "--out", str(tmp / "toys"), "--quiet", "--json"])
+            s = r["summary"]
+            counts = (s["users"], s["items"], s["interactions"])
+            print(f"P5 Toys: users/items/interactions {counts}, documents {s['documents']}, prompts {s['prompts']}")
+            print(f"P5 Toys: wall {r['wall_s']:.2f} s (target <= 10), CPU {r['cpu_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB (target <= 2048)")
+            result["toys"] = {k: v for k, v in r.items() if k != "summary"} | {"counts": counts, "documents": s["documents"], "prompts": s["prompts"]}
+            result["checks"] += [
+                {"name": "P5 Toys counts", "value": list(counts), "target": [19412, 11924, 167597], "ok": counts == (19412, 11924, 167597)},
+                {"name": "P5 Toys wall s", "value": r["wall_s"], "target": "<= 10", "ok": r["wall_s"] <= 10},
+                {"name": "P5 Toys peak RSS MB", "value": round(r["peak_rss_mb"]), "target": "<= 2048", "ok": r["peak_rss_mb"] <= 2048},
+            ]
+        if args.only in (None, "table"):
+            t = time.perf_counter()
+            targs = synthetic(tmp, args.interactions)
+            gen = time.perf_counter() - t
+            r = run(["textualize", "table", *targs, "--out", str(tmp / "table"), "--quiet", "--json"])
+            s = r["summary"]
+            print(f"table ({args.interactions:,} synthetic interactions, generated in {gen:.1f} s): users {s['users']:,}, "
+                  f"interactions {s['interactions']:,}, documents {s['documents']:,}, prompts {s['prompts']:,}")
+            print(f"table: wall {r['wall_s']:.1f} s (target <= 180), CPU {r['cpu_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB (target <= 8192)")
+            result["table"] = {k: v for k, v in r.items() if k != "summary"} | {
+                "interactions": s["interactions"], "users": s["users"], "documents": s["documents"], "prompts": s["prompts"]}
+            if args.interactions >= 10_000_000:
+                result["checks"] += [
+                    {"name": "10M table wall s", "value": r["wall_s"], "target": "<= 180", "ok": r["wall_s"] <= 180},
+                    {"name": "10M table peak RSS MB", "value": round(r["peak_rss_mb"]), "target": "<= 8192", "ok": r["peak_rss_mb"] <= 8192},
+                ]
+    out = HERE / "results" / "textualize.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(out.read_text()) if out.exists() else {}
+    if args.only:  # keep the other half's figures from an earlier run
+        keep = "table" if args.only == "toys" else "toys"
+        if keep in old:
+            result[keep] = old[keep]
+            result["checks"] = [c for c in old.get("checks", []) if c["name"].startswith("P5" if keep == "toys" else "10M")] + result["checks"]
+    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

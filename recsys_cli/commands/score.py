@@ -1,0 +1,96 @@
+"""`recsys score`: the paper's tables from predictions files, seen and unseen templates apart.
+
+    recsys score --data runs/toys --predictions runs/ckpt/predictions/test.parquet
+    recsys score --data runs/toys --compare runs/pop.parquet runs/sasrec.parquet --task sequential
+    recsys score --data runs/toys --predictions a.parquet --p5-compatible --markdown table.md --plot table.png
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from recsys_cli import console
+from recsys_cli.options import DataDir, Json, Quiet
+
+P5_NOTE = (
+    "p5-compatible: BLEU = sacrebleu tokenize=none smooth=none; ROUGE on space tokens, unique n-grams, "
+    "ROUGE-L beta=P/R, empty outputs skipped"
+)
+STD_NOTE = (
+    "standard: BLEU = sacrebleu 13a + exp smoothing; ROUGE = rouge-score F1 (no stemmer), empty outputs score 0; "
+    "ranking: one ground truth, log2 discount; rating clipped to [1, 5]"
+)
+
+
+def command(
+    data: DataDir,
+    predictions: Annotated[
+        Optional[list[Path]], typer.Option("--predictions", "-p", help="Predictions file (repeatable).")
+    ] = None,
+    files: Annotated[
+        Optional[list[Path]], typer.Argument(help="More predictions files (with --compare: one table, in this order).")
+    ] = None,
+    compare: Annotated[
+        bool, typer.Option("--compare", help="Compare several predictions files: --compare A.parquet B.parquet ...")
+    ] = False,
+    task: Annotated[str, typer.Option("--task", help="rating|sequential|explanation|review|direct|all")] = "all",
+    p5_compatible: Annotated[bool, typer.Option("--p5-compatible", help="Reproduce P5's BLEU/ROUGE conventions.")] = False,
+    markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Also write the tables as Markdown.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the comparison as a PNG (matplotlib).")] = None,
+    as_json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Score predictions against R/prompts.parquet: one table per task, seen/unseen rows."""
+    from recsys_cli.errors import RecsysError
+    from recsys_cli.evaluation import tables
+    from recsys_cli.evaluation.scoring import score_files
+
+    console.set_quiet(quiet)
+    paths = list(predictions or []) + list(files or [])
+    if not paths:
+        raise typer.BadParameter("give --predictions FILE (repeatable) or --compare FILE FILE ...")
+    if compare and len(paths) < 2:
+        raise typer.BadParameter("--compare needs at least two predictions files")
+    rows = score_files(data, paths, task=task, p5=p5_compatible)
+    if not rows:
+        raise RecsysError(f"no predictions of task {task!r} found in {', '.join(map(str, paths))}", 1)
+    note = P5_NOTE if p5_compatible else STD_NOTE
+    if markdown_out is not None:
+        _write_text(markdown_out, tables.markdown(rows, note))
+    if plot is not None:
+        from recsys_cli.evaluation.plot import plot_rows
+
+        plot_rows(rows, plot)
+    if as_json:
+        clean = [{**r, "metrics": {k: _finite(v) for k, v in r["metrics"].items()}} for r in rows]
+        console.print_json({"convention": "p5" if p5_compatible else "standard", "note": note, "rows": clean})
+        return
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    for table in tables.rich_tables(rows, note):
+        if console.out.is_terminal:
+            console.print_table(table)
+            continue
+        # piped or captured: print at the table's natural width, never squeezing figures into "…"
+        need = Measurement.get(console.out, console.out.options.update(max_width=1000), table).maximum
+        Console(width=max(console.out.width, need), soft_wrap=True).print(table)
+
+
+def _finite(value):
+    """NaN (e.g. RMSE with every output unparsable) becomes null: JSON has no NaN."""
+    return None if isinstance(value, float) and value != value else value
+
+
+def _write_text(path: Path, text: str) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,387 @@
+"""The entity pool: items, categories, brands and feature values as whole units.
+
+    recsys build-entities --data runs/toys
+    python -c "from recsys_cli.data.entities import EntityTrie; t = EntityTrie.load('runs/toys'); print(len(t))"
+
+* `build_pool` collects one row per distinct entity from items.parquet (titles, categories,
+  brands) and from the entity spans of corpus.parquet / prompts.parquet (features, ...).
+* Token ids are the *in-context* ids: the tokens of `" " + text` (entities in documents
+  almost always follow a space, and a BPE tokenizer gives " Gloom" and "Gloom" different
+  ids). `in_context_agreement` measures how often that matches the tokens of real spans.
+* Item titles get MinHash signatures (character 3-grams) saved beside the pool; they find
+  near-duplicate titles (reported, items stay apart) and ground free text to an item id.
+* `EntityTrie` (pygtrie, rebuilt from entities.parquet on load, no pickle) keeps a node
+  table beside the pygtrie so generation steps from the current node in O(1).
+* `DynamicIntra` / `intra_ids_dynamic`: the intra-position rule of docs/ARCHITECTURE.md,
+  decided token by token with the trie (paper Fig. 2).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import polars as pl
+
+from recsys_cli.artifacts import schemas
+from recsys_cli.artifacts.io import read_artifact
+from recsys_cli.data.text import norm_key
+from recsys_cli.errors import RecsysError
+
+MINHASH_SEED = 1
+MINHASH_PERM = 64
+SHINGLE = 3
+_NON_WORD = re.compile(r"[^0-9a-z]+")
+
+
+# --- pool -----------------------------------------------------------------------------------
+
+
+def _add(pool: dict[str, dict], entity_id: str, kind: str, text: str, item_id: str | None) -> None:
+    row = pool.get(entity_id)
+    if row is None:
+        row = pool[entity_id] = {"entity_id": entity_id, "kind": kind, "text": text, "item_ids": set()}
+    if item_id is not None:
+        row["item_ids"].add(item_id)
+
+
+def _span_entities(data_dir: Path) -> list[tuple[str, str, str]]:
+    """(entity_id, kind, text of its first occurrence) for every entity id used in the entity
+    spans of corpus.parquet and prompts.parquet (vectorised: millions of spans on full data)."""
+    frames = []
+    sources = [(schemas.CORPUS, [("text", "entities")]), (schemas.PROMPTS, [("source", "source_entities"), ("target", "target_entities")])]
+    for name, pairs in sources:
+        path = Path(data_dir) / name
+        if not path.is_file():
+            continue
+        for text_col, ent_col in pairs:
+            lf = pl.scan_parquet(path).select(pl.col(text_col).alias("doc"), pl.col(ent_col).alias("e")).with_row_index("row")
+            first = (
+                lf.select("row", "e")
+                .explode("e")
+                .drop_nulls("e")
+                .unnest("e")
+                .filter(pl.col("kind").is_in(list(schemas.ENTITY_KINDS)))
+                .unique("entity_id", keep="first", maintain_order=True)
+            )
+            f = first.join(lf.select("row", "doc"), on="row", how="left").select(
+                "entity_id", "kind", pl.col("doc").str.slice(pl.col("start"), pl.col("end") - pl.col("start")).alias("text")
+            )
+            frames.append(f)
+    if not frames:
+        return []
+    try:
+        out = pl.concat(frames).unique("entity_id", keep="first", maintain_order=True).collect()
+    except Exception as exc:  # corrupt file or columns not as the contract says
+        raise RecsysError(f"{data_dir}: cannot read entity spans of corpus/prompts ({type(exc).__name__}: {exc})", exit_code=2)
+    return list(out.iter_rows())
+
+
+def build_pool(data_dir: Path) -> list[dict[str, Any]]:
+    """Distinct entities (entity_id, kind, text, item_ids) sorted by kind then id."""
+    items = read_artifact(data_dir, schemas.ITEMS, ["item_id", "title", "categories", "brand"])
+    pool: dict[str, dict] = {}
+    for item_id, title, cats, brand in items.iter_rows():
+        if title:
+            _add(pool, f"item:{item_id}", "item", title, item_id)
+        for cat in cats or []:
+            if cat:
+                _add(pool, f"category:{norm_key(cat)}", "category", cat, item_id)
+        if brand:
+            _add(pool, f"brand:{norm_key(brand)}", "brand", brand, item_id)
+    for eid, kind, text in _span_entities(data_dir):
+        if eid not in pool:
+            _add(pool, eid, kind, text, None)
+    order = {k: i for i, k in enumerate(schemas.ENTITY_KINDS)}
+    rows = sorted(pool.values(), key=lambda r: (order.get(r["kind"], 99), r["entity_id"]))
+    for r in rows:
+        r["item_ids"] = sorted(r["item_ids"])
+    return rows
+
+
+def in_context_ids(texts: Sequence[str], tokenizer: Any) -> list[list[int]]:
+    """Token ids of each entity as it appears after a space in running text."""
+    from recsys_cli.data.masking import encode_batch
+
+    return encode_batch(tokenizer, [" " + t for t in texts])[0] if texts else []
+
+
+def in_context_agreement(data_dir: Path, token_ids: dict[str, list[int]], tokenizer: Any, max_docs: int = 200) -> dict[str, int]:
+    """Compare stored ids with the tokens entity spans really get inside the first
+    `max_docs` corpus documents: {'spans': checked, 'match': equal}."""
+    from recsys_cli.data.masking import tokenize_documents
+
+    path = Path(data_dir) / schemas.CORPUS
+    if not path.is_file():
+        return {"spans": 0, "match": 0}
+    df = pl.scan_parquet(path).select("text", "entities").head(max_docs).collect()
+    texts = df["text"].to_list()
+    ents = [sorted(e or [], key=lambda x: (x["start"], x["end"])) for e in df["entities"].to_list()]
+    checked = match = 0
+    for doc, es in zip(tokenize_documents(texts, ents, tokenizer), ents):
+        if len(doc.entity_spans) != len(es):  # overlapping spans were dropped; skip the doc
+            continue
+        for (s, t), e in zip(doc.entity_spans, es):
+            want = token_ids.get(e["entity_id"])
+            if want is not None:
+                checked += 1
+                match += doc.ids[s:t] == list(want)
+    return {"spans": checked, "match": match}
+
+
+def load_text_tokenizer(spec: Any, trust_remote_code: bool = False) -> Any:
+    """The Rust tokenizer of a model (`tokenizers.Tokenizer` from tokenizer.json: no torch or
+    transformers import, ~10x faster to load); falls back to the Hugging Face tokenizer when
+    the directory has no tokenizer.json. Plain-text ids equal AutoTokenizer's (tested)."""
+    path = Path(spec.path) / "tokenizer.json"
+    if path.is_file() and not trust_remote_code:
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(path))
+    from recsys_cli.models.registry import load_tokenizer
+
+    return load_tokenizer(spec, trust_remote_code=trust_remote_code)
+
+
+# --- MinHash --------------------------------------------------------------------------------
+
+
+def shingles(text: str, k: int = SHINGLE) -> list[bytes]:
+    """Character k-grams of the lower-cased alphanumeric words (joined by one space)."""
+    norm = _NON_WORD.sub(" ", text.lower()).strip()
+    if len(norm) <= k:
+        return [norm.encode()] if norm else []
+    return [norm[i : i + k].encode() for i in range(len(norm) - k + 1)]
+
+
+class MinHasher:
+    """datasketch MinHash with permutations built once (creating them per text is slow)."""
+
+    def __init__(self, num_perm: int = MINHASH_PERM, seed: int = MINHASH_SEED):
+        from datasketch import MinHash
+
+        self._cls = MinHash
+        self.num_perm, self.seed = num_perm, seed
+        template = MinHash(num_perm=num_perm, seed=seed)
+        self._perm, self.scheme = template.permutations, template.scheme
+
+    def minhash(self, text: str):
+        m = self._cls(num_perm=self.num_perm, seed=self.seed, permutations=self._perm, scheme=self.scheme)
+        sh = shingles(text)
+        if sh:
+            m.update_batch(sh)
+        return m
+
+    def signatures(self, texts: Sequence[str]) -> np.ndarray:
+        """[N, num_perm] uint64 signatures (one MinHash object, cleared between texts)."""
+        out = np.empty((len(texts), self.num_perm), dtype=np.uint64)
+        m = self._cls(num_perm=self.num_perm, seed=self.seed, permutations=self._perm, scheme=self.scheme)
+        for i, t in enumerate(texts):
+            m.clear()
+            sh = shingles(t)
+            if sh:
+                m.update_batch(sh)
+            out[i] = m.hashvalues
+        return out
+
+
+def near_duplicate_clusters(sigs: np.ndarray, threshold: float, num_perm: int, seed: int = MINHASH_SEED) -> list[list[int]]:
+    """Groups (row indices, each sorted, >= 2 members) of titles whose estimated Jaccard
+    similarity reaches `threshold`, found with MinHash LSH and joined transitively."""
+    from datasketch import LeanMinHash, MinHashLSH
+
+    # candidates from a looser LSH (better recall near the threshold), verified on signatures
+    lsh = MinHashLSH(threshold=max(0.1, 0.75 * threshold), num_perm=num_perm)
+    hashes = [LeanMinHash(seed=seed, hashvalues=s, scheme="affine32") for s in sigs]
+    for i, h in enumerate(hashes):
+        lsh.insert(i, h)
+    parent = list(range(len(hashes)))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for i, h in enumerate(hashes):
+        for j in lsh.query(h):
+            if j != i and np.mean(sigs[i] == sigs[j]) >= threshold:
+                a, b = find(i), find(j)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(hashes)):
+        groups.setdefault(find(i), []).append(i)
+    return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: g[0])
+
+
+class Grounder:
+    """Free text -> item id, with the saved MinHash signatures (exact title match first)."""
+
+    def __init__(self, item_ids: list[str], texts: list[str], sigs: np.ndarray, seed: int = MINHASH_SEED):
+        self.item_ids, self.texts, self.sigs = item_ids, texts, sigs
+        self.hasher = MinHasher(sigs.shape[1] if sigs.size else MINHASH_PERM, seed)
+        self._exact: dict[str, str] = {}
+        for iid, t in zip(item_ids, texts):
+            self._exact.setdefault(_NON_WORD.sub(" ", t.lower()).strip(), iid)
+
+    @classmethod
+    def load(cls, data_dir: Path) -> "Grounder":
+        df = read_artifact(data_dir, schemas.ENTITIES_MINHASH)
+        sigs = np.array(df["signature"].to_list(), dtype=np.uint64).reshape(len(df), -1)
+        return cls(df["item_id"].to_list(), df["text"].to_list(), sigs)
+
+    def ground_text(self, text: str, min_similarity: float = 0.0) -> str | None:
+        """The item whose title is most similar to `text` (None below `min_similarity`)."""
+        hit = self._exact.get(_NON_WORD.sub(" ", text.lower()).strip())
+        if hit is not None:
+            return hit
+        if not len(self.item_ids) or not shingles(text):
+            return None
+        q = self.hasher.minhash(text).hashvalues
+        sim = (self.sigs == q).mean(axis=1)  # [N] estimated Jaccard
+        best = int(np.argmax(sim))
+        return self.item_ids[best] if sim[best] >= min_similarity else None
+
+
+_GROUNDERS: dict[str, Grounder] = {}
+
+
+def ground_text(text: str, data_dir: Path | str, min_similarity: float = 0.0) -> str | None:
+    """`Grounder.load(data_dir).ground_text(text)`, with the grounder cached per directory."""
+    key = str(Path(data_dir).resolve())
+    if key not in _GROUNDERS:
+        _GROUNDERS[key] = Grounder.load(Path(data_dir))
+    return _GROUNDERS[key].ground_text(text, min_similarity)
+
+
+# --- trie -----------------------------------------------------------------------------------
+
+
+class EntityTrie:
+    """Token trie over the entity pool. States are node numbers; `root` is 0.
+
+        trie = EntityTrie.load("runs/toys", kinds=["item"])
+        s = trie.step(trie.root, tok)   # O(1): one dict lookup from the current node
+    """
+
+    root = 0
+
+    def __init__(self, rows: Iterable[dict[str, Any]]):
+        import pygtrie
+
+        self.trie = pygtrie.Trie()  # tuple(token_ids) -> [entity_id, ...]
+        self._children: list[dict[int, int]] = [{}]
+        self._ends: list[list[str]] = [[]]
+        self._items: dict[str, list[str]] = {}
+        self._kinds: dict[str, str] = {}
+        for r in rows:
+            ids = tuple(int(t) for t in r["token_ids"])
+            if not ids:
+                continue
+            eid = r["entity_id"]
+            self._kinds[eid] = r["kind"]
+            if r["kind"] == "item":
+                self._items[eid] = list(r.get("item_ids") or [])
+            self.trie.setdefault(ids, []).append(eid)
+            node = 0
+            for t in ids:
+                nxt = self._children[node].get(t)
+                if nxt is None:
+                    nxt = self._children[node][t] = len(self._children)
+                    self._children.append({})
+                    self._ends.append([])
+                node = nxt
+            self._ends[node].append(eid)
+
+    @classmethod
+    def load(cls, data_dir: Path | str, kinds: Sequence[str] | None = None) -> "EntityTrie":
+        df = read_artifact(Path(data_dir), schemas.ENTITIES)
+        if kinds is not None:
+            bad = [k for k in kinds if k not in schemas.ENTITY_KINDS]
+            if bad:
+                raise RecsysError(f"unknown entity kinds {bad}; expected {', '.join(schemas.ENTITY_KINDS)}")
+            df = df.filter(pl.col("kind").is_in(list(kinds)))
+        return cls(df.iter_rows(named=True))
+
+    def __len__(self) -> int:
+        return len(self._kinds)
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self._children)
+
+    def step(self, state: int, token_id: int) -> int | None:
+        return self._children[state].get(token_id)
+
+    def children(self, state: int) -> list[int]:
+        return list(self._children[state])
+
+    def is_terminal(self, state: int) -> bool:
+        return bool(self._ends[state])
+
+    def entity_ids(self, state: int) -> list[str]:
+        return list(self._ends[state])
+
+    def item_ids(self, state: int) -> list[str]:
+        """Item ids named by the item entities ending at `state`."""
+        return [i for e in self._ends[state] for i in self._items.get(e, [])]
+
+    def walk(self, token_ids: Iterable[int], state: int = 0) -> int | None:
+        for t in token_ids:
+            state = self._children[state].get(t)
+            if state is None:
+                return None
+        return state
+
+    def lookup(self, token_ids: Sequence[int]) -> list[str]:
+        """Entity ids whose token ids are exactly `token_ids` (via pygtrie)."""
+        return list(self.trie.get(tuple(token_ids), []))
+
+
+@dataclass
+class DynamicIntra:
+    """Intra ids for Part B tokens generated after `[START]` (which itself is 1), one beam.
+
+    The first unit continues from `[START]` (2, 3, ...); then a token that is a trie child
+    of the current node continues the entity (previous + 1), any other token starts a new
+    unit at 1 (and a new walk from the root)."""
+
+    trie: EntityTrie
+    after_start: bool = True
+    state: int | None = None
+    prev: int = 0
+    first: bool = field(default=True)
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.state, self.prev, self.first = None, 1 if self.after_start else 0, self.after_start
+
+    def push(self, token_id: int) -> int:
+        children = self.trie._children  # node -> {token: child}: one dict lookup per token
+        if self.state is not None:
+            nxt = children[self.state].get(token_id)
+            if nxt is not None:
+                self.state = nxt
+                self.prev += 1
+                return self.prev
+        self.state = children[0].get(token_id)
+        self.prev = 2 if self.first else 1
+        self.first = False
+        return self.prev
+
+    def clone(self) -> "DynamicIntra":
+        c = DynamicIntra.__new__(DynamicIntra)
+        c.trie, c.after_start, c.state, c.prev, c.first = self.trie, self.after_start, self.state, self.prev, self.first
+        return c
+
+
+def intra_ids_dynamic(token_ids: Sequence[int], trie: EntityTrie, after_start: bool = True) -> list[int]:
+    """Intra ids of the tokens that follow `[START]` in a Part B span (the [START] itself is 1)."""
+    d = DynamicIntra(trie, after_start)
+    return [d.push(t) for t in token_ids]

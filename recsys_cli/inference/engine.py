@@ -1,0 +1,152 @@
+"""Turns prompt rows into prediction rows with a loaded RecsysLM (see runner.mode_of for
+the modes). Prompts are tokenized with the masking library, so Part A and its intra ids are
+exactly what training saw.
+
+    python -m pytest tests/unit/test_inference_engine.py -q
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from recsys_cli.data import masking
+from recsys_cli.inference import decode, scoring
+from recsys_cli.inference.ground import normalize_title, parse_rating
+from recsys_cli.inference.runner import NO_WORDS, YES_WORDS, InferOptions
+from recsys_cli.inference.trie import TokenTrie
+
+
+class Engine:
+    def __init__(self, model, tokenizer, opts: InferOptions, entity_trie: TokenTrie | None,
+                 item_trie: TokenTrie | None, titles: dict[str, str], grounder=None):
+        self.model, self.tok, self.opts = model, tokenizer, opts
+        self.special = masking.SpecialIds.from_tokenizer(tokenizer)
+        self.entity_trie, self.item_trie = entity_trie, item_trie
+        self.titles, self.grounder = titles, grounder  # data.entities.Grounder (unconstrained mode)
+        self.exact_titles = {normalize_title(t) for t in titles.values()}
+        self.end_ids = [self.special.end] + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+        self.banned = sorted(set(tokenizer.all_special_ids) - {self.special.end})
+        self.yes_ids = sorted({self._first(" " + w) for w in YES_WORDS})
+        self.no_ids = sorted({self._first(" " + w) for w in NO_WORDS})
+        self._title_tokens: dict[str, list[int]] = {}
+
+    def _first(self, text: str) -> int:
+        return self.tok(text, add_special_tokens=False)["input_ids"][0]
+
+    # --- prompt -> Part A ---------------------------------------------------------------
+    def part_a(self, rows: Sequence[dict]) -> tuple[list[list[int]], list[list[int]]]:
+        """Part A (prompt + [gM]) token ids and intra ids per row, truncated from the left."""
+        docs = masking.tokenize_documents([r["source"] or "" for r in rows], [r.get("source_entities") or [] for r in rows], self.tok)
+        ids, intra = [], []
+        keep = self.opts.max_prompt_len - 2
+        for d in docs:
+            n = len(d.ids)
+            ex = masking.build_example(d.ids, d.entity_spans, [(n, n)], self.special.g_m, self.special, "prompt")
+            a, ai = ex.input_ids[: ex.part_a_len], ex.intra[: ex.part_a_len]
+            if len(a) > keep + 1:
+                a, ai = a[:-1][-keep:] + a[-1:], ai[:-1][-keep:] + ai[-1:]
+            ids.append(a)
+            intra.append(ai)
+        return ids, intra
+
+    def title_tokens(self, item_id: str) -> list[int]:
+        t = self._title_tokens.get(item_id)
+        if t is None:
+            t = self.tok(" " + (self.titles.get(item_id) or item_id), add_special_tokens=False)["input_ids"]
+            self._title_tokens[item_id] = t
+        return t
+
+    @staticmethod
+    def _row(r: dict, output: str, ranked=None, scores=None, valid=True) -> dict:
+        return {"prompt_id": r["prompt_id"], "family": r["family"], "template_id": r["template_id"], "seen": r["seen"],
+                "output": output, "ranked": ranked, "scores": scores, "valid": bool(valid)}
+
+    # --- modes --------------------------------------------------------------------------
+    def run(self, mode: str, rows: list[dict], excluded: list[set]) -> list[dict]:
+        import torch
+
+        with torch.inference_mode():
+            return getattr(self, f"_{mode}")(rows, excluded)
+
+    def _state(self, rows, trie):
+        a, ai = self.part_a(rows)
+        return decode.prefill(self.model, a, ai, self.special.start, trie, dynamic=self.opts.dynamic)
+
+    def _candidates(self, rows, excluded):
+        out = []
+        a, ai = self.part_a(rows)
+        for r, pa, pai, excl in zip(rows, a, ai, excluded):
+            cands = [c for c in r["candidates"] if c not in excl]
+            toks = [self.title_tokens(c) for c in cands]
+            s = scoring.score_candidates(self.model, pa, pai, self.special.start, self.special.end, toks,
+                                         self.entity_trie, dynamic=self.opts.dynamic)
+            order = sorted(range(len(cands)), key=lambda i: -s[i])
+            ranked = [cands[i] for i in order]
+            out.append(self._row(r, self.titles.get(ranked[0], ranked[0]) if ranked else "", ranked, [s[i] for i in order], bool(ranked)))
+        return out
+
+    def _yesno(self, rows, excluded):
+        a, ai = self.part_a(rows)
+        res = scoring.yes_no(self.model, a, ai, self.special.start, self.yes_ids, self.no_ids)
+        target_case = [(r.get("target") or "yes").strip()[:1].isupper() for r in rows]
+        out = []
+        for r, (y, n), upper in zip(rows, res, target_case):
+            word = "yes" if y >= n else "no"
+            out.append(self._row(r, word.capitalize() if upper else word, None, [y, n], True))
+        return out
+
+    def _items(self, rows, excluded):
+        o = self.opts
+        beams = max(o.beams, o.top_k)
+        if o.unconstrained:
+            st = self._state(rows, self.entity_trie)
+            depth = self.item_trie.max_depth + 1 if self.item_trie is not None else o.max_new_tokens
+            hyps = decode.beam_search(self.model, st, beams, beams, self.special.end, depth, banned=self.banned)
+            return [self._ground(r, h, excl) for r, h, excl in zip(rows, hyps, excluded)]
+        st = self._state(rows, self.entity_trie)
+        con = decode.Constraint(self.item_trie, self.special.end)
+        hyps = decode.beam_search(self.model, st, beams, o.top_k, self.special.end, self.item_trie.max_depth + 1, con, excluded)
+        out = []
+        for r, hs, excl in zip(rows, hyps, excluded):
+            ranked, scores, seen = [], [], set()
+            for s, _, node in hs:
+                for iid in self.item_trie.payloads[node]:
+                    if iid not in seen and iid not in excl:
+                        seen.add(iid)
+                        ranked.append(str(iid))
+                        scores.append(s)
+            ranked, scores = ranked[: o.top_k], scores[: o.top_k]
+            text = self.tok.decode(hs[0][1]).strip() if hs else ""
+            out.append(self._row(r, text, ranked, scores, bool(ranked)))
+        return out
+
+    def _ground(self, r, hyps, excl) -> dict:
+        """Free-text hypotheses -> nearest items (MinHash), deduplicated, history dropped."""
+        ranked, scores = [], []
+        for s, toks, _ in hyps:
+            iid = self.grounder.ground_text(self.tok.decode(toks, skip_special_tokens=True).strip())
+            if iid is not None and iid not in excl and iid not in ranked:
+                ranked.append(iid)
+                scores.append(s)
+        text = self.tok.decode(hyps[0][1], skip_special_tokens=True).strip() if hyps else ""
+        return self._row(r, text, ranked[: self.opts.top_k], scores[: self.opts.top_k], normalize_title(text) in self.exact_titles)
+
+    def _generate(self, rows, beams: int, max_new: int) -> list[str]:
+        st = self._state(rows, self.entity_trie)
+        if beams <= 1:
+            toks = decode.greedy(self.model, st, self.end_ids, max_new)
+        else:
+            toks = [h[0][1] if h else [] for h in decode.beam_search(self.model, st, beams, 1, self.special.end, max_new, banned=self.banned)]
+        return [self.tok.decode(t, skip_special_tokens=True).strip() for t in toks]
+
+    def _rating(self, rows, excluded):
+        texts = self._generate(rows, 1, 8)
+        out = []
+        for r, text in zip(rows, texts):
+            v = parse_rating(text)
+            out.append(self._row(r, text if v is None else f"{v:g}", None, None if v is None else [v], v is not None))
+        return out
+
+    def _text(self, rows, excluded):
+        texts = self._generate(rows, self.opts.text_beams, self.opts.max_new_tokens)
+        return [self._row(r, t, None, None, bool(t)) for r, t in zip(rows, texts)]

@@ -1,0 +1,114 @@
+"""`recsys infer` work loop: select prompts, route each to its decoding mode, batch by
+length, write predictions in atomic chunks (resumable), merge at the end.
+
+Modes: `candidates` (ranking prompts with a candidate list: log-likelihood, shared prompt
+cache), `yesno` (answers yes/no: P(yes) vs P(no)), `items` (ranking prompts without
+candidates: trie-constrained beam search, or free text grounded by MinHash with
+--unconstrained), `rating` (numeric answers: greedy, parsed, clipped to [1, 5]),
+`text` (explanation / review: greedy or beam search up to --max-new-tokens).
+
+    recsys infer --data runs/toys --checkpoint runs/ckpt --split test --limit 50
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from recsys_cli.artifacts import schemas
+from recsys_cli.artifacts.io import write_parquet
+
+_NUMERIC = re.compile(r"^\s*[-+]?\d+(?:\.\d+)?\s*$")
+YES_WORDS, NO_WORDS = ("yes", "Yes"), ("no", "No")
+
+
+@dataclass
+class InferOptions:
+    top_k: int = 10
+    beams: int = 10
+    exclude_history: bool = False
+    unconstrained: bool = False
+    max_new_tokens: int | None = 64  # None: the recipe's max_new_tokens, else 64
+    text_beams: int = 1
+    batch_size: int = 8
+    max_prompt_len: int = 1024
+    dynamic: bool = True
+    chunk_rows: int = 64
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def mode_of(family: str, target: str | None, candidates: Any) -> str:
+    t = (target or "").strip().lower()
+    if t in ("yes", "no"):
+        return "yesno"
+    if family in schemas.RANKING_FAMILIES:
+        return "candidates" if candidates is not None and len(candidates) > 1 else "items"
+    if _NUMERIC.match(target or ""):
+        return "rating"
+    return "text"
+
+
+def history_of(items: list[str], split: str, target: str | None) -> set[str]:
+    """Items the user saw before the prompt's target (leave-one-out split)."""
+    if split == "test":
+        return set(items[:-1])
+    if split == "valid":
+        return set(items[:-2])
+    if target in items:
+        return set(items[: items.index(target)])
+    return set(items)
+
+
+def parts_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}.parts"
+
+
+def done_prompt_ids(out: Path) -> set[str]:
+    """prompt_ids already written by an earlier (possibly interrupted) run."""
+    done: set[str] = set()
+    files = ([out] if out.is_file() else []) + sorted(parts_dir(out).glob("part-*.parquet"))
+    for f in files:
+        done.update(pl.read_parquet(f, columns=["prompt_id"])["prompt_id"].to_list())
+    return done
+
+
+def merge_parts(out: Path, order: list[str]) -> int:
+    """Fold the chunk files into `out` (atomic), rows in prompt order; returns the row count."""
+    files = ([out] if out.is_file() else []) + sorted(parts_dir(out).glob("part-*.parquet"))
+    if not files:
+        return 0
+    df = pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed").unique("prompt_id", keep="first")
+    rank = pl.DataFrame({"prompt_id": order, "_o": list(range(len(order)))})
+    df = df.join(rank, on="prompt_id", how="left").sort("_o", "prompt_id", nulls_last=True).drop("_o")
+    write_parquet(df, out, schemas.PREDICTIONS_SCHEMA)
+    shutil.rmtree(parts_dir(out), ignore_errors=True)
+    return df.height
+
+
+class ChunkWriter:
+    """Buffers prediction rows and writes each full chunk as its own atomic Parquet file."""
+
+    def __init__(self, out: Path, rows_per_chunk: int):
+        self.dir = parts_dir(out)
+        self.rows: list[dict] = []
+        self.per = rows_per_chunk
+        self.n = len(list(self.dir.glob("part-*.parquet"))) if self.dir.exists() else 0
+
+    def add(self, rows: list[dict]) -> None:
+        self.rows.extend(rows)
+        if len(self.rows) >= self.per:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        df = pl.DataFrame(self.rows, schema=schemas.PREDICTIONS_SCHEMA)
+        write_parquet(df, self.dir / f"part-{self.n:06d}.parquet", schemas.PREDICTIONS_SCHEMA)
+        self.n += 1
+        self.rows = []

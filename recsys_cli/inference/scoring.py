@@ -1,0 +1,85 @@
+"""Scoring fixed answers instead of generating them.
+
+* `score_candidates`: log-likelihood of each candidate answer (`[START] title [END]`) after one
+  prompt. The prompt's KV cache is computed once and shared by all candidates (expanded
+  across the candidate batch), so 100 candidates cost one prompt pass plus 100 short ones.
+* `yes_no`: log P(yes) against log P(no) for the first answer token, batched.
+
+    python -m pytest tests/unit/test_inference_scoring.py -q
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from recsys_cli.inference import decode
+from recsys_cli.inference.positions import dynamic_intra
+from recsys_cli.inference.trie import TokenTrie
+
+
+def score_candidates(model, part_a: Sequence[int], part_a_intra: Sequence[int], start_id: int, end_id: int,
+                     candidates: Sequence[Sequence[int]], trie: TokenTrie | None, chunk: int = 32,
+                     dynamic: bool = True) -> list[float]:
+    """Summed log-prob of `candidate tokens + [END]` for each candidate, after one prompt."""
+    import torch
+
+    dt = decode._dtype(model)
+    dev = decode._device(model)
+    base = decode.prefill(model, [part_a], [part_a_intra], start_id, trie, dynamic=dynamic)
+    first = torch.log_softmax(base.logits[0], -1)  # [V] next token after [START]
+    past = base.key_ok.shape[1]
+    order = sorted(range(len(candidates)), key=lambda i: len(candidates[i]))  # length-sorted chunks: little padding
+    out = [0.0] * len(candidates)
+    for c0 in range(0, len(order), chunk):
+        members = order[c0:c0 + chunk]
+        group = [list(candidates[i]) for i in members]
+        n = len(group)
+        width = max(len(c) for c in group)
+        ids = torch.zeros(n, width, dtype=torch.long)  # [N, W] right-padded candidate tokens
+        intra = torch.ones(n, width, dtype=torch.long)  # [N, W]
+        lens = torch.tensor([len(c) for c in group])  # [N]
+        for i, c in enumerate(group):
+            ids[i, :len(c)] = torch.tensor(c)
+            if dynamic and trie is not None:
+                intra[i, :len(c)] = torch.tensor(dynamic_intra(c, trie)[1:])
+        q = torch.arange(width)
+        allowed_new = (q[None, :] <= q[:, None])[None] & (q[None, None, :] < lens[:, None, None])  # [N, W, W]
+        allowed_new |= torch.eye(width, dtype=torch.bool)[None]  # pad rows see themselves
+        allowed = torch.cat([base.key_ok.cpu()[:1, None, :].expand(n, width, past), allowed_new], -1)  # [N, W, past+W]
+        mask = torch.zeros(n, 1, width, past + width, dtype=dt)  # [N, 1, W, past+W]
+        mask.masked_fill_(~allowed[:, None], torch.finfo(dt).min)
+        cache = _expand_cache(base.cache, n)
+        inter = base.inter[:1].cpu().expand(n, width)  # [N, W]
+        logits, _ = decode.forward(model, ids.to(dev), inter.to(dev), intra.to(dev), mask.to(dev), cache)
+        nxt = torch.cat([ids[:, 1:], torch.zeros(n, 1, dtype=torch.long)], 1)  # [N, W] token predicted at each pos
+        nxt[torch.arange(n), lens - 1] = end_id
+        logits = logits.float()  # [N, W, V]
+        tok_lp = logits.gather(-1, nxt[..., None].to(dev))[..., 0] - torch.logsumexp(logits, -1)  # [N, W]
+        valid = q[None, :] < lens[:, None]  # [N, W]
+        total = (tok_lp.cpu() * valid).sum(1) + first[ids[:, 0].to(first.device)].cpu()  # [N]
+        for i, v in zip(members, total.tolist()):
+            out[i] = v
+    return out
+
+
+def _expand_cache(cache, n: int):
+    """A new DynamicCache whose every layer repeats the (batch-1) prompt cache n times."""
+    from transformers import DynamicCache
+
+    new = DynamicCache()
+    for i, layer in enumerate(cache.layers):
+        new.update(layer.keys.expand(n, *layer.keys.shape[1:]), layer.values.expand(n, *layer.values.shape[1:]), i)
+    return new
+
+
+def yes_no(model, part_a: Sequence[Sequence[int]], part_a_intra: Sequence[Sequence[int]], start_id: int,
+           yes_ids: Sequence[int], no_ids: Sequence[int]) -> list[tuple[float, float]]:
+    """(log P(yes), log P(no)) of the first answer token per prompt; each side sums the
+    probability of its spellings (e.g. " yes", " Yes")."""
+    import torch
+
+    st = decode.prefill(model, part_a, part_a_intra, start_id, None, dynamic=False)
+    logp = torch.log_softmax(st.logits, -1).cpu()  # [B, V]
+    y = torch.logsumexp(logp[:, list(yes_ids)], -1)  # [B]
+    n = torch.logsumexp(logp[:, list(no_ids)], -1)  # [B]
+    return list(zip(y.tolist(), n.tolist()))
