@@ -92,7 +92,7 @@ def main() -> None:
     import torch
 
     result = {
-        "machine": {"cpus": os.cpu_count(), "cores_used": 1, "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__},
+        "machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "cores_used": 1, "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__},
         "data": str(args.data),
         "docs": n,
         "sequence_tokens": n_tokens,

@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, default=0.3)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--negatives", type=int, default=1024, help="0 = full softmax")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "sasrec.json")
     args = ap.parse_args()
 
@@ -50,6 +52,8 @@ def main() -> None:
         dropout=args.dropout,
         batch_size=args.batch_size,
         seed=args.seed,
+        lr=args.lr,
+        negatives=args.negatives,
     )
     print(f"users {len(seqs)}  items {len(vocab)}  interactions {sum(map(len, seqs))}", flush=True)
 

@@ -19,6 +19,13 @@ from recsys_cli.artifacts import schemas
 from recsys_cli.errors import RecsysError
 
 
+def _umask_mode(base: int) -> int:
+    """`base` (0o666 files, 0o777 dirs) minus the process umask, like a plain open()/mkdir()."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
+
+
 def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """Select and cast `df` to `schema` (column order included). Extra columns are dropped;
     a missing column is an error (a bug in the writer, not in user input)."""
@@ -39,6 +46,7 @@ def write_parquet(df: pl.DataFrame, path: Path, schema: dict[str, pl.DataType] |
     os.close(fd)
     try:
         df.write_parquet(tmp, compression="zstd", statistics=False, row_group_size=1 << 20)
+        os.chmod(tmp, _umask_mode(0o666))  # mkstemp makes 0600 files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -51,6 +59,7 @@ def write_json(obj: Any, path: Path) -> None:
     with os.fdopen(fd, "w") as fh:
         json.dump(obj, fh, indent=2, sort_keys=True, default=str)
         fh.write("\n")
+    os.chmod(tmp, _umask_mode(0o666))
     os.replace(tmp, path)
 
 
@@ -75,6 +84,13 @@ def read_artifact(data_dir: Path, name: str, columns: list[str] | None = None) -
     return df
 
 
+def require(data_dir: Path, *names: str) -> None:
+    """Fail early, with the same one-line message as `read_artifact`, if a file is missing."""
+    for name in names:
+        if not (Path(data_dir) / name).is_file():
+            read_artifact(data_dir, name)
+
+
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -90,6 +106,7 @@ def atomic_dir(final: Path, overwrite: bool = True) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    os.chmod(tmp, _umask_mode(0o777))  # mkdtemp makes 0700 directories
     try:
         yield tmp
     except BaseException:

@@ -106,7 +106,10 @@ def sasrec(
     dropout: Annotated[float, typer.Option("--dropout")] = 0.3,
     lr: Annotated[float, typer.Option("--lr")] = 1e-3,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
-    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads.")] = 2,
+    negatives: Annotated[
+        int, typer.Option("--negatives", help="0 = full softmax over all items; K = sampled softmax with K negatives.")
+    ] = 0,
+    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (1 is faster on a busy machine).")] = 2,
     max_minutes: Annotated[float, typer.Option("--max-minutes", help="Training time cap (best weights kept).")] = 18.0,
     as_json: Json = False,
     quiet: Quiet = False,
@@ -118,7 +121,7 @@ def sasrec(
         raise typer.BadParameter(f"--hidden {hidden} must be divisible by --heads {heads}")
     cfg = SASRecConfig(
         max_len=max_len, hidden=hidden, blocks=blocks, heads=heads, dropout=dropout, lr=lr, batch_size=batch_size,
-        max_epochs=max_epochs, patience=patience, seed=seed, threads=threads, max_minutes=max_minutes,
+        max_epochs=max_epochs, patience=patience, seed=seed, threads=threads, max_minutes=max_minutes, negatives=negatives,
     )
 
     def make(ctx):

@@ -33,15 +33,15 @@ def _run(command: str, load, out: Path, options: dict, seed: int, docs: int, per
     from recsys_cli.data.textualize import textualize
 
     console.set_quiet(quiet)
-    steps = ["read input", "sequences", "items and users", "interactions", "corpus", "prompts", "write"]
+    steps = ["sequences", "items and users", "interactions", "corpus", "prompts", "write"]
+    console.log("textualize: reading input")
+    src = load()  # input errors surface here, before any progress output
     with console.progress() as bar:
         task = bar.add_task("textualize", total=len(steps))
 
         def step(name: str) -> None:
             bar.update(task, advance=1, description=f"textualize: {name}")
 
-        bar.update(task, description="textualize: read input")
-        src = load()
         frames, summary = textualize(src, seed=seed, docs_per_user=docs, prompts_per_user=per_user, review_cap=cap, progress=step)
         bar.update(task, description="textualize: write")
         with atomic_dir(out) as tmp:

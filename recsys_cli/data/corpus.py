@@ -23,7 +23,7 @@ import random
 
 import polars as pl
 
-from recsys_cli.data.spans import Marked, Registry, entity_column, join
+from recsys_cli.data.spans import Marked, Registry, chunks, entity_column
 
 PERIODS = (("long", 0.1), ("medium", 0.3), ("short", 0.6))
 LONG_MAX, MEDIUM_MAX, SHORT_RUN = 20, 10, 5
@@ -84,14 +84,14 @@ def build_corpus(
         uids.append(user)
         periods.append("profile")
         texts.append(profile[0])
-        spans.append(profile[1])
+        spans.append([(0, profile[1])] if profile[1] else [])
         m = len(hist)
         if m == 0:
             continue
         for k, period in enumerate(plan):
             pos = sample_window(period, m, rng)
             intro = _INTRO[period].format(u=label)
-            text, ents = join([(intro, [])] + [mentions[hist[j]] for j in pos], " ")
+            text, ents = chunks([(intro, [])] + [mentions[hist[j]] for j in pos], " ")
             doc_ids.append(f"{user}:{period}:{k}")
             uids.append(user)
             periods.append(period)

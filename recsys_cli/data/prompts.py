@@ -31,11 +31,17 @@ N_CANDIDATES = 100
 REVIEW_WORDS = 80
 
 
+_SPLIT_POOLS: dict[int, tuple] = {}  # id(pool) -> (seen, unseen, pool)
+
+
 def choose_templates(split: str, pool: list[Template], rng: random.Random) -> list[Template]:
-    seen = [t for t in pool if t.seen]
+    cached = _SPLIT_POOLS.get(id(pool))
+    if cached is None or cached[2] is not pool:
+        cached = _SPLIT_POOLS[id(pool)] = ([t for t in pool if t.seen], [t for t in pool if not t.seen], pool)
+    seen, unseen, _ = cached
     picked = [seen[rng.randrange(len(seen))]] if seen else []
     if split == "test":
-        picked += [t for t in pool if not t.seen]
+        picked += unseen
     return picked
 
 
@@ -47,7 +53,7 @@ class PromptRows:
     """Accumulates prompt rows column by column."""
 
     def __init__(self) -> None:
-        self.cols: dict[str, list] = {k: [] for k in ("family", "template_id", "seen", "split", "user_id", "item_id", "source", "target")}
+        self.rows: list[tuple] = []  # (family, template_id, seen, split, user, item, source, target)
         self.src_spans: list = []
         self.tgt_spans: list = []
         self.cand_rows: list[int] = []
@@ -55,26 +61,23 @@ class PromptRows:
 
     def add(self, t: Template, split: str, user: str, item: str, values: dict, candidates: np.ndarray | None = None) -> None:
         src, sspans = fill(t.parts, values)
-        tgt_val = values[t.target[1:-1]]
-        tgt, tspans = tgt_val if isinstance(tgt_val, tuple) else (tgt_val, [])
-        c = self.cols
+        tgt_val = values[t.target_field]
+        if tgt_val.__class__ is tuple:
+            tgt, tspans = tgt_val[0], ([(0, tgt_val[1])] if tgt_val[1] else [])
+        else:
+            tgt, tspans = tgt_val, []
         if candidates is not None:
-            self.cand_rows.append(len(c["family"]))
+            self.cand_rows.append(len(self.rows))
             self.cand_codes.append(candidates)
-        c["family"].append(t.family)
-        c["template_id"].append(t.template_id)
-        c["seen"].append(t.seen)
-        c["split"].append(split)
-        c["user_id"].append(user)
-        c["item_id"].append(item)
-        c["source"].append(src)
-        c["target"].append(tgt)
+        self.rows.append((t.family, t.template_id, t.seen, split, user, item, src, tgt))
         self.src_spans.append(sspans)
         self.tgt_spans.append(tspans)
 
     def frame(self, item_ids: pl.Series, registry: Registry) -> pl.DataFrame:
-        n = len(self.cols["family"])
-        df = pl.DataFrame(self.cols, schema={k: (pl.Boolean if k == "seen" else pl.Utf8) for k in self.cols})
+        n = len(self.rows)
+        names = ("family", "template_id", "seen", "split", "user_id", "item_id", "source", "target")
+        cols = list(zip(*self.rows)) if self.rows else [()] * len(names)
+        df = pl.DataFrame({k: list(v) for k, v in zip(names, cols)}, schema={k: (pl.Boolean if k == "seen" else pl.Utf8) for k in names})
         df = df.with_columns(entity_column(self.src_spans, registry, "source_entities"), entity_column(self.tgt_spans, registry, "target_entities"))
         if self.cand_rows:
             lengths = np.fromiter((len(c) for c in self.cand_codes), dtype=np.int64, count=len(self.cand_codes))

@@ -2,8 +2,8 @@
 
 A *marked* value is `(text, [(start, end, entity), ...])` with character offsets (end
 exclusive) and `entity` an index into a `Registry` of (kind, entity_id) pairs. `join` and
-`fill` keep offsets right while concatenating; `entity_column` builds the
-`List(ENTITY_SPAN)` column with numpy + polars, not per-row dicts.
+`fill`/`chunks` keep offsets right while concatenating (the latter two as shared chunks
+`(offset, spans)`); `entity_column` builds the `List(ENTITY_SPAN)` column with numpy + polars.
 
     >>> reg = Registry(); g, u = reg.get("item", "item:2"), reg.get("item", "item:9")
     >>> join([("Gloom", [(0, 5, g)]), ("Uno", [(0, 3, u)])], "; ")
@@ -55,10 +55,23 @@ def join(values: list[Marked], sep: str) -> Marked:
     return sep.join([v[0] for v in values]), spans
 
 
-def fill(parts: tuple, values: dict) -> Marked:
-    """Render compiled template `parts` [(literal, field)] with str or Marked values."""
+def chunks(values: list[Marked], sep: str) -> tuple[str, list[tuple[int, list[Span]]]]:
+    """Like `join`, but returns the spans as chunks `(offset, spans)` that share the values'
+    span lists (no per-span work); `entity_column` resolves the offsets with numpy."""
+    out: list[tuple[int, list[Span]]] = []
+    pos, step = 0, len(sep)
+    for text, ents in values:
+        if ents:
+            out.append((pos, ents))
+        pos += len(text) + step
+    return sep.join([v[0] for v in values]), out
+
+
+def fill(parts: tuple, values: dict) -> tuple[str, list[tuple[int, list[Span]]]]:
+    """Render compiled template `parts` [(literal, field)] with str or Marked values.
+    Returns the text and its span chunks [(offset, spans)]."""
     out: list[str] = []
-    spans: list[Span] = []
+    found: list[tuple[int, list[Span]]] = []
     pos = 0
     for literal, name in parts:
         if literal:
@@ -67,29 +80,51 @@ def fill(parts: tuple, values: dict) -> Marked:
         if name is None:
             continue
         v = values[name]
-        if isinstance(v, tuple):
+        if v.__class__ is tuple:
             text, ents = v
-            for s, e, x in ents:
-                spans.append((s + pos, e + pos, x))
+            if ents:
+                found.append((pos, ents))
         else:
             text = v
         out.append(text)
         pos += len(text)
-    return "".join(out), spans
+    return "".join(out), found
 
 
-def entity_column(all_spans: list[list[Span]], registry: Registry, name: str = "entities") -> pl.Series:
-    """list (one per row) of span lists -> pl.Series of List(ENTITY_SPAN), built columnar."""
-    n = len(all_spans)
-    lengths = np.fromiter(map(len, all_spans), dtype=np.int64, count=n)
-    total = int(lengths.sum())
-    flat = np.fromiter(chain.from_iterable(chain.from_iterable(all_spans)), dtype=np.int64, count=3 * total).reshape(total, 3)
+def resolve(chunk_list: list[tuple[int, list[Span]]]) -> list[Span]:
+    """Chunks -> plain spans (for tests and small jobs)."""
+    return [(s + off, e + off, x) for off, ents in chunk_list for s, e, x in ents]
+
+
+def entity_column(rows: list[list[tuple[int, list[Span]]]], registry: Registry, name: str = "entities") -> pl.Series:
+    """Per row a list of chunks (offset, spans) -> pl.Series of List(ENTITY_SPAN). Each distinct
+    span list is read once; offsets are added with numpy, rows grouped with polars."""
+    n = len(rows)
+    per_row = np.fromiter(map(len, rows), dtype=np.int64, count=n)
+    flat_chunks = list(chain.from_iterable(rows))
+    objs = [c[1] for c in flat_chunks]
+    keys = list(map(id, objs))
+    distinct = dict(zip(keys, objs))  # id -> span list, in first-seen order
+    ref_of = {k: i for i, k in enumerate(distinct)}
+    lists = list(distinct.values())
+    c_row = np.repeat(np.arange(n, dtype=np.int64), per_row)
+    c_off = np.fromiter((c[0] for c in flat_chunks), dtype=np.int64, count=len(flat_chunks))
+    c_ref = np.fromiter(map(ref_of.__getitem__, keys), dtype=np.int64, count=len(keys))
+    lens = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    flat = np.fromiter(chain.from_iterable(chain.from_iterable(lists)), dtype=np.int64, count=3 * int(lens.sum())).reshape(-1, 3)
+    first = np.cumsum(lens) - lens  # [L] start of each list in flat
+    ref = c_ref
+    cl = lens[ref] if len(ref) else np.zeros(0, dtype=np.int64)  # [C] spans per chunk
+    total = int(cl.sum())
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(cl) - cl, cl)
+    src = np.repeat(first[ref] if len(ref) else ref, cl) + within  # [S]
+    off = np.repeat(c_off, cl)
     table = pl.DataFrame({"kind": registry.kinds, "entity_id": registry.ids}, schema={"kind": pl.Utf8, "entity_id": pl.Utf8})
     spans = pl.DataFrame({
-        "row": np.repeat(np.arange(n, dtype=np.int64), lengths),
-        "start": flat[:, 0].astype(np.int32),
-        "end": flat[:, 1].astype(np.int32),
-    }).with_columns(table[pl.Series(flat[:, 2])] if total else table.clear())
+        "row": np.repeat(c_row, cl),
+        "start": (flat[src, 0] + off).astype(np.int32),
+        "end": (flat[src, 1] + off).astype(np.int32),
+    }).with_columns(table[pl.Series(flat[src, 2])] if total else table.clear())
     grouped = spans.group_by("row", maintain_order=True).agg(pl.struct("start", "end", "kind", "entity_id").alias(name))
     full = pl.DataFrame({"row": np.arange(n, dtype=np.int64)})
     col = full.join(grouped, on="row", how="left", maintain_order="left")[name]

@@ -24,11 +24,12 @@ class Template:
     target: str
     seen: bool = True
     parts: tuple = field(default=(), compare=False)  # [(literal, field_name | None)], compiled
+    target_field: str = ""  # the field the answer is ("item", "rating", ...)
 
 
 def _t(tid: str, family: str, kind: str, source: str, target: str, seen: bool = True) -> Template:
     parts = tuple((lit, name) for lit, name, _, _ in string.Formatter().parse(source))
-    return Template(tid, family, kind, source, target, seen, parts)
+    return Template(tid, family, kind, source, target, seen, parts, target[1:-1])
 
 
 R, S, E, V, D = "rating", "sequential", "explanation", "review", "direct"

@@ -3,12 +3,14 @@
 Training follows the leave-one-out protocol of P5 and the paper: for a user sequence
 `items`, `items[:-2]` is the training part (every position predicts the next item),
 `items[-2]` is the validation target (early stopping on validation NDCG@10) and
-`items[-1]` the test target, predicted from `items[:-1]`. The loss is the full softmax
-cross-entropy over all items (computed only at real, non-padding positions), which
-converges in far fewer epochs than the original sampled-negative BCE.
+`items[-1]` the test target, predicted from `items[:-1]`. The loss is softmax
+cross-entropy at every real (non-padding) position, which converges in far fewer epochs
+than the original BCE with one negative: over all items (`negatives=0`, the CLI default)
+or, `negatives=K`, against K uniform negatives shared by the batch (the bench uses 1024,
+~10x cheaper per epoch on 11,924 items). Evaluation always ranks all items.
 
     recsys baseline sasrec --data runs/toys --out runs/toys/sasrec.parquet --seed 0
-    python bench/sasrec.py            # full P5 Toys, all 11,924 items ranked
+    python bench/sasrec.py --threads 1   # full P5 Toys, all 11,924 items ranked
 
 Items are encoded as integers 1..N (0 is padding) by the caller; see `encode_sequences`.
 """
@@ -39,6 +41,7 @@ class SASRecConfig:
     seed: int = 0
     threads: int = 2
     max_minutes: float = 18.0  # stop training (keeping the best weights) after this long
+    negatives: int = 0  # 0: full softmax over all items; K > 0: sampled softmax, K uniform negatives per batch
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -169,6 +172,20 @@ def rank_metrics(
     return out
 
 
+def _sampled_softmax(model, h, target, num_items: int, k: int, sampler):
+    """Cross-entropy of the target against K uniform negatives shared by the batch
+    (accidental hits masked): ~N/K times cheaper than the full softmax."""
+    import torch
+    import torch.nn.functional as F
+
+    neg = torch.randint(1, num_items + 1, (k,), generator=sampler)  # [K] item ids
+    pos_logit = (h * model.item(target)).sum(-1, keepdim=True)  # [T, 1]
+    neg_logit = h @ model.item(neg).T  # [T, K]
+    neg_logit = neg_logit.masked_fill(neg[None, :] == target[:, None], float("-inf"))  # [T, K]
+    logits = torch.cat([pos_logit, neg_logit], dim=1)  # [T, 1 + K]
+    return F.cross_entropy(logits, torch.zeros(len(target), dtype=torch.long))
+
+
 def _length_batches(seqs: Sequence[Sequence[int]], batch_size: int, max_len: int, gen) -> list[np.ndarray]:
     """Batches of similar length (sorted by length with random tie-breaking, batch order
     shuffled): far less padding than random batches, where most sequences are short."""
@@ -195,6 +212,7 @@ def train(
     gen = np.random.default_rng(cfg.seed)
     model = build_model(num_items, cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
+    sampler = torch.Generator().manual_seed(cfg.seed)
 
     train_parts = [list(s[:-2]) for s in sequences if len(s) >= 4]
     # input = train[:-1], target = train[1:] (left-padded together, 0 = ignored)
@@ -216,8 +234,11 @@ def train(
             tgt = torch.from_numpy(_left_pad([labels[i] for i in idx], cfg.max_len))  # [B, L]
             h = model(seq)  # [B, L, H]
             keep = tgt > 0  # [B, L]
-            logits = model.item_logits(h[keep])  # [T, N]
-            loss = F.cross_entropy(logits, tgt[keep] - 1)
+            if cfg.negatives > 0:
+                loss = _sampled_softmax(model, h[keep], tgt[keep], num_items, cfg.negatives, sampler)
+            else:
+                logits = model.item_logits(h[keep])  # [T, N]
+                loss = F.cross_entropy(logits, tgt[keep] - 1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -7,7 +7,7 @@ exactly what training saw.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 from recsys_cli.data import masking
 from recsys_cli.inference import decode, scoring

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,6 @@ class InferOptions:
     max_prompt_len: int = 1024
     dynamic: bool = True
     chunk_rows: int = 64
-    stats: dict[str, int] = field(default_factory=dict)
 
 
 def mode_of(family: str, target: str | None, candidates: Any) -> str:

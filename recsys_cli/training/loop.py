@@ -18,7 +18,7 @@ from typing import Any
 
 from recsys_cli import console
 from recsys_cli.artifacts import schemas
-from recsys_cli.artifacts.io import manifest, write_json
+from recsys_cli.artifacts.io import manifest, require, write_json
 from recsys_cli.training.data import ExampleStream, collate, load_sources
 from recsys_cli.training.recipe import Recipe
 
@@ -64,6 +64,7 @@ class Trainer:
         self.r, self.data_dir, self.out = r, Path(data_dir), Path(out)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.bf16 = _use_bf16(r, self.device)
+        require(self.data_dir, schemas.CORPUS, schemas.PROMPTS)  # before the (slow) model load
         torch.manual_seed(r.seed)
         self.lm, self.tok, self.spec, self.special_map = build_model(r, self.device)
         from recsys_cli.data.masking import SpecialIds

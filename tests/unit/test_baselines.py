@@ -104,6 +104,16 @@ def test_sasrec_learns_a_deterministic_successor_and_is_seeded(tmp_path):
     assert first.equals(again)
 
 
+def test_sasrec_sampled_softmax_learns_too():
+    from recsys_cli.evaluation.sasrec import SASRecConfig, train
+
+    seqs = [[(u + k) % 12 + 1 for k in range(8)] for u in range(60)]  # ring of 12 items, ids 1..12
+    cfg = SASRecConfig(hidden=16, blocks=1, max_len=4, dropout=0.0, lr=1e-2, batch_size=32,
+                       max_epochs=15, patience=15, seed=0, threads=1, negatives=5)
+    _, history = train(seqs, 12, cfg)
+    assert history[0]["valid_HR@5"] < 0.9 and max(r["valid_HR@5"] for r in history) == 1.0
+
+
 def test_mf_fits_ratings_and_answers_like_prompts(tmp_path):
     from recsys_cli.evaluation.mf import MFConfig, fit_predict
 

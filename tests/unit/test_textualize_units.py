@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from recsys_cli.data import corpus, explain, prompts, templates
-from recsys_cli.data.spans import Registry, entity_column, fill, join
+from recsys_cli.data.spans import Registry, chunks, entity_column, fill, join, resolve
 from recsys_cli.data.text import clean, norm_key, sentences
 
 
@@ -25,10 +25,13 @@ def test_join_and_fill_keep_offsets():
     text, spans = join([a, b], "; ")
     assert [text[s:e] for s, e, _ in spans] == ["Gloom", "Uno"]
     tpl = templates.TEMPLATES[10]  # sequential-1: {user} ... {history} ... {user}
-    src, sspans = fill(tpl.parts, {"user": "user_1", "history": (text, spans), "item": b})
-    assert [src[s:e] for s, e, _ in sspans] == ["Gloom", "Uno"]
-    col = entity_column([sspans, []], reg)
-    assert col.to_list()[0][0]["entity_id"] == "item:2" and col.to_list()[1] == []
+    src, found = fill(tpl.parts, {"user": "user_1", "history": (text, spans), "item": b})
+    assert [src[s:e] for s, e, _ in resolve(found)] == ["Gloom", "Uno"]
+    doc, parts = chunks([("Intro:", []), a, b, a], " ")
+    assert [doc[s:e] for s, e, _ in resolve(parts)] == ["Gloom", "Uno", "Gloom"]
+    col = entity_column([found, [], parts], reg).to_list()
+    assert [(e["start"], e["end"], e["entity_id"]) for e in col[0]] == [(s, e, reg.ids[x]) for s, e, x in resolve(found)]
+    assert col[1] == [] and [doc[e["start"]:e["end"]] for e in col[2]] == ["Gloom", "Uno", "Gloom"]
 
 
 @pytest.mark.parametrize("d,expect", [(10, (1, 3, 6)), (20, (2, 6, 12)), (1, (0, 0, 1)), (5, (0, 2, 3))])
