@@ -137,6 +137,17 @@ def main() -> None:
             res["memory"].append(json.loads(out))
             print(out, flush=True)
     res["targets"] = {"glm_throughput_vs_causal": ">= 0.95", "batch_build_share_of_step": "< 0.05", "s_per_step": "<= 15", "peak_rss_gb": "<= 6.5 (<= 3.5 with checkpointing)"}
+    r = res["ratio"]
+    checks = [
+        {"name": "GLM / causal-LM LoRA throughput", "value": r["glm_throughput_vs_causal"], "target": ">= 0.95", "ok": r["glm_throughput_vs_causal"] >= 0.95},
+        {"name": "batch construction share of step", "value": r["batch_build_share_of_step"], "target": "< 0.05", "ok": r["batch_build_share_of_step"] < 0.05},
+    ]
+    for m in res.get("memory", []):
+        tag = " (activation checkpointing)" if m["gradient_checkpointing"] else ""
+        cap = 3.5 if m["gradient_checkpointing"] else 6.5
+        checks.append({"name": f"{args.model} {r['batch']} s/step{tag}", "value": m["s_per_step"], "target": "<= 15", "ok": m["s_per_step"] <= 15})
+        checks.append({"name": f"{args.model} {r['batch']} peak RSS GB{tag}", "value": m["peak_rss_gb"], "target": f"<= {cap}", "ok": m["peak_rss_gb"] <= cap})
+    res["checks"] = checks
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "pretrain.json").write_text(json.dumps(res, indent=2) + "\n")
 

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 RUN=${RUN:-runs/demo}
-STEPS=${STEPS:-40}
+STEPS=${STEPS:-30}
+LIMIT=${LIMIT:-16}   # test prompts per family for the model (beam search over titles is the slow part on CPU)
 DATA=$RUN/toys
 CKPT=$RUN/ckpt
 mkdir -p "$RUN"
@@ -22,11 +23,11 @@ echo "== 3/7 what the training objective sees (one entity-level example)"
 recsys mask-preview --data "$DATA" -n 1 --level entity --seed 0
 
 echo "== 4/7 pretrain a LoRA adapter on the embedded model ($STEPS steps)"
-recsys pretrain --data "$DATA" --config recipes/pretrain/smollm2-cpu.yaml --out "$CKPT" --max-steps "$STEPS" --seed 0
+recsys pretrain --data "$DATA" --config recipes/pretrain/smollm2-cpu.yaml --out "$CKPT" --max-steps "$STEPS" --grad-accum 1 --seed 0
 
 echo "== 5/7 infer on the test prompts (sequential and direct, seen and unseen templates)"
-recsys infer --data "$DATA" --checkpoint "$CKPT" --split test --family sequential --limit 64 --out "$RUN/pred-sequential.parquet"
-recsys infer --data "$DATA" --checkpoint "$CKPT" --split test --family direct --limit 64 --out "$RUN/pred-direct.parquet"
+recsys infer --data "$DATA" --checkpoint "$CKPT" --split test --family sequential --limit "$LIMIT" --out "$RUN/pred-sequential.parquet"
+recsys infer --data "$DATA" --checkpoint "$CKPT" --split test --family direct --limit "$LIMIT" --out "$RUN/pred-direct.parquet"
 
 echo "== 6/7 baselines on the same split"
 recsys baseline popularity --data "$DATA" --out "$RUN/popularity.parquet"

@@ -104,11 +104,11 @@ def sasrec(
     heads: Annotated[int, typer.Option("--heads")] = 1,
     max_len: Annotated[int, typer.Option("--max-len")] = 50,
     dropout: Annotated[float, typer.Option("--dropout")] = 0.3,
-    lr: Annotated[float, typer.Option("--lr")] = 1e-3,
+    lr: Annotated[float, typer.Option("--lr")] = 2e-3,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
     negatives: Annotated[
-        int, typer.Option("--negatives", help="0 = full softmax over all items; K = sampled softmax with K negatives.")
-    ] = 0,
+        int, typer.Option("--negatives", help="0 = full softmax over all items; K = sampled softmax with K shared negatives (the benched default).")
+    ] = 1024,
     threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (1 is faster on a busy machine).")] = 2,
     max_minutes: Annotated[float, typer.Option("--max-minutes", help="Training time cap (best weights kept).")] = 18.0,
     as_json: Json = False,

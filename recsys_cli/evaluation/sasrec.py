@@ -5,9 +5,9 @@ Training follows the leave-one-out protocol of P5 and the paper: for a user sequ
 `items[-2]` is the validation target (early stopping on validation NDCG@10) and
 `items[-1]` the test target, predicted from `items[:-1]`. The loss is softmax
 cross-entropy at every real (non-padding) position, which converges in far fewer epochs
-than the original BCE with one negative: over all items (`negatives=0`, the CLI default)
-or, `negatives=K`, against K uniform negatives shared by the batch (the bench uses 1024,
-~10x cheaper per epoch on 11,924 items). Evaluation always ranks all items.
+than the original BCE with one negative: over all items (`negatives=0`, or any catalogue of at most K items) or, `negatives=K`
+(the CLI and bench default, 1024), against K uniform negatives shared by the batch
+(~10x cheaper per epoch on 11,924 items). Evaluation always ranks all items.
 
     recsys baseline sasrec --data runs/toys --out runs/toys/sasrec.parquet --seed 0
     python bench/sasrec.py --threads 1   # full P5 Toys, all 11,924 items ranked
@@ -234,7 +234,7 @@ def train(
             tgt = torch.from_numpy(_left_pad([labels[i] for i in idx], cfg.max_len))  # [B, L]
             h = model(seq)  # [B, L, H]
             keep = tgt > 0  # [B, L]
-            if cfg.negatives > 0:
+            if 0 < cfg.negatives < num_items:  # small catalogues: the full softmax is cheap
                 loss = _sampled_softmax(model, h[keep], tgt[keep], num_items, cfg.negatives, sampler)
             else:
                 logits = model.item_logits(h[keep])  # [T, N]

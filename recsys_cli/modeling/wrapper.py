@@ -52,7 +52,8 @@ class RecsysLM(nn.Module):
         inter: torch.Tensor | None,  # [B, q] position ids (glm)
         intra: torch.Tensor | None,  # [B, q] intra ids (glm)
         attn_mask_4d: torch.Tensor,  # [B, 1, q, kv] float: 0 allowed, finfo.min blocked
-        labels: torch.Tensor | None = None,  # [B, q] ALREADY aligned: label[i] is the target at i
+        labels: torch.Tensor | None = None,  # [B, q] ALREADY aligned: label[i] is the target at i;
+        # with labels, out.logits holds only the columns where some row has a target
         past_key_values=None,
         use_cache: bool = False,
     ):
@@ -69,15 +70,23 @@ class RecsysLM(nn.Module):
             from transformers import DynamicCache
 
             past_key_values = DynamicCache()
+        extra = {}
+        if labels is not None:
+            # Only Part B positions carry targets: project just those columns onto the
+            # vocabulary (the [B, q, V] logits dominate memory and time on small models).
+            keep = (labels != -100).any(dim=0).nonzero().squeeze(1)  # [k]
+            labels = labels[:, keep]  # [B, k]
+            extra["logits_to_keep"] = keep
         out = self.base(
             inputs_embeds=embeds,
             attention_mask=attn_mask_4d.to(embeds.dtype),
             position_ids=position_ids,
             past_key_values=past_key_values,
             use_cache=use_cache,
+            **extra,
         )
         if labels is not None:
-            logits = out.logits  # [B, q, V]
+            logits = out.logits  # [B, k, V]
             out.loss = nn.functional.cross_entropy(
                 logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100
             )
