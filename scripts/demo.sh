@@ -34,5 +34,5 @@ recsys baseline popularity --data "$DATA" --out "$RUN/popularity.parquet"
 recsys baseline sasrec --data "$DATA" --out "$RUN/sasrec.parquet" --seed 0
 
 echo "== 7/7 score"
-recsys score --data "$DATA" --task sequential --compare "$RUN/pred-sequential.parquet" "$RUN/popularity.parquet" "$RUN/sasrec.parquet"
-recsys score --data "$DATA" --task direct --compare "$RUN/pred-direct.parquet" "$RUN/popularity.parquet" "$RUN/sasrec.parquet"
+recsys score --data "$DATA" --task sequential --common-prompts --compare "$RUN/pred-sequential.parquet" "$RUN/popularity.parquet" "$RUN/sasrec.parquet"
+recsys score --data "$DATA" --task direct --common-prompts --compare "$RUN/pred-direct.parquet" "$RUN/popularity.parquet" "$RUN/sasrec.parquet"

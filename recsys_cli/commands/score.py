@@ -37,6 +37,9 @@ def command(
         bool, typer.Option("--compare", help="Compare several predictions files: --compare A.parquet B.parquet ...")
     ] = False,
     task: Annotated[str, typer.Option("--task", help="rating|sequential|explanation|review|direct|all")] = "all",
+    common: Annotated[
+        bool, typer.Option("--common-prompts", help="Score only the prompts present in every file (fair comparison).")
+    ] = False,
     p5_compatible: Annotated[bool, typer.Option("--p5-compatible", help="Reproduce P5's BLEU/ROUGE conventions.")] = False,
     markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Also write the tables as Markdown.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the comparison as a PNG (matplotlib).")] = None,
@@ -54,7 +57,7 @@ def command(
         raise typer.BadParameter("give --predictions FILE (repeatable) or --compare FILE FILE ...")
     if compare and len(paths) < 2:
         raise typer.BadParameter("--compare needs at least two predictions files")
-    rows = score_files(data, paths, task=task, p5=p5_compatible)
+    rows = score_files(data, paths, task=task, p5=p5_compatible, common=common)
     if not rows:
         raise RecsysError(f"no predictions of task {task!r} found in {', '.join(map(str, paths))}", 1)
     note = P5_NOTE if p5_compatible else STD_NOTE

@@ -138,17 +138,25 @@ def _score_part(family: str, seen: bool, part: pl.DataFrame, items: pl.Series, p
     return out
 
 
-def score_files(data: Path, paths: Sequence[Path], task: str = "all", p5: bool = False) -> list[dict]:
-    """All rows for all files, in the order given (methods keep the user's order)."""
+def score_files(data: Path, paths: Sequence[Path], task: str = "all", p5: bool = False, common: bool = False) -> list[dict]:
+    """All rows for all files, in the order given (methods keep the user's order).
+    `common`: score only the prompts present in every file, so methods are compared on the
+    same prompts (e.g. a model run with `infer --limit` against full baseline files)."""
     if task not in TASKS:
         raise RecsysError(f"--task {task!r}: expected one of {', '.join(TASKS)}", 2)
     prompts = read_artifact(
         data, schemas.PROMPTS, ["prompt_id", "family", "template_id", "seen", "split", "item_id", "target", "candidates"]
     )
     items = read_artifact(data, schemas.ITEMS, ["item_id"])["item_id"]
+    preds = [load_predictions(path) for path in paths]
+    if common:
+        shared = set(preds[0]["prompt_id"].to_list())
+        for frame in preds[1:]:
+            shared &= set(frame["prompt_id"].to_list())
+        preds = [frame.filter(pl.col("prompt_id").is_in(sorted(shared))) for frame in preds]
     rows = []
-    for name, path in zip(method_names(paths), paths):
-        joined = join_prompts(load_predictions(path), prompts, Path(path))
+    for name, path, frame in zip(method_names(paths), paths, preds):
+        joined = join_prompts(frame, prompts, Path(path))
         for row in score_frame(joined, items, task, p5):
             rows.append({"method": name, "file": str(path), **row})
     return rows

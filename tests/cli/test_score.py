@@ -125,3 +125,16 @@ def test_text_and_rating_on_reviews(musical_data, tmp_path):
     err2 = ((odd - 4) ** 2).sum()  # "4 stars" parsed as 4 on the odd ones
     total_sq = sum(m["RMSE"] ** 2 * (m["n"] - m["unparsable"]) for m in rating if m["n"] > m["unparsable"])
     assert total_sq == pytest.approx(err2)
+
+
+def test_common_prompts_scores_the_intersection(toys_data, toys_preds, tmp_path):
+    """A model run on a few prompts (infer --limit) against a full baseline file: with
+    --common-prompts both are scored on the same prompts only."""
+    few = pl.read_parquet(toys_preds / "oracle.parquet").filter(pl.col("family") == "sequential").head(7)
+    write_parquet(few, tmp_path / "few.parquet", schemas.PREDICTIONS_SCHEMA)
+    args = ("--data", str(toys_data), "--compare", str(tmp_path / "few.parquet"), str(toys_preds / "wrong.parquet"), "--task", "sequential")
+    full = {r["method"]: sum(x["metrics"]["n"] for x in score_json(*args) if x["method"] == r["method"]) for r in score_json(*args)}
+    assert full["few"] == 7 and full["wrong"] > 7
+    rows = score_json(*args, "--common-prompts")
+    for method in ("few", "wrong"):
+        assert sum(r["metrics"]["n"] for r in rows if r["method"] == method) == 7
