@@ -38,7 +38,9 @@ CHILD = (
     "wall = time.perf_counter() - t\n"
     "sys.stderr.write('\\nBENCH ' + json.dumps({'code': code, 'wall_in_process_s': wall, "
     "'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
-    "'cpu_s': resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime}) + '\\n')\n"
+    "'cpu_s': resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime, "
+    "'child_peak_rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, "
+    "'child_cpu_s': resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime + resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime}) + '\\n')\n"
 )
 
 
@@ -111,7 +113,8 @@ def main() -> None:
             s = r["summary"]
             counts = (s["users"], s["items"], s["interactions"])
             print(f"P5 Toys: users/items/interactions {counts}, documents {s['documents']}, prompts {s['prompts']}")
-            print(f"P5 Toys: wall {r['wall_s']:.2f} s (target <= 10), CPU {r['cpu_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB (target <= 2048)")
+            print(f"P5 Toys: wall {r['wall_s']:.2f} s (target <= 10), CPU {r['cpu_s']:.1f} s (+ {r['child_cpu_s']:.1f} s in the "
+                  f"helper process, peak RSS {r['child_peak_rss_mb']:.0f} MB), peak RSS {r['peak_rss_mb']:.0f} MB (target <= 2048)")
             result["toys"] = {k: v for k, v in r.items() if k != "summary"} | {"counts": counts, "documents": s["documents"], "prompts": s["prompts"]}
             result["checks"] += [
                 {"name": "P5 Toys counts", "value": list(counts), "target": [19412, 11924, 167597], "ok": counts == (19412, 11924, 167597)},
@@ -126,7 +129,8 @@ def main() -> None:
             s = r["summary"]
             print(f"table ({args.interactions:,} synthetic interactions, generated in {gen:.1f} s): users {s['users']:,}, "
                   f"interactions {s['interactions']:,}, documents {s['documents']:,}, prompts {s['prompts']:,}")
-            print(f"table: wall {r['wall_s']:.1f} s (target <= 180), CPU {r['cpu_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB (target <= 8192)")
+            print(f"table: wall {r['wall_s']:.1f} s (target <= 180), CPU {r['cpu_s']:.1f} s (+ {r['child_cpu_s']:.1f} s in the "
+                  f"helper process, peak RSS {r['child_peak_rss_mb']:.0f} MB), peak RSS {r['peak_rss_mb']:.0f} MB (target <= 8192)")
             result["table"] = {k: v for k, v in r.items() if k != "summary"} | {
                 "interactions": s["interactions"], "users": s["users"], "documents": s["documents"], "prompts": s["prompts"]}
             if args.interactions >= 10_000_000:

@@ -23,7 +23,7 @@ import random
 
 import polars as pl
 
-from recsys_cli.data.spans import Marked, Registry, chunks, entity_column
+from recsys_cli.data.spans import Marked, Registry, chunks, entity_frame, span_arrays
 
 PERIODS = (("long", 0.1), ("medium", 0.3), ("short", 0.6))
 LONG_MAX, MEDIUM_MAX, SHORT_RUN = 20, 10, 5
@@ -75,6 +75,28 @@ def build_corpus(
 ) -> pl.DataFrame:
     """users[i] with display label labels[i] and training history histories[i] (item codes
     indexing `mentions`). Returns the corpus frame (entities built columnar)."""
+    return corpus_frame(corpus_columns(users, labels, histories, mentions, profiles, docs_per_user, seed), registry)
+
+
+def corpus_frame(cols: tuple, registry: Registry) -> pl.DataFrame:
+    """`corpus_columns` output -> the corpus frame."""
+    doc_ids, uids, periods, texts, arrays = cols
+    return pl.DataFrame({"doc_id": doc_ids, "user_id": uids, "period": periods, "text": texts}).with_columns(
+        entity_frame(arrays, len(doc_ids), registry)
+    )
+
+
+def corpus_columns(
+    users: list[str],
+    labels: list[str],
+    histories: list[list[int]],
+    mentions: list[Marked],
+    profiles: list[Marked],
+    docs_per_user: int,
+    seed: int,
+) -> tuple:
+    """The corpus as plain columns (doc_ids, user_ids, periods, texts, span arrays): Python
+    and numpy only, so it can run in a forked child process while prompts are built."""
     rng = random.Random(seed * 7919 + 17)
     counts = period_counts(docs_per_user)
     plan = [p for p, _ in PERIODS for _ in range(counts[p])]
@@ -97,6 +119,4 @@ def build_corpus(
             periods.append(period)
             texts.append(text)
             spans.append(ents)
-    return pl.DataFrame({"doc_id": doc_ids, "user_id": uids, "period": periods, "text": texts}).with_columns(
-        entity_column(spans, registry)
-    )
+    return doc_ids, uids, periods, texts, span_arrays(spans)

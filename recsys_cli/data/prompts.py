@@ -136,6 +136,16 @@ def negatives_matrix(seqs: list[list[int]], n_items: int, k: int, rng: np.random
     return out
 
 
+def draw_negatives(seqs: list[list[int]], n_items: int, per_user: int, seed: int) -> tuple:
+    """(valid, test, misc negatives per user, generator state after the draws): numpy only,
+    so it can run in a child process; `sequence_prompts` continues from the state."""
+    nrng = np.random.default_rng([seed, 23])
+    valid_neg = negatives_matrix(seqs, n_items, N_CANDIDATES - 1, nrng)
+    test_neg = negatives_matrix(seqs, n_items, N_CANDIDATES - 1, nrng)
+    misc_neg = negatives_matrix(seqs, n_items, per_user + 2, nrng)
+    return valid_neg, test_neg, misc_neg, nrng.bit_generator.state
+
+
 def sequence_prompts(
     rows: PromptRows,
     users: list[str],
@@ -145,14 +155,14 @@ def sequence_prompts(
     item_ids: list[str],
     per_user: int,
     seed: int,
+    negs: tuple | None = None,
 ) -> None:
-    nrng = np.random.default_rng([seed, 23])
+    """negs: `draw_negatives(seqs, len(item_ids), per_user, seed)` when drawn elsewhere."""
     rng = random.Random(seed * 7919 + 23)
     seq_t, rank_t, yn_t = by_family("sequential"), by_family("direct", kinds=("rank",)), by_family("direct", kinds=("yesno",))
-    n_items = len(item_ids)
-    valid_neg = negatives_matrix(seqs, n_items, N_CANDIDATES - 1, nrng)
-    test_neg = negatives_matrix(seqs, n_items, N_CANDIDATES - 1, nrng)
-    misc_neg = negatives_matrix(seqs, n_items, per_user + 2, nrng)
+    valid_neg, test_neg, misc_neg, state = negs if negs is not None else draw_negatives(seqs, len(item_ids), per_user, seed)
+    nrng = np.random.default_rng([seed, 23])
+    nrng.bit_generator.state = state  # continue the stream after the negative draws
     for u, (user, label, s) in enumerate(zip(users, labels, seqs)):
         n = len(s)
         misc = misc_neg[u].tolist()

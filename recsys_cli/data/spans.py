@@ -99,6 +99,12 @@ def resolve(chunk_list: list[tuple[int, list[Span]]]) -> list[Span]:
 def entity_column(rows: list[list[tuple[int, list[Span]]]], registry: Registry, name: str = "entities") -> pl.Series:
     """Per row a list of chunks (offset, spans) -> pl.Series of List(ENTITY_SPAN). Each distinct
     span list is read once; offsets are added with numpy, rows grouped with polars."""
+    return entity_frame(span_arrays(rows), len(rows), registry, name)
+
+
+def span_arrays(rows: list[list[tuple[int, list[Span]]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Chunks per row -> flat (row, start, end, entity) arrays, numpy only (no polars, so it is
+    safe in a forked child process)."""
     n = len(rows)
     per_row = np.fromiter(map(len, rows), dtype=np.int64, count=n)
     flat_chunks = list(chain.from_iterable(rows))
@@ -119,12 +125,18 @@ def entity_column(rows: list[list[tuple[int, list[Span]]]], registry: Registry, 
     within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(cl) - cl, cl)
     src = np.repeat(first[ref] if len(ref) else ref, cl) + within  # [S]
     off = np.repeat(c_off, cl)
+    return np.repeat(c_row, cl), (flat[src, 0] + off).astype(np.int32), (flat[src, 1] + off).astype(np.int32), flat[src, 2]
+
+
+def entity_frame(arrays: tuple, n: int, registry: Registry, name: str = "entities") -> pl.Series:
+    """`span_arrays` output for n rows -> pl.Series of List(ENTITY_SPAN)."""
+    row, start, end, ent = arrays
     table = pl.DataFrame({"kind": registry.kinds, "entity_id": registry.ids}, schema={"kind": pl.Utf8, "entity_id": pl.Utf8})
     spans = pl.DataFrame({
-        "row": np.repeat(c_row, cl),
-        "start": (flat[src, 0] + off).astype(np.int32),
-        "end": (flat[src, 1] + off).astype(np.int32),
-    }).with_columns(table[pl.Series(flat[src, 2])] if total else table.clear())
+        "row": row,
+        "start": start,
+        "end": end,
+    }).with_columns(table[pl.Series(ent)] if len(ent) else table.clear())
     grouped = spans.group_by("row", maintain_order=True).agg(pl.struct("start", "end", "kind", "entity_id").alias(name))
     full = pl.DataFrame({"row": np.arange(n, dtype=np.int64)})
     col = full.join(grouped, on="row", how="left", maintain_order="left")[name]

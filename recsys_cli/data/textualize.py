@@ -13,18 +13,49 @@ the training part of the sequence (items[:-2]).
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import polars as pl
 
 from recsys_cli.artifacts import schemas
-from recsys_cli.data.corpus import build_corpus
+from recsys_cli.data.corpus import corpus_columns, corpus_frame
 from recsys_cli.data.explain import extract
-from recsys_cli.data.prompts import PromptRows, review_prompts, sequence_prompts
+from recsys_cli.data.prompts import PromptRows, draw_negatives, review_prompts, sequence_prompts
 from recsys_cli.data.sources import Source
 from recsys_cli.data.spans import Marked, Registry, join
 from recsys_cli.data.text import norm_key
 from recsys_cli.errors import RecsysError
+
+
+PARALLEL_MIN_USERS = 2000  # below this the corpus is built in-process (a child costs ~0.5 s)
+
+
+class _Done:
+    """A finished 'future' for the in-process path."""
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+def _pool(n_users: int):
+    """A one-worker forked process pool when the job is large and there are 2+ cores, else
+    None (work then runs inline). Only pure Python + numpy work goes there (corpus columns,
+    negative draws): a forked child cannot use polars' thread pool."""
+    if n_users < PARALLEL_MIN_USERS or (os.cpu_count() or 1) < 2:
+        return None
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+
+
+def _submit(pool, fn, *args):
+    """fn(*args) in the pool (a future), or now (a finished future-like)."""
+    return _Done(fn(*args)) if pool is None else pool.submit(fn, *args)
 
 
 def _price_text(p: float) -> str:
@@ -160,7 +191,28 @@ def textualize(src: Source, seed: int = 0, docs_per_user: int = 10, prompts_per_
     users = seq["user_id"].to_list()
     labels = [f"user_{u}" for u in users]
     seqs = seq["codes"].to_list()
+    # a child process (large inputs) draws negatives and builds the corpus meanwhile
+    pool = _pool(len(users))
+    try:
+        negs_job = _submit(pool, draw_negatives, seqs, items.height, prompts_per_user, seed)
+        frames = _rest(src, seed, docs_per_user, prompts_per_user, review_cap, step, pool, negs_job, inter, items, item_ids, seq, users, labels, seqs)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    notes = list(src.notes)
+    if short:
+        notes.append(f"{short} users with fewer than 3 items dropped")
+    cands = frames[schemas.PROMPTS]["candidates"].drop_nulls().list.len()
+    if len(cands) and cands.min() < 100:
+        notes.append(f"catalogue too small for 99 negatives: {int((cands < 100).sum())} direct prompts have {cands.min()}-{cands.max()} candidates")
+    if not src.has_reviews:
+        notes.append("source has no reviews: no rating, explanation or review prompts")
+    summary = summarize(frames, src, notes)
+    return frames, summary
 
+
+def _rest(src: Source, seed: int, docs_per_user: int, prompts_per_user: int, review_cap: int, step, pool, negs_job, inter, items, item_ids, seq, users, labels, seqs) -> dict:
+    """Items, users, interactions, corpus and prompts once the sequences are known."""
     step("items and users")
     reg = Registry()
     texts, titles, mentions = item_texts(items, reg)
@@ -187,17 +239,10 @@ def textualize(src: Source, seed: int = 0, docs_per_user: int = 10, prompts_per_
 
     step("corpus")
     histories = [s[:-2] for s in seqs]
-    corpus = build_corpus(users, labels, histories, mentions, profiles, docs_per_user, seed, reg)
-
+    corpus_job = _submit(pool, corpus_columns, users, labels, histories, mentions, profiles, docs_per_user, seed)
     step("prompts")
-    rows = PromptRows()
-    sequence_prompts(rows, users, labels, seqs, titles, item_ids.to_list(), prompts_per_user, seed)
-    if src.has_reviews:
-        rev = inter.filter(pl.col("rating").is_not_null() | pl.col("review").is_not_null())
-        if rev.height:
-            rev = _cap(_review_splits(rev, seed), review_cap).join(pl.DataFrame({"user_id": users, "label": labels}), on="user_id", how="left", maintain_order="left")
-            review_prompts(rows, rev, titles, item_ids.to_list(), seed)
-    prompts = rows.frame(item_ids, reg)
+    prompts = _prompts(src, inter, users, labels, seqs, titles, item_ids, prompts_per_user, seed, review_cap, reg, negs_job.result())
+    corpus = corpus_frame(corpus_job.result(), reg)
 
     frames = {
         schemas.ITEMS: items,
@@ -207,16 +252,18 @@ def textualize(src: Source, seed: int = 0, docs_per_user: int = 10, prompts_per_
         schemas.CORPUS: corpus,
         schemas.PROMPTS: prompts,
     }
-    notes = list(src.notes)
-    if short:
-        notes.append(f"{short} users with fewer than 3 items dropped")
-    cands = prompts["candidates"].drop_nulls().list.len()
-    if len(cands) and cands.min() < 100:
-        notes.append(f"catalogue too small for 99 negatives: {int((cands < 100).sum())} direct prompts have {cands.min()}-{cands.max()} candidates")
-    if not src.has_reviews:
-        notes.append("source has no reviews: no rating, explanation or review prompts")
-    summary = summarize(frames, src, notes)
-    return frames, summary
+    return frames
+
+
+def _prompts(src: Source, inter, users, labels, seqs, titles, item_ids: pl.Series, per_user: int, seed: int, review_cap: int, reg: Registry, negs: tuple) -> pl.DataFrame:
+    rows = PromptRows()
+    sequence_prompts(rows, users, labels, seqs, titles, item_ids.to_list(), per_user, seed, negs)
+    if src.has_reviews:
+        rev = inter.filter(pl.col("rating").is_not_null() | pl.col("review").is_not_null())
+        if rev.height:
+            rev = _cap(_review_splits(rev, seed), review_cap).join(pl.DataFrame({"user_id": users, "label": labels}), on="user_id", how="left", maintain_order="left")
+            review_prompts(rows, rev, titles, item_ids.to_list(), seed)
+    return rows.frame(item_ids, reg)
 
 
 def summarize(frames: dict, src: Source, notes: list[str]) -> dict:
