@@ -93,6 +93,17 @@ def ratio(args) -> dict:
     }
 
 
+def _peak_rss_kib() -> int:
+    """This process image's peak RSS (VmHWM); ru_maxrss where /proc is unavailable."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def memory_child(args) -> dict:
     r, lm, tok, stream, opt = _setup(args.model, args.data, args.length, args.batch, args.gc)
     times = []
@@ -102,7 +113,9 @@ def memory_child(args) -> dict:
         _glm_step(lm, opt, b)
         if s:
             times.append(time.perf_counter() - t0)
-    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
+    # VmHWM, not ru_maxrss: Linux carries the parent's RSS at fork into the child's ru_maxrss
+    # across exec, so ru_maxrss reported the parent's (ratio run's) peak for both configurations.
+    rss_gb = _peak_rss_kib() / 1024**2  # KiB -> GiB
     return {"gradient_checkpointing": args.gc, "s_per_step": round(sum(times) / len(times), 2), "peak_rss_gb": round(rss_gb, 2)}
 
 

@@ -46,7 +46,11 @@ def build_model(r: Recipe, device: str):
     peft_model = attach_lora(base, new_ids, r.lora_rank, r.lora_alpha, r.lora_dropout, r.lora_targets)
     lm = RecsysLM(peft_model, positions=r.positions, max_intra=r.max_intra)
     lm.new_token_ids = new_ids
+    # from_pretrained leaves the HF model in eval mode while RecsysLM starts in train mode;
+    # HF only checkpoints layers when `self.training`, so set the whole tree to train mode.
+    lm.train()
     return lm.to(device), tok, spec, special
+
 
 
 def _use_bf16(r: Recipe, device: str) -> bool:
