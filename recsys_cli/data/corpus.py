@@ -63,21 +63,6 @@ def sample_window(period: str, m: int, rng: random.Random) -> list[int]:
     return sorted(rng.sample(range(lo, m), k))
 
 
-def build_corpus(
-    users: list[str],
-    labels: list[str],
-    histories: list[list[int]],
-    mentions: list[Marked],
-    profiles: list[Marked],
-    docs_per_user: int,
-    seed: int,
-    registry: Registry,
-) -> pl.DataFrame:
-    """users[i] with display label labels[i] and training history histories[i] (item codes
-    indexing `mentions`). Returns the corpus frame (entities built columnar)."""
-    return corpus_frame(corpus_columns(users, labels, histories, mentions, profiles, docs_per_user, seed), registry)
-
-
 def corpus_frame(cols: tuple, registry: Registry) -> pl.DataFrame:
     """`corpus_columns` output -> the corpus frame."""
     doc_ids, uids, periods, texts, arrays = cols
