@@ -3,6 +3,7 @@
     recsys pretrain --data runs/toys --config recipes/pretrain/tiny-cpu.yaml --out runs/ckpt
     recsys pretrain --data runs/toys --out runs/ckpt --max-steps 20          # embedded SmolLM2
     recsys pretrain --data runs/toys --out runs/ckpt --resume                 # continue exactly
+    recsys pretrain --data runs/toys --config recipes/pretrain/tiny-cpu.yaml --modules-to-save none --out runs/lora-only
     deepspeed --num_gpus 8 -m recsys_cli.main pretrain --data runs/toys \\
         --config recipes/pretrain/paper-multi-gpu.yaml --out runs/ckpt
 """
@@ -18,6 +19,15 @@ from recsys_cli import console
 from recsys_cli.options import DataDir, Json, ModelOpt, Quiet, TrustRemoteCode
 
 
+def _names(value: Optional[str]) -> Optional[list[str]]:
+    """'a, b' -> ['a', 'b']; 'none' -> [] (clears the recipe's list); unset -> None (keeps it)."""
+    if value is None:
+        return None
+    if value.strip().lower() == "none":
+        return []
+    return [t.strip() for t in value.split(",") if t.strip()]
+
+
 def command(
     data: DataDir,
     out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint directory (read by `recsys infer --checkpoint`).")] = Path("runs/checkpoint"),
@@ -28,6 +38,7 @@ def command(
     lora_alpha: Annotated[Optional[int], typer.Option("--lora-alpha", help="LoRA alpha.")] = None,
     lora_dropout: Annotated[Optional[float], typer.Option("--lora-dropout", help="LoRA dropout.")] = None,
     lora_targets: Annotated[Optional[str], typer.Option("--lora-targets", help="Comma-separated module names (default: every attention and MLP projection).")] = None,
+    modules_to_save: Annotated[Optional[str], typer.Option("--modules-to-save", help="Comma-separated modules trained in full next to LoRA (e.g. embed_tokens for a random model); 'none' clears the recipe's.")] = None,
     positions: Annotated[Optional[str], typer.Option("--positions", help="glm (2D: inter + intra) or linear (plain positions, the ablation).")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Sequences per device per micro-step.")] = None,
@@ -55,6 +66,7 @@ def command(
         "lora_alpha": lora_alpha,
         "lora_dropout": lora_dropout,
         "lora_targets": [t.strip() for t in lora_targets.split(",") if t.strip()] if lora_targets else None,
+        "modules_to_save": _names(modules_to_save),
         "positions": positions,
         "lr": lr,
         "batch_size": batch_size,

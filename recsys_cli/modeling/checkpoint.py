@@ -1,6 +1,7 @@
 """Building, saving and loading RecsysLM checkpoints (docs/ARCHITECTURE.md "Checkpoint directory").
 
-    C/adapter/                 peft adapter (LoRA + trainable rows of the new tokens)
+    C/adapter/                 peft adapter (LoRA + trainable rows of the new tokens, or the whole
+                               embedding when the recipe lists it in modules_to_save)
     C/tokenizer/               tokenizer with [M] [sM] [gM] [START] [END]
     C/extras.safetensors       intra_embed.weight + new_token_rows (a copy, for inspection)
     C/recsys_checkpoint.json   base model + fingerprint, vocab size, positions, max_intra, ...
@@ -80,16 +81,50 @@ def lora_targets(model, wanted: list[str] | None) -> list[str]:
     return found
 
 
-def attach_lora(model, new_token_ids: list[int], rank: int = 8, alpha: int = 16, dropout: float = 0.05, targets=None):
-    """Wrap with peft LoRA; the new tokens' embedding rows are trainable via trainable_token_indices."""
+def _module_name(model, module) -> str | None:
+    """The last component of `module`'s name inside `model` (e.g. embed_tokens, lm_head)."""
+    for n, m in model.named_modules():
+        if m is module and n:
+            return n.rsplit(".", 1)[-1]
+    return None
+
+
+def full_modules(model, wanted: list[str] | None) -> tuple[list[str], bool, bool]:
+    """Check the recipe's `modules_to_save` (modules trained in full, e.g. the embedding of a
+    random model) against `model`. -> (names, embedding_in_full, tied): with tied embeddings
+    the input embedding and the output head are one matrix, so naming either trains both."""
+    if not wanted:
+        return [], False, False
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n}
+    bad = [w for w in wanted if w not in names]
+    if bad:
+        raise RecsysError(f"modules_to_save / --modules-to-save: {bad} are not modules of this model (e.g. embed_tokens, lm_head)")
+    emb = _module_name(model, model.get_input_embeddings())
+    head = model.get_output_embeddings()
+    tied = head is not None and head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    heads = {emb, _module_name(model, head)} if tied else {emb}
+    return list(wanted), bool(heads & set(wanted)), tied
+
+
+def attach_lora(model, new_token_ids: list[int], rank: int = 8, alpha: int = 16, dropout: float = 0.05, targets=None, modules_to_save=None):
+    """Wrap with peft LoRA; the new tokens' embedding rows are trainable via trainable_token_indices,
+    unless `modules_to_save` trains the whole embedding (then those rows train with it, and peft's
+    ensure_weight_tying keeps a tied output head the same matrix, in training and after loading)."""
     from peft import LoraConfig, get_peft_model
 
+    full, embedding_in_full, tied = full_modules(model, modules_to_save)
+    lora = lora_targets(model, targets)
+    both = sorted(set(full) & set(lora))
+    if both:
+        raise RecsysError(f"{both} are both LoRA targets and modules_to_save; a module is either adapted or trained in full")
     cfg = LoraConfig(
         r=rank,
         lora_alpha=alpha,
         lora_dropout=dropout,
-        target_modules=lora_targets(model, targets),
-        trainable_token_indices=list(new_token_ids) or None,
+        target_modules=lora,
+        trainable_token_indices=None if embedding_in_full else (list(new_token_ids) or None),
+        modules_to_save=full or None,
+        ensure_weight_tying=embedding_in_full and tied,
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, cfg)
@@ -113,7 +148,8 @@ def save_checkpoint(lm, tokenizer, out: Path, meta: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     base = lm.base
     with atomic_dir(out / schemas.CKPT_ADAPTER) as tmp:
-        # new rows live in trainable_token_indices; the resize is deterministic -> no full embedding copy
+        # new rows live in trainable_token_indices (or in a modules_to_save embedding, which peft
+        # saves whole); the resize is deterministic -> no other embedding copy
         base.save_pretrained(str(tmp), safe_serialization=True, save_embedding_layers=False)
     with atomic_dir(out / schemas.CKPT_TOKENIZER) as tmp:
         tokenizer.save_pretrained(str(tmp))

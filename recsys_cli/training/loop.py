@@ -33,7 +33,7 @@ def lr_at(step: int, r: Recipe, total: int) -> float:
 
 
 def build_model(r: Recipe, device: str):
-    """Base (+special tokens, resized) -> LoRA (+trainable new rows) -> RecsysLM."""
+    """Base (+special tokens, resized) -> LoRA (+trainable new rows, + modules_to_save) -> RecsysLM."""
     import torch
 
     from recsys_cli.modeling import RecsysLM, attach_lora, prepare_base
@@ -43,7 +43,7 @@ def build_model(r: Recipe, device: str):
     if r.gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         base.config.use_cache = False
-    peft_model = attach_lora(base, new_ids, r.lora_rank, r.lora_alpha, r.lora_dropout, r.lora_targets)
+    peft_model = attach_lora(base, new_ids, r.lora_rank, r.lora_alpha, r.lora_dropout, r.lora_targets, r.modules_to_save)
     lm = RecsysLM(peft_model, positions=r.positions, max_intra=r.max_intra)
     lm.new_token_ids = new_ids
     # from_pretrained leaves the HF model in eval mode while RecsysLM starts in train mode;
@@ -144,7 +144,10 @@ class Trainer:
             "base_model": self.spec.name,
             "base_fingerprint": self.spec.fingerprint,
             "special_tokens": self.special_map,
-            "lora": {"rank": self.r.lora_rank, "alpha": self.r.lora_alpha, "dropout": self.r.lora_dropout, "targets": self.r.lora_targets},
+            "lora": {
+                "rank": self.r.lora_rank, "alpha": self.r.lora_alpha, "dropout": self.r.lora_dropout,
+                "targets": self.r.lora_targets, "modules_to_save": self.r.modules_to_save,
+            },
             "step": step,
             "recipe": self.r.to_dict(),
         }

@@ -23,6 +23,9 @@ class Recipe:
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     lora_targets: list[str] | None = None  # None -> every attention and MLP projection
+    # modules trained in full next to LoRA and saved whole in the adapter (peft modules_to_save),
+    # e.g. [embed_tokens] for a randomly initialised model; a tied output head follows the embedding
+    modules_to_save: list[str] | None = None
     lr: float = 1e-4
     min_lr_ratio: float = 0.1  # cosine decay to lr * min_lr_ratio
     warmup_steps: int = 10
@@ -82,6 +85,10 @@ def _check(r: Recipe, where: str) -> None:
         raise bad("corpus_ratio must be in [0, 1]")
     if r.lr <= 0:
         raise bad("lr must be > 0")
+    for k in ("lora_targets", "modules_to_save"):
+        v = getattr(r, k)
+        if v is not None and not (isinstance(v, list) and all(isinstance(x, str) and x for x in v)):
+            raise bad(f"{k} must be a list of module names, got {v!r}")
 
 
 def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Recipe:

@@ -27,7 +27,9 @@ def test_pretrain_writes_a_loadable_checkpoint(toys_data, tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3] and {"loss", "lr", "tokens_per_s", "elapsed"} <= set(rows[0])
     cfg = json.loads((out / "recsys_checkpoint.json").read_text())
     assert cfg["positions"] == "linear" and cfg["step"] == 3 and set(cfg["special_tokens"]) == {"[M]", "[sM]", "[gM]", "[START]", "[END]"}
-    assert json.loads((out / "adapter/adapter_config.json").read_text())["r"] == 8
+    assert cfg["lora"]["modules_to_save"] == ["embed_tokens"]  # the random model's embedding, in full
+    adapter = json.loads((out / "adapter/adapter_config.json").read_text())
+    assert adapter["r"] == 8 and "embed_tokens" in adapter["modules_to_save"] and adapter["ensure_weight_tying"]
 
 
 def test_pretrain_errors_are_one_line(toys_data, tmp_path):
@@ -39,3 +41,5 @@ def test_pretrain_errors_are_one_line(toys_data, tmp_path):
     bad.write_text("model: fixtures/tiny-model\nlora_rnak: 4\n")
     code, _, err = run_cli("pretrain", "--data", str(toys_data), "--config", str(bad), "--out", str(tmp_path / "C3"), "--quiet")
     assert code != 0 and "r.yaml, line 2" in err and "lora_rnak" in err
+    code, _, err = run_cli("pretrain", "--data", str(toys_data), "--config", TINY, "--out", str(tmp_path / "C4"), "--modules-to-save", "embed_tokenz", "--quiet")
+    assert code != 0 and err.startswith("Error: ") and "embed_tokenz" in err and len(err.strip().splitlines()) == 1

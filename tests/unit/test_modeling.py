@@ -159,6 +159,46 @@ def test_checkpoint_roundtrip_identical_logits(lora_lm, tiny_model, tmp_path):
     PeftModel.from_pretrained(base, str(tmp_path / "C" / "adapter"))
 
 
+def test_full_embedding_stays_tied_and_roundtrips(tiny_model, tmp_path):
+    """modules_to_save=[embed_tokens] (the tiny recipe): one trained matrix for input and output,
+    saved in the adapter; same logits after load_checkpoint (merged or not) and plain peft."""
+    from peft import PeftModel
+
+    torch.manual_seed(0)
+    base, tok, spec, special = prepare_base(tiny_model)
+    new = sorted(special.values())
+    with pytest.raises(RecsysError, match="not modules of this model"):
+        attach_lora(base, new, modules_to_save=["embed_tokenz"])
+    with pytest.raises(RecsysError, match="both LoRA targets and modules_to_save"):
+        attach_lora(base, new, modules_to_save=["q_proj"])
+    lm = RecsysLM(attach_lora(base, new, rank=4, dropout=0.0, modules_to_save=["embed_tokens"]), positions="glm")
+    lm.new_token_ids = new
+    emb, head = lm.base.get_input_embeddings(), lm.base.get_output_embeddings()
+    assert emb.weight is head.weight and emb.weight.requires_grad  # tied, trained in full
+    _perturb(lm.eval())
+    ids = torch.tensor([tok(TEXT)["input_ids"] + [new[3]]])  # [1, L] includes [START]
+    L = ids.shape[1]
+    args = (ids, torch.arange(L)[None], torch.arange(L)[None] % 5, build_attention_mask([4], [L], L, torch.float32))
+    with torch.no_grad():
+        want, want_plain = lm(*args).logits, lm.base(input_ids=ids).logits  # [1, L, V]
+    save_checkpoint(lm, tok, tmp_path / "C", {"base_model": spec.name, "base_fingerprint": spec.fingerprint, "step": 1})
+    adapter_cfg = json.loads((tmp_path / "C" / "adapter" / "adapter_config.json").read_text())
+    assert "embed_tokens" in adapter_cfg["modules_to_save"] and adapter_cfg["trainable_token_indices"] is None
+    for merge in (False, True):
+        lm2, _, _ = load_checkpoint(tmp_path / "C", merge=merge)
+        lm2.eval()
+        assert lm2.base.get_input_embeddings().weight is lm2.base.get_output_embeddings().weight
+        with torch.no_grad():
+            assert torch.allclose(lm2(*args).logits, want, atol=1e-5 if not merge else 1e-4), merge
+    from recsys_cli.modeling import resize_for_tokens
+
+    plain = load_base_model(resolve_model(tiny_model))
+    resize_for_tokens(plain, tok)
+    plain = PeftModel.from_pretrained(plain, str(tmp_path / "C" / "adapter")).eval()
+    with torch.no_grad():
+        assert torch.allclose(plain(input_ids=ids).logits, want_plain, atol=1e-5)
+
+
 def test_checkpoint_mismatch_errors(lora_lm, tmp_path):
     lm, tok, spec = lora_lm
     C = tmp_path / "C"

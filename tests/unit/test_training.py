@@ -1,4 +1,5 @@
-"""Recipes, data mixing, the training loop (loss drop, exact resume) and the DeepSpeed CPU path.
+"""Recipes, data mixing, the training loop (loss drop, exact resume with and without a fully
+trained embedding) and the DeepSpeed CPU path.
 
     python -m pytest tests/unit/test_training.py
 """
@@ -41,6 +42,10 @@ def test_cli_overrides_and_bad_keys(tmp_path):
         load_recipe(bad)
     with pytest.raises(RecsysError, match="positions"):
         load_recipe(None, {"positions": "rope"})
+    bad.write_text("modules_to_save: embed_tokens\n")
+    with pytest.raises(RecsysError, match="bad.yaml: modules_to_save must be a list of module names"):
+        load_recipe(bad)
+    assert load_recipe(ROOT / "recipes/pretrain/tiny-cpu.yaml", {"modules_to_save": []}).modules_to_save == []
 
 
 def test_lr_schedule_warmup_then_decay():
@@ -81,28 +86,32 @@ def _losses(path):
     return [(r["step"], r["loss"]) for r in map(json.loads, (path / "metrics.jsonl").read_text().splitlines())]
 
 
-def test_resume_continues_exactly(toys_data, tiny_model, tmp_path):
+@pytest.mark.parametrize("full", [None, ["embed_tokens"]], ids=["lora", "lora+embedding"])
+def test_resume_continues_exactly(toys_data, tiny_model, tmp_path, full):
     from recsys_cli.training.loop import Trainer
 
-    r = _recipe(tiny_model, lora_dropout=0.1)
+    r = _recipe(tiny_model, lora_dropout=0.1, modules_to_save=full)
     Trainer(r, toys_data, tmp_path / "full").train()
     out = Trainer(r, toys_data, tmp_path / "cut").train(stop_at=4)
     assert out["interrupted"] and out["steps"] == 4
     Trainer(r, toys_data, tmp_path / "cut").train(resume=True)
-    full, cut = _losses(tmp_path / "full"), _losses(tmp_path / "cut")
+    full_run, cut = _losses(tmp_path / "full"), _losses(tmp_path / "cut")
     assert [s for s, _ in cut] == list(range(1, 7))
-    assert cut == full
+    assert cut == full_run
 
 
-@pytest.mark.slow
-def test_loss_drops_on_tiny_model(toys_data, tiny_model, tmp_path):
+def test_tiny_recipe_loss_drops(toys_data, tmp_path):
+    """The tiny recipe as written (LoRA + the random model's embedding trained in full), in a
+    short hot run: 20 steps at 64 tokens, lr 0.01. Measured drop ~22% (LoRA only: ~3%);
+    200 steps of the recipe itself: bench/pretrain.py --tiny-loss (~48%)."""
     from recsys_cli.training.loop import Trainer
 
-    r = _recipe(tiny_model, max_steps=80, batch_size=4, lr=0.02, warmup_steps=5, eval_every=1000, save_every=1000, lora_dropout=0.0)
+    r = load_recipe(ROOT / "recipes/pretrain/tiny-cpu.yaml", {"max_steps": 20, "max_length": 64, "lr": 0.01, "eval_every": 1000, "save_every": 1000})
+    assert r.modules_to_save == ["embed_tokens"]
     Trainer(r, toys_data, tmp_path / "C").train()
     losses = [l for _, l in _losses(tmp_path / "C")]
-    first, last = sum(losses[:8]) / 8, sum(losses[-8:]) / 8
-    assert last <= 0.85 * first, (first, last)
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last <= 0.9 * first, (first, last)
 
 
 @pytest.mark.slow
