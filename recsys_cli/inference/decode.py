@@ -140,10 +140,16 @@ def greedy(model, state: State, end_ids: Sequence[int], max_new_tokens: int) -> 
 
 class Constraint:
     """Trie-constrained next tokens: children of the beam's node, plus [END] at a terminal
-    node unless all its payloads are excluded for that row."""
+    node unless all its payloads are excluded for that row.
 
-    def __init__(self, trie: TokenTrie, end_id: int):
-        self.trie, self.end_id = trie, end_id
+    renormalize=False scores a title by its summed full-vocabulary log-probs (every token and
+    [END] counted). renormalize=True scores it by log P under the constrained distribution
+    (softmax over the allowed tokens only): tokens that are forced because the title is
+    already decided cost nothing, so a hypothesis finishes as soon as its prefix identifies a
+    single title (`TokenTrie.unique_tail`), and the scores form a distribution over titles."""
+
+    def __init__(self, trie: TokenTrie, end_id: int, renormalize: bool = False):
+        self.trie, self.end_id, self.renormalize = trie, end_id, renormalize
 
     def mask(self, nodes: Sequence[int], excluded: Sequence[set], vocab: int, device):
         import torch
@@ -190,6 +196,9 @@ def beam_search(model, state: State, beams: int, top_k: int, end_id: int, max_ne
         if constraint is not None:
             row_excl = [excluded[b] for b in active for _ in range(beams)]
             logp = logp + constraint.mask(nodes, row_excl, vocab, "cpu")
+            if constraint.renormalize:
+                logp = torch.log_softmax(logp, -1)
+                logp.masked_fill_(logp.isnan(), neg)  # dead beams (nothing allowed) stay -inf
         elif len(ban):
             logp[:, ban] = neg
         cand = (torch.tensor(scores).view(-1, 1) + logp).view(len(active), beams * vocab)  # [A, K*V]
@@ -207,6 +216,12 @@ def beam_search(model, state: State, beams: int, top_k: int, end_id: int, max_ne
                     finished[b].append((sc, seqs[parent] if tok == end_id else seqs[parent] + [tok], nodes[parent]))
                     continue
                 node = constraint.trie.step(nodes[parent], tok) if constraint is not None else ROOT
+                if constraint is not None and constraint.renormalize:
+                    tail = constraint.trie.unique_tail(node)
+                    if tail is not None:  # the title is decided: its remaining tokens are forced
+                        if not all(p in excluded[b] for p in constraint.trie.payloads[tail[1]]):
+                            finished[b].append((sc, seqs[parent] + [tok] + tail[0], tail[1]))
+                        continue
                 blk_src.append(parent)
                 blk_tok.append(tok)
                 blk_sc.append(sc)

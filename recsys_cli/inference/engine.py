@@ -78,8 +78,8 @@ class Engine:
         for r, pa, pai, excl in zip(rows, a, ai, excluded):
             cands = [c for c in r["candidates"] if c not in excl]
             toks = [self.title_tokens(c) for c in cands]
-            s = scoring.score_candidates(self.model, pa, pai, self.special.start, self.special.end, toks,
-                                         self.entity_trie, dynamic=self.opts.dynamic)
+            score = scoring.score_candidates if self.opts.item_scoring == "full" else scoring.score_candidates_constrained
+            s = score(self.model, pa, pai, self.special.start, self.special.end, toks, self.entity_trie, dynamic=self.opts.dynamic)
             order = sorted(range(len(cands)), key=lambda i: -s[i])
             ranked = [cands[i] for i in order]
             out.append(self._row(r, self.titles.get(ranked[0], ranked[0]) if ranked else "", ranked, [s[i] for i in order], bool(ranked)))
@@ -104,7 +104,7 @@ class Engine:
             hyps = decode.beam_search(self.model, st, beams, beams, self.special.end, depth, banned=self.banned)
             return [self._ground(r, h, excl) for r, h, excl in zip(rows, hyps, excluded)]
         st = self._state(rows, self.entity_trie)
-        con = decode.Constraint(self.item_trie, self.special.end)
+        con = decode.Constraint(self.item_trie, self.special.end, renormalize=o.item_scoring == "constrained")
         hyps = decode.beam_search(self.model, st, beams, o.top_k, self.special.end, self.item_trie.max_depth + 1, con, excluded)
         out = []
         for r, hs, excl in zip(rows, hyps, excluded):

@@ -39,6 +39,7 @@ class InferOptions:
     max_prompt_len: int = 1024
     dynamic: bool = True
     chunk_rows: int = 64
+    item_scoring: str = "constrained"  # constrained | full (see decode.Constraint)
 
 
 def mode_of(family: str, target: str | None, candidates: Any) -> str:

@@ -3,6 +3,10 @@
 * `score_candidates`: log-likelihood of each candidate answer (`[START] title [END]`) after one
   prompt. The prompt's KV cache is computed once and shared by all candidates (expanded
   across the candidate batch), so 100 candidates cost one prompt pass plus 100 short ones.
+* `score_candidates_constrained`: log P of each candidate under decoding constrained to the
+  candidate titles (softmax over the allowed next tokens). The candidates' trie is walked
+  exhaustively, but only up to the point where a prefix identifies one candidate (the rest is
+  forced), so 100 candidates usually cost one prompt pass plus a few dozen one-token rows.
 * `yes_no`: log P(yes) against log P(no) for the first answer token, batched.
 
     python -m pytest tests/unit/test_inference_scoring.py -q
@@ -14,7 +18,7 @@ from typing import Sequence
 
 from recsys_cli.inference import decode
 from recsys_cli.inference.positions import dynamic_intra
-from recsys_cli.inference.trie import TokenTrie
+from recsys_cli.inference.trie import ROOT, TokenTrie
 
 
 def score_candidates(model, part_a: Sequence[int], part_a_intra: Sequence[int], start_id: int, end_id: int,
@@ -59,6 +63,49 @@ def score_candidates(model, part_a: Sequence[int], part_a_intra: Sequence[int], 
         total = (tok_lp.cpu() * valid).sum(1) + first[ids[:, 0].to(first.device)].cpu()  # [N]
         for i, v in zip(members, total.tolist()):
             out[i] = v
+    return out
+
+
+def score_candidates_constrained(model, part_a: Sequence[int], part_a_intra: Sequence[int], start_id: int,
+                                 end_id: int, candidates: Sequence[Sequence[int]], trie: TokenTrie | None,
+                                 dynamic: bool = True) -> list[float]:
+    """log P(candidate) under the distribution constrained to the candidates' titles; equal
+    titles share their probability (each gets the full value)."""
+    import torch
+
+    cand_trie = TokenTrie((c, i) for i, c in enumerate(candidates))
+    out = [float("-inf")] * len(candidates)
+    state = decode.prefill(model, [part_a], [part_a_intra], start_id, trie, dynamic=dynamic)
+    con = decode.Constraint(cand_trie, end_id, renormalize=True)
+    whole = cand_trie.unique_tail(ROOT)
+    if whole is not None:  # one distinct title: probability 1
+        for i in cand_trie.payloads[whole[1]]:
+            out[i] = 0.0
+        return out
+    frontier = [(ROOT, 0.0)]  # (trie node, log P of reaching it); row r of `state` is frontier[r]
+    while frontier:
+        nodes = [n for n, _ in frontier]
+        logp = torch.log_softmax(state.logits.cpu() + con.mask(nodes, [set()] * len(nodes), state.logits.shape[1], "cpu"), -1)  # [F, V]
+        src, toks, nxt = [], [], []
+        for r, (node, sc) in enumerate(frontier):
+            if cand_trie.payloads[node]:  # a title ends here and others continue it
+                for i in cand_trie.payloads[node]:
+                    out[i] = sc + logp[r, end_id].item()
+            for tok in cand_trie.children(node):
+                child, lp = cand_trie.step(node, tok), sc + logp[r, tok].item()
+                tail = cand_trie.unique_tail(child)
+                if tail is not None:  # decided: the remaining tokens are forced
+                    for i in cand_trie.payloads[tail[1]]:
+                        out[i] = lp
+                    continue
+                src.append(r)
+                toks.append(tok)
+                nxt.append((child, lp))
+        if not nxt:
+            break
+        state.select(src)
+        decode.step(model, state, torch.tensor(toks, dtype=torch.long, device=state.key_ok.device))
+        frontier = nxt
     return out
 
 

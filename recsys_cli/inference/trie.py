@@ -25,6 +25,7 @@ class TokenTrie:
         self.payloads: list[list[Hashable]] = [[]]
         self.depth: list[int] = [0]
         self._child_cache: dict[int, object] = {}
+        self._tails: list[int] | None = None  # see `unique_tail`
         for tokens, payload in entries:
             self.insert(tokens, payload)
 
@@ -42,6 +43,7 @@ class TokenTrie:
         if node != ROOT and payload not in self.payloads[node]:
             self.payloads[node].append(payload)
         self._child_cache.clear()
+        self._tails = None
         return node
 
     def __len__(self) -> int:
@@ -68,6 +70,33 @@ class TokenTrie:
 
     def children(self, node: int) -> list[int]:
         return list(self._next[node])
+
+    def unique_tail(self, node: int) -> tuple[list[int], int] | None:
+        """(forced tokens, terminal node) when exactly one terminal node lies at or below
+        `node` and it is a leaf: under constrained decoding those tokens are forced, so the
+        item is already decided. None when the choice is still open."""
+        if self._tails is None:
+            self._tails = self._build_tails()
+        end = self._tails[node]
+        if end == NONE:
+            return None
+        toks: list[int] = []
+        while node != end:
+            (tok, node), = self._next[node].items()
+            toks.append(tok)
+        return toks, end
+
+    def _build_tails(self) -> list[int]:
+        """Per node the sole terminal leaf below it, or NONE; one pass from the deepest nodes
+        up (a child always has a larger id than its parent)."""
+        tails = [NONE] * len(self._next)
+        for node in range(len(self._next) - 1, -1, -1):
+            kids = self._next[node]
+            if not kids:
+                tails[node] = node if self.payloads[node] else NONE
+            elif len(kids) == 1 and not self.payloads[node]:
+                tails[node] = tails[next(iter(kids.values()))]
+        return tails
 
     def children_tensor(self, node: int):
         """LongTensor of the tokens that continue `node` (cached per node)."""

@@ -7,6 +7,7 @@ random model (real SmolLM2 tokenizer).
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import polars as pl
@@ -114,3 +115,27 @@ def test_trained_checkpoint_default_output_and_base_mismatch(toys_entities, tmp_
         pytest.skip("embedded model not converted on this machine")
     code, _, err = run_cli("infer", "--data", str(toys_entities), "--checkpoint", str(ckpt), "--model", "embedded", "--limit", "1", "--quiet")
     assert code != 0 and err.startswith("Error:") and "fingerprint" in err and len(err.strip().splitlines()) == 1
+
+
+def test_users_subset_and_full_item_scoring(toys_entities, tiny_model, tmp_path):
+    common = ["--data", str(toys_entities), "--checkpoint", "none", "--model", tiny_model, "--family", "direct"]
+    code, _, err = infer(*common, "--users", "2", "--template", "direct-9", "--out", str(tmp_path / "c.parquet"))
+    assert code == 0, err
+    got = pl.read_parquet(tmp_path / "c.parquet")
+    prompts = pl.read_parquet(toys_entities / "prompts.parquet").filter(pl.col("split") == "test", pl.col("family") == "direct")
+    first_two = prompts["user_id"].unique(maintain_order=True).head(2).to_list()
+    want = prompts.filter(pl.col("user_id").is_in(first_two), pl.col("template_id") == "direct-9")
+    assert got["prompt_id"].to_list() == want["prompt_id"].to_list() and got.height == 2
+    probs = [sum(math.exp(s) for s in row) for row in got["scores"].to_list()]
+    assert probs == pytest.approx([1.0, 1.0], abs=1e-3)  # constrained scores: a distribution over the 100 titles
+    code, _, err = infer(*common, "--users", "2", "--template", "direct-9", "--item-scoring", "full", "--out", str(tmp_path / "f.parquet"))
+    assert code == 0, err
+    full = pl.read_parquet(tmp_path / "f.parquet")
+    assert sorted(full["ranked"][0].to_list()) == sorted(got["ranked"][0].to_list())
+    assert sum(math.exp(s) for s in full["scores"][0].to_list()) < 0.99  # full-vocabulary log-probs are not renormalized
+    code, _, err = infer(*common, "--users", "1", "--kind", "rank", "--item-scoring", "full", "--out", str(tmp_path / "k.parquet"))
+    assert code == 0, err
+    kinds = pl.read_parquet(tmp_path / "k.parquet")
+    assert kinds.height == 2 and set(kinds["template_id"]) & {"direct-9"} and all(len(r) == 100 for r in kinds["ranked"])
+    code, _, err = infer(*common, "--item-scoring", "best", "--out", str(tmp_path / "x.parquet"))
+    assert code != 0 and "--item-scoring" in err and "Traceback" not in err

@@ -136,6 +136,49 @@ def test_shared_prefix_candidate_scores_equal_separate_passes(setup):
     assert y < 0 and n < 0 and y != n
 
 
+def test_constrained_scores_are_a_distribution_and_match_exhaustive_beam_search(setup):
+    lm, tok, sp, titles, toks, trie = setup
+    a, ai = part_a(tok, sp, "Pick the toy this user will buy next from the list:")
+    ids = list(toks)[:40]
+    cands = [toks[i] for i in ids]
+    with torch.inference_mode():
+        got = scoring.score_candidates_constrained(lm, a, ai, sp.start, sp.end, cands, trie)
+        cand_trie = TokenTrie((c, i) for i, c in zip(ids, cands))
+        st = decode.prefill(lm, [a], [ai], sp.start, trie)
+        con = decode.Constraint(cand_trie, sp.end, renormalize=True)
+        hyps = decode.beam_search(lm, st, len(ids), len(ids), sp.end, cand_trie.max_depth + 1, con)[0]
+    distinct = {tuple(c): s for c, s in zip(cands, got)}  # equal titles share one probability
+    assert sum(torch.tensor(list(distinct.values())).exp().tolist()) == pytest.approx(1.0, abs=1e-4)
+    assert len(hyps) == len(distinct)  # exhaustive: every title found, each once
+    by_item = {i: s for i, s in zip(ids, got)}
+    for score, seq, node in hyps:  # two implementations of the same distribution agree
+        assert seq == toks[cand_trie.payloads[node][0]]
+        assert score == pytest.approx(by_item[cand_trie.payloads[node][0]], abs=1e-4)
+
+
+def test_renormalized_beam_search_stops_once_a_title_is_decided(setup):
+    lm, tok, sp, titles, toks, trie = setup
+    a, ai = part_a(tok, sp, "Recommend a toy:")
+    calls = {"n": 0}
+    real_step = decode.step
+
+    def counting_step(*args, **kw):
+        calls["n"] += 1
+        return real_step(*args, **kw)
+
+    decode.step = counting_step
+    try:
+        with torch.inference_mode():
+            st = decode.prefill(lm, [a], [ai], sp.start, trie)
+            hyps = decode.beam_search(lm, st, 10, 10, sp.end, trie.max_depth + 1, decode.Constraint(trie, sp.end, renormalize=True))[0]
+    finally:
+        decode.step = real_step
+    assert len(hyps) == 10
+    assert all(seq == toks[trie.payloads[node][0]] for _, seq, node in hyps)  # full titles returned
+    assert calls["n"] < max(len(seq) for _, seq, _ in hyps)  # fewer forward steps than title tokens
+    assert all(s <= 0 for s, _, _ in hyps) and sum(torch.tensor([s for s, _, _ in hyps]).exp().tolist()) <= 1 + 1e-5
+
+
 def test_tracker_reorder_and_first_unit():
     trie = TokenTrie([([5, 6, 7], "a"), ([5, 9], "b")])
     tr = IntraTracker(trie, 2)
