@@ -4,10 +4,14 @@
     python bench/textualize.py --only toys     # just the P5 Toys figure
     python bench/textualize.py --interactions 1000000   # a smaller synthetic table
 
-Each run is a separate `recsys textualize ...` process; wall time and that process's peak
-RSS (ru_maxrss) are printed and written to bench/results/textualize.json with the machine.
-Targets: Toys <= 10 s and <= 2 GB with 19,412 users / 11,924 items / 167,597 interactions;
-10M-row table <= 180 s and <= 8 GB.
+Each run is a separate `recsys textualize ...` process (large inputs fork one helper
+process). Printed and written to bench/results/textualize.json with the machine: wall time,
+CPU seconds and peak RSS (ru_maxrss) of the main process and of the helper, and the memory
+of the whole process tree polled every 0.2 s with psutil: the peak of the summed PSS (pages
+shared by the two processes counted once: the real footprint) and of the summed RSS (shared
+pages counted twice). The sum of the two per-process peak RSS is the conservative bound.
+Targets: Toys <= 10 s and <= 2 GB (main process) with 19,412 users / 11,924 items / 167,597
+interactions; 10M-row table <= 180 s and <= 8 GB for the process tree (PSS).
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import psutil
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -44,17 +50,50 @@ CHILD = (
 )
 
 
+def tree_memory(pid: int, done: threading.Event, peak: dict) -> None:
+    """Poll the process tree under `pid` until `done`: peak summed PSS and RSS (MB)."""
+    root = psutil.Process(pid)
+    while not done.is_set():
+        pss = rss = 0
+        try:
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            break
+        for p in procs:
+            try:
+                m = p.memory_full_info()
+            except psutil.Error:
+                continue
+            pss, rss = pss + m.pss, rss + m.rss
+        peak["tree_peak_pss_mb"] = max(peak["tree_peak_pss_mb"], pss / 2**20)
+        peak["tree_peak_rss_mb"] = max(peak["tree_peak_rss_mb"], rss / 2**20)
+        peak["max_processes"] = max(peak["max_processes"], len(procs))
+        done.wait(0.2)
+
+
 def run(args: list[str]) -> dict:
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done, peak = threading.Event(), {"tree_peak_pss_mb": 0.0, "tree_peak_rss_mb": 0.0, "max_processes": 0}
+    poll = threading.Thread(target=tree_memory, args=(proc.pid, done, peak))
+    poll.start()
+    stdout, stderr = proc.communicate()
+    done.set()
+    poll.join()
     wall = time.perf_counter() - t
-    line = [x for x in proc.stderr.splitlines() if x.startswith("BENCH ")]
+    line = [x for x in stderr.splitlines() if x.startswith("BENCH ")]
     if proc.returncode != 0 or not line:
-        raise SystemExit(f"bench run failed: {proc.stderr[-2000:]}")
-    res = json.loads(line[-1][6:])
+        raise SystemExit(f"bench run failed: {stderr[-2000:]}")
+    res = json.loads(line[-1][6:]) | {k: round(v, 1) for k, v in peak.items()}
+    res["rss_sum_mb"] = round(res["peak_rss_mb"] + res["child_peak_rss_mb"], 1)
     res["wall_s"] = round(wall, 2)
-    res["summary"] = json.loads(proc.stdout)
+    res["summary"] = json.loads(stdout)
     return res
+
+
+def memory_line(r: dict) -> str:
+    return (f"peak RSS {r['peak_rss_mb']:.0f} MB + helper {r['child_peak_rss_mb']:.0f} MB (sum {r['rss_sum_mb']:.0f}); "
+            f"process tree peak PSS {r['tree_peak_pss_mb']:.0f} MB, RSS {r['tree_peak_rss_mb']:.0f} MB")
 
 
 def synthetic(dirpath: Path, n_inter: int, seed: int = 0) -> list[str]:
@@ -113,8 +152,9 @@ def main() -> None:
             s = r["summary"]
             counts = (s["users"], s["items"], s["interactions"])
             print(f"P5 Toys: users/items/interactions {counts}, documents {s['documents']}, prompts {s['prompts']}")
-            print(f"P5 Toys: wall {r['wall_s']:.2f} s (target <= 10), CPU {r['cpu_s']:.1f} s (+ {r['child_cpu_s']:.1f} s in the "
-                  f"helper process, peak RSS {r['child_peak_rss_mb']:.0f} MB), peak RSS {r['peak_rss_mb']:.0f} MB (target <= 2048)")
+            print(f"P5 Toys: wall {r['wall_s']:.2f} s (target <= 10), CPU {r['cpu_s']:.1f} s (+ {r['child_cpu_s']:.1f} s in the helper process), "
+                  f"load {os.getloadavg()[0]:.2f}")
+            print(f"P5 Toys: {memory_line(r)} (target: main <= 2048)")
             result["toys"] = {k: v for k, v in r.items() if k != "summary"} | {"counts": counts, "documents": s["documents"], "prompts": s["prompts"]}
             result["checks"] += [
                 {"name": "P5 Toys counts", "value": list(counts), "target": [19412, 11924, 167597], "ok": counts == (19412, 11924, 167597)},
@@ -129,14 +169,16 @@ def main() -> None:
             s = r["summary"]
             print(f"table ({args.interactions:,} synthetic interactions, generated in {gen:.1f} s): users {s['users']:,}, "
                   f"interactions {s['interactions']:,}, documents {s['documents']:,}, prompts {s['prompts']:,}")
-            print(f"table: wall {r['wall_s']:.1f} s (target <= 180), CPU {r['cpu_s']:.1f} s (+ {r['child_cpu_s']:.1f} s in the "
-                  f"helper process, peak RSS {r['child_peak_rss_mb']:.0f} MB), peak RSS {r['peak_rss_mb']:.0f} MB (target <= 8192)")
+            print(f"table: wall {r['wall_s']:.1f} s (target <= 180), CPU {r['cpu_s']:.1f} s (+ {r['child_cpu_s']:.1f} s in the helper process), "
+                  f"load {os.getloadavg()[0]:.2f}")
+            print(f"table: {memory_line(r)} (target: tree PSS <= 8192)")
             result["table"] = {k: v for k, v in r.items() if k != "summary"} | {
                 "interactions": s["interactions"], "users": s["users"], "documents": s["documents"], "prompts": s["prompts"]}
             if args.interactions >= 10_000_000:
                 result["checks"] += [
                     {"name": "10M table wall s", "value": r["wall_s"], "target": "<= 180", "ok": r["wall_s"] <= 180},
-                    {"name": "10M table peak RSS MB", "value": round(r["peak_rss_mb"]), "target": "<= 8192", "ok": r["peak_rss_mb"] <= 8192},
+                    {"name": "10M table process tree peak PSS MB", "value": round(r["tree_peak_pss_mb"]), "target": "<= 8192",
+                     "ok": r["tree_peak_pss_mb"] <= 8192},
                 ]
     out = HERE / "results" / "textualize.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,9 +21,10 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import polars as pl
 
-from recsys_cli.data.spans import Marked, Registry, chunks, entity_frame, span_arrays
+from recsys_cli.data.spans import Marked, Registry, SpanLayout, SpanTable, entity_lists
 
 PERIODS = (("long", 0.1), ("medium", 0.3), ("short", 0.6))
 LONG_MAX, MEDIUM_MAX, SHORT_RUN = 20, 10, 5
@@ -67,7 +68,7 @@ def corpus_frame(cols: tuple, registry: Registry) -> pl.DataFrame:
     """`corpus_columns` output -> the corpus frame."""
     doc_ids, uids, periods, texts, arrays = cols
     return pl.DataFrame({"doc_id": doc_ids, "user_id": uids, "period": periods, "text": texts}).with_columns(
-        entity_frame(arrays, len(doc_ids), registry)
+        entity_lists(*arrays, registry)
     )
 
 
@@ -85,23 +86,31 @@ def corpus_columns(
     rng = random.Random(seed * 7919 + 17)
     counts = period_counts(docs_per_user)
     plan = [p for p, _ in PERIODS for _ in range(counts[p])]
-    doc_ids, uids, periods, texts, spans = [], [], [], [], []
+    names = [m[0] for m in mentions]
+    doc_ids, uids, periods, texts = [], [], [], []
+    profile_rows, doc_rows, leads, picked = [], [], [], []  # picked: mention codes per document
     for user, label, hist, profile in zip(users, labels, histories, profiles):
+        profile_rows.append(len(texts))
         doc_ids.append(f"{user}:profile")
         uids.append(user)
         periods.append("profile")
         texts.append(profile[0])
-        spans.append([(0, profile[1])] if profile[1] else [])
         m = len(hist)
         if m == 0:
             continue
+        intros = {p: _INTRO[p].format(u=label) for p in _INTRO}
         for k, period in enumerate(plan):
-            pos = sample_window(period, m, rng)
-            intro = _INTRO[period].format(u=label)
-            text, ents = chunks([(intro, [])] + [mentions[hist[j]] for j in pos], " ")
+            codes = [hist[j] for j in sample_window(period, m, rng)]
+            doc_rows.append(len(texts))
+            leads.append(len(intros[period]) + 1)
+            picked.append(codes)
             doc_ids.append(f"{user}:{period}:{k}")
             uids.append(user)
             periods.append(period)
-            texts.append(text)
-            spans.append(ents)
-    return doc_ids, uids, periods, texts, span_arrays(spans)
+            texts.append(" ".join([intros[period], *[names[c] for c in codes]]))
+    layout = SpanLayout(len(texts))
+    layout.add(np.asarray(profile_rows, dtype=np.int64), np.zeros(len(profile_rows), dtype=np.int64), SpanTable.of(profiles), np.arange(len(profiles)))
+    length = np.fromiter(map(len, names), dtype=np.int64, count=len(names))
+    docs = SpanTable.of(mentions).joined(picked, length, 1)
+    layout.add(np.asarray(doc_rows, dtype=np.int64), np.asarray(leads, dtype=np.int64), docs, np.arange(len(picked)))
+    return doc_ids, uids, periods, texts, layout.arrays()

@@ -10,9 +10,10 @@ Direct valid/test "rank" prompts carry 100 `candidates`: the target plus 99 item
 never interacted with, seeded, in a seeded order (fewer when the catalogue has fewer than 99
 such items; the summary says so). Direct "yesno" prompts ask about one item:
 the target ("yes") or a never-interacted item ("no"); valid/test have both variants.
-Rating / explanation / review prompts come from review rows with their split already set.
+Rating / explanation / review prompts come from review rows split 80/10/10 (`review_rows`).
+Both writers only plan the rows (`render.PromptPlan`); `render.render` makes the text.
 
-    python -c "from recsys_cli.data.prompts import choose_templates; print(choose_templates)"
+    python -c "import random; from recsys_cli.data import prompts, templates; print(prompts.template_picker(random.Random(0))(2, templates.by_family('direct')))"
 """
 
 from __future__ import annotations
@@ -22,77 +23,35 @@ import random
 import numpy as np
 import polars as pl
 
-from recsys_cli.data.spans import Marked, Registry, entity_column, fill, join
+from recsys_cli.data.render import ANSWERS, SPLIT_CODE, TEMPLATE_INDEX, PromptPlan
 from recsys_cli.data.templates import Template, by_family
 from recsys_cli.data.text import short
 
 MAX_HISTORY = 10
 N_CANDIDATES = 100
 REVIEW_WORDS = 80
-
-
-_SPLIT_POOLS: dict[int, tuple] = {}  # id(pool) -> (seen, unseen, pool)
-
-
-def choose_templates(split: str, pool: list[Template], rng: random.Random) -> list[Template]:
-    cached = _SPLIT_POOLS.get(id(pool))
-    if cached is None or cached[2] is not pool:
-        cached = _SPLIT_POOLS[id(pool)] = ([t for t in pool if t.seen], [t for t in pool if not t.seen], pool)
-    seen, unseen, _ = cached
-    picked = [seen[rng.randrange(len(seen))]] if seen else []
-    if split == "test":
-        picked += unseen
-    return picked
+TRAIN, VALID, TEST = SPLIT_CODE["train"], SPLIT_CODE["valid"], SPLIT_CODE["test"]
+YES, NO = ANSWERS.index("yes"), ANSWERS.index("no")
 
 
 def _rating_text(r: float) -> str:
     return str(int(r)) if float(r).is_integer() else f"{r:g}"
 
 
-class PromptRows:
-    """Accumulates prompt rows column by column."""
+def template_picker(rng: random.Random):
+    """choose(split, pool) -> indices into TEMPLATES: one seen template of `pool` drawn with
+    `rng`, plus every unseen one when split is the test split (split: a SPLIT_CODE value)."""
+    pools: dict[int, tuple[list[int], list[int]]] = {}
 
-    def __init__(self) -> None:
-        self.rows: list[tuple] = []  # (family, template_id, seen, split, user, item, source, target)
-        self.src_spans: list = []
-        self.tgt_spans: list = []
-        self.cand_rows: list[int] = []
-        self.cand_codes: list[np.ndarray] = []
+    def choose(split: int, pool: list[Template]) -> list[int]:
+        got = pools.get(id(pool))
+        if got is None:
+            got = pools[id(pool)] = ([TEMPLATE_INDEX[id(t)] for t in pool if t.seen], [TEMPLATE_INDEX[id(t)] for t in pool if not t.seen])
+        seen, unseen = got
+        picked = [seen[rng.randrange(len(seen))]] if seen else []
+        return picked + unseen if split == TEST else picked
 
-    def add(self, t: Template, split: str, user: str, item: str, values: dict, candidates: np.ndarray | None = None) -> None:
-        src, sspans = fill(t.parts, values)
-        tgt_val = values[t.target_field]
-        if tgt_val.__class__ is tuple:
-            tgt, tspans = tgt_val[0], ([(0, tgt_val[1])] if tgt_val[1] else [])
-        else:
-            tgt, tspans = tgt_val, []
-        if candidates is not None:
-            self.cand_rows.append(len(self.rows))
-            self.cand_codes.append(candidates)
-        self.rows.append((t.family, t.template_id, t.seen, split, user, item, src, tgt))
-        self.src_spans.append(sspans)
-        self.tgt_spans.append(tspans)
-
-    def frame(self, item_ids: pl.Series, registry: Registry) -> pl.DataFrame:
-        n = len(self.rows)
-        names = ("family", "template_id", "seen", "split", "user_id", "item_id", "source", "target")
-        cols = list(zip(*self.rows)) if self.rows else [()] * len(names)
-        df = pl.DataFrame({k: list(v) for k, v in zip(names, cols)}, schema={k: (pl.Boolean if k == "seen" else pl.Utf8) for k in names})
-        df = df.with_columns(entity_column(self.src_spans, registry, "source_entities"), entity_column(self.tgt_spans, registry, "target_entities"))
-        if self.cand_rows:
-            lengths = np.fromiter((len(c) for c in self.cand_codes), dtype=np.int64, count=len(self.cand_codes))
-            flat = pl.DataFrame({
-                "row": np.repeat(np.asarray(self.cand_rows, dtype=np.int64), lengths),
-                "candidates": item_ids.gather(np.concatenate(self.cand_codes)),
-            })
-            cands = flat.group_by("row", maintain_order=True).agg("candidates")
-            full = pl.DataFrame({"row": pl.int_range(0, n, eager=True).cast(pl.Int64)})
-            col = full.join(cands, on="row", how="left", maintain_order="left")["candidates"]
-        else:
-            col = pl.Series("candidates", [None] * n, dtype=pl.List(pl.Utf8))
-        df = df.with_columns(col)
-        prefix = df["split"] + ":" + df["family"] + ":"
-        return df.with_columns(prompt_id=prefix + pl.int_range(0, n, eager=True).cast(pl.Utf8).str.zfill(8))
+    return choose
 
 
 def negatives(seq: list[int], n_items: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -109,7 +68,25 @@ def negatives(seq: list[int], n_items: int, k: int, rng: np.random.Generator) ->
     return got
 
 
-def negatives_matrix(seqs: list[list[int]], n_items: int, k: int, rng: np.random.Generator) -> list[np.ndarray]:
+class Ragged:
+    """Rows of item codes of varying length as one flat array + offsets (cheap to pickle
+    between processes); rows[i] is a view."""
+
+    def __init__(self, rows: list[np.ndarray]) -> None:
+        self.offsets = np.concatenate([[0], np.cumsum(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)))])
+        self.flat = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.flat[self.offsets[i]:self.offsets[i + 1]]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+def negatives_matrix(seqs: list[list[int]], n_items: int, k: int, rng: np.random.Generator) -> Ragged:
     """k never-interacted, distinct item codes per user, drawn for all users at once; users
     whose draw falls short (tiny catalogues) are redrawn one by one with `negatives`."""
     n_users = len(seqs)
@@ -133,7 +110,7 @@ def negatives_matrix(seqs: list[list[int]], n_items: int, k: int, rng: np.random
         out[r] = row
     for r in np.flatnonzero(~enough).tolist():
         out[r] = negatives(seqs[r], n_items, k, rng)
-    return out
+    return Ragged(out)
 
 
 def draw_negatives(seqs: list[list[int]], n_items: int, per_user: int, seed: int) -> tuple:
@@ -146,87 +123,124 @@ def draw_negatives(seqs: list[list[int]], n_items: int, per_user: int, seed: int
     return valid_neg, test_neg, misc_neg, nrng.bit_generator.state
 
 
-def sequence_prompts(
-    rows: PromptRows,
-    users: list[str],
-    labels: list[str],
-    seqs: list[list[int]],
-    titles: list[Marked],
-    item_ids: list[str],
-    per_user: int,
-    seed: int,
-    negs: tuple | None = None,
-) -> None:
-    """negs: `draw_negatives(seqs, len(item_ids), per_user, seed)` when drawn elsewhere."""
+def sequence_prompts(plan: PromptPlan, seqs: list[list[int]], n_items: int, per_user: int, seed: int, negs: tuple | None = None) -> None:
+    """Sequential and direct prompt rows for every user (seqs: item codes per user) into `plan`.
+    negs: `draw_negatives(seqs, n_items, per_user, seed)` when drawn elsewhere."""
     rng = random.Random(seed * 7919 + 23)
+    choose = template_picker(rng)
     seq_t, rank_t, yn_t = by_family("sequential"), by_family("direct", kinds=("rank",)), by_family("direct", kinds=("yesno",))
-    valid_neg, test_neg, misc_neg, state = negs if negs is not None else draw_negatives(seqs, len(item_ids), per_user, seed)
+    valid_neg, test_neg, misc_neg, state = negs if negs is not None else draw_negatives(seqs, n_items, per_user, seed)
     nrng = np.random.default_rng([seed, 23])
     nrng.bit_generator.state = state  # continue the stream after the negative draws
-    for u, (user, label, s) in enumerate(zip(users, labels, seqs)):
+    add, history = plan.add, plan.history
+    for u, s in enumerate(seqs):
         n = len(s)
         misc = misc_neg[u].tolist()
-
-        def values(t: int, item_code: int) -> dict:
-            hist = join([titles[j] for j in s[max(0, t - MAX_HISTORY):t]], "; ")
-            return {"user": label, "history": hist, "item": titles[item_code]}
-
         train_pos = list(range(1, n - 2))
         if len(train_pos) > per_user:
             train_pos = sorted(rng.sample(train_pos, per_user))
         for t in train_pos:
-            v = values(t, s[t])
-            for tpl in choose_templates("train", seq_t, rng):
-                rows.add(tpl, "train", user, item_ids[s[t]], v)
+            target, h = s[t], history(s[max(0, t - MAX_HISTORY):t])
+            for tpl in choose(TRAIN, seq_t):
+                add(tpl, TRAIN, u, target, h)
             if rng.random() < 0.5:
-                for tpl in choose_templates("train", rank_t, rng):
-                    rows.add(tpl, "train", user, item_ids[s[t]], v)
+                for tpl in choose(TRAIN, rank_t):
+                    add(tpl, TRAIN, u, target, h)
             else:
-                code = s[t] if (rng.random() < 0.5 or not misc) else misc.pop()
-                v = v | {"item": titles[code], "answer": "yes" if code == s[t] else "no"}
-                for tpl in choose_templates("train", yn_t, rng):
-                    rows.add(tpl, "train", user, item_ids[code], v)
-        for split, t, neg in (("valid", n - 2, valid_neg[u]), ("test", n - 1, test_neg[u])):
-            target = s[t]
-            v = values(t, target)
-            for tpl in choose_templates(split, seq_t, rng):
-                rows.add(tpl, split, user, item_ids[target], v)
+                code = target if (rng.random() < 0.5 or not misc) else misc.pop()
+                for tpl in choose(TRAIN, yn_t):
+                    add(tpl, TRAIN, u, code, h, YES if code == target else NO)
+        for split, t, neg in ((VALID, n - 2, valid_neg[u]), (TEST, n - 1, test_neg[u])):
+            target, h = s[t], history(s[max(0, t - MAX_HISTORY):t])
+            for tpl in choose(split, seq_t):
+                add(tpl, split, u, target, h)
             cands = np.concatenate([[target], neg]).astype(np.int64)
-            cands = cands[nrng.permutation(len(cands))]
-            for tpl in choose_templates(split, rank_t, rng):
-                rows.add(tpl, split, user, item_ids[target], v, candidates=cands)
+            c = plan.candidates(cands[nrng.permutation(len(cands))])
+            for tpl in choose(split, rank_t):
+                add(tpl, split, u, target, h, cand=c)
             no = misc.pop() if misc else None
-            for tpl in choose_templates(split, yn_t, rng):
-                rows.add(tpl, split, user, item_ids[target], v | {"answer": "yes"})
+            for tpl in choose(split, yn_t):
+                add(tpl, split, u, target, h, YES)
                 if no is not None:
-                    rows.add(tpl, split, user, item_ids[no], v | {"item": titles[no], "answer": "no"})
+                    add(tpl, split, u, no, h, NO)
 
 
-def review_prompts(rows: PromptRows, reviews: pl.DataFrame, titles: list[Marked], item_ids: list[str], seed: int) -> None:
-    """reviews: user_id, label, code, rating, review, summary, explanation, feature, split."""
+def _review_splits(rev: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """Split review rows 80/10/10 by a seeded shuffle. A review of a user's sequential valid
+    or test target goes to that split (no leak into training); then, in shuffled order, the
+    first review of every user and of every item stays in train; the valid/test quotas are
+    filled from the rest so that the totals are close to 10% each. rev: uidx, code, pos, n, order."""
+    n = rev.height
+    rng = np.random.default_rng([seed, 31])
+    rev = rev.with_columns(shuf=pl.Series(rng.permutation(n))).sort("shuf")
+    loo = pl.when(pl.col("pos") == pl.col("n") - 1).then(pl.lit("test")).when(pl.col("pos") == pl.col("n") - 2).then(pl.lit("valid"))
+    rev = rev.with_columns(loo=loo)
+    free = pl.col("loo").is_null()
+    rev = rev.with_columns(
+        keep=free & (
+            (pl.int_range(pl.len()).over(["uidx", free]) == 0) | (pl.int_range(pl.len()).over(["code", free]) == 0)
+        )
+    )
+    qv = max(0, round(0.1 * n) - int((rev["loo"] == "valid").sum()))
+    qt = max(0, round(0.1 * n) - int((rev["loo"] == "test").sum()))
+    rest = free & ~pl.col("keep")
+    rank = pl.when(rest).then(pl.int_range(pl.len()).over(rest))
+    split = (
+        pl.when(pl.col("loo").is_not_null()).then(pl.col("loo"))
+        .when(rank < qv).then(pl.lit("valid"))
+        .when(rank < qv + qt).then(pl.lit("test"))
+        .otherwise(pl.lit("train"))
+    )
+    return rev.with_columns(split=split).drop("loo", "keep")
+
+
+def _cap(rev: pl.DataFrame, cap: int) -> pl.DataFrame:
+    """At most `cap` reviews per user and split feed prompts (shuffled order; 0 = all)."""
+    if cap <= 0:
+        return rev.sort("order")
+    return rev.filter(pl.int_range(pl.len()).over(["uidx", "split"]) < cap).sort("order")
+
+
+def review_rows(inter: pl.DataFrame, seed: int, cap: int) -> pl.DataFrame:
+    """The review rows that feed `review_prompts`, in file order: uidx (user index; `inter`
+    holds each user's rows together, users in order), code, rating, review, summary,
+    explanation, feature and split. Splits are computed on narrow key columns; the texts are gathered for kept rows."""
+    keys = inter.select(
+        row=pl.int_range(pl.len()), uidx=pl.col("user_id").rle_id(), code="code", pos="pos", n="n", order="order",
+        has=pl.col("rating").is_not_null() | pl.col("review").is_not_null(),
+    ).filter("has").drop("has")
+    kept = _cap(_review_splits(keys, seed), cap)
+    cols = ["code", "rating", "review", "summary", "explanation", "feature"]
+    return inter.select(pl.col(cols).gather(kept["row"])).with_columns(uidx=kept["uidx"], split=kept["split"])
+
+
+def review_prompts(plan: PromptPlan, reviews: pl.DataFrame, seed: int) -> None:
+    """Rating / explanation / review prompt rows into `plan`. reviews: uidx (user index), code
+    (item code), rating, review, summary, explanation, feature, split."""
     rng = random.Random(seed * 7919 + 29)
-    fam = {
-        "rating": (by_family("rating", kinds=("rating",)), by_family("rating", kinds=("like",))),
-        "explanation": (by_family("explanation", kinds=("explain",)), by_family("explanation", kinds=("explain_feature",))),
-        "review": (by_family("review", kinds=("summary",)), by_family("review", kinds=("review_rating",))),
-    }
-    cols = ["user_id", "label", "code", "rating", "review", "summary", "explanation", "feature", "split"]
-    for user, label, code, rating, review, summary, expl, feat, split in reviews.select(cols).iter_rows():
-        base = {"user": label, "item": titles[code]}
+    choose = template_picker(rng)
+    rating_t = by_family("rating", kinds=("rating",)) + by_family("rating", kinds=("like",))
+    expl_t, expl_feat_t = by_family("explanation", kinds=("explain",)), by_family("explanation", kinds=("explain_feature",))
+    expl_all = expl_t + expl_feat_t
+    summary_t, review_rating_t = by_family("review", kinds=("summary",)), by_family("review", kinds=("review_rating",))
+    review_pools = {(True, True): summary_t + review_rating_t, (True, False): summary_t, (False, True): review_rating_t}
+    cols = ["uidx", "code", "rating", "review", "summary", "explanation", "feature", "split"]
+    uidx, codes, ratings, texts, summaries, expls, feats, splits = (reviews[c].to_list() for c in cols)
+    first = plan.add_reviews(
+        rating=["" if r is None else _rating_text(r) for r in ratings], explanation=[e or "" for e in expls],
+        feature=[f or "" for f in feats], review=[short(t, REVIEW_WORDS) if t else "" for t in texts], summary=[s or "" for s in summaries],
+    )
+    rows = zip(uidx, codes, ratings, texts, summaries, expls, feats, splits)
+    for r, (u, code, rating, review, summary, expl, feat, split) in enumerate(rows, first):
+        sp = SPLIT_CODE[split]
         if rating is not None:
-            v = base | {"rating": _rating_text(rating), "answer": "yes" if rating >= 4 else "no"}
-            pool = fam["rating"][0] + fam["rating"][1]
-            for tpl in choose_templates(split, pool, rng):
-                rows.add(tpl, split, user, item_ids[code], v)
+            for tpl in choose(sp, rating_t):
+                plan.add(tpl, sp, u, code, answer=YES if rating >= 4 else NO, review=r)
         if expl:
-            pool = fam["explanation"][0] + (fam["explanation"][1] if feat else [])
-            v = base | {"explanation": expl, "feature": feat or ""}
-            for tpl in choose_templates(split, pool, rng):
-                rows.add(tpl, split, user, item_ids[code], v)
+            for tpl in choose(sp, expl_all if feat else expl_t):
+                plan.add(tpl, sp, u, code, review=r)
         if review:
-            pool = (fam["review"][0] if summary else []) + (fam["review"][1] if rating is not None else [])
+            pool = review_pools.get((bool(summary), rating is not None))
             if pool:
-                v = base | {"review": short(review, REVIEW_WORDS), "summary": summary or "",
-                            "rating": "" if rating is None else _rating_text(rating)}
-                for tpl in choose_templates(split, pool, rng):
-                    rows.add(tpl, split, user, item_ids[code], v)
+                for tpl in choose(sp, pool):
+                    plan.add(tpl, sp, u, code, review=r)

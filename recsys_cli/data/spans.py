@@ -1,9 +1,12 @@
 """Text with entity spans, and turning many of them into a Parquet-ready column.
 
 A *marked* value is `(text, [(start, end, entity), ...])` with character offsets (end
-exclusive) and `entity` an index into a `Registry` of (kind, entity_id) pairs. `join` and
-`fill`/`chunks` keep offsets right while concatenating (the latter two as shared chunks
-`(offset, spans)`); `entity_column` builds the `List(ENTITY_SPAN)` column with numpy + polars.
+exclusive) and `entity` an index into a `Registry` of (kind, entity_id) pairs. `join` keeps
+offsets right while concatenating a few values. For many rows the spans stay in numpy
+arrays: a `SpanTable` holds the spans of a list of values (and of joins of them), a
+`SpanLayout` places them into rows at given offsets, and `entity_lists` turns the result
+into the `List(ENTITY_SPAN)` column. SpanTable and SpanLayout use numpy only (no polars),
+so they also run in a forked child process.
 
     >>> reg = Registry(); g, u = reg.get("item", "item:2"), reg.get("item", "item:9")
     >>> join([("Gloom", [(0, 5, g)]), ("Uno", [(0, 3, u)])], "; ")
@@ -55,89 +58,85 @@ def join(values: list[Marked], sep: str) -> Marked:
     return sep.join([v[0] for v in values]), spans
 
 
-def chunks(values: list[Marked], sep: str) -> tuple[str, list[tuple[int, list[Span]]]]:
-    """Like `join`, but returns the spans as chunks `(offset, spans)` that share the values'
-    span lists (no per-span work); `entity_column` resolves the offsets with numpy."""
-    out: list[tuple[int, list[Span]]] = []
-    pos, step = 0, len(sep)
-    for text, ents in values:
-        if ents:
-            out.append((pos, ents))
-        pos += len(text) + step
-    return sep.join([v[0] for v in values]), out
+class SpanTable:
+    """The spans of a list of values as flat arrays: value v owns the spans
+    first[v] : first[v] + count[v] of (start, end, ent)."""
+
+    def __init__(self, count: np.ndarray, start: np.ndarray, end: np.ndarray, ent: np.ndarray) -> None:
+        self.count, self.start, self.end, self.ent = count, start, end, ent
+        self.first = np.cumsum(count) - count
+
+    @classmethod
+    def of(cls, values: list[Marked]) -> SpanTable:
+        count = np.fromiter((len(v[1]) for v in values), dtype=np.int64, count=len(values))
+        flat = np.fromiter(chain.from_iterable(chain.from_iterable(v[1] for v in values)), dtype=np.int64, count=3 * int(count.sum()))
+        flat = flat.reshape(-1, 3)  # [S, 3] start, end, entity
+        return cls(count, flat[:, 0], flat[:, 1], flat[:, 2])
+
+    def joined(self, lists: list[list[int]], length: np.ndarray, sep: int) -> SpanTable:
+        """The spans of each list of values (indices into this table) joined with a separator
+        of `sep` characters; `length`: each value's text length."""
+        sizes = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+        flat = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(sizes.sum()))  # [E] values
+        head = np.cumsum(sizes) - sizes  # [L] first element of each list
+        step = np.concatenate([[0], np.cumsum(length[flat] + sep)])  # [E + 1]
+        off = step[:-1] - np.repeat(step[head], sizes)  # [E] element offset inside its list's text
+        c = self.count[flat]  # [E] spans per element
+        e = np.repeat(np.arange(len(flat)), c)  # [S] element of each span
+        src = self.first[flat][e] + np.arange(len(e)) - np.repeat(np.cumsum(c) - c, c)
+        total = np.concatenate([[0], np.cumsum(c)])
+        return SpanTable(total[head + sizes] - total[head], off[e] + self.start[src], off[e] + self.end[src], self.ent[src])
 
 
-def fill(parts: tuple, values: dict) -> tuple[str, list[tuple[int, list[Span]]]]:
-    """Render compiled template `parts` [(literal, field)] with str or Marked values.
-    Returns the text and its span chunks [(offset, spans)]."""
-    out: list[str] = []
-    found: list[tuple[int, list[Span]]] = []
-    pos = 0
-    for literal, name in parts:
-        if literal:
-            out.append(literal)
-            pos += len(literal)
-        if name is None:
-            continue
-        v = values[name]
-        if v.__class__ is tuple:
-            text, ents = v
-            if ents:
-                found.append((pos, ents))
-        else:
-            text = v
-        out.append(text)
-        pos += len(text)
-    return "".join(out), found
+class SpanLayout:
+    """The spans of one text column, added by groups of rows (each row at most once per
+    `add`, in the order its spans appear in the text), laid out row by row."""
+
+    def __init__(self, n_rows: int) -> None:
+        self.count = np.zeros(n_rows, dtype=np.int64)
+        self.parts: list[tuple] = []
+
+    def add(self, rows: np.ndarray, pos: np.ndarray, table: SpanTable, idx: np.ndarray) -> None:
+        """Row rows[i] gets the spans of value idx[i] of `table`, shifted by pos[i]."""
+        c = table.count[idx]  # [R] spans per row
+        self.parts.append((rows, self.count[rows], pos, table, idx, c))
+        self.count[rows] += c
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(spans per row, start, end, entity): the flat arrays in row order."""
+        first_row = np.cumsum(self.count) - self.count
+        total = int(self.count.sum())
+        start, end, ent = (np.empty(total, dtype=np.int64) for _ in range(3))
+        for rows, slot, pos, table, idx, c in self.parts:
+            k = np.repeat(np.arange(len(rows)), c)  # [S] row within the group
+            within = np.arange(len(k)) - np.repeat(np.cumsum(c) - c, c)
+            src = table.first[idx][k] + within
+            dst = first_row[rows][k] + slot[k] + within
+            start[dst] = pos[k] + table.start[src]
+            end[dst] = pos[k] + table.end[src]
+            ent[dst] = table.ent[src]
+        return self.count, start, end, ent
 
 
-def resolve(chunk_list: list[tuple[int, list[Span]]]) -> list[Span]:
-    """Chunks -> plain spans (for tests and small jobs)."""
-    return [(s + off, e + off, x) for off, ents in chunk_list for s, e, x in ents]
+def entity_lists(count: np.ndarray, start: np.ndarray, end: np.ndarray, ent: np.ndarray, registry: Registry, name: str = "entities") -> pl.Series:
+    """Spans per row + the flat (start, end, entity) arrays in row order -> List(ENTITY_SPAN)."""
+    at = pl.Series(ent, dtype=pl.Int64)
+    flat = pl.DataFrame({
+        "start": start.astype(np.int32),
+        "end": end.astype(np.int32),
+        "kind": pl.Series(registry.kinds, dtype=pl.Utf8).gather(at),
+        "entity_id": pl.Series(registry.ids, dtype=pl.Utf8).gather(at),
+    })
+    return list_column(count, flat.to_struct(name), name).cast(pl.List(ENTITY_SPAN))
 
 
-def entity_column(rows: list[list[tuple[int, list[Span]]]], registry: Registry, name: str = "entities") -> pl.Series:
-    """Per row a list of chunks (offset, spans) -> pl.Series of List(ENTITY_SPAN). Each distinct
-    span list is read once; offsets are added with numpy, rows grouped with polars."""
-    return entity_frame(span_arrays(rows), len(rows), registry, name)
+def list_column(count: np.ndarray, values: pl.Series, name: str, valid: np.ndarray | None = None) -> pl.Series:
+    """A List column from per-row lengths and the flat values in row order (rows where `valid`
+    is False are null), built as an Arrow list array over the values (no per-row work)."""
+    import pyarrow as pa
 
-
-def span_arrays(rows: list[list[tuple[int, list[Span]]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Chunks per row -> flat (row, start, end, entity) arrays, numpy only (no polars, so it is
-    safe in a forked child process)."""
-    n = len(rows)
-    per_row = np.fromiter(map(len, rows), dtype=np.int64, count=n)
-    flat_chunks = list(chain.from_iterable(rows))
-    objs = [c[1] for c in flat_chunks]
-    keys = list(map(id, objs))
-    distinct = dict(zip(keys, objs))  # id -> span list, in first-seen order
-    ref_of = {k: i for i, k in enumerate(distinct)}
-    lists = list(distinct.values())
-    c_row = np.repeat(np.arange(n, dtype=np.int64), per_row)
-    c_off = np.fromiter((c[0] for c in flat_chunks), dtype=np.int64, count=len(flat_chunks))
-    c_ref = np.fromiter(map(ref_of.__getitem__, keys), dtype=np.int64, count=len(keys))
-    lens = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
-    flat = np.fromiter(chain.from_iterable(chain.from_iterable(lists)), dtype=np.int64, count=3 * int(lens.sum())).reshape(-1, 3)
-    first = np.cumsum(lens) - lens  # [L] start of each list in flat
-    ref = c_ref
-    cl = lens[ref] if len(ref) else np.zeros(0, dtype=np.int64)  # [C] spans per chunk
-    total = int(cl.sum())
-    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(cl) - cl, cl)
-    src = np.repeat(first[ref] if len(ref) else ref, cl) + within  # [S]
-    off = np.repeat(c_off, cl)
-    return np.repeat(c_row, cl), (flat[src, 0] + off).astype(np.int32), (flat[src, 1] + off).astype(np.int32), flat[src, 2]
-
-
-def entity_frame(arrays: tuple, n: int, registry: Registry, name: str = "entities") -> pl.Series:
-    """`span_arrays` output for n rows -> pl.Series of List(ENTITY_SPAN)."""
-    row, start, end, ent = arrays
-    table = pl.DataFrame({"kind": registry.kinds, "entity_id": registry.ids}, schema={"kind": pl.Utf8, "entity_id": pl.Utf8})
-    spans = pl.DataFrame({
-        "row": row,
-        "start": start,
-        "end": end,
-    }).with_columns(table[pl.Series(ent)] if len(ent) else table.clear())
-    grouped = spans.group_by("row", maintain_order=True).agg(pl.struct("start", "end", "kind", "entity_id").alias(name))
-    full = pl.DataFrame({"row": np.arange(n, dtype=np.int64)})
-    col = full.join(grouped, on="row", how="left", maintain_order="left")[name]
-    return col.fill_null(pl.lit([], dtype=pl.List(ENTITY_SPAN))).cast(pl.List(ENTITY_SPAN)).alias(name)
+    offsets = np.zeros(len(count) + 1, dtype=np.int64)
+    np.cumsum(count, out=offsets[1:])
+    mask = None if valid is None else pa.array(~valid)
+    arr = pa.LargeListArray.from_arrays(pa.array(offsets), values.to_arrow(compat_level=pl.CompatLevel.newest()), mask=mask)
+    return pl.Series(name, arr)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import math
 import os
 
-import numpy as np
 import polars as pl
 
 from recsys_cli.artifacts import schemas
 from recsys_cli.data.corpus import corpus_columns, corpus_frame
 from recsys_cli.data.explain import extract
-from recsys_cli.data.prompts import PromptRows, draw_negatives, review_prompts, sequence_prompts
+from recsys_cli.data.prompts import draw_negatives, review_prompts, review_rows, sequence_prompts
+from recsys_cli.data.render import PromptPlan, render
 from recsys_cli.data.sources import Source
 from recsys_cli.data.spans import Marked, Registry, join
 from recsys_cli.data.text import norm_key
@@ -130,42 +130,6 @@ def user_profile(reg: Registry, label: str, n: int, top, mean_rating, days, feat
     return join(parts, " ")
 
 
-def _review_splits(rev: pl.DataFrame, seed: int) -> pl.DataFrame:
-    """Split review rows 80/10/10 by a seeded shuffle. A review of a user's sequential valid
-    or test target goes to that split (no leak into training); then, in shuffled order, the
-    first review of every user and of every item stays in train; the valid/test quotas are
-    filled from the rest so that the totals are close to 10% each."""
-    n = rev.height
-    rng = np.random.default_rng([seed, 31])
-    rev = rev.with_columns(shuf=pl.Series(rng.permutation(n))).sort("shuf")
-    loo = pl.when(pl.col("pos") == pl.col("n") - 1).then(pl.lit("test")).when(pl.col("pos") == pl.col("n") - 2).then(pl.lit("valid"))
-    rev = rev.with_columns(loo=loo)
-    free = pl.col("loo").is_null()
-    rev = rev.with_columns(
-        keep=free & (
-            (pl.int_range(pl.len()).over(["user_id", free]) == 0) | (pl.int_range(pl.len()).over(["item_id", free]) == 0)
-        )
-    )
-    qv = max(0, round(0.1 * n) - int((rev["loo"] == "valid").sum()))
-    qt = max(0, round(0.1 * n) - int((rev["loo"] == "test").sum()))
-    rest = free & ~pl.col("keep")
-    rank = pl.when(rest).then(pl.int_range(pl.len()).over(rest))
-    split = (
-        pl.when(pl.col("loo").is_not_null()).then(pl.col("loo"))
-        .when(rank < qv).then(pl.lit("valid"))
-        .when(rank < qv + qt).then(pl.lit("test"))
-        .otherwise(pl.lit("train"))
-    )
-    return rev.with_columns(split=split).drop("loo", "keep")
-
-
-def _cap(rev: pl.DataFrame, cap: int) -> pl.DataFrame:
-    """At most `cap` reviews per user and split feed prompts (shuffled order; 0 = all)."""
-    if cap <= 0:
-        return rev.sort("order")
-    return rev.filter(pl.int_range(pl.len()).over(["user_id", "split"]) < cap).sort("order")
-
-
 def textualize(src: Source, seed: int = 0, docs_per_user: int = 10, prompts_per_user: int = 3, review_cap: int = 10, progress=None):
     """Returns ({file name: frame}, summary dict)."""
     step = progress or (lambda name: None)
@@ -202,7 +166,7 @@ def textualize(src: Source, seed: int = 0, docs_per_user: int = 10, prompts_per_
     notes = list(src.notes)
     if short:
         notes.append(f"{short} users with fewer than 3 items dropped")
-    cands = frames[schemas.PROMPTS]["candidates"].drop_nulls().list.len()
+    cands = frames[schemas.PROMPTS]["candidates"].list.len().drop_nulls()
     if len(cands) and cands.min() < 100:
         notes.append(f"catalogue too small for 99 negatives: {int((cands < 100).sum())} direct prompts have {cands.min()}-{cands.max()} candidates")
     if not src.has_reviews:
@@ -256,14 +220,13 @@ def _rest(src: Source, seed: int, docs_per_user: int, prompts_per_user: int, rev
 
 
 def _prompts(src: Source, inter, users, labels, seqs, titles, item_ids: pl.Series, per_user: int, seed: int, review_cap: int, reg: Registry, negs: tuple) -> pl.DataFrame:
-    rows = PromptRows()
-    sequence_prompts(rows, users, labels, seqs, titles, item_ids.to_list(), per_user, seed, negs)
+    plan = PromptPlan()
+    sequence_prompts(plan, seqs, item_ids.len(), per_user, seed, negs)
     if src.has_reviews:
-        rev = inter.filter(pl.col("rating").is_not_null() | pl.col("review").is_not_null())
+        rev = review_rows(inter, seed, review_cap)
         if rev.height:
-            rev = _cap(_review_splits(rev, seed), review_cap).join(pl.DataFrame({"user_id": users, "label": labels}), on="user_id", how="left", maintain_order="left")
-            review_prompts(rows, rev, titles, item_ids.to_list(), seed)
-    return rows.frame(item_ids, reg)
+            review_prompts(plan, rev, seed)
+    return render(plan, users, labels, titles, item_ids, reg)
 
 
 def summarize(frames: dict, src: Source, notes: list[str]) -> dict:
