@@ -1,6 +1,6 @@
 """Quality on real data: the whole pipeline on the P5 Toys split against popularity and SASRec.
 
-    python bench/quality.py --tier cpu     # 2,000-user subset, embedded SmolLM2, ~30 min on a quiet 2-core machine
+    python bench/quality.py --tier cpu     # 2,000-user subset, embedded SmolLM2, ~50 min on a quiet 2-core machine
     python bench/quality.py --tier gpu     # full Toys, recipes/pretrain/qwen2.5-0.5b-gpu.yaml (needs CUDA)
     python bench/quality.py --tier cpu --toys ../shared/data/amazon/toys --eval-users 300
 
@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TOYS = ROOT.parent / "shared" / "data" / "amazon" / "toys"
 TIERS = {
-    "cpu": {"users": 2000, "eval_users": 100, "recipe": "recipes/pretrain/quality-cpu.yaml", "batch": 8},
+    "cpu": {"users": 2000, "eval_users": 500, "recipe": "recipes/pretrain/quality-cpu.yaml", "batch": 8},
     "gpu": {"users": None, "eval_users": None, "recipe": "recipes/pretrain/qwen2.5-0.5b-gpu.yaml", "batch": 32},
 }
 PAPER_TOYS = {  # RecSysLLM paper, Table 4 (sequential, Toys): HR@5, NDCG@5, HR@10, NDCG@10
