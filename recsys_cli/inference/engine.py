@@ -75,10 +75,10 @@ class Engine:
     def _candidates(self, rows, excluded):
         out = []
         a, ai = self.part_a(rows)
+        score = scoring.score_candidates if self.opts.item_scoring == "full" else scoring.score_candidates_constrained
         for r, pa, pai, excl in zip(rows, a, ai, excluded):
             cands = [c for c in r["candidates"] if c not in excl]
             toks = [self.title_tokens(c) for c in cands]
-            score = scoring.score_candidates if self.opts.item_scoring == "full" else scoring.score_candidates_constrained
             s = score(self.model, pa, pai, self.special.start, self.special.end, toks, self.entity_trie, dynamic=self.opts.dynamic)
             order = sorted(range(len(cands)), key=lambda i: -s[i])
             ranked = [cands[i] for i in order]
