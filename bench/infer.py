@@ -47,10 +47,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from recsys_cli.data import masking
-    from recsys_cli.inference import decode, scoring
+    from recsys_cli.inference import candidates, decode
     from recsys_cli.inference.positions import dynamic_intra
     from recsys_cli.inference.trie import TokenTrie
-    from recsys_cli.modeling import build_attention_mask, load_base_for_inference
+    from recsys_cli.modeling.checkpoint import load_base_for_inference
+    from recsys_cli.modeling.mask import build_attention_mask
 
     reps = 2 if args.quick else 4
     lm, tok, cfg = load_base_for_inference(args.model)
@@ -144,7 +145,7 @@ def main() -> None:
         cands = [toks[i] for i in ids[:100]]
         t_sh, shared = [], None
         for _ in range(reps):
-            dt, shared = timed_value(lambda: scoring.score_candidates(lm, a, ai, sp.start, sp.end, cands, trie))
+            dt, shared = timed_value(lambda: candidates.score_candidates(lm, a, ai, sp.start, sp.end, cands, trie))
             t_sh.append(dt)
 
         def naive():
@@ -161,7 +162,7 @@ def main() -> None:
 
         t_ren = []
         for _ in range(reps):
-            t_ren.append(timed_value(lambda: scoring.score_candidates_constrained(lm, a, ai, sp.start, sp.end, cands, trie))[0])
+            t_ren.append(timed_value(lambda: candidates.score_candidates_constrained(lm, a, ai, sp.start, sp.end, cands, trie))[0])
         results["candidates_item_scoring"] = {"full_s": statistics.median(t_sh), "constrained_s": statistics.median(t_ren),
                                               "speedup": statistics.median(t_sh) / statistics.median(t_ren), "candidates": 100}
         checks.append({"name": "item scoring constrained vs full: 100 candidates speedup", "value": round(statistics.median(t_sh) / statistics.median(t_ren), 2), "target": "info", "ok": True})

@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from recsys_cli.artifacts import schemas  # noqa: E402
 from recsys_cli.data import masking  # noqa: E402
-from recsys_cli.models.registry import load_tokenizer, resolve_model  # noqa: E402
+from recsys_cli.modeling.registry import load_tokenizer, resolve_model  # noqa: E402
 
 
 def pad(examples: list[masking.Example]) -> dict[str, np.ndarray]:

@@ -39,7 +39,7 @@ def main() -> None:
 
     import torch
 
-    from recsys_cli.evaluation.sasrec import SASRecConfig, encode_sequences, rank_metrics, train
+    from recsys_cli.baselines.sasrec import SASRecConfig, encode_sequences, rank_metrics, train
 
     lines = (args.data_dir / "sequential_data.txt").read_text().split("\n")
     raw = [line.split()[1:] for line in lines if line.strip()]

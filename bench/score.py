@@ -34,7 +34,7 @@ def ranking_bench(rows: int, seed: int) -> dict:
 
     from recsys_cli.artifacts import schemas
     from recsys_cli.artifacts.io import write_parquet
-    from recsys_cli.evaluation.scoring import score_files
+    from recsys_cli.evaluation.report import score_files
 
     rng = np.random.default_rng(seed)
     n_items = 11_924

@@ -46,7 +46,43 @@ def print_json(obj: Any) -> None:
 
 
 def print_table(table: Table) -> None:
-    out.print(table)
+    """A table on stdout; piped or captured output gets the table's natural width, so figures
+    are never squeezed into '...'."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    from rich.measure import Measurement
+
+    need = Measurement.get(out, out.options.update(max_width=1000), table).maximum
+    Console(width=max(out.width, need), soft_wrap=True).print(table)
+
+
+def summary_table(summary: dict[str, Any], title: str) -> Table:
+    """A two-column field/value table of a summary (nested values shown as JSON)."""
+    t = Table(title=title)
+    t.add_column("field")
+    t.add_column("value")
+    for k, v in summary.items():
+        if isinstance(v, float):
+            text = f"{v:.4f}"
+        elif isinstance(v, (dict, list)):
+            text = json.dumps(v, sort_keys=True, default=str)
+        else:
+            text = str(v)
+        t.add_row(str(k), text)
+    return t
+
+
+def emit(summary: dict[str, Any], *, as_json: bool, title: str, tables: list[Table] | None = None, notes: list[str] | None = None) -> None:
+    """The one way a command prints its result: `summary` as JSON with --json; otherwise the
+    given rich tables (default: a field/value table of the summary), then the notes."""
+    if as_json:
+        print_json(summary)
+        return
+    for table in tables if tables is not None else [summary_table(summary, title)]:
+        print_table(table)
+    for note in notes or []:
+        out.print(f"note: {note}", highlight=False)
 
 
 def make_progress(*extra_columns: Any) -> Progress:

@@ -15,6 +15,7 @@ import typer
 from recsys_cli import __version__
 from recsys_cli.commands import COMMANDS, GROUPS
 from recsys_cli.errors import RecsysError
+from recsys_cli.quiet_libraries import silence
 
 app = typer.Typer(
     name="recsys",
@@ -53,6 +54,7 @@ def _one_line(message: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     debug = os.environ.get("RECSYS_DEBUG") == "1"
+    silence()
     try:
         app(args=argv, prog_name="recsys")
     except SystemExit:

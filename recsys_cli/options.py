@@ -13,7 +13,7 @@ DataDir = Annotated[
 ]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed; same inputs + seed give identical artifacts.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or logs.")]
-Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout (results only; logs stay on stderr).")]
 ModelOpt = Annotated[
     Optional[str],
     typer.Option(

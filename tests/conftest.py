@@ -47,7 +47,7 @@ def tiny_model() -> str:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
-    from recsys_cli.models.registry import load_tokenizer, resolve_model
+    from recsys_cli.modeling.registry import load_tokenizer, resolve_model
 
     return load_tokenizer(resolve_model(str(TINY_MODEL)))
 

@@ -35,8 +35,10 @@ def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     return df.select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
-def write_parquet(df: pl.DataFrame, path: Path, schema: dict[str, pl.DataType] | None = None) -> None:
-    """Write one Parquet file atomically (temp file in the same directory, then rename)."""
+def write_parquet(df: pl.DataFrame, path: Path, schema: dict[str, pl.DataType] | None = None,
+                  metadata: dict[str, str] | None = None) -> None:
+    """Write one Parquet file atomically (temp file in the same directory, then rename);
+    `metadata`: file-level key-value pairs (the provenance of predictions files)."""
     if schema is None:
         schema = schemas.SCHEMAS.get(path.name)
     if schema is not None:
@@ -45,7 +47,7 @@ def write_parquet(df: pl.DataFrame, path: Path, schema: dict[str, pl.DataType] |
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        df.write_parquet(tmp, compression="zstd", statistics=False, row_group_size=1 << 20)
+        df.write_parquet(tmp, compression="zstd", statistics=False, row_group_size=1 << 20, metadata=metadata)
         os.chmod(tmp, _umask_mode(0o666))  # mkstemp makes 0600 files
         os.replace(tmp, path)
     except BaseException:
@@ -97,6 +99,13 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def data_fingerprint(data_dir: Path) -> str | None:
+    """The identity of a textualized directory: sha256 of its manifest.json (the manifest holds
+    the input hashes, options and row counts and nothing time-dependent). None without one."""
+    path = Path(data_dir) / schemas.MANIFEST
+    return file_sha256(path) if path.is_file() else None
 
 
 @contextmanager

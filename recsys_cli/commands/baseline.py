@@ -18,7 +18,7 @@ from typing import Annotated, Optional
 import typer
 
 from recsys_cli import console
-from recsys_cli.options import DataDir, Json, Quiet, Seed
+from recsys_cli.options import AsJson, DataDir, Quiet, Seed
 
 app = typer.Typer(help="Reference baselines: popularity, itemknn, sasrec (sequential/direct), mf (rating).")
 
@@ -36,25 +36,15 @@ def _out_path(data: Path, out: Optional[Path], split: str, name: str) -> Path:
 
 
 def _finish(name: str, df, path: Path, summary: dict, as_json: bool, started: float) -> None:
-    from rich.table import Table
-
-    from recsys_cli.evaluation.baselines import write_predictions
+    from recsys_cli.baselines.context import write_predictions
 
     write_predictions(df, path)
     summary = {"baseline": name, "out": str(path), "rows": df.height, "seconds": round(time.perf_counter() - started, 2), **summary}
-    if as_json:
-        console.print_json(summary)
-        return
-    table = Table(title=f"baseline {name}")
-    table.add_column("field")
-    table.add_column("value")
-    for k, v in summary.items():
-        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
-    console.print_table(table)
+    console.emit(summary, as_json=as_json, title=f"baseline {name}")
 
 
 def _ranking(name: str, data: Path, out, split: str, top_k: int, as_json: bool, quiet: bool, make_scorer) -> None:
-    from recsys_cli.evaluation.baselines import load_context, rank_prompts
+    from recsys_cli.baselines.context import load_context, rank_prompts
 
     console.set_quiet(quiet)
     started = time.perf_counter()
@@ -66,10 +56,10 @@ def _ranking(name: str, data: Path, out, split: str, top_k: int, as_json: bool, 
 
 @app.command("popularity")
 def popularity(
-    data: DataDir, out: Out = None, split: Split = "test", top_k: TopK = 20, as_json: Json = False, quiet: Quiet = False
+    data: DataDir, out: Out = None, split: Split = "test", top_k: TopK = 20, as_json: AsJson = False, quiet: Quiet = False
 ) -> None:
     """Most-bought items first (the sanity floor)."""
-    from recsys_cli.evaluation import popularity as pop
+    from recsys_cli.baselines import popularity as pop
 
     _ranking("popularity", data, out, split, top_k, as_json, quiet, lambda ctx: (pop.scorer(ctx), {}))
 
@@ -81,11 +71,11 @@ def itemknn(
     split: Split = "test",
     top_k: TopK = 20,
     window: Annotated[int, typer.Option("--window", help="Last history items that vote.")] = 20,
-    as_json: Json = False,
+    as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
     """Item-to-item co-occurrence (cosine) from the user's last items."""
-    from recsys_cli.evaluation import itemknn as knn
+    from recsys_cli.baselines import itemknn as knn
 
     _ranking("itemknn", data, out, split, top_k, as_json, quiet, lambda ctx: (knn.scorer(ctx, window), {"window": window}))
 
@@ -111,11 +101,11 @@ def sasrec(
     ] = 1024,
     threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (1 is faster on a busy machine).")] = 2,
     max_minutes: Annotated[float, typer.Option("--max-minutes", help="Training time cap (best weights kept).")] = 18.0,
-    as_json: Json = False,
+    as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
     """SASRec: causal self-attention over the item sequence, full softmax, early stopping on items[-2]."""
-    from recsys_cli.evaluation.sasrec import SASRecConfig, fit_scorer
+    from recsys_cli.baselines.sasrec import SASRecConfig, fit_scorer
 
     if hidden % heads:
         raise typer.BadParameter(f"--hidden {hidden} must be divisible by --heads {heads}")
@@ -146,12 +136,12 @@ def mf(
     seed: Seed = 0,
     dim: Annotated[int, typer.Option("--dim")] = 32,
     max_epochs: Annotated[int, typer.Option("--max-epochs", help="Full-batch Adam steps.")] = 300,
-    as_json: Json = False,
+    as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
     """Biased matrix factorisation for the rating prompts."""
     from recsys_cli.errors import RecsysError
-    from recsys_cli.evaluation.mf import MFConfig, check_ratings, fit_predict
+    from recsys_cli.baselines.mf import MFConfig, check_ratings, fit_predict
 
     console.set_quiet(quiet)
     if split not in ("test", "valid"):

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from recsys_cli import console
-from recsys_cli.options import DataDir, Json, ModelOpt, Quiet, TrustRemoteCode
+from recsys_cli.options import AsJson, DataDir, ModelOpt, Quiet, TrustRemoteCode
 
 
 def command(
@@ -28,7 +28,7 @@ def command(
     num_perm: Annotated[int, typer.Option("--num-perm", min=16, max=1024, help="MinHash permutations per title.")] = 64,
     trust_remote_code: TrustRemoteCode = False,
     quiet: Quiet = False,
-    json_out: Json = False,
+    as_json: AsJson = False,
 ) -> None:
     """Build the entity pool (items, categories, brands, features) from a textualized directory."""
     import polars as pl
@@ -38,7 +38,7 @@ def command(
     from recsys_cli.artifacts.io import manifest, write_json, write_parquet
     from recsys_cli.data import entities as ent
     from recsys_cli.errors import RecsysError
-    from recsys_cli.models.registry import resolve_model
+    from recsys_cli.modeling.registry import resolve_model
 
     console.set_quiet(quiet)
     data = Path(data)
@@ -98,9 +98,6 @@ def command(
     rows_out = {schemas.ENTITIES: len(rows), schemas.ENTITIES_MINHASH: len(items), schemas.NEAR_DUPLICATES: len(dup_rows)}
     write_json({**manifest("build-entities", opts, inputs, rows_out), "summary": summary}, data / schemas.ENTITIES_MANIFEST)
 
-    if json_out:
-        console.print_json(summary)
-        return
     table = Table(title=f"entities in {data}")
     table.add_column("kind")
     table.add_column("count", justify="right")
@@ -110,4 +107,4 @@ def command(
     checked = agreement["spans"]
     share = f"{agreement['match']}/{checked}" if checked else "n/a"
     table.add_row("in-context ids match corpus spans", share)
-    console.print_table(table)
+    console.emit(summary, as_json=as_json, title="build-entities", tables=[table])

@@ -16,7 +16,7 @@ import typer
 
 from recsys_cli import console
 from recsys_cli.errors import RecsysError
-from recsys_cli.options import DataDir, Json, ModelOpt, Quiet, Seed, TrustRemoteCode
+from recsys_cli.options import AsJson, DataDir, ModelOpt, Quiet, Seed, TrustRemoteCode
 
 
 def _select(data: Path, split: str, family, template, seen, limit, users=None, kind=None):
@@ -57,7 +57,7 @@ def _select(data: Path, split: str, family, template, seen, limit, users=None, k
 
 def command(
     data: DataDir,
-    checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="Checkpoint directory from `recsys pretrain`, or 'none' for the bare base model (zero-shot).")],
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="Checkpoint directory from `recsys pretrain`, or 'none' for the bare base model (zero-shot).")],
     model: ModelOpt = None,
     split: Annotated[str, typer.Option("--split", help="train | valid | test.")] = "test",
     family: Annotated[Optional[str], typer.Option("--family", help="Only this task family.")] = None,
@@ -80,7 +80,7 @@ def command(
     trust_remote_code: TrustRemoteCode = False,
     seed: Seed = 0,
     quiet: Quiet = False,
-    json_out: Json = False,
+    as_json: AsJson = False,
 ) -> None:
     """Rank items, score candidates, predict ratings and write explanations for each prompt."""
     console.set_quiet(quiet)
@@ -94,18 +94,15 @@ def command(
         raise typer.BadParameter(f"must be >= --top-k ({top_k})", param_hint="--beams")
     if checkpoint.lower() != "none" and not Path(checkpoint).is_dir():
         raise RecsysError(f"{checkpoint}: checkpoint directory not found (run `recsys pretrain --out {checkpoint}`, or pass --checkpoint none)", exit_code=2)
+    from recsys_cli.inference.runner import InferOptions
+
+    opts = InferOptions(top_k=top_k, beams=beams, exclude_history=exclude_history, unconstrained=unconstrained,
+                        max_new_tokens=max_new_tokens, text_beams=text_beams, batch_size=batch_size,
+                        dynamic=dynamic_positions, item_scoring=item_scoring)
     t0 = time.perf_counter()
-    summary = run_inference(
-        data=data, checkpoint=checkpoint, model_name=model, prompts=prompts, split=split, out=out,
-        opts=dict(top_k=top_k, beams=beams, exclude_history=exclude_history, unconstrained=unconstrained,
-                  max_new_tokens=max_new_tokens, text_beams=text_beams, batch_size=batch_size, dynamic=dynamic_positions,
-                  item_scoring=item_scoring),
-        overwrite=overwrite, seed=seed, trust_remote_code=trust_remote_code,
-    )
+    summary = run_inference(data=data, checkpoint=checkpoint, model_name=model, prompts=prompts, split=split, out=out,
+                            opts=opts, overwrite=overwrite, seed=seed, trust_remote_code=trust_remote_code)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
-    if json_out:
-        console.print_json(summary)
-        return
     from rich.table import Table
 
     table = Table(title=f"recsys infer -> {summary['out']}")
@@ -114,4 +111,4 @@ def command(
     for mode, m in sorted(summary["modes"].items()):
         table.add_row(mode, str(m["prompts"]), str(m["valid"]), f"{m['prompts_per_s']:.2f}")
     table.add_row("skipped (already written)", str(summary["skipped"]), "", "")
-    console.print_table(table)
+    console.emit(summary, as_json=as_json, title="infer", tables=[table])

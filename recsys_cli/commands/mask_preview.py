@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 
 from recsys_cli import console
-from recsys_cli.options import DataDir, Json, ModelOpt, Quiet, Seed, TrustRemoteCode
+from recsys_cli.options import AsJson, DataDir, ModelOpt, Quiet, Seed, TrustRemoteCode
 
 _LEVELS = ("entity", "sentence", "document", "prompt")
 
@@ -59,13 +59,15 @@ def command(
     model: ModelOpt = None,
     trust_remote_code: TrustRemoteCode = False,
     quiet: Quiet = False,
-    json_out: Json = False,
+    as_json: AsJson = False,
 ) -> None:
     """Show masked examples: original text, Part A, Part B and the 2D positions."""
     from recsys_cli.artifacts import schemas
     from recsys_cli.artifacts.io import read_artifact
-    from recsys_cli.data import masking
-    from recsys_cli.models.registry import load_tokenizer, resolve_model
+    from recsys_cli.data import masking, tokenize
+    from recsys_cli.data.entities import pool_trie
+    from recsys_cli.data.special_tokens import add_special_tokens
+    from recsys_cli.modeling.registry import load_tokenizer, resolve_model
 
     console.set_quiet(quiet)
     if level not in _LEVELS:
@@ -81,25 +83,26 @@ def command(
     picks = sorted(rng.sample(range(len(df)), min(n, len(df))))
     console.log(f"loading tokenizer of {model or 'embedded'}")
     tok = load_tokenizer(resolve_model(model), trust_remote_code=trust_remote_code)
-    special = masking.add_special_tokens(tok)
+    special = add_special_tokens(tok)
+    trie = pool_trie(data, tok)  # numbers Part B intra ids exactly as pretrain and infer do
     cfg = masking.MaskConfig()
     for row_no in picks:
         row = df.row(row_no, named=True)
         if level == "prompt":
-            src = masking.tokenize_document(row["source"], row["source_entities"], tok)
-            tgt = masking.tokenize_target(row["target"], row["target_entities"], tok)
-            ex = masking.prompt_example(src, tgt, special)
+            src = tokenize.tokenize_document(row["source"], row["source_entities"], tok)
+            tgt = tokenize.tokenize_target(row["target"], row["target_entities"], tok)
+            ex = masking.prompt_example(src, tgt, special, trie)
             key, text = row["prompt_id"], f"{row['source']} || {row['target']}"
             shift = len(row["source"]) + 4  # " || " then the target
             ents = list(row["source_entities"] or []) + [
                 {**e, "start": e["start"] + shift, "end": e["end"] + shift} for e in row["target_entities"] or []
             ]
         else:
-            doc = masking.tokenize_document(row["text"], row["entities"], tok)
-            ex = masking.mask_document(doc, level, rng, cfg, special)
+            doc = tokenize.tokenize_document(row["text"], row["entities"], tok)
+            ex = masking.mask_document(doc, level, rng, cfg, special, trie)
             key, text, ents = row["doc_id"], row["text"], list(row["entities"] or [])
         tokens = tok.convert_ids_to_tokens(ex.input_ids)
-        if json_out:
+        if as_json:  # one JSON object per example (JSON Lines)
             obj = {"id": key, "tokens": tokens, **ex.to_dict()}
             sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
             continue

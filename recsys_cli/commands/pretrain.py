@@ -3,9 +3,12 @@
     recsys pretrain --data runs/toys --config recipes/pretrain/tiny-cpu.yaml --out runs/ckpt
     recsys pretrain --data runs/toys --out runs/ckpt --max-steps 20          # embedded SmolLM2
     recsys pretrain --data runs/toys --out runs/ckpt --resume                 # continue exactly
-    recsys pretrain --data runs/toys --config recipes/pretrain/tiny-cpu.yaml --modules-to-save none --out runs/lora-only
+    recsys pretrain --data runs/toys --config recipes/pretrain/tiny-cpu.yaml --set train.lr=1e-4 --set lora.rank=16
     deepspeed --num_gpus 8 -m recsys_cli.main pretrain --data runs/toys \\
         --config recipes/pretrain/paper-multi-gpu.yaml --out runs/ckpt
+
+Every recipe setting can be overridden with `--set section.key=value` (training/recipe.py);
+the flags below are shortcuts for the common ones and win over `--set`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,17 @@ from typing import Annotated, Optional
 import typer
 
 from recsys_cli import console
-from recsys_cli.options import DataDir, Json, ModelOpt, Quiet, TrustRemoteCode
+from recsys_cli.options import AsJson, DataDir, ModelOpt, Quiet, TrustRemoteCode
+
+# flag name -> recipe key (the shortcuts; everything else goes through --set)
+FLAG_KEYS = {
+    "model": "model.name", "positions": "model.positions", "lora_rank": "lora.rank", "lora_alpha": "lora.alpha",
+    "lora_dropout": "lora.dropout", "lora_targets": "lora.targets", "modules_to_save": "lora.modules_to_save",
+    "max_steps": "train.max_steps", "lr": "train.lr", "batch_size": "train.batch_size", "grad_accum": "train.grad_accum",
+    "max_length": "train.max_length", "save_every": "train.save_every", "eval_every": "eval.eval_every",
+    "gradient_checkpointing": "train.gradient_checkpointing", "precision": "train.precision",
+    "deepspeed": "train.deepspeed", "seed": "train.seed", "trust_remote_code": "model.trust_remote_code",
+}
 
 
 def _names(value: Optional[str]) -> Optional[list[str]]:
@@ -31,70 +44,51 @@ def _names(value: Optional[str]) -> Optional[list[str]]:
 def command(
     data: DataDir,
     out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint directory (read by `recsys infer --checkpoint`).")] = Path("runs/checkpoint"),
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Recipe YAML (recipes/pretrain/*.yaml); flags override it.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Recipe YAML (recipes/pretrain/*.yaml); --set and flags override it.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any recipe key: --set train.lr=1e-4 (repeatable).")] = None,
     model: ModelOpt = None,
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps (overrides the recipe).")] = None,
-    lora_rank: Annotated[Optional[int], typer.Option("--lora-rank", help="LoRA rank (recipe default 8, as the paper).")] = None,
-    lora_alpha: Annotated[Optional[int], typer.Option("--lora-alpha", help="LoRA alpha.")] = None,
-    lora_dropout: Annotated[Optional[float], typer.Option("--lora-dropout", help="LoRA dropout.")] = None,
-    lora_targets: Annotated[Optional[str], typer.Option("--lora-targets", help="Comma-separated module names (default: every attention and MLP projection).")] = None,
-    modules_to_save: Annotated[Optional[str], typer.Option("--modules-to-save", help="Comma-separated modules trained in full next to LoRA (e.g. embed_tokens for a random model); 'none' clears the recipe's.")] = None,
-    positions: Annotated[Optional[str], typer.Option("--positions", help="glm (2D: inter + intra) or linear (plain positions, the ablation).")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Sequences per device per micro-step.")] = None,
-    grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", help="Gradient accumulation steps.")] = None,
-    max_length: Annotated[Optional[int], typer.Option("--max-length", help="Tokens per sequence (Part A + Part B).")] = None,
-    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")] = None,
-    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Validation loss every N steps.")] = None,
-    gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Activation checkpointing (less memory, ~30% slower).")] = None,
-    precision: Annotated[Optional[str], typer.Option("--precision", help="auto (bf16 on a GPU that supports it), fp32 or bf16.")] = None,
-    deepspeed: Annotated[Optional[Path], typer.Option("--deepspeed", help="DeepSpeed JSON config (recipes/deepspeed/zero2.json, zero3.json).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/train_state exactly.")] = False,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (data order, masking, init).")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="train.max_steps: optimizer steps.")] = None,
+    lora_rank: Annotated[Optional[int], typer.Option("--lora-rank", help="lora.rank (the paper: 8).")] = None,
+    lora_alpha: Annotated[Optional[int], typer.Option("--lora-alpha", help="lora.alpha.")] = None,
+    lora_dropout: Annotated[Optional[float], typer.Option("--lora-dropout", help="lora.dropout.")] = None,
+    lora_targets: Annotated[Optional[str], typer.Option("--lora-targets", help="lora.targets: comma-separated module names (default: every attention and MLP projection).")] = None,
+    modules_to_save: Annotated[Optional[str], typer.Option("--modules-to-save", help="lora.modules_to_save: modules trained in full next to LoRA (e.g. embed_tokens for a random model); 'none' clears the recipe's.")] = None,
+    positions: Annotated[Optional[str], typer.Option("--positions", help="model.positions: glm (2D: inter + intra) or linear (the ablation).")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="train.lr: peak learning rate.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="train.batch_size: sequences per device per micro-step.")] = None,
+    grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", help="train.grad_accum.")] = None,
+    max_length: Annotated[Optional[int], typer.Option("--max-length", help="train.max_length: tokens per sequence (Part A + Part B).")] = None,
+    save_every: Annotated[Optional[int], typer.Option("--save-every", help="train.save_every: checkpoint every N steps.")] = None,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="eval.eval_every: validation loss every N steps.")] = None,
+    gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="train.gradient_checkpointing (less memory, ~30% slower).")] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="train.precision: auto (bf16 on a GPU that supports it), fp32 or bf16.")] = None,
+    deepspeed: Annotated[Optional[Path], typer.Option("--deepspeed", help="train.deepspeed: DeepSpeed JSON config (recipes/deepspeed/zero2.json, zero3.json).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/train_state exactly (data, base model and recipe must match).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the checkpoint in OUT (only the files pretrain writes).")] = False,
+    allow_changed: Annotated[Optional[list[str]], typer.Option("--allow-changed", help="With --resume: accept a changed recipe key (e.g. train.max_steps) or 'data' (repeatable).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="train.seed: data order, masking, init.")] = None,
     trust_remote_code: TrustRemoteCode = False,
     quiet: Quiet = False,
-    json_out: Json = False,
+    as_json: AsJson = False,
 ) -> None:
     """Fine-tune a causal LM with entity-aware GLM blank infilling + LoRA; writes a checkpoint."""
     console.set_quiet(quiet)
-    from recsys_cli.training.recipe import load_recipe
+    from recsys_cli.training.recipe import load_recipe, parse_set
 
-    overrides = {
-        "model": model,
-        "max_steps": max_steps,
-        "lora_rank": lora_rank,
-        "lora_alpha": lora_alpha,
-        "lora_dropout": lora_dropout,
-        "lora_targets": [t.strip() for t in lora_targets.split(",") if t.strip()] if lora_targets else None,
-        "modules_to_save": _names(modules_to_save),
-        "positions": positions,
-        "lr": lr,
-        "batch_size": batch_size,
-        "grad_accum": grad_accum,
-        "max_length": max_length,
-        "save_every": save_every,
-        "eval_every": eval_every,
-        "gradient_checkpointing": gradient_checkpointing,
-        "precision": precision,
-        "deepspeed": str(deepspeed) if deepspeed else None,
-        "seed": seed,
-        "trust_remote_code": trust_remote_code or None,
+    flags = {
+        "model": model, "max_steps": max_steps, "lora_rank": lora_rank, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
+        "lora_targets": _names(lora_targets), "modules_to_save": _names(modules_to_save), "positions": positions, "lr": lr,
+        "batch_size": batch_size, "grad_accum": grad_accum, "max_length": max_length, "save_every": save_every,
+        "eval_every": eval_every, "gradient_checkpointing": gradient_checkpointing, "precision": precision,
+        "deepspeed": str(deepspeed) if deepspeed else None, "seed": seed, "trust_remote_code": trust_remote_code or None,
     }
+    overrides = parse_set(set_) + [(FLAG_KEYS[k], v) for k, v in flags.items()]
     recipe = load_recipe(config, overrides)
     from recsys_cli.training.loop import Trainer
 
-    console.log(f"pretrain: model={recipe.model or 'embedded'} positions={recipe.positions} lora_rank={recipe.lora_rank} out={out}")
-    summary = Trainer(recipe, data, out).train(resume=resume)
-    if json_out:
-        console.print_json(summary)
-    else:
-        from rich.table import Table
-
-        t = Table(title="pretrain")
-        t.add_column("field")
-        t.add_column("value")
-        for k, v in summary.items():
-            t.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
-        console.print_table(t)
+    console.log(f"pretrain: model={recipe.model.name or 'embedded'} positions={recipe.model.positions} lora.rank={recipe.lora.rank} out={out}")
+    trainer = Trainer(recipe, data, out, resume=resume, overwrite=overwrite, allow_changed=list(allow_changed or []))
+    summary = trainer.train(resume=resume)
+    console.emit(summary, as_json=as_json, title="pretrain")
     if summary["interrupted"]:
         raise typer.Exit(130)

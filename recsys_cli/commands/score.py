@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from recsys_cli import console
-from recsys_cli.options import DataDir, Json, Quiet
+from recsys_cli.options import AsJson, DataDir, Quiet
 
 P5_NOTE = (
     "p5-compatible: BLEU = sacrebleu tokenize=none smooth=none; ROUGE on space tokens, unique n-grams, "
@@ -43,13 +43,13 @@ def command(
     p5_compatible: Annotated[bool, typer.Option("--p5-compatible", help="Reproduce P5's BLEU/ROUGE conventions.")] = False,
     markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Also write the tables as Markdown.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the comparison as a PNG (matplotlib).")] = None,
-    as_json: Json = False,
+    as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
     """Score predictions against R/prompts.parquet: one table per task, seen/unseen rows."""
     from recsys_cli.errors import RecsysError
     from recsys_cli.evaluation import tables
-    from recsys_cli.evaluation.scoring import score_files
+    from recsys_cli.evaluation.report import score_files
 
     console.set_quiet(quiet)
     paths = list(predictions or []) + list(files or [])
@@ -67,20 +67,9 @@ def command(
         from recsys_cli.evaluation.plot import plot_rows
 
         plot_rows(rows, plot)
-    if as_json:
-        clean = [{**r, "metrics": {k: _finite(v) for k, v in r["metrics"].items()}} for r in rows]
-        console.print_json({"convention": "p5" if p5_compatible else "standard", "note": note, "rows": clean})
-        return
-    from rich.console import Console
-    from rich.measure import Measurement
-
-    for table in tables.rich_tables(rows, note):
-        if console.out.is_terminal:
-            console.print_table(table)
-            continue
-        # piped or captured: print at the table's natural width, never squeezing figures into "…"
-        need = Measurement.get(console.out, console.out.options.update(max_width=1000), table).maximum
-        Console(width=max(console.out.width, need), soft_wrap=True).print(table)
+    clean = [{**r, "metrics": {k: _finite(v) for k, v in r["metrics"].items()}} for r in rows]
+    summary = {"convention": "p5" if p5_compatible else "standard", "note": note, "rows": clean}
+    console.emit(summary, as_json=as_json, title="score", tables=tables.rich_tables(rows, note))
 
 
 def _finite(value):

@@ -14,11 +14,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from recsys_cli.options import Json, Quiet, Seed
+from recsys_cli.options import AsJson, Quiet, Seed
 
 app = typer.Typer(help="Turn interaction data into the artifacts every later stage reads.", no_args_is_help=True)
 
-Out = Annotated[Path, typer.Option("--out", "-o", help="Output directory (replaced atomically).")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Run directory: new, empty, or an earlier textualize output (only textualize's own files are replaced).")]
+Force = Annotated[bool, typer.Option("--force", help="Write into a directory that also holds other files (they are never deleted).")]
 DocsPerUser = Annotated[int, typer.Option("--docs-per-user", min=1, help="Corpus documents per user (10% long, 30% medium, 60% short).")]
 PromptsPerUser = Annotated[int, typer.Option("--prompts-per-user", min=0, help="Training positions per user for sequential and direct prompts.")]
 MinUser = Annotated[int, typer.Option("--min-user-items", min=3, help="Drop users with fewer distinct items (5-core on users).")]
@@ -26,16 +27,19 @@ ReviewCap = Annotated[int, typer.Option("--review-prompts-per-user", min=0, help
 MinItem = Annotated[int, typer.Option("--min-item-users", min=0, help="Also drop items with fewer users, iterated (0: off).")]
 
 
-def _run(command: str, load, out: Path, options: dict, seed: int, docs: int, per_user: int, cap: int, quiet: bool, as_json: bool) -> None:
+def _run(command: str, load, out: Path, options: dict, seed: int, docs: int, per_user: int, cap: int, quiet: bool,
+         as_json: bool, force: bool = False) -> None:
     from recsys_cli import console
-    from recsys_cli.artifacts import schemas
-    from recsys_cli.artifacts.io import atomic_dir, manifest, write_json, write_parquet
+    from recsys_cli.artifacts import layout, schemas
+    from recsys_cli.artifacts.io import data_fingerprint, manifest, write_json, write_parquet
     from recsys_cli.data.textualize import textualize
 
     console.set_quiet(quiet)
     steps = ["sequences", "items and users", "interactions", "corpus", "prompts", "write"]
     console.log("textualize: reading input")
-    src = load()  # input errors surface here, before any progress output
+    src = load()  # input errors surface here, before anything is written
+    mode = layout.claim_run_dir(out, src.inputs, force)
+    old_fp = data_fingerprint(out) if mode != "new" else None
     with console.progress() as bar:
         task = bar.add_task("textualize", total=len(steps))
 
@@ -44,19 +48,18 @@ def _run(command: str, load, out: Path, options: dict, seed: int, docs: int, per
 
         frames, summary = textualize(src, seed=seed, docs_per_user=docs, prompts_per_user=per_user, review_cap=cap, progress=step)
         bar.update(task, description="textualize: write")
-        with atomic_dir(out) as tmp:
-            for name in schemas.TEXTUALIZE_FILES:
-                write_parquet(frames[name], tmp / name)
-            rows = {name: frames[name].height for name in schemas.TEXTUALIZE_FILES}
-            write_json(manifest(command, options | {"seed": seed}, src.inputs, rows) | {"summary": summary}, tmp / schemas.MANIFEST)
+        for name in schemas.TEXTUALIZE_FILES:  # each file replaced atomically; only textualize's own
+            write_parquet(frames[name], out / name)
+        rows = {name: frames[name].height for name in schemas.TEXTUALIZE_FILES}
+        write_json(manifest(command, options | {"seed": seed}, src.inputs, rows) | {"summary": summary}, out / schemas.MANIFEST)
         bar.update(task, advance=1)
+    moved = layout.retire_downstream(out, old_fp, data_fingerprint(out))
+    if moved:
+        summary["notes"].append(f"the data changed: outputs computed from the old data were moved aside: {', '.join(moved)}")
+    if mode == "forced":
+        summary["notes"].append(f"--force: {out} also holds files recsys did not write; they were left untouched")
     summary["out"] = str(out)
-    if as_json:
-        console.print_json(summary)
-    else:
-        console.print_table(summary_table(summary))
-        for note in summary["notes"]:
-            console.out.print(f"note: {note}", highlight=False)
+    console.emit(summary, as_json=as_json, title="textualize", tables=[summary_table(summary)], notes=summary["notes"])
 
 
 def summary_table(summary: dict):
@@ -89,8 +92,9 @@ def amazon(
     review_prompts_per_user: ReviewCap = 10,
     min_user_items: MinUser = 5,
     min_item_users: MinItem = 0,
+    force: Force = False,
     quiet: Quiet = False,
-    json: Json = False,
+    as_json: AsJson = False,
 ) -> None:
     """Amazon reviews: P5-processed (sequential_data.txt + datamaps.json + meta) or raw 2014/2018 5-core files."""
     from recsys_cli.data.sources.amazon import load_amazon
@@ -100,7 +104,7 @@ def amazon(
                "prompts_per_user": prompts_per_user, "review_prompts_per_user": review_prompts_per_user,
                "min_user_items": min_user_items, "min_item_users": min_item_users}
     _run("textualize amazon", lambda: load_amazon(category, data_dir, min_user_items, min_item_users), out, options,
-         seed, docs_per_user, prompts_per_user, review_prompts_per_user, quiet, json)
+         seed, docs_per_user, prompts_per_user, review_prompts_per_user, quiet, as_json, force)
 
 
 @app.command("table")
@@ -126,8 +130,9 @@ def table(
     review_prompts_per_user: ReviewCap = 10,
     min_user_items: MinUser = 5,
     min_item_users: MinItem = 0,
+    force: Force = False,
     quiet: Quiet = False,
-    json: Json = False,
+    as_json: AsJson = False,
 ) -> None:
     """Any interaction table (+ optional item and user tables), e.g. MovieLens-style data."""
     from recsys_cli.data.sources.table import Columns, load_table
@@ -138,4 +143,4 @@ def table(
                "docs_per_user": docs_per_user, "prompts_per_user": prompts_per_user,
                "review_prompts_per_user": review_prompts_per_user, "min_user_items": min_user_items, "min_item_users": min_item_users}
     _run("textualize table", lambda: load_table(interactions, items, users, cols, min_user_items, min_item_users), out, options,
-         seed, docs_per_user, prompts_per_user, review_prompts_per_user, quiet, json)
+         seed, docs_per_user, prompts_per_user, review_prompts_per_user, quiet, as_json, force)

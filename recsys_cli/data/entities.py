@@ -1,7 +1,7 @@
 """The entity pool: items, categories, brands and feature values as whole units.
 
     recsys build-entities --data runs/toys
-    python -c "from recsys_cli.data.entities import EntityTrie; t = EntityTrie.load('runs/toys'); print(len(t))"
+    python -c "from recsys_cli.data.entities import build_pool; print(len(build_pool('runs/toys')))"
 
 * `build_pool` collects one row per distinct entity from items.parquet (titles, categories,
   brands) and from the entity spans of corpus.parquet / prompts.parquet (features, ...).
@@ -10,18 +10,16 @@
   ids). `in_context_agreement` measures how often that matches the tokens of real spans.
 * Item titles get MinHash signatures (character 3-grams) saved beside the pool; they find
   near-duplicate titles (reported, items stay apart) and ground free text to an item id.
-* `EntityTrie` (pygtrie, rebuilt from entities.parquet on load, no pickle) keeps a node
-  table beside the pygtrie so generation steps from the current node in O(1).
-* `DynamicIntra` / `intra_ids_dynamic`: the intra-position rule of docs/ARCHITECTURE.md,
-  decided token by token with the trie (paper Fig. 2).
+* `pool_trie` gives the entity trie (data/trie.py) of a textualized directory for a
+  tokenizer: from entities.parquet when it was built with that tokenizer, else from the
+  pool computed in memory the way `build-entities` computes it.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import polars as pl
@@ -104,7 +102,7 @@ def build_pool(data_dir: Path) -> list[dict[str, Any]]:
 
 def in_context_ids(texts: Sequence[str], tokenizer: Any) -> list[list[int]]:
     """Token ids of each entity as it appears after a space in running text."""
-    from recsys_cli.data.masking import encode_batch
+    from recsys_cli.data.tokenize import encode_batch
 
     return encode_batch(tokenizer, [" " + t for t in texts])[0] if texts else []
 
@@ -112,7 +110,7 @@ def in_context_ids(texts: Sequence[str], tokenizer: Any) -> list[list[int]]:
 def in_context_agreement(data_dir: Path, token_ids: dict[str, list[int]], tokenizer: Any, max_docs: int = 200) -> dict[str, int]:
     """Compare stored ids with the tokens entity spans really get inside the first
     `max_docs` corpus documents: {'spans': checked, 'match': equal}."""
-    from recsys_cli.data.masking import tokenize_documents
+    from recsys_cli.data.tokenize import tokenize_documents
 
     path = Path(data_dir) / schemas.CORPUS
     if not path.is_file():
@@ -141,7 +139,7 @@ def load_text_tokenizer(spec: Any, trust_remote_code: bool = False) -> Any:
         from tokenizers import Tokenizer
 
         return Tokenizer.from_file(str(path))
-    from recsys_cli.models.registry import load_tokenizer
+    from recsys_cli.modeling.registry import load_tokenizer
 
     return load_tokenizer(spec, trust_remote_code=trust_remote_code)
 
@@ -258,130 +256,36 @@ def ground_text(text: str, data_dir: Path | str, min_similarity: float = 0.0) ->
     return _GROUNDERS[key].ground_text(text, min_similarity)
 
 
-# --- trie -----------------------------------------------------------------------------------
+# --- the pool as a trie -------------------------------------------------------------------
 
 
-class EntityTrie:
-    """Token trie over the entity pool. States are node numbers; `root` is 0.
+def check_pool_tokenizer(data_dir: Path, tokenizer: Any, sample: int = 50) -> None:
+    """entities.parquet must hold this tokenizer's ids: a pool built for another model makes
+    the trie and the intra positions meaningless. Checks a sample of rows."""
+    from recsys_cli.errors import InputError
 
-        trie = EntityTrie.load("runs/toys", kinds=["item"])
-        s = trie.step(trie.root, tok)   # O(1): one dict lookup from the current node
-    """
-
-    root = 0
-
-    def __init__(self, rows: Iterable[dict[str, Any]]):
-        import pygtrie
-
-        self.trie = pygtrie.Trie()  # tuple(token_ids) -> [entity_id, ...]
-        self._children: list[dict[int, int]] = [{}]
-        self._ends: list[list[str]] = [[]]
-        self._items: dict[str, list[str]] = {}
-        self._kinds: dict[str, str] = {}
-        for r in rows:
-            ids = tuple(int(t) for t in r["token_ids"])
-            if not ids:
-                continue
-            eid = r["entity_id"]
-            self._kinds[eid] = r["kind"]
-            if r["kind"] == "item":
-                self._items[eid] = list(r.get("item_ids") or [])
-            self.trie.setdefault(ids, []).append(eid)
-            node = 0
-            for t in ids:
-                nxt = self._children[node].get(t)
-                if nxt is None:
-                    nxt = self._children[node][t] = len(self._children)
-                    self._children.append({})
-                    self._ends.append([])
-                node = nxt
-            self._ends[node].append(eid)
-
-    @classmethod
-    def load(cls, data_dir: Path | str, kinds: Sequence[str] | None = None) -> "EntityTrie":
-        df = read_artifact(Path(data_dir), schemas.ENTITIES)
-        if kinds is not None:
-            bad = [k for k in kinds if k not in schemas.ENTITY_KINDS]
-            if bad:
-                raise RecsysError(f"unknown entity kinds {bad}; expected {', '.join(schemas.ENTITY_KINDS)}")
-            df = df.filter(pl.col("kind").is_in(list(kinds)))
-        return cls(df.iter_rows(named=True))
-
-    def __len__(self) -> int:
-        return len(self._kinds)
-
-    @property
-    def num_nodes(self) -> int:
-        return len(self._children)
-
-    def step(self, state: int, token_id: int) -> int | None:
-        return self._children[state].get(token_id)
-
-    def children(self, state: int) -> list[int]:
-        return list(self._children[state])
-
-    def is_terminal(self, state: int) -> bool:
-        return bool(self._ends[state])
-
-    def entity_ids(self, state: int) -> list[str]:
-        return list(self._ends[state])
-
-    def item_ids(self, state: int) -> list[str]:
-        """Item ids named by the item entities ending at `state`."""
-        return [i for e in self._ends[state] for i in self._items.get(e, [])]
-
-    def walk(self, token_ids: Iterable[int], state: int = 0) -> int | None:
-        for t in token_ids:
-            state = self._children[state].get(t)
-            if state is None:
-                return None
-        return state
-
-    def lookup(self, token_ids: Sequence[int]) -> list[str]:
-        """Entity ids whose token ids are exactly `token_ids` (via pygtrie)."""
-        return list(self.trie.get(tuple(token_ids), []))
+    path = Path(data_dir) / schemas.ENTITIES
+    df = read_artifact(Path(data_dir), schemas.ENTITIES, columns=["text", "token_ids"]).head(sample)
+    if df.height == 0:
+        return
+    vocab = len(tokenizer)
+    texts, toks = df["text"].to_list(), df["token_ids"].to_list()
+    for row, t in enumerate(toks):
+        if t and max(t) >= vocab:
+            raise InputError.at(path, f"row {row + 1}", f"token id {max(t)} is outside the tokenizer's vocabulary ({vocab}); rebuild with `recsys build-entities --model` set to the checkpoint's base model")
+    agree = sum(list(a) == list(b) for a, b in zip(in_context_ids(texts, tokenizer), toks))
+    if agree < 0.5 * len(toks):
+        raise InputError.at(path, None, f"token_ids do not match this tokenizer ({agree}/{len(toks)} sampled entities agree); rebuild with `recsys build-entities --model` set to the checkpoint's base model")
 
 
-@dataclass
-class DynamicIntra:
-    """Intra ids for Part B tokens generated after `[START]` (which itself is 1), one beam.
+def pool_trie(data_dir: Path, tokenizer: Any, kinds: Sequence[str] | None = None):
+    """The entity trie of `data_dir` for `tokenizer`: entities.parquet when present (checked
+    against the tokenizer), else the pool `build-entities` would write, computed in memory."""
+    from recsys_cli.data.trie import load_entity_trie, trie_from_rows
 
-    The first unit continues from `[START]` (2, 3, ...); then a token that is a trie child
-    of the current node continues the entity (previous + 1), any other token starts a new
-    unit at 1 (and a new walk from the root)."""
-
-    trie: EntityTrie
-    after_start: bool = True
-    state: int | None = None
-    prev: int = 0
-    first: bool = field(default=True)
-
-    def __post_init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.state, self.prev, self.first = None, 1 if self.after_start else 0, self.after_start
-
-    def push(self, token_id: int) -> int:
-        children = self.trie._children  # node -> {token: child}: one dict lookup per token
-        if self.state is not None:
-            nxt = children[self.state].get(token_id)
-            if nxt is not None:
-                self.state = nxt
-                self.prev += 1
-                return self.prev
-        self.state = children[0].get(token_id)
-        self.prev = 2 if self.first else 1
-        self.first = False
-        return self.prev
-
-    def clone(self) -> "DynamicIntra":
-        c = DynamicIntra.__new__(DynamicIntra)
-        c.trie, c.after_start, c.state, c.prev, c.first = self.trie, self.after_start, self.state, self.prev, self.first
-        return c
-
-
-def intra_ids_dynamic(token_ids: Sequence[int], trie: EntityTrie, after_start: bool = True) -> list[int]:
-    """Intra ids of the tokens that follow `[START]` in a Part B span (the [START] itself is 1)."""
-    d = DynamicIntra(trie, after_start)
-    return [d.push(t) for t in token_ids]
+    if (Path(data_dir) / schemas.ENTITIES).is_file():
+        check_pool_tokenizer(data_dir, tokenizer)
+        return load_entity_trie(data_dir, kinds, len(tokenizer))
+    rows = [r for r in build_pool(data_dir) if kinds is None or r["kind"] in kinds]
+    ids = in_context_ids([r["text"] for r in rows], tokenizer)
+    return trie_from_rows(((r["entity_id"], r["kind"], t, r["item_ids"]) for r, t in zip(rows, ids)), items_only=list(kinds or []) == ["item"])

@@ -12,26 +12,19 @@ text, one mask token per span) followed by Part B (each span as `[START] tokens`
 
 from __future__ import annotations
 
-import bisect
 import math
 import random
-import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from recsys_cli.errors import RecsysError
+from recsys_cli.data.intra import part_b_intra
+from recsys_cli.data.special_tokens import SpecialIds
+from recsys_cli.data.tokenize import TokenizedDoc
+from recsys_cli.data.trie import EntityTrie
 
-SPECIAL_TOKENS = ("[M]", "[sM]", "[gM]", "[START]", "[END]")
 LEVELS = ("entity", "sentence", "document")
 IGNORE = -100  # label on Part A tokens
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
-
-
-@dataclass
-class TokenizedDoc:
-    ids: list[int]  # tokens of the text (no BOS/EOS)
-    entity_spans: list[tuple[int, int]]  # token [start, end) of every entity, sorted, disjoint
-    sentence_spans: list[tuple[int, int]]  # token [start, end) of every sentence, covering ids
 
 
 @dataclass
@@ -88,194 +81,6 @@ class Example:
             "level": self.level,
         }
 
-
-@dataclass(frozen=True)
-class SpecialIds:
-    m: int
-    s_m: int
-    g_m: int
-    start: int
-    end: int
-
-    @classmethod
-    def from_tokenizer(cls, tok: Any) -> "SpecialIds":
-        """Ids of the 5 special tokens; they must have been added (see `add_special_tokens`)."""
-        ids = tok.convert_tokens_to_ids(list(SPECIAL_TOKENS))
-        back = tok.convert_ids_to_tokens(ids)
-        missing = [t for t, i, b in zip(SPECIAL_TOKENS, ids, back) if i is None or b != t]
-        if missing:
-            raise RecsysError(f"tokenizer lacks the special tokens {missing}; call masking.add_special_tokens(tokenizer)")
-        return cls(*ids)
-
-    def mask_for(self, level: str) -> int:
-        return {"entity": self.m, "sentence": self.s_m, "document": self.g_m, "prompt": self.g_m}[level]
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(zip(SPECIAL_TOKENS, (self.m, self.s_m, self.g_m, self.start, self.end)))
-
-
-def add_special_tokens(tokenizer: Any) -> SpecialIds:
-    """Add the 5 special tokens (idempotent) the one way every stage does it; return their ids."""
-    have = set(tokenizer.convert_ids_to_tokens(tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))))
-    if not set(SPECIAL_TOKENS) <= have:
-        tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
-    return SpecialIds.from_tokenizer(tokenizer)
-
-
-# --- tokenization -------------------------------------------------------------------------
-
-
-def _field(ent: Any, key: str) -> Any:
-    return ent[key] if type(ent) is dict else getattr(ent, key)
-
-
-def _pieces(text: str, entities: Iterable[Any]) -> tuple[list[tuple[int, int]], list[int]]:
-    """Cut `text` at entity boundaries: [(char_start, char_end)] covering the text, and the
-    piece index of each kept entity (sorted; an entity overlapping an earlier one is dropped).
-    An entity piece takes the space before it, so it tokenizes as " " + entity."""
-    pieces: list[tuple[int, int]] = []
-    ent_piece: list[int] = []
-    cursor = 0
-    bounds = sorted((int(_field(e, "start")), int(_field(e, "end"))) for e in entities)
-    for cs, ce in bounds:
-        if cs < cursor or ce <= cs or ce > len(text):
-            continue
-        if cs > cursor and text[cs - 1] == " ":
-            cs -= 1
-        if cs > cursor:
-            pieces.append((cursor, cs))
-        ent_piece.append(len(pieces))
-        pieces.append((cs, ce))
-        cursor = ce
-    if cursor < len(text) or not pieces:
-        pieces.append((cursor, len(text)))
-    return pieces, ent_piece
-
-
-def _sentence_token_spans(text: str, offsets: Sequence[tuple[int, int]], entity_spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sentences as token spans covering [0, n); a boundary inside an entity moves past it."""
-    n = len(offsets)
-    if n == 0:
-        return []
-    cuts: list[int] = []
-    starts: list[int] = []
-    for m in _SENTENCE_END.finditer(text):
-        if not starts:
-            starts = [a for a, _ in offsets]
-        t = bisect.bisect_left(starts, m.end())
-        # the next sentence begins with the token holding its first character (with its space)
-        while t > 0 and offsets[t - 1][1] > m.start() and offsets[t - 1][0] >= m.start():
-            t -= 1
-        k = bisect.bisect_right(entity_spans, (t, n + 1)) - 1  # last entity starting at or before t
-        if k >= 0 and entity_spans[k][0] < t < entity_spans[k][1]:
-            t = entity_spans[k][1]
-        if 0 < t < n and (not cuts or t > cuts[-1]):
-            cuts.append(t)
-    if not cuts:
-        return [(0, n)]
-    bounds = [0, *cuts, n]
-    return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
-
-
-def encode_batch(tokenizer: Any, texts: list[str]) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
-    """ids (no BOS/EOS) and char offsets of each text, through the Rust tokenizer when there is
-    one; `tokenizer` is a Hugging Face fast tokenizer or a `tokenizers.Tokenizer`."""
-    if not texts:
-        return [], []
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None and hasattr(tokenizer, "encode_batch"):
-        backend = tokenizer
-    if backend is not None:
-        encs = backend.encode_batch(texts, add_special_tokens=False)
-        return [e.ids for e in encs], [e.offsets for e in encs]
-    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-    return enc["input_ids"], [[tuple(o) for o in offs] for offs in enc["offset_mapping"]]
-
-
-def _entity_token_spans(offsets: list[tuple[int, int]], pieces: list[tuple[int, int]], ent_piece: list[int]) -> tuple[list[tuple[int, int]], list[int]]:
-    """Token spans of the entity pieces, and the char positions of entity edges that a token
-    straddles (a BPE merge across the edge, like "),"); the spans are valid only when the
-    second list is empty."""
-    spans, bad = [], []
-    n = len(offsets)
-    for p in ent_piece:
-        cs, ce = pieces[p]
-        ts = bisect.bisect_left(offsets, (cs, -1))  # first token starting at or after cs
-        te = bisect.bisect_left(offsets, (ce, -1), ts)
-        if ts >= n or offsets[ts][0] != cs or (ts > 0 and offsets[ts - 1][1] > cs):
-            bad.append(cs)
-        if te == 0 or offsets[te - 1][1] != ce or (te < n and offsets[te][0] < ce):
-            bad.append(ce)
-        spans.append((ts, te))
-    return spans, bad
-
-
-def _encode_cut(tokenizer: Any, texts: list[str], cuts: list[list[int]]) -> list[tuple[list[int], list[tuple[int, int]], list[int]]]:
-    """Tokenize each text as separate segments split at its char positions `cuts`:
-    (ids, offsets, token index where each segment starts + the total) per text."""
-    segs = [(0, *c, len(t)) for t, c in zip(texts, cuts)]
-    flat = [t[b[j] : b[j + 1]] for t, b in zip(texts, segs) for j in range(len(b) - 1)]
-    all_ids, all_offsets = encode_batch(tokenizer, flat)
-    out, k = [], 0
-    for b in segs:
-        ids: list[int] = []
-        offsets: list[tuple[int, int]] = []
-        bounds = []
-        for j in range(len(b) - 1):
-            bounds.append(len(ids))
-            ids.extend(all_ids[k])
-            offsets.extend((b[j] + x, b[j] + y) for x, y in all_offsets[k])
-            k += 1
-        out.append((ids, offsets, [*bounds, len(ids)]))
-    return out
-
-
-def tokenize_documents(texts: Sequence[str], entities: Sequence[Iterable[Any] | None], tokenizer: Any) -> list[TokenizedDoc]:
-    """Tokenize texts (no BOS/EOS) so that every entity's tokens are exactly its in-context
-    ids (tokenizer(" " + entity) after a space, as stored in entities.parquet). A text is
-    tokenized whole; where a BPE merge straddles an entity edge ("Toy (FFP)," gives "),") it
-    is tokenized again cut at those edges (")" ","), and if that still fails, cut at every
-    entity edge. One fast-tokenizer call per round for all texts."""
-    texts = list(texts)
-    cut = [_pieces(t, e or []) for t, e in zip(texts, entities)]
-    docs: list[TokenizedDoc] = [None] * len(texts)  # type: ignore[list-item]
-    retry: list[tuple[int, list[int]]] = []
-    whole_ids, whole_offsets = encode_batch(tokenizer, texts)
-    for i, (ids, offsets) in enumerate(zip(whole_ids, whole_offsets)):
-        spans, bad = _entity_token_spans(offsets, *cut[i])
-        if bad:
-            retry.append((i, sorted(set(bad) - {0, len(texts[i])})))
-        else:
-            docs[i] = TokenizedDoc(ids, spans, _sentence_token_spans(texts[i], offsets, spans))
-    last: list[int] = []
-    for (i, _), (ids, offsets, _b) in zip(retry, _encode_cut(tokenizer, [texts[i] for i, _ in retry], [c for _, c in retry])):
-        spans, bad = _entity_token_spans(offsets, *cut[i])
-        if bad:
-            last.append(i)
-        else:
-            docs[i] = TokenizedDoc(ids, spans, _sentence_token_spans(texts[i], offsets, spans))
-    # still straddling: one segment per piece, entity spans are exact segment boundaries
-    full = _encode_cut(tokenizer, [texts[i] for i in last], [[a for a, _ in cut[i][0][1:]] for i in last])
-    for i, (ids, offsets, bounds) in zip(last, full):
-        ent_piece = cut[i][1]
-        spans = [(bounds[p], bounds[p + 1]) for p in ent_piece if bounds[p + 1] > bounds[p]]
-        docs[i] = TokenizedDoc(ids, spans, _sentence_token_spans(texts[i], offsets, spans))
-    return docs
-
-
-def tokenize_document(text: str, entities: Iterable[Any] | None, tokenizer: Any) -> TokenizedDoc:
-    """Tokenize `text` (no BOS/EOS) and map entity char spans [{start, end, ...}] to token spans."""
-    return tokenize_documents([text], [entities], tokenizer)[0]
-
-
-def tokenize_target(target: str, entities: Iterable[Any] | None, tokenizer: Any) -> TokenizedDoc:
-    """A prompt answer, tokenized as " " + target (entities shift by one char), so its entities
-    carry their in-context ids, the ids stored in entities.parquet."""
-    shifted = [
-        {"start": int(_field(e, "start")) + 1, "end": int(_field(e, "end")) + 1, "kind": _field(e, "kind"), "entity_id": _field(e, "entity_id")}
-        for e in (entities or [])
-    ]
-    return tokenize_document(" " + target, shifted, tokenizer)
 
 
 # --- span selection -----------------------------------------------------------------------
@@ -372,9 +177,12 @@ def _entity_positions(n: int, entity_spans: Sequence[tuple[int, int]]) -> list[i
 
 
 def build_example(
-    ids: Sequence[int], entity_spans: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]], mask_id: int, special: SpecialIds, level: str
+    ids: Sequence[int], entity_spans: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]], mask_id: int,
+    special: SpecialIds, level: str, trie: EntityTrie | None,
 ) -> Example:
-    """Lay out Part A + Part B for `spans` (sorted, disjoint, never splitting an entity)."""
+    """Lay out Part A + Part B for `spans` (sorted, disjoint, never splitting an entity).
+    Part A intra ids come from the marked entities; Part B's from `data.intra.part_b_intra`
+    over the entity trie (None: an empty pool), exactly as decoding assigns them."""
     n = len(ids)
     epos = _entity_positions(n, entity_spans)
     a_ids: list[int] = []
@@ -402,13 +210,7 @@ def build_example(
         labels.extend(seg)
         labels.append(special.end)
         inter.extend([m] * (e - s + 1))
-        # [START] = 1; the first unit continues from [START]; later units restart at 1
-        first_end = s + 1
-        while first_end < e and epos[first_end] > 1:  # the rest of an entity starting at s
-            first_end += 1
-        intra.append(1)
-        intra.extend((p or 1) + 1 for p in epos[s:first_end])
-        intra.extend(p or 1 for p in epos[first_end:e])
+        intra.extend(part_b_intra(seg, trie))  # [START] = 1, then the one rule of data/intra.py
     return Example(input_ids, labels, inter, intra, la, list(spans), list(entity_spans), level)
 
 
@@ -421,18 +223,18 @@ def sample_level(rng: random.Random, cfg: MaskConfig) -> str:
 _PICKERS = {"entity": entity_spans_to_mask, "sentence": sentence_spans_to_mask, "document": document_span_to_mask}
 
 
-def mask_document(doc: TokenizedDoc, level: str, rng: random.Random, cfg: MaskConfig, special: SpecialIds) -> Example:
+def mask_document(doc: TokenizedDoc, level: str, rng: random.Random, cfg: MaskConfig, special: SpecialIds, trie: EntityTrie | None) -> Example:
     """Corrupt `doc` at `level` (entity | sentence | document); deterministic given `rng`'s state."""
     if level not in _PICKERS:
         raise RecsysError(f"unknown masking level {level!r}; expected one of {', '.join(LEVELS)}")
     spans = _PICKERS[level](doc, rng, cfg)
-    return build_example(doc.ids, doc.entity_spans, spans, special.mask_for(level), special, level)
+    return build_example(doc.ids, doc.entity_spans, spans, special.mask_for(level), special, level, trie)
 
 
-def prompt_example(source: TokenizedDoc, target: TokenizedDoc, special: SpecialIds) -> Example:
+def prompt_example(source: TokenizedDoc, target: TokenizedDoc, special: SpecialIds, trie: EntityTrie | None) -> Example:
     """A prompted task as the document-level case: Part A = prompt + [gM], Part B = the answer."""
     n = len(source.ids)
     ids = [*source.ids, *target.ids]
     ents = [*source.entity_spans, *((s + n, e + n) for s, e in target.entity_spans)]
     spans = [(n, len(ids))] if target.ids else []
-    return build_example(ids, ents, spans, special.g_m, special, "prompt")
+    return build_example(ids, ents, spans, special.g_m, special, "prompt", trie)

@@ -23,6 +23,7 @@ import random
 import numpy as np
 import polars as pl
 
+from recsys_cli.data import split as loo
 from recsys_cli.data.render import ANSWERS, SPLIT_CODE, TEMPLATE_INDEX, PromptPlan
 from recsys_cli.data.templates import Template, by_family
 from recsys_cli.data.text import short
@@ -136,7 +137,7 @@ def sequence_prompts(plan: PromptPlan, seqs: list[list[int]], n_items: int, per_
     for u, s in enumerate(seqs):
         n = len(s)
         misc = misc_neg[u].tolist()
-        train_pos = list(range(1, n - 2))
+        train_pos = list(loo.train_positions(n))
         if len(train_pos) > per_user:
             train_pos = sorted(rng.sample(train_pos, per_user))
         for t in train_pos:
@@ -150,7 +151,7 @@ def sequence_prompts(plan: PromptPlan, seqs: list[list[int]], n_items: int, per_
                 code = target if (rng.random() < 0.5 or not misc) else misc.pop()
                 for tpl in choose(TRAIN, yn_t):
                     add(tpl, TRAIN, u, code, h, YES if code == target else NO)
-        for split, t, neg in ((VALID, n - 2, valid_neg[u]), (TEST, n - 1, test_neg[u])):
+        for split, t, neg in ((VALID, loo.target_position(n, "valid"), valid_neg[u]), (TEST, loo.target_position(n, "test"), test_neg[u])):
             target, h = s[t], history(s[max(0, t - MAX_HISTORY):t])
             for tpl in choose(split, seq_t):
                 add(tpl, split, u, target, h)
@@ -173,8 +174,8 @@ def _review_splits(rev: pl.DataFrame, seed: int) -> pl.DataFrame:
     n = rev.height
     rng = np.random.default_rng([seed, 31])
     rev = rev.with_columns(shuf=pl.Series(rng.permutation(n))).sort("shuf")
-    loo = pl.when(pl.col("pos") == pl.col("n") - 1).then(pl.lit("test")).when(pl.col("pos") == pl.col("n") - 2).then(pl.lit("valid"))
-    rev = rev.with_columns(loo=loo)
+    held = loo.split_of_position(pl.col("pos"), pl.col("n"))
+    rev = rev.with_columns(loo=pl.when(held != "train").then(held))
     free = pl.col("loo").is_null()
     rev = rev.with_columns(
         keep=free & (

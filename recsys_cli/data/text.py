@@ -55,3 +55,8 @@ def short(text: str, max_words: int) -> str:
     if len(parts) <= max_words:
         return text
     return " ".join(parts[:max_words]) + " ..."
+
+
+def normalize_title(text: str) -> str:
+    """Lower-cased, whitespace-normalised title (exact-match check of generated titles)."""
+    return " ".join((text or "").lower().split())

@@ -18,6 +18,7 @@ import os
 import polars as pl
 
 from recsys_cli.artifacts import schemas
+from recsys_cli.data import split as loo
 from recsys_cli.data.corpus import corpus_columns, corpus_frame
 from recsys_cli.data.explain import extract
 from recsys_cli.data.prompts import draw_negatives, review_prompts, review_rows, sequence_prompts
@@ -141,8 +142,8 @@ def textualize(src: Source, seed: int = 0, docs_per_user: int = 10, prompts_per_
         .with_columns(pos=pl.int_range(pl.len()).over("user_id"), n=pl.len().over("user_id"))
         .drop("first")
     )
-    short = inter.filter(pl.col("n") < 3)["user_id"].n_unique()
-    inter = inter.filter(pl.col("n") >= 3)
+    short = inter.filter(pl.col("n") < loo.MIN_ITEMS)["user_id"].n_unique()
+    inter = inter.filter(pl.col("n") >= loo.MIN_ITEMS)
     if inter.height == 0:
         raise RecsysError("no user has 3 or more interactions (leave-one-out needs train, valid and test items)", exit_code=2)
     items = src.items.filter(pl.col("item_id").is_in(inter["item_id"].unique().implode())).sort("item_id")
@@ -181,7 +182,7 @@ def _rest(src: Source, seed: int, docs_per_user: int, prompts_per_user: int, rev
     reg = Registry()
     texts, titles, mentions = item_texts(items, reg)
     items = items.with_columns(text=pl.Series(texts, dtype=pl.Utf8))
-    train = inter.filter(pl.col("pos") < pl.col("n") - 2)
+    train = inter.filter(loo.is_train_position(pl.col("pos"), pl.col("n")))
     stats = pl.DataFrame({"user_id": users}).join(_profile_stats(train, items), on="user_id", how="left", maintain_order="left")
     feats = {}
     if src.users is not None:
@@ -202,7 +203,7 @@ def _rest(src: Source, seed: int, docs_per_user: int, prompts_per_user: int, rev
         inter = inter.with_columns(explanation=pl.lit(None, pl.Utf8), feature=pl.lit(None, pl.Utf8))
 
     step("corpus")
-    histories = [s[:-2] for s in seqs]
+    histories = [loo.train_items(s) for s in seqs]
     corpus_job = _submit(pool, corpus_columns, users, labels, histories, mentions, profiles, docs_per_user, seed)
     step("prompts")
     prompts = _prompts(src, inter, users, labels, seqs, titles, item_ids, prompts_per_user, seed, review_cap, reg, negs_job.result())

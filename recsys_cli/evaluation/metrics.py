@@ -6,7 +6,8 @@ NDCG@k = 1[rank < k] / log2(rank + 2) (the ideal DCG is 1), averaged over prompt
 whose list lacks the truth, is empty or null scores 0. Validity = share of all ranked ids
 that are real items.
 
-Rating: the first number in the output is parsed, clipped to [1, 5]; RMSE and MAE are over
+Rating: the first number in the output is parsed and clipped to [1, 5] (data/ratings.py, the
+same parser `infer` uses); RMSE and MAE are over
 parsed outputs, the unparsable ones are counted and reported (`unparsable`).
 
 Text (explanation BLEU-4, review BLEU-2, ROUGE-1/2/L), two conventions:
@@ -32,8 +33,9 @@ from typing import Sequence
 import numpy as np
 import polars as pl
 
+from recsys_cli.data.ratings import parse_ratings
+
 KS = (1, 5, 10)
-NUMBER_RE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
@@ -97,20 +99,12 @@ def binary_accuracy(output: pl.Series, target: pl.Series) -> dict[str, float]:
 
 
 # --- rating -------------------------------------------------------------------------------
-def parse_rating(text: str | None) -> float | None:
-    """The first number in `text`, or None."""
-    if text is None:
-        return None
-    m = NUMBER_RE.search(text)
-    return float(m.group()) if m else None
-
-
 def rating_metrics(output: pl.Series, target: pl.Series, low: float = 1.0, high: float = 5.0) -> dict[str, float]:
     """RMSE / MAE over parsable outputs (clipped to [low, high]); unparsable ones counted."""
-    pred = output.fill_null("").str.extract(NUMBER_RE.pattern, 0).cast(pl.Float64, strict=False)
+    pred = parse_ratings(output, low, high)  # the one parser (data/ratings.py), clipped
     gold = target.cast(pl.Utf8).str.strip_chars().cast(pl.Float64, strict=False)
     ok = (pred.is_not_null() & pred.is_finite().fill_null(False) & gold.is_not_null()).to_numpy()
-    p = np.clip(pred.to_numpy()[ok], low, high)
+    p = pred.to_numpy()[ok]
     g = gold.to_numpy()[ok]
     err = p - g
     return {

@@ -4,7 +4,7 @@ A prompt is Part A (prompt tokens + [gM], bidirectional) followed by [START]. Ro
 left-padded so every row appends its new token at the same cache column; the 4D float mask
 blocks the pad columns. The inter position of every generated token is the index of [gM].
 
-    python -m pytest tests/unit/test_inference_decode.py -q
+    python -m pytest tests/unit/test_inference.py -q
 """
 
 from __future__ import annotations
@@ -12,15 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from recsys_cli.inference.positions import IntraTracker
-from recsys_cli.inference.trie import ROOT, TokenTrie
+from recsys_cli.data.intra import IntraTracker
+from recsys_cli.data.trie import ROOT, EntityTrie
 
 
 def forward(model, ids, inter, intra, mask, cache):
     """One RecsysLM call; returns (logits [B, q, V], cache)."""
-    out = model(input_ids=ids, inter=inter, intra=intra, attn_mask_4d=mask, past_key_values=cache, use_cache=True)
-    logits = out.logits if hasattr(out, "logits") else out[0]
-    return logits, out.past_key_values if hasattr(out, "past_key_values") else out[1]
+    out = model(input_ids=ids, inter=inter, intra=intra, attn_mask_4d=mask, cache=cache, use_cache=True)
+    return out.logits, out.cache
 
 
 def _dtype(model):
@@ -65,7 +64,7 @@ def _select_cache(cache, idx) -> None:
 
 
 def prefill(model, part_a: Sequence[Sequence[int]], part_a_intra: Sequence[Sequence[int]], start_id: int,
-            trie: TokenTrie | None, dynamic: bool = True) -> State:
+            trie: EntityTrie | None, dynamic: bool = True) -> State:
     """Run Part A + [START] of every row once; returns the state ready to generate."""
     import torch
     from transformers import DynamicCache
@@ -146,9 +145,9 @@ class Constraint:
     [END] counted). renormalize=True scores it by log P under the constrained distribution
     (softmax over the allowed tokens only): tokens that are forced because the title is
     already decided cost nothing, so a hypothesis finishes as soon as its prefix identifies a
-    single title (`TokenTrie.unique_tail`), and the scores form a distribution over titles."""
+    single title (`EntityTrie.unique_tail`), and the scores form a distribution over titles."""
 
-    def __init__(self, trie: TokenTrie, end_id: int, renormalize: bool = False):
+    def __init__(self, trie: EntityTrie, end_id: int, renormalize: bool = False):
         self.trie, self.end_id, self.renormalize = trie, end_id, renormalize
 
     def mask(self, nodes: Sequence[int], excluded: Sequence[set], vocab: int, device):

@@ -2,25 +2,27 @@
 the modes). Prompts are tokenized with the masking library, so Part A and its intra ids are
 exactly what training saw.
 
-    python -m pytest tests/unit/test_inference_engine.py -q
+    python -m pytest tests/unit/test_inference.py tests/cli/test_infer.py -q
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from recsys_cli.data import masking
-from recsys_cli.inference import decode, scoring
-from recsys_cli.inference.ground import normalize_title, parse_rating
+from recsys_cli.data import masking, tokenize
+from recsys_cli.data.special_tokens import SpecialIds
+from recsys_cli.inference import candidates, decode
+from recsys_cli.data.ratings import parse_rating
+from recsys_cli.data.text import normalize_title
 from recsys_cli.inference.runner import NO_WORDS, YES_WORDS, InferOptions
-from recsys_cli.inference.trie import TokenTrie
+from recsys_cli.data.trie import EntityTrie
 
 
 class Engine:
-    def __init__(self, model, tokenizer, opts: InferOptions, entity_trie: TokenTrie | None,
-                 item_trie: TokenTrie | None, titles: dict[str, str], grounder=None):
+    def __init__(self, model, tokenizer, opts: InferOptions, entity_trie: EntityTrie | None,
+                 item_trie: EntityTrie | None, titles: dict[str, str], grounder=None):
         self.model, self.tok, self.opts = model, tokenizer, opts
-        self.special = masking.SpecialIds.from_tokenizer(tokenizer)
+        self.special = SpecialIds.from_tokenizer(tokenizer)
         self.entity_trie, self.item_trie = entity_trie, item_trie
         self.titles, self.grounder = titles, grounder  # data.entities.Grounder (unconstrained mode)
         self.exact_titles = {normalize_title(t) for t in titles.values()}
@@ -36,12 +38,12 @@ class Engine:
     # --- prompt -> Part A ---------------------------------------------------------------
     def part_a(self, rows: Sequence[dict]) -> tuple[list[list[int]], list[list[int]]]:
         """Part A (prompt + [gM]) token ids and intra ids per row, truncated from the left."""
-        docs = masking.tokenize_documents([r["source"] or "" for r in rows], [r.get("source_entities") or [] for r in rows], self.tok)
+        docs = tokenize.tokenize_documents([r["source"] or "" for r in rows], [r.get("source_entities") or [] for r in rows], self.tok)
         ids, intra = [], []
         keep = self.opts.max_prompt_len - 2
         for d in docs:
             n = len(d.ids)
-            ex = masking.build_example(d.ids, d.entity_spans, [(n, n)], self.special.g_m, self.special, "prompt")
+            ex = masking.build_example(d.ids, d.entity_spans, [(n, n)], self.special.g_m, self.special, "prompt", None)
             a, ai = ex.input_ids[: ex.part_a_len], ex.intra[: ex.part_a_len]
             if len(a) > keep + 1:
                 a, ai = a[:-1][-keep:] + a[-1:], ai[:-1][-keep:] + ai[-1:]
@@ -75,7 +77,7 @@ class Engine:
     def _candidates(self, rows, excluded):
         out = []
         a, ai = self.part_a(rows)
-        score = scoring.score_candidates if self.opts.item_scoring == "full" else scoring.score_candidates_constrained
+        score = candidates.score_candidates if self.opts.item_scoring == "full" else candidates.score_candidates_constrained
         for r, pa, pai, excl in zip(rows, a, ai, excluded):
             cands = [c for c in r["candidates"] if c not in excl]
             toks = [self.title_tokens(c) for c in cands]
@@ -87,7 +89,7 @@ class Engine:
 
     def _yesno(self, rows, excluded):
         a, ai = self.part_a(rows)
-        res = scoring.yes_no(self.model, a, ai, self.special.start, self.yes_ids, self.no_ids)
+        res = candidates.yes_no(self.model, a, ai, self.special.start, self.yes_ids, self.no_ids)
         target_case = [(r.get("target") or "yes").strip()[:1].isupper() for r in rows]
         out = []
         for r, (y, n), upper in zip(rows, res, target_case):

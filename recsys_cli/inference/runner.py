@@ -22,6 +22,7 @@ import polars as pl
 
 from recsys_cli.artifacts import schemas
 from recsys_cli.artifacts.io import write_parquet
+from recsys_cli.data.split import history as split_history
 
 _NUMERIC = re.compile(r"^\s*[-+]?\d+(?:\.\d+)?\s*$")
 YES_WORDS, NO_WORDS = ("yes", "Yes"), ("no", "No")
@@ -54,14 +55,8 @@ def mode_of(family: str, target: str | None, candidates: Any) -> str:
 
 
 def history_of(items: list[str], split: str, target: str | None) -> set[str]:
-    """Items the user saw before the prompt's target (leave-one-out split)."""
-    if split == "test":
-        return set(items[:-1])
-    if split == "valid":
-        return set(items[:-2])
-    if target in items:
-        return set(items[: items.index(target)])
-    return set(items)
+    """Items the user saw before the prompt's target (the leave-one-out rule of data/split.py)."""
+    return set(split_history(items, split, target))
 
 
 def parts_dir(out: Path) -> Path:

@@ -22,7 +22,7 @@ from recsys_cli.inference.runner import ChunkWriter, InferOptions, done_prompt_i
 
 def load_model(checkpoint: str, model_name: str | None, trust_remote_code: bool):
     """-> (RecsysLM in eval mode with LoRA merged, tokenizer, checkpoint config)."""
-    from recsys_cli.modeling import load_base_for_inference, load_checkpoint
+    from recsys_cli.modeling.checkpoint import load_base_for_inference, load_checkpoint
 
     import warnings
 
@@ -37,48 +37,25 @@ def load_model(checkpoint: str, model_name: str | None, trust_remote_code: bool)
 
 def check_base(checkpoint: Path, model_name: str) -> None:
     """--model must be the base the checkpoint was trained on (checked before any work)."""
-    from recsys_cli.models.registry import resolve_model
-    from recsys_cli.modeling import read_checkpoint_config
+    from recsys_cli.artifacts.checkpoint import CheckpointConfig
+    from recsys_cli.modeling.registry import check_fingerprint, resolve_model
 
-    cfg = read_checkpoint_config(checkpoint)
-    spec = resolve_model(model_name)
-    if cfg.get("base_fingerprint") and spec.fingerprint != cfg["base_fingerprint"]:
-        raise RecsysError(
-            f"{checkpoint / schemas.CKPT_CONFIG}: checkpoint was trained on base model {cfg.get('base_model')!r} "
-            f"(fingerprint {cfg['base_fingerprint']}), but --model {model_name!r} has fingerprint {spec.fingerprint}"
-        )
-
-
-def check_entities(data: Path, tokenizer, sample: int = 50) -> None:
-    """entities.parquet must hold this tokenizer's ids (a pool built for another model would
-    make the trie and the dynamic positions meaningless)."""
-    df = read_artifact(data, schemas.ENTITIES, columns=["text", "token_ids"]).head(sample)
-    if df.height == 0:
-        return
-    vocab = len(tokenizer)
-    texts, toks = df["text"].to_list(), df["token_ids"].to_list()
-    enc = tokenizer([" " + t for t in texts], add_special_tokens=False)["input_ids"]
-    for row, t in enumerate(toks):
-        if t and max(t) >= vocab:
-            raise InputError.at(data / schemas.ENTITIES, f"row {row + 1}", f"token id {max(t)} is outside the tokenizer's vocabulary ({vocab}); rebuild with `recsys build-entities --model` set to the checkpoint's base model")
-    agree = sum(list(a) == list(b) for a, b in zip(enc, toks))
-    if agree < 0.5 * len(toks):
-        raise InputError.at(data / schemas.ENTITIES, None, f"token_ids do not match this tokenizer ({agree}/{len(toks)} sampled entities agree); rebuild with `recsys build-entities --model` set to the checkpoint's base model")
+    check_fingerprint(CheckpointConfig.read(checkpoint), resolve_model(model_name), checkpoint / schemas.CKPT_CONFIG)
 
 
 def _tries(data: Path, need_items: bool, vocab: int):
-    from recsys_cli.inference.trie import TokenTrie, load_entity_trie
+    from recsys_cli.data.trie import EntityTrie, load_entity_trie
 
     if not (data / schemas.ENTITIES).is_file():
         if need_items:
             raise RecsysError(f"{data / schemas.ENTITIES}: file not found; constrained item generation needs the entity pool (run `recsys build-entities --data {data}`, or pass --unconstrained)", exit_code=2)
         console.log(f"[yellow]{data / schemas.ENTITIES} not found: dynamic positions restart at every token (run `recsys build-entities`)")
-        return TokenTrie(), None
+        return EntityTrie(), None
     return load_entity_trie(data, None, vocab), load_entity_trie(data, ["item"], vocab)
 
 
 def run_inference(data: Path, checkpoint: str, model_name: str | None, prompts: pl.DataFrame, split: str,
-                  out: Path | None, opts: dict[str, Any], overwrite: bool, seed: int, trust_remote_code: bool) -> dict:
+                  out: Path | None, opts: InferOptions, overwrite: bool, seed: int, trust_remote_code: bool) -> dict:
     import shutil
 
     import torch
@@ -86,7 +63,7 @@ def run_inference(data: Path, checkpoint: str, model_name: str | None, prompts: 
     from recsys_cli.inference.engine import Engine
 
     torch.manual_seed(seed)
-    o = InferOptions(**opts)
+    o = opts
     if out is None:
         if checkpoint.lower() == "none":
             raise RecsysError("--out is required with --checkpoint none (there is no checkpoint directory to write into)", exit_code=2)
@@ -109,11 +86,13 @@ def run_inference(data: Path, checkpoint: str, model_name: str | None, prompts: 
     if todo:
         lm, tok, cfg = load_model(checkpoint, model_name, trust_remote_code)
         if o.max_new_tokens is None:
-            o.max_new_tokens = int((cfg.get("recipe") or {}).get("max_new_tokens") or 64)
-        if cfg.get("positions") == "linear":
+            o.max_new_tokens = int(((cfg.recipe or {}).get("eval") or {}).get("max_new_tokens") or 64)
+        if cfg.positions == "linear":
             o.dynamic = False
         if (data / schemas.ENTITIES).is_file():
-            check_entities(data, tok)
+            from recsys_cli.data.entities import check_pool_tokenizer
+
+            check_pool_tokenizer(data, tok)
         ent_trie, item_trie = _tries(data, need_items, len(tok))
         items = read_artifact(data, schemas.ITEMS, columns=["item_id", "title"])
         titles = dict(zip(items["item_id"].to_list(), items["title"].to_list()))

@@ -5,7 +5,7 @@ length)`) is causal and sees all of Part A. Padding (`>= length`) is blocked as 
 every row; a padding query row attends only to itself so its softmax stays finite (its
 output is never read: its labels are -100).
 
-    python -c "import torch; from recsys_cli.modeling import build_attention_mask as b; print(b([2],[4],5,torch.float32))"
+    python -c "import torch; from recsys_cli.modeling.mask import build_attention_mask as b; print(b([2],[4],5,torch.float32))"
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ goes through `intra_embed` (zero-initialised, so an untrained wrapper *is* the b
 and is added to `inputs_embeds`. With `positions="linear"` (the ablation) positions are
 plain 0..L-1 (continuing after a KV cache) and the intra table is not used.
 
-    python -c "from recsys_cli.modeling import load_base_for_inference as l; m,t,c=l('fixtures/tiny-model'); print(m)"
+    python -c "from recsys_cli.modeling.checkpoint import load_base_for_inference as l; m,t,c=l('fixtures/tiny-model'); print(m)"
 """
 
 from __future__ import annotations
@@ -15,6 +15,18 @@ import torch
 from torch import nn
 
 POSITIONS = ("glm", "linear")
+
+
+def _cache_arg() -> str:
+    """The cache keyword of the installed transformers' causal LMs (renamed in 5.x)."""
+    import inspect
+
+    from transformers import LlamaForCausalLM
+
+    return "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"
+
+
+CACHE_ARG = _cache_arg()
 DEFAULT_MAX_INTRA = 64
 
 
@@ -54,7 +66,7 @@ class RecsysLM(nn.Module):
         attn_mask_4d: torch.Tensor,  # [B, 1, q, kv] float: 0 allowed, finfo.min blocked
         labels: torch.Tensor | None = None,  # [B, q] ALREADY aligned: label[i] is the target at i;
         # with labels, out.logits holds only the columns where some row has a target
-        past_key_values=None,
+        cache=None,  # a transformers Cache (decoding); out.cache holds the updated one
         use_cache: bool = False,
     ):
         if attn_mask_4d.dtype == torch.bool:
@@ -63,13 +75,13 @@ class RecsysLM(nn.Module):
         if self.positions == "glm":
             position_ids = inter  # [B, q]
         else:
-            past = past_key_values.get_seq_length() if past_key_values is not None else 0
+            past = cache.get_seq_length() if cache is not None else 0
             position_ids = (past + torch.arange(q, device=input_ids.device)).unsqueeze(0).expand(b, q)  # [B, q]
         embeds = self.embed(input_ids, intra)  # [B, q, H]
-        if past_key_values is None and use_cache:
+        if cache is None and use_cache:
             from transformers import DynamicCache
 
-            past_key_values = DynamicCache()
+            cache = DynamicCache()
         extra = {}
         if labels is not None:
             # Only Part B positions carry targets: project just those columns onto the
@@ -81,10 +93,12 @@ class RecsysLM(nn.Module):
             inputs_embeds=embeds,
             attention_mask=attn_mask_4d.to(embeds.dtype),
             position_ids=position_ids,
-            past_key_values=past_key_values,
             use_cache=use_cache,
+            **{CACHE_ARG: cache},
             **extra,
         )
+        if not hasattr(out, "cache"):  # older transformers name it past_key_values
+            out.cache = getattr(out, "past_key_values", None)
         if labels is not None:
             logits = out.logits  # [B, k, V]
             out.loss = nn.functional.cross_entropy(

@@ -23,10 +23,10 @@ def read_config(path: str | Path, recipe, bf16: bool) -> dict:
         cfg = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise InputError.at(path, exc.lineno, f"invalid JSON ({exc.msg})")
-    cfg["train_micro_batch_size_per_gpu"] = recipe.batch_size
-    cfg["gradient_accumulation_steps"] = recipe.grad_accum
+    cfg["train_micro_batch_size_per_gpu"] = recipe.train.batch_size
+    cfg["gradient_accumulation_steps"] = recipe.train.grad_accum
     cfg.pop("train_batch_size", None)
-    cfg.setdefault("gradient_clipping", recipe.max_grad_norm)
+    cfg.setdefault("gradient_clipping", recipe.train.max_grad_norm)
     cfg["bf16"] = {"enabled": bool(bf16)}
     cfg.setdefault("steps_per_print", 10**9)
     cfg.setdefault("wall_clock_breakdown", False)

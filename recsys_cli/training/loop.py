@@ -18,33 +18,38 @@ from typing import Any
 
 from recsys_cli import console
 from recsys_cli.artifacts import schemas
-from recsys_cli.artifacts.io import manifest, require, write_json
+from recsys_cli.artifacts.checkpoint import CheckpointConfig, LoraSettings
+from recsys_cli.artifacts.io import data_fingerprint, manifest, require, write_json
 from recsys_cli.training.data import ExampleStream, collate, load_sources
 from recsys_cli.training.recipe import Recipe
 
 
 def lr_at(step: int, r: Recipe, total: int) -> float:
     """Learning rate for optimizer step `step` (0-based): warmup, then cosine to lr*min_lr_ratio."""
-    if step < r.warmup_steps:
-        return r.lr * (step + 1) / r.warmup_steps
-    span = max(1, total - r.warmup_steps)
-    t = min(1.0, (step - r.warmup_steps) / span)
-    return r.lr * (r.min_lr_ratio + (1 - r.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+    t_ = r.train
+    if step < t_.warmup_steps:
+        return t_.lr * (step + 1) / t_.warmup_steps
+    span = max(1, total - t_.warmup_steps)
+    t = min(1.0, (step - t_.warmup_steps) / span)
+    return t_.lr * (t_.min_lr_ratio + (1 - t_.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def build_model(r: Recipe, device: str):
+def build_model(r: Recipe, device: str, max_intra: int, tokenizer=None):
     """Base (+special tokens, resized) -> LoRA (+trainable new rows, + modules_to_save) -> RecsysLM."""
     import torch
 
-    from recsys_cli.modeling import RecsysLM, attach_lora, prepare_base
+    from recsys_cli.modeling.checkpoint import prepare_base
+    from recsys_cli.modeling.lora import attach_lora
+    from recsys_cli.modeling.wrapper import RecsysLM
 
-    base, tok, spec, special = prepare_base(r.model, dtype=torch.float32, trust_remote_code=r.trust_remote_code)
+    base, tok, spec, special = prepare_base(r.model.name, torch.float32, r.model.trust_remote_code, tokenizer)
     new_ids = sorted(special.values())
-    if r.gradient_checkpointing:
+    if r.train.gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         base.config.use_cache = False
-    peft_model = attach_lora(base, new_ids, r.lora_rank, r.lora_alpha, r.lora_dropout, r.lora_targets, r.modules_to_save)
-    lm = RecsysLM(peft_model, positions=r.positions, max_intra=r.max_intra)
+    lo = r.lora
+    peft_model = attach_lora(base, new_ids, lo.rank, lo.alpha, lo.dropout, lo.targets, lo.modules_to_save)
+    lm = RecsysLM(peft_model, positions=r.model.positions, max_intra=max_intra)
     lm.new_token_ids = new_ids
     # from_pretrained leaves the HF model in eval mode while RecsysLM starts in train mode;
     # HF only checkpoints layers when `self.training`, so set the whole tree to train mode.
@@ -53,38 +58,75 @@ def build_model(r: Recipe, device: str):
 
 
 
+def intra_table_size(r: Recipe, trie) -> tuple[int, bool]:
+    """(rows of the intra table, whether ids get clipped): the longest pool entity n gets intra
+    ids up to n + 1 in Part B, so n + 2 rows hold every id; a recipe value below that clips."""
+    need = (trie.max_depth if trie is not None and trie.num_nodes > 1 else 1) + 2
+    if r.model.max_intra is None:
+        return need, False
+    if r.model.max_intra < need:
+        console.log(f"[yellow]model.max_intra={r.model.max_intra} is below the longest entity + 2 ({need}): larger intra ids are clipped")
+    return r.model.max_intra, r.model.max_intra < need
+
+
+def claim_output(out: Path, r: Recipe, data_dir: Path, resume: bool, overwrite: bool, allow: list[str]) -> list[str]:
+    """Checks on C before the (slow) model load: never replace a trained checkpoint without
+    --overwrite, resume only the same run (training/state.check_resume). With --overwrite the
+    old predictions under C are moved into C/stale/ (returned)."""
+    from recsys_cli.artifacts import layout
+    from recsys_cli.modeling.registry import resolve_model
+    from recsys_cli.training import state
+
+    require(data_dir, schemas.CORPUS, schemas.PROMPTS)
+    mode = layout.claim_checkpoint_dir(out, resume, overwrite)
+    if mode == "resume":
+        state.check_resume(out, r, data_fingerprint(data_dir), resolve_model(r.model.name).fingerprint, allow)
+    if mode == "overwrite":
+        moved = layout.move_aside(out, layout.CKPT_OWNERS["infer"], "overwritten" + layout._step_of(out).replace(" (step ", "-step-").rstrip(")"))
+        if moved:
+            console.log(f"pretrain --overwrite: moved the old checkpoint's predictions aside: {', '.join(moved)}")
+        return moved
+    return []
+
+
 def _use_bf16(r: Recipe, device: str) -> bool:
     import torch
 
-    if r.precision == "bf16":
+    if r.train.precision == "bf16":
         return True
-    return r.precision == "auto" and device == "cuda" and torch.cuda.is_bf16_supported()
+    return r.train.precision == "auto" and device == "cuda" and torch.cuda.is_bf16_supported()
 
 
 class Trainer:
-    def __init__(self, r: Recipe, data_dir: Path, out: Path, command: str = "pretrain"):
+    def __init__(self, r: Recipe, data_dir: Path, out: Path, command: str = "pretrain", resume: bool = False,
+                 overwrite: bool = False, allow_changed: list[str] | None = None):
         import torch
 
         self.r, self.data_dir, self.out = r, Path(data_dir), Path(out)
+        self.moved = claim_output(self.out, r, self.data_dir, resume, overwrite, allow_changed or [])
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.bf16 = _use_bf16(r, self.device)
-        require(self.data_dir, schemas.CORPUS, schemas.PROMPTS)  # before the (slow) model load
-        torch.manual_seed(r.seed)
-        self.lm, self.tok, self.spec, self.special_map = build_model(r, self.device)
-        from recsys_cli.data.masking import SpecialIds
+        torch.manual_seed(r.train.seed)
+        from recsys_cli.data.special_tokens import SpecialIds, add_special_tokens
+        from recsys_cli.modeling.registry import load_tokenizer, resolve_model
 
+        tok = load_tokenizer(resolve_model(r.model.name), trust_remote_code=r.model.trust_remote_code)
+        self.special = add_special_tokens(tok)
+        self.sources = load_sources(self.data_dir, tok, r.eval.eval_prompts)
+        self.max_intra, self.intra_clipped = intra_table_size(r, self.sources.trie)
+        self.lm, self.tok, self.spec, self.special_map = build_model(r, self.device, self.max_intra, tok)
         self.special = SpecialIds.from_tokenizer(self.tok)
-        self.sources = load_sources(self.data_dir, self.tok, r.eval_prompts)
         self.stream = ExampleStream(self.sources, r, self.special)
-        per_step = r.batch_size * r.grad_accum * self._world()
-        self.total = int(r.max_steps) if r.max_steps is not None else max(1, math.ceil(r.epochs * self.sources.n_train / per_step))
+        t = r.train
+        per_step = t.batch_size * t.grad_accum * self._world()
+        self.total = int(t.max_steps) if t.max_steps is not None else max(1, math.ceil(t.epochs * self.sources.n_train / per_step))
         params = [p for p in self.lm.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=r.weight_decay)
+        self.opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
         self.engine = None
-        if r.deepspeed:
+        if t.deepspeed:
             from recsys_cli.training import ds
 
-            self.ds_config = ds.read_config(r.deepspeed, r, self.bf16)
+            self.ds_config = ds.read_config(t.deepspeed, r, self.bf16)
             self.engine = ds.initialize(self.lm, self.opt, self.ds_config, self.device)
         self.command = command
 
@@ -101,9 +143,9 @@ class Trainer:
     def batch(self, step: int, micro: int) -> dict:
         import torch
 
-        r = self.r
-        first = ((step * r.grad_accum + micro) * self._world() + self._rank()) * r.batch_size
-        exs = [self.stream.example(first + j) for j in range(r.batch_size)]
+        t = self.r.train
+        first = ((step * t.grad_accum + micro) * self._world() + self._rank()) * t.batch_size
+        exs = [self.stream.example(first + j) for j in range(t.batch_size)]
         b = collate(exs, self.tok.pad_token_id, torch.float32)
         return {k: v.to(self.device) for k, v in b.items()}
 
@@ -123,7 +165,7 @@ class Trainer:
             return None
         self.lm.eval()
         tot, n = 0.0, 0
-        bs = self.r.batch_size
+        bs = self.r.train.batch_size
         with torch.no_grad():
             for i in range(0, len(self.sources.valid), bs):
                 exs = [self.stream.prompt(s, t) for s, t in self.sources.valid[i : i + bs]]
@@ -135,22 +177,18 @@ class Trainer:
         return tot / max(n, 1)
 
     def save(self, step: int, rng_state) -> None:
-        from recsys_cli.modeling import save_checkpoint
+        from recsys_cli.modeling.checkpoint import save_checkpoint
         from recsys_cli.training import state
 
         if self._rank() != 0 and self.engine is None:
             return
-        meta = {
-            "base_model": self.spec.name,
-            "base_fingerprint": self.spec.fingerprint,
-            "special_tokens": self.special_map,
-            "lora": {
-                "rank": self.r.lora_rank, "alpha": self.r.lora_alpha, "dropout": self.r.lora_dropout,
-                "targets": self.r.lora_targets, "modules_to_save": self.r.modules_to_save,
-            },
-            "step": step,
-            "recipe": self.r.to_dict(),
-        }
+        lo = self.r.lora
+        cfg = CheckpointConfig(
+            base_model=self.spec.stored_name, base_fingerprint=self.spec.fingerprint, positions=self.lm.positions,
+            max_intra=self.lm.max_intra, vocab_size=len(self.tok), special_tokens=self.special_map,
+            new_token_ids=list(self.lm.new_token_ids), lora=LoraSettings(lo.rank, lo.alpha, lo.dropout, lo.targets, lo.modules_to_save),
+            step=step, recipe=self.r.to_dict(), data_fingerprint=data_fingerprint(self.data_dir),
+        )
         ctx = contextlib.nullcontext()
         if self.engine is not None:
             from recsys_cli.training import ds
@@ -158,7 +196,7 @@ class Trainer:
             ctx = ds.gathered(self.lm, self.ds_config)
         with ctx:
             if self._rank() == 0:
-                save_checkpoint(self.lm, self.tok, self.out, meta)
+                save_checkpoint(self.lm, self.tok, self.out, cfg)
         state.save_state(self.out, self.lm, self.opt, step, rng_state, engine=self.engine)
         if self._rank() == 0:
             inputs = [self.data_dir / schemas.CORPUS, self.data_dir / schemas.PROMPTS]
@@ -198,7 +236,7 @@ class Trainer:
                     for g in self.opt.param_groups:
                         g["lr"] = lr
                     losses, tokens = [], 0
-                    for micro in range(r.grad_accum):
+                    for micro in range(r.train.grad_accum):
                         b = self.batch(step, micro)
                         tokens += int(b["lengths"].sum())
                         loss = self._loss(b)
@@ -206,10 +244,10 @@ class Trainer:
                             self.engine.backward(loss)
                             self.engine.step()
                         else:
-                            (loss / r.grad_accum).backward()
+                            (loss / r.train.grad_accum).backward()
                         losses.append(loss.detach().item())
                     if self.engine is None:
-                        torch.nn.utils.clip_grad_norm_([p for p in self.lm.parameters() if p.requires_grad], r.max_grad_norm)
+                        torch.nn.utils.clip_grad_norm_([p for p in self.lm.parameters() if p.requires_grad], r.train.max_grad_norm)
                         self.opt.step()
                         self.opt.zero_grad(set_to_none=True)
                     step += 1
@@ -217,7 +255,7 @@ class Trainer:
                     last_loss = sum(losses) / len(losses)
                     dt = time.perf_counter() - ts
                     row = {"step": step, "loss": round(last_loss, 6), "lr": lr, "tokens_per_s": round(tokens / dt, 2), "elapsed": round(time.perf_counter() - t0, 3)}
-                    if step % r.eval_every == 0 or step == self.total:
+                    if step % r.eval.eval_every == 0 or step == self.total:
                         val = self.evaluate()
                         if val is not None:
                             row["val_loss"] = round(val, 6)
@@ -225,7 +263,7 @@ class Trainer:
                         mf.write(json.dumps(row) + "\n")
                         mf.flush()
                     prog.update(task, advance=1, loss=f"{last_loss:.4f}")
-                    if step % r.save_every == 0 and step < self.total:
+                    if step % r.train.save_every == 0 and step < self.total:
                         self.save(step, rng_state)
                     if stop_at is not None and step >= stop_at:
                         raise KeyboardInterrupt
@@ -243,4 +281,6 @@ class Trainer:
             "elapsed_s": round(time.perf_counter() - t0, 2),
             "device": self.device,
             "bf16": self.bf16,
+            "max_intra": self.max_intra,
+            "intra_clipped": self.intra_clipped,
         }

@@ -1,38 +1,55 @@
-"""Pretrain recipes: YAML files under recipes/pretrain/, overridden by CLI flags.
+"""Pretrain recipes: grouped, typed settings (model, lora, mask, train, eval, hybrid, rerank),
+loaded from YAML under recipes/pretrain/ and overridden generically with `--set key=value`.
 
-    python -c "from recsys_cli.training.recipe import load_recipe; print(load_recipe('recipes/pretrain/tiny-cpu.yaml'))"
+    python -c "from recsys_cli.training.recipe import load_recipe; print(load_recipe('recipes/pretrain/tiny-cpu.yaml').train)"
+    recsys pretrain --data runs/toys --config recipes/pretrain/tiny-cpu.yaml --set train.lr=1e-4 --set lora.rank=16
 
-Every key is optional; unknown keys are an error naming the file and line.
+A YAML recipe is a mapping of sections to keys (`train: {lr: 0.001}`); every key is optional.
+Values are type-checked against the field's annotation when loaded (an unknown key or a
+wrong type is an error naming the file and line); `--set section.key=VALUE` parses VALUE as
+YAML and checks it the same way. Adding a setting is one edit: a field in its section.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from recsys_cli.data.masking import MaskConfig
 from recsys_cli.errors import InputError, RecsysError
 
 
 @dataclass
-class Recipe:
-    model: str | None = None  # None -> the embedded SmolLM2
-    positions: str = "glm"  # glm | linear (ablation)
-    max_intra: int = 64
-    lora_rank: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_targets: list[str] | None = None  # None -> every attention and MLP projection
+class ModelArgs:
+    name: str | None = None  # None -> the embedded SmolLM2 (`--model`)
+    positions: str = "glm"  # glm (2D: inter + intra) | linear (plain positions, the ablation)
+    max_intra: int | None = None  # rows of the intra table; None -> longest pool entity + 2
+    trust_remote_code: bool = False
+
+
+@dataclass
+class LoraArgs:
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    targets: list[str] | None = None  # None -> every attention and MLP projection
     # modules trained in full next to LoRA and saved whole in the adapter (peft modules_to_save),
     # e.g. [embed_tokens] for a randomly initialised model; a tied output head follows the embedding
     modules_to_save: list[str] | None = None
+
+
+@dataclass
+class TrainArgs:
     lr: float = 1e-4
     min_lr_ratio: float = 0.1  # cosine decay to lr * min_lr_ratio
     warmup_steps: int = 10
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     max_steps: int | None = 200
-    epochs: float | None = None  # when set (and max_steps is null): steps = epochs * train examples / global batch
+    epochs: float | None = None  # when max_steps is null: steps = epochs * train examples / global batch
     batch_size: int = 4  # per device
     grad_accum: int = 1
     max_length: int = 256
@@ -40,23 +57,113 @@ class Recipe:
     family_weights: dict[str, float] = field(
         default_factory=lambda: {"rating": 1.0, "sequential": 1.0, "explanation": 1.0, "review": 1.0, "direct": 1.0}
     )
-    level_weights: dict[str, float] = field(default_factory=lambda: {"entity": 0.6, "sentence": 0.2, "document": 0.2})
-    entity_ratio: float = 0.15
-    poisson_lambda: float = 3.0
-    sentence_ratio: float = 0.15
-    doc_min: float = 0.5
-    doc_max: float = 1.0
-    eval_every: int = 50
-    eval_prompts: int = 64  # valid prompts used for the validation loss
     save_every: int = 100
     seed: int = 0
     precision: str = "auto"  # auto (bf16 on a GPU that supports it) | fp32 | bf16
     gradient_checkpointing: bool = False
     deepspeed: str | None = None  # path to a DeepSpeed JSON config
-    trust_remote_code: bool = False
+
+
+@dataclass
+class EvalArgs:
+    eval_every: int = 50
+    eval_prompts: int = 64  # valid prompts used for the validation loss
+    max_new_tokens: int = 64  # `infer` length limit for explanation / review answers
+
+
+@dataclass
+class RerankArgs:
+    """Training prompts whose candidates are a retriever's top-K for training positions
+    (docs/rerank.md): the answer's loss is taken over the candidates' titles only."""
+
+    candidates: str | None = None  # predictions file of the retriever on split=train prompts
+    k: int = 20
+    weight: float = 0.0  # share of examples that are rerank prompts (0: off)
+
+
+@dataclass
+class HybridArgs:
+    """RSLLM Text-ID hybrid prompts (docs/rsllm.md)."""
+
+    embeddings: str | None = None  # item embeddings safetensors from `recsys baseline sasrec`
+    projector: str = "mlp2"  # mlp2 | linear
+    projector_hidden: int = 256
+    freeze_projector: bool = False  # ablation: the projector stays at its random init
+    id_tokens: bool = True  # ablation: False = text-only prompts (no soft tokens)
+    stage1_steps: int = 0  # text-only steps before the hybrid stage (0: hybrid from the start)
+    item_loss_weight: float = 0.1  # InfoNCE: item ID <-> item text representation
+    user_loss_weight: float = 0.1  # InfoNCE: LLM user representation <-> recommender's
+    temperature: float = 0.07
+
+
+@dataclass
+class Recipe:
+    model: ModelArgs = field(default_factory=ModelArgs)
+    lora: LoraArgs = field(default_factory=LoraArgs)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    train: TrainArgs = field(default_factory=TrainArgs)
+    eval: EvalArgs = field(default_factory=EvalArgs)
+    rerank: RerankArgs = field(default_factory=RerankArgs)
+    hybrid: HybridArgs = field(default_factory=HybridArgs)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """{'train.lr': 0.001, ...}: every setting under its dotted key."""
+        return {f"{s}.{k}": v for s, sec in self.to_dict().items() for k, v in sec.items()}
+
+
+SECTIONS = {f.name: f.type for f in fields(Recipe)}
+
+
+def _section_class(name: str):
+    return {"model": ModelArgs, "lora": LoraArgs, "mask": MaskConfig, "train": TrainArgs, "eval": EvalArgs,
+            "rerank": RerankArgs, "hybrid": HybridArgs}[name]
+
+
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _fits(value: Any, tp: Any) -> bool:
+    """Does `value` (parsed YAML) fit the annotation `tp`? ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_fits(v, item) for v in value)
+    if origin is dict:
+        kt, vt = typing.get_args(tp)
+        return isinstance(value, dict) and all(_fits(k, kt) and _fits(v, vt) for k, v in value.items())
+    return False
+
+
+def _type_name(tp: Any) -> str:
+    return str(tp).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """ints become floats where the field is a float (YAML writes 1 for 1.0)."""
+    if tp is float and isinstance(value, int):
+        return float(value)
+    if typing.get_origin(tp) is dict and isinstance(value, dict):
+        _, vt = typing.get_args(tp)
+        return {k: _coerce(v, vt) for k, v in value.items()}
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and float in typing.get_args(tp) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def _line_of(text: str, key: str) -> int | None:
@@ -66,38 +173,53 @@ def _line_of(text: str, key: str) -> int | None:
     return None
 
 
-def _check(r: Recipe, where: str) -> None:
-    def bad(msg: str) -> RecsysError:
-        return RecsysError(f"{where}: {msg}")
-
-    if r.positions not in ("glm", "linear"):
-        raise bad(f"positions must be glm or linear, got {r.positions!r}")
-    if r.precision not in ("auto", "fp32", "bf16"):
-        raise bad(f"precision must be auto, fp32 or bf16, got {r.precision!r}")
-    if r.max_steps is None and r.epochs is None:
-        raise bad("set max_steps or epochs")
-    for k in ("lora_rank", "batch_size", "grad_accum", "max_intra", "eval_every", "save_every"):
-        if int(getattr(r, k)) < 1:
-            raise bad(f"{k} must be >= 1")
-    if r.max_length < 16:
-        raise bad("max_length must be >= 16")
-    if not 0.0 <= r.corpus_ratio <= 1.0:
-        raise bad("corpus_ratio must be in [0, 1]")
-    if r.lr <= 0:
-        raise bad("lr must be > 0")
-    for k in ("lora_targets", "modules_to_save"):
-        v = getattr(r, k)
-        if v is not None and not (isinstance(v, list) and all(isinstance(x, str) and x for x in v)):
-            raise bad(f"{k} must be a list of module names, got {v!r}")
+def set_value(r: Recipe, dotted: str, value: Any, where: str, line: int | None = None) -> None:
+    """r.<section>.<key> = value, type-checked. `where` names the source for errors."""
+    section, _, key = dotted.partition(".")
+    if section not in SECTIONS or not key:
+        raise InputError.at(where, line, f"a recipe key section.key with section one of {', '.join(SECTIONS)}; got {dotted!r}")
+    obj = getattr(r, section)
+    hints = _hints(type(obj))
+    if key not in hints:
+        raise InputError.at(where, line, f"a key of {section!r} ({', '.join(hints)}); got {key!r}")
+    if not _fits(value, hints[key]):
+        raise InputError.at(where, line, f"{dotted} as {_type_name(hints[key])}; got {value!r}")
+    setattr(obj, key, _coerce(value, hints[key]))
 
 
-def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Recipe:
-    """Recipe from YAML (or defaults when `path` is None), then non-None `overrides` on top."""
+def parse_set(items: list[str] | None) -> list[tuple[str, Any]]:
+    """['train.lr=1e-4', ...] -> [('train.lr', 0.0001), ...]; values are YAML scalars/lists."""
+    import yaml
+
+    out = []
+    for item in items or []:
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise RecsysError(f"--set {item!r}: expected section.key=value (e.g. train.lr=1e-4)", exit_code=2)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, str) and _looks_numeric(value):
+            value = float(value)
+        out.append((key.strip(), value))
+    return out
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def load_recipe(path: str | Path | None, overrides: list[tuple[str, Any]] | None = None) -> Recipe:
+    """Recipe from YAML (or the defaults when `path` is None), then `overrides`
+    (dotted key, value) on top, in order; None values are skipped (flag not given)."""
     import yaml
 
     r = Recipe()
-    known = {f.name for f in fields(Recipe)}
-    where = "command line"
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -109,16 +231,49 @@ def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None
             mark = getattr(exc, "problem_mark", None)
             raise InputError.at(path, mark.line + 1 if mark else None, f"invalid YAML ({getattr(exc, 'problem', exc)})")
         if not isinstance(data, dict):
-            raise InputError.at(path, 1, "expected a mapping of recipe keys")
-        for k, v in data.items():
-            if k not in known:
-                raise InputError.at(path, _line_of(text, str(k)), f"unknown recipe key {k!r} (expected one of {', '.join(sorted(known))})")
-            setattr(r, k, v)
-        where = str(path)
-    for k, v in (overrides or {}).items():
-        if v is not None:
-            if k not in known:
-                raise RecsysError(f"internal: unknown recipe override {k!r}")
-            setattr(r, k, v)
-    _check(r, where)
+            raise InputError.at(path, 1, "a mapping of recipe sections (model, lora, mask, train, eval, rerank, hybrid)")
+        for section, keys in data.items():
+            if section not in SECTIONS:
+                raise InputError.at(path, _line_of(text, str(section)), f"a recipe section ({', '.join(SECTIONS)}); got {section!r}")
+            if not isinstance(keys, dict):
+                raise InputError.at(path, _line_of(text, str(section)), f"section {section!r} as a mapping of keys")
+            for k, v in keys.items():
+                set_value(r, f"{section}.{k}", v, str(path), _line_of(text, str(k)))
+    for dotted, value in overrides or []:
+        if value is not None:
+            set_value(r, dotted, value, "command line")
+    check(r, str(path) if path is not None else "command line")
     return r
+
+
+def check(r: Recipe, where: str) -> None:
+    """Value ranges the types cannot express."""
+    def bad(msg: str) -> RecsysError:
+        return RecsysError(f"{where}: {msg}", exit_code=2)
+
+    if r.model.positions not in ("glm", "linear"):
+        raise bad(f"model.positions must be glm or linear, got {r.model.positions!r}")
+    if r.train.precision not in ("auto", "fp32", "bf16"):
+        raise bad(f"train.precision must be auto, fp32 or bf16, got {r.train.precision!r}")
+    if r.train.max_steps is None and r.train.epochs is None:
+        raise bad("set train.max_steps or train.epochs")
+    for k in ("lora.rank", "train.batch_size", "train.grad_accum", "eval.eval_every", "train.save_every", "eval.max_new_tokens"):
+        if r.flat()[k] < 1:
+            raise bad(f"{k} must be >= 1")
+    if r.model.max_intra is not None and r.model.max_intra < 2:
+        raise bad("model.max_intra must be >= 2 (or null: derived from the entity pool)")
+    if r.train.max_length < 16:
+        raise bad("train.max_length must be >= 16")
+    if not 0.0 <= r.train.corpus_ratio <= 1.0:
+        raise bad("train.corpus_ratio must be in [0, 1]")
+    if r.train.lr <= 0:
+        raise bad("train.lr must be > 0")
+    if not 0.0 <= r.rerank.weight <= 1.0 or r.rerank.k < 2:
+        raise bad("rerank.weight must be in [0, 1] and rerank.k >= 2")
+    if r.hybrid.projector not in ("mlp2", "linear"):
+        raise bad(f"hybrid.projector must be mlp2 or linear, got {r.hybrid.projector!r}")
+    try:
+        MaskConfig(**asdict(r.mask))  # its own range checks
+    except RecsysError as exc:
+        raise bad(f"mask: {exc}")
+    assert all(is_dataclass(getattr(r, s)) for s in SECTIONS)

@@ -63,3 +63,32 @@ def load_state(out: Path, lm, optimizer, engine=None) -> int:
         optimizer.load_state_dict(st["optimizer"])
         torch.set_rng_state(st["rng"])
     return step
+
+
+def _flat(recipe: dict) -> dict:
+    return {f"{s}.{k}": v for s, sec in recipe.items() if isinstance(sec, dict) for k, v in sec.items()}
+
+
+def check_resume(out: Path, recipe, data_fp: str | None, base_fp: str, allow: list[str]) -> None:
+    """`--resume` continues only the run that wrote C: same data (textualize manifest hash),
+    same base model and the same recipe, except the keys named in `allow` ('data' accepts
+    other data). The error names every field that differs."""
+    from recsys_cli.artifacts.checkpoint import CheckpointConfig
+
+    cfg = CheckpointConfig.read(out)
+    read_step(out)  # train_state must exist
+    diffs = []
+    if cfg.data_fingerprint != data_fp and "data" not in allow:
+        diffs.append(f"data (manifest sha256 {str(cfg.data_fingerprint)[:12]} -> {str(data_fp)[:12]})")
+    if cfg.base_fingerprint != base_fp:
+        diffs.append(f"base model ({cfg.base_model!r}, fingerprint {cfg.base_fingerprint} -> {base_fp})")
+    old, new = _flat(cfg.recipe), recipe.flat()
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key) and key not in allow:
+            diffs.append(f"{key} ({old.get(key)!r} -> {new.get(key)!r})")
+    if diffs:
+        raise RecsysError(
+            f"{out / schemas.CKPT_CONFIG}: --resume needs the settings the checkpoint was trained with; changed: "
+            + "; ".join(diffs) + " (pass --allow-changed KEY to accept a change, e.g. --allow-changed train.max_steps)",
+            exit_code=2,
+        )

@@ -109,7 +109,7 @@ def test_trained_checkpoint_default_output_and_base_mismatch(toys_entities, tmp_
     assert code == 0, err
     pred = pl.read_parquet(ckpt / "predictions" / "test.parquet")
     assert pred.height == 2 and pred["valid"].all() and all(len(x) == 3 for x in pred["ranked"].to_list())
-    from recsys_cli.models.registry import EMBEDDED_DIR, recsys_home
+    from recsys_cli.modeling.registry import EMBEDDED_DIR, recsys_home
 
     if not (recsys_home() / "models" / EMBEDDED_DIR / "config.json").is_file():
         pytest.skip("embedded model not converted on this machine")

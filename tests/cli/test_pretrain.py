@@ -38,8 +38,8 @@ def test_pretrain_errors_are_one_line(toys_data, tmp_path):
     code, _, err = run_cli("pretrain", "--data", str(toys_data), "--config", TINY, "--out", str(tmp_path / "C2"), "--resume", "--quiet")
     assert code != 0 and "nothing to resume" in err
     bad = tmp_path / "r.yaml"
-    bad.write_text("model: fixtures/tiny-model\nlora_rnak: 4\n")
+    bad.write_text("model:\n  name: fixtures/tiny-model\nlora:\n  rnak: 4\n")
     code, _, err = run_cli("pretrain", "--data", str(toys_data), "--config", str(bad), "--out", str(tmp_path / "C3"), "--quiet")
-    assert code != 0 and "r.yaml, line 2" in err and "lora_rnak" in err
+    assert code != 0 and "r.yaml, line 4" in err and "rnak" in err
     code, _, err = run_cli("pretrain", "--data", str(toys_data), "--config", TINY, "--out", str(tmp_path / "C4"), "--modules-to-save", "embed_tokenz", "--quiet")
     assert code != 0 and err.startswith("Error: ") and "embed_tokenz" in err and len(err.strip().splitlines()) == 1

@@ -13,8 +13,8 @@ import pytest
 
 from recsys_cli.artifacts import schemas
 from recsys_cli.artifacts.io import write_parquet
-from recsys_cli.evaluation import itemknn, popularity
-from recsys_cli.evaluation.baselines import load_context, rank_prompts
+from recsys_cli.baselines import itemknn, popularity
+from recsys_cli.baselines.context import load_context, rank_prompts
 
 
 def make_data(tmp_path, sequences: dict[str, list[str]], items: list[str], direct: dict[str, list[str]] | None = None):
@@ -86,7 +86,7 @@ def test_unknown_user_gets_empty_invalid_row(tmp_path):
 
 
 def test_sasrec_learns_a_deterministic_successor_and_is_seeded(tmp_path):
-    from recsys_cli.evaluation.sasrec import SASRecConfig, fit_scorer
+    from recsys_cli.baselines.sasrec import SASRecConfig, fit_scorer
 
     n_items = 12
     items = [f"i{k:02d}" for k in range(n_items)]
@@ -105,7 +105,7 @@ def test_sasrec_learns_a_deterministic_successor_and_is_seeded(tmp_path):
 
 
 def test_sasrec_sampled_softmax_learns_too():
-    from recsys_cli.evaluation.sasrec import SASRecConfig, train
+    from recsys_cli.baselines.sasrec import SASRecConfig, train
 
     seqs = [[(u + k) % 12 + 1 for k in range(8)] for u in range(60)]  # ring of 12 items, ids 1..12
     cfg = SASRecConfig(hidden=16, blocks=1, max_len=4, dropout=0.0, lr=1e-2, batch_size=32,
@@ -115,7 +115,7 @@ def test_sasrec_sampled_softmax_learns_too():
 
 
 def test_mf_fits_ratings_and_answers_like_prompts(tmp_path):
-    from recsys_cli.evaluation.mf import MFConfig, fit_predict
+    from recsys_cli.baselines.mf import MFConfig, fit_predict
 
     rng = np.random.default_rng(0)
     users, items = [f"u{k}" for k in range(30)], [f"i{k}" for k in range(20)]

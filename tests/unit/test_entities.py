@@ -1,4 +1,4 @@
-"""Entity pool, trie, dynamic intra positions, MinHash near-duplicates and grounding.
+"""Entity pool, the entity trie, MinHash near-duplicates and grounding.
 
     python -m pytest tests/unit/test_entities.py
 """
@@ -12,17 +12,11 @@ import polars as pl
 import pytest
 
 from recsys_cli.artifacts import schemas
-from recsys_cli.data import masking
-from recsys_cli.data.entities import (
-    DynamicIntra,
-    EntityTrie,
-    Grounder,
-    MinHasher,
-    build_pool,
-    ground_text,
-    intra_ids_dynamic,
-    near_duplicate_clusters,
-)
+from recsys_cli.data import masking, tokenize
+from recsys_cli.data.entities import Grounder, MinHasher, build_pool, ground_text, near_duplicate_clusters, pool_trie
+from recsys_cli.data.intra import part_b_intra
+from recsys_cli.data.special_tokens import SpecialIds, add_special_tokens
+from recsys_cli.data.trie import NONE, ROOT, EntityTrie, load_entity_trie, trie_from_rows
 from recsys_cli.errors import RecsysError
 
 ROWS = [
@@ -34,33 +28,22 @@ ROWS = [
 
 
 def test_trie_steps_and_queries():
-    trie = EntityTrie(ROWS)
-    assert len(trie) == 4 and trie.num_nodes == 5  # root, 5, 5-6, 5-6-7, 9
-    assert sorted(trie.children(trie.root)) == [5, 9]
-    s = trie.step(trie.root, 5)
-    assert s is not None and not trie.is_terminal(s) and trie.step(s, 7) is None
+    trie = trie_from_rows((r["entity_id"], r["kind"], r["token_ids"], r["item_ids"]) for r in ROWS)
+    assert len(trie) == 3 and trie.num_nodes == 5  # entries 5-6-7, 5-6, 9; nodes root, 5, 5-6, 5-6-7, 9
+    assert sorted(trie.children(ROOT)) == [5, 9]
+    s = trie.step(ROOT, 5)
+    assert s != NONE and not trie.is_terminal(s) and trie.step(s, 7) == NONE
     s2 = trie.step(s, 6)
-    assert trie.is_terminal(s2) and trie.entity_ids(s2) == ["item:2", "item:3"]
-    assert trie.item_ids(s2) == ["2", "3"] and trie.children(s2) == [7]
+    assert trie.is_terminal(s2) and trie.payloads[s2] == ["2", "3"]  # item payloads: item ids
+    assert trie.children(s2) == [7] and trie.unique_tail(s2) is None
     s3 = trie.step(s2, 7)
-    assert trie.entity_ids(s3) == ["item:1"] and trie.children(s3) == []
-    assert trie.walk([5, 6, 7]) == s3 and trie.walk([5, 7]) is None
-    assert trie.lookup([5, 6]) == ["item:2", "item:3"] and trie.lookup([5]) == []
-    assert trie.item_ids(trie.walk([9])) == []  # brands name no single item
-
-
-def test_dynamic_intra_rule():
-    trie = EntityTrie(ROWS)
-    # after [START]: first unit continues from [START]=1, later units restart at 1
-    assert intra_ids_dynamic([5, 6, 7, 9, 100, 5, 6], trie) == [2, 3, 4, 1, 1, 1, 2]
-    assert intra_ids_dynamic([100, 5, 6, 100], trie) == [2, 1, 2, 1]
-    assert intra_ids_dynamic([5, 6], trie, after_start=False) == [1, 2]
-    d = DynamicIntra(trie)
-    assert [d.push(5), d.push(6)] == [2, 3]
-    c = d.clone()
-    assert c.push(7) == 4 and d.push(100) == 1  # beams evolve independently
-    d.reset()
-    assert d.push(9) == 2
+    assert trie.payloads[s3] == ["1"] and trie.children(s3) == [] and trie.unique_tail(s3) == ([], s3)
+    assert trie.walk([5, 6, 7]) == s3 and trie.walk([5, 7]) == NONE
+    assert trie.lookup([5, 6]) == ["2", "3"] and trie.lookup([5]) == []  # pygtrie, the store
+    assert trie.payloads[trie.walk([9])] == ["brand:x"]  # a brand names no single item
+    assert trie.max_depth == 3
+    items = trie_from_rows(((r["entity_id"], r["kind"], r["token_ids"], r["item_ids"]) for r in ROWS), items_only=True)
+    assert items.walk([9]) == NONE and items.lookup([5, 6, 7]) == ["1"]
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +72,7 @@ def test_token_ids_are_in_context(toys_entities, pool, tiny_tokenizer):
     """The ids a corpus document gives an entity equal the stored ids (the " " + text rule)."""
     ids = dict(zip(pool["entity_id"], pool["token_ids"].to_list()))
     corpus = pl.read_parquet(toys_entities / schemas.CORPUS).head(50)
-    docs = masking.tokenize_documents(corpus["text"].to_list(), corpus["entities"].to_list(), tiny_tokenizer)
+    docs = tokenize.tokenize_documents(corpus["text"].to_list(), corpus["entities"].to_list(), tiny_tokenizer)
     checked = 0
     for doc, ents, text in zip(docs, corpus["entities"].to_list(), corpus["text"].to_list()):
         for (s, e), ent in zip(doc.entity_spans, sorted(ents, key=lambda x: x["start"])):
@@ -101,29 +84,32 @@ def test_token_ids_are_in_context(toys_entities, pool, tiny_tokenizer):
     assert row["token_ids"] == tiny_tokenizer(" " + row["text"], add_special_tokens=False)["input_ids"]
 
 
-def test_trie_load_kinds_and_dynamic_matches_prompts(toys_entities, tiny_tokenizer):
-    items_only = EntityTrie.load(toys_entities, kinds=["item"])
-    everything = EntityTrie.load(toys_entities)
+def test_trie_load_kinds_and_part_b_matches_prompts(toys_entities, tiny_tokenizer):
+    items_only = load_entity_trie(toys_entities, kinds=["item"])
+    everything = load_entity_trie(toys_entities)
     assert 0 < len(items_only) < len(everything)
     with pytest.raises(RecsysError, match="unknown entity kinds"):
-        EntityTrie.load(toys_entities, kinds=["colour"])
-    prompts = pl.read_parquet(toys_entities / schemas.PROMPTS).filter(pl.col("family") == "sequential").head(20)
+        load_entity_trie(toys_entities, kinds=["colour"])
     tok = masking_tokenizer(tiny_tokenizer)
-    special = masking.SpecialIds.from_tokenizer(tok)
+    # without entities.parquet the same trie is computed in memory (mask-preview, pretrain)
+    assert pool_trie(toys_entities, tok).num_nodes == everything.num_nodes
+    prompts = pl.read_parquet(toys_entities / schemas.PROMPTS).filter(pl.col("family") == "sequential").head(20)
+    special = SpecialIds.from_tokenizer(tok)
     for row in prompts.iter_rows(named=True):
-        tgt = masking.tokenize_target(row["target"], row["target_entities"], tok)
-        ex = masking.prompt_example(masking.tokenize_document(row["source"], row["source_entities"], tok), tgt, special)
-        assert intra_ids_dynamic(tgt.ids, items_only) == ex.intra[ex.part_a_len + 1 :]
+        tgt = tokenize.tokenize_target(row["target"], row["target_entities"], tok)
+        ex = masking.prompt_example(tokenize.tokenize_document(row["source"], row["source_entities"], tok), tgt, special, everything)
+        assert part_b_intra(tgt.ids, everything) == ex.intra[ex.part_a_len :]
+        assert ex.intra[ex.part_a_len :] == list(range(1, len(tgt.ids) + 2))  # one title: 1..n+1
         # the whole answer is one item title: the trie ends on it, naming the target item
         end = items_only.walk(tgt.ids)
-        assert end is not None and row["item_id"] in items_only.item_ids(end)
+        assert end != NONE and row["item_id"] in items_only.payloads[end]
 
 
 def masking_tokenizer(tok):
     import copy
 
     t = copy.deepcopy(tok)
-    masking.add_special_tokens(t)
+    add_special_tokens(t)
     return t
 
 
@@ -165,12 +151,12 @@ def test_build_pool_requires_items(tmp_path):
 def test_light_tokenizer_matches_hf(toys_data, tiny_model, tiny_tokenizer):
     """build-entities reads tokenizer.json directly; it must give AutoTokenizer's ids."""
     from recsys_cli.data.entities import in_context_ids, load_text_tokenizer
-    from recsys_cli.models.registry import resolve_model
+    from recsys_cli.modeling.registry import resolve_model
 
     light = load_text_tokenizer(resolve_model(tiny_model))
     titles = pl.read_parquet(toys_data / schemas.ITEMS)["title"].to_list()[:300]
     assert in_context_ids(titles, light) == tiny_tokenizer([" " + t for t in titles], add_special_tokens=False)["input_ids"]
     corpus = pl.read_parquet(toys_data / schemas.CORPUS).head(30)
-    a = masking.tokenize_documents(corpus["text"].to_list(), corpus["entities"].to_list(), light)
-    b = masking.tokenize_documents(corpus["text"].to_list(), corpus["entities"].to_list(), tiny_tokenizer)
+    a = tokenize.tokenize_documents(corpus["text"].to_list(), corpus["entities"].to_list(), light)
+    b = tokenize.tokenize_documents(corpus["text"].to_list(), corpus["entities"].to_list(), tiny_tokenizer)
     assert a == b

@@ -11,17 +11,18 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from recsys_cli.data import masking  # noqa: E402
-from recsys_cli.inference import decode, scoring  # noqa: E402
-from recsys_cli.inference.ground import parse_rating  # noqa: E402
-from recsys_cli.inference.positions import IntraTracker, dynamic_intra  # noqa: E402
-from recsys_cli.inference.trie import TokenTrie  # noqa: E402
+from recsys_cli.data import masking, tokenize  # noqa: E402
+from recsys_cli.data.intra import IntraTracker, part_b_intra  # noqa: E402
+from recsys_cli.data.ratings import parse_rating  # noqa: E402
+from recsys_cli.data.special_tokens import SpecialIds  # noqa: E402
+from recsys_cli.data.trie import EntityTrie  # noqa: E402
+from recsys_cli.inference import candidates, decode  # noqa: E402
 from tests.conftest import TINY_MODEL, TOYS  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def setup():
-    from recsys_cli.modeling import load_base_for_inference
+    from recsys_cli.modeling.checkpoint import load_base_for_inference
 
     lm, tok, _ = load_base_for_inference(str(TINY_MODEL))
     torch.manual_seed(0)
@@ -33,21 +34,21 @@ def setup():
         if d.get("title"):
             titles[d["asin"]] = d["title"]
     toks = {i: tok(" " + t, add_special_tokens=False)["input_ids"] for i, t in titles.items()}
-    trie = TokenTrie((t, i) for i, t in toks.items())
-    sp = masking.SpecialIds.from_tokenizer(tok)
+    trie = EntityTrie((t, i) for i, t in toks.items())
+    sp = SpecialIds.from_tokenizer(tok)
     return lm, tok, sp, titles, toks, trie
 
 
 def part_a(tok, sp, text):
-    d = masking.tokenize_document(text, [], tok)
+    d = tokenize.tokenize_document(text, [], tok)
     n = len(d.ids)
-    ex = masking.build_example(d.ids, d.entity_spans, [(n, n)], sp.g_m, sp, "prompt")
+    ex = masking.build_example(d.ids, d.entity_spans, [(n, n)], sp.g_m, sp, "prompt", None)
     return ex.input_ids[: ex.part_a_len], ex.intra[: ex.part_a_len]
 
 
 def full_logprob(lm, sp, a, ai, answer, intra_b):
     """Teacher-forced log P([START] answer [END]) with one full forward (no cache)."""
-    from recsys_cli.modeling import build_attention_mask
+    from recsys_cli.modeling.mask import build_attention_mask
 
     n = len(a)
     ids = torch.tensor([a + [sp.start] + answer])
@@ -60,7 +61,6 @@ def full_logprob(lm, sp, a, ai, answer, intra_b):
 
 def test_dynamic_intra_equals_masking_part_b(setup):
     lm, tok, sp, titles, toks, trie = setup
-    from recsys_cli.data.entities import EntityTrie, intra_ids_dynamic
 
     names = list(titles.values())[:6]
     target = f"{names[0]}, then {names[1]} and {names[2]}"
@@ -69,9 +69,9 @@ def test_dynamic_intra_equals_masking_part_b(setup):
         s = target.index(nm, pos)
         ents.append({"start": s, "end": s + len(nm), "kind": "item", "entity_id": nm})
         pos = s + len(nm)
-    src = masking.tokenize_document("A user bought these toys:", [], tok)
-    tgt = masking.tokenize_target(target, ents, tok)
-    ex = masking.prompt_example(src, tgt, sp)
+    src = tokenize.tokenize_document("A user bought these toys:", [], tok)
+    tgt = tokenize.tokenize_target(target, ents, tok)
+    ex = masking.prompt_example(src, tgt, sp, trie)
     part_b = ex.intra[ex.part_a_len:]  # [START] + answer tokens
     # generation-time ids: feed the same tokens through the KV-cache decoder one at a time
     a, ai = ex.input_ids[: ex.part_a_len], ex.intra[: ex.part_a_len]
@@ -82,9 +82,7 @@ def test_dynamic_intra_equals_masking_part_b(setup):
             decode.step(lm, st, torch.tensor([t]))
             got.append(st.tracker.intra[0])
     assert got == part_b
-    assert got == dynamic_intra(tgt.ids, trie)
-    etrie = EntityTrie({"entity_id": i, "kind": "item", "token_ids": t, "item_ids": [i]} for i, t in toks.items())
-    assert [1] + intra_ids_dynamic(tgt.ids, etrie) == part_b
+    assert got == part_b_intra(tgt.ids, trie)
     assert max(part_b) > 2  # the titles really were continued
 
 
@@ -101,7 +99,7 @@ def test_kv_cache_with_left_padding_matches_full_forward(setup):
             logs.append(torch.log_softmax(st.logits, -1))
     for r, (a, ai) in enumerate(pa):
         inc = sum(logs[j][r, t].item() for j, t in enumerate(answer + [sp.end]))
-        assert inc == pytest.approx(full_logprob(lm, sp, a, ai, answer, dynamic_intra(answer, trie)), abs=1e-3)
+        assert inc == pytest.approx(full_logprob(lm, sp, a, ai, answer, part_b_intra(answer, trie)), abs=1e-3)
 
 
 def test_constrained_beam_search_real_distinct_items_and_reordered_positions(setup):
@@ -120,7 +118,7 @@ def test_constrained_beam_search_real_distinct_items_and_reordered_positions(set
         assert [h[0] for h in hs] == sorted((h[0] for h in hs), reverse=True)
         for score, seq, node in hs[:3]:  # per-beam positions survived reordering: scores match a full pass
             assert seq == toks[trie.payloads[node][0]]
-            assert score == pytest.approx(full_logprob(lm, sp, a, ai, seq, dynamic_intra(seq, trie)), abs=1e-3)
+            assert score == pytest.approx(full_logprob(lm, sp, a, ai, seq, part_b_intra(seq, trie)), abs=1e-3)
 
 
 def test_shared_prefix_candidate_scores_equal_separate_passes(setup):
@@ -128,11 +126,11 @@ def test_shared_prefix_candidate_scores_equal_separate_passes(setup):
     a, ai = part_a(tok, sp, "Pick the toy this user will buy next from the list:")
     cands = [toks[i] for i in list(toks)[:7]]
     with torch.inference_mode():
-        shared = scoring.score_candidates(lm, a, ai, sp.start, sp.end, cands, trie, chunk=4)
-    ref = [full_logprob(lm, sp, a, ai, c, dynamic_intra(c, trie)) for c in cands]
+        shared = candidates.score_candidates(lm, a, ai, sp.start, sp.end, cands, trie, chunk=4)
+    ref = [full_logprob(lm, sp, a, ai, c, part_b_intra(c, trie)) for c in cands]
     assert shared == pytest.approx(ref, abs=1e-3)
     with torch.inference_mode():
-        (y, n), = scoring.yes_no(lm, [a], [ai], sp.start, [tok(" yes")["input_ids"][0]], [tok(" no")["input_ids"][0]])
+        (y, n), = candidates.yes_no(lm, [a], [ai], sp.start, [tok(" yes")["input_ids"][0]], [tok(" no")["input_ids"][0]])
     assert y < 0 and n < 0 and y != n
 
 
@@ -142,8 +140,8 @@ def test_constrained_scores_are_a_distribution_and_match_exhaustive_beam_search(
     ids = list(toks)[:40]
     cands = [toks[i] for i in ids]
     with torch.inference_mode():
-        got = scoring.score_candidates_constrained(lm, a, ai, sp.start, sp.end, cands, trie)
-        cand_trie = TokenTrie((c, i) for i, c in zip(ids, cands))
+        got = candidates.score_candidates_constrained(lm, a, ai, sp.start, sp.end, cands, trie)
+        cand_trie = EntityTrie((c, i) for i, c in zip(ids, cands))
         st = decode.prefill(lm, [a], [ai], sp.start, trie)
         con = decode.Constraint(cand_trie, sp.end, renormalize=True)
         hyps = decode.beam_search(lm, st, len(ids), len(ids), sp.end, cand_trie.max_depth + 1, con)[0]
@@ -180,15 +178,16 @@ def test_renormalized_beam_search_stops_once_a_title_is_decided(setup):
 
 
 def test_tracker_reorder_and_first_unit():
-    trie = TokenTrie([([5, 6, 7], "a"), ([5, 9], "b")])
+    trie = EntityTrie([([5, 6, 7], "a"), ([5, 9], "b")])
     tr = IntraTracker(trie, 2)
     assert tr.push([5, 3]) == [2, 2]  # first unit continues from [START] (=1)
     tr.reorder([0, 0])
     assert tr.push([6, 9]) == [3, 3]
     assert tr.push([7, 5]) == [4, 1]  # row 1: 9 ended "b"; 5 starts a new entity
-    assert dynamic_intra([3, 4, 5, 6], trie) == [1, 2, 1, 1, 2]
+    assert part_b_intra([3, 4, 5, 6], trie) == [1, 2, 1, 1, 2]
 
 
-@pytest.mark.parametrize("text,want", [("4", 4.0), ("about 4.5 stars", 4.5), ("7", 5.0), ("0", 1.0), ("great", None), ("", None)])
+@pytest.mark.parametrize("text,want", [("4", 4.0), ("about 4.5 stars", 4.5), ("7", 5.0), ("0", 1.0), ("great", None), ("", None),
+                                       (".5", 1.0), ("3.", 3.0), ("1e1", 5.0), ("-2 stars", 1.0), ("4 or 5", 4.0)])
 def test_parse_rating(text, want):
     assert parse_rating(text) == want

@@ -12,8 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recsys_cli.data import masking
-from recsys_cli.data.entities import EntityTrie, intra_ids_dynamic
+from recsys_cli.data import masking, tokenize
+from recsys_cli.data.intra import part_b_intra
+from recsys_cli.data.special_tokens import SpecialIds, add_special_tokens
+from recsys_cli.data.trie import trie_from_rows
 from recsys_cli.errors import RecsysError
 
 ENTITY_TEXTS = [
@@ -36,19 +38,19 @@ def tok(tiny_tokenizer):
     import copy
 
     t = copy.deepcopy(tiny_tokenizer)
-    masking.add_special_tokens(t)
+    add_special_tokens(t)
     return t
 
 
 @pytest.fixture(scope="module")
 def special(tok):
-    return masking.SpecialIds.from_tokenizer(tok)
+    return SpecialIds.from_tokenizer(tok)
 
 
 @pytest.fixture(scope="module")
 def trie(tok):
     ids = tok([" " + t for _, _, t in ENTITY_TEXTS], add_special_tokens=False)["input_ids"]
-    return EntityTrie({"entity_id": e, "kind": k, "token_ids": i, "item_ids": [e[5:]]} for (e, k, _), i in zip(ENTITY_TEXTS, ids))
+    return trie_from_rows((e, k, i, [e[5:]] if k == "item" else None) for (e, k, _), i in zip(ENTITY_TEXTS, ids))
 
 
 # a document: sentences of words and entities; entities always follow a space
@@ -72,7 +74,7 @@ def render(doc_pieces) -> tuple[str, list[dict]]:
     return text, ents
 
 
-def check_example(ex: masking.Example, doc: masking.TokenizedDoc, special: masking.SpecialIds, mask_id: int) -> None:
+def check_example(ex: masking.Example, doc: tokenize.TokenizedDoc, special: SpecialIds, mask_id: int, trie) -> None:
     n, a = len(doc.ids), ex.part_a_len
     L = len(ex.input_ids)
     assert len(ex.labels) == len(ex.inter) == len(ex.intra) == L
@@ -115,7 +117,9 @@ def check_example(ex: masking.Example, doc: masking.TokenizedDoc, special: maski
     a_plain = [ex.intra[k] for k in range(a) if ex.input_ids[k] == mask_id]
     assert all(v == 0 for v in a_plain)
     assert [v for k, v in enumerate(ex.intra[:a]) if ex.input_ids[k] != mask_id] == [pos[k] for k in kept]
-    # intra, Part B: [START] = 1, first unit continues, later units restart at 1
+    # intra, Part B: the one rule of data/intra.py over the entity trie; on these documents no
+    # plain word follows a trie path, so it equals the marked-entity reading of the rule:
+    # [START] = 1, the first unit continues, later units restart at 1
     for (p, q), (s, e) in zip(segs, ex.spans):
         want, first = [1], True
         for k in range(s, e):
@@ -123,21 +127,22 @@ def check_example(ex: masking.Example, doc: masking.TokenizedDoc, special: maski
                 first = False
             want.append((pos[k] or 1) + (1 if first else 0))
         assert ex.intra[p:q] == want
+        assert part_b_intra(ex.input_ids[p + 1 : q], trie) == want
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(doc_pieces=document, seed=st.integers(0, 2**31), level=st.sampled_from(masking.LEVELS))
 def test_mask_invariants(tok, special, trie, doc_pieces, seed, level):
     text, ents = render(doc_pieces)
-    doc = masking.tokenize_document(text, ents, tok)
+    doc = tokenize.tokenize_document(text, ents, tok)
     # entity spans are exact and carry the in-context ids (" " + text)
     assert len(doc.entity_spans) == len(ents)
     want = tok([" " + text[e["start"] : e["end"]] for e in ents], add_special_tokens=False)["input_ids"] if ents else []
     assert [doc.ids[s:e] for s, e in doc.entity_spans] == want
     assert doc.sentence_spans[0][0] == 0 and doc.sentence_spans[-1][1] == len(doc.ids)
     assert len(doc.sentence_spans) == len(doc_pieces)
-    ex = masking.mask_document(doc, level, random.Random(seed), CFG, special)
-    check_example(ex, doc, special, special.mask_for(level))
+    ex = masking.mask_document(doc, level, random.Random(seed), CFG, special, trie)
+    check_example(ex, doc, special, special.mask_for(level), trie)
     n = len(doc.ids)
     masked = sum(e - s for s, e in ex.spans)
     if level == "entity":
@@ -148,13 +153,7 @@ def test_mask_invariants(tok, special, trie, doc_pieces, seed, level):
     else:
         assert len(ex.spans) == 1 and ex.spans[0][1] == n and masked >= math.ceil(CFG.doc_min * n)
     # same seed, same example
-    assert masking.mask_document(doc, level, random.Random(seed), CFG, special) == ex
-    # inference rule: tokens that are not entity starts never continue an entity here,
-    # so the trie-driven intra ids equal the training ones
-    a = ex.part_a_len
-    starts = [k for k in range(a, len(ex.input_ids)) if ex.input_ids[k] == special.start] + [len(ex.input_ids)]
-    for p, q in zip(starts, starts[1:]):
-        assert intra_ids_dynamic(ex.input_ids[p + 1 : q], trie) == ex.intra[p + 1 : q]
+    assert masking.mask_document(doc, level, random.Random(seed), CFG, special, trie) == ex
 
 
 def test_bpe_merge_across_entity_edge(tok):
@@ -162,7 +161,7 @@ def test_bpe_merge_across_entity_edge(tok):
     text = "I bought Playskool Busy Poppin' Pals Toy (FFP), then more."
     ent = {"start": 9, "end": 46, "kind": "item", "entity_id": "item:5"}
     whole = tok(text, add_special_tokens=False)["input_ids"]
-    doc = masking.tokenize_document(text, [ent], tok)
+    doc = tokenize.tokenize_document(text, [ent], tok)
     (s, e), = doc.entity_spans
     assert doc.ids[s:e] == tok(" " + text[9:46], add_special_tokens=False)["input_ids"]
     assert doc.ids != whole and tok.decode(doc.ids) == text  # re-cut at the edge, same text
@@ -171,10 +170,10 @@ def test_bpe_merge_across_entity_edge(tok):
 
 def test_entity_ratio_and_poisson_lengths(tok, special):
     text = "Note: " + " ".join(WORDS * 20) + "."
-    doc = masking.tokenize_document(text, [], tok)
+    doc = tokenize.tokenize_document(text, [], tok)
     lengths, ratios = [], []
     for seed in range(200):
-        ex = masking.mask_document(doc, "entity", random.Random(seed), CFG, special)
+        ex = masking.mask_document(doc, "entity", random.Random(seed), CFG, special, None)
         lengths += [e - s for s, e in ex.spans]
         ratios.append(sum(e - s for s, e in ex.spans) / len(doc.ids))
     assert 0.15 <= sum(ratios) / len(ratios) <= 0.2
@@ -184,20 +183,20 @@ def test_entity_ratio_and_poisson_lengths(tok, special):
 
 def test_document_level_fraction(tok, special):
     text = "Note: " + " ".join(WORDS * 10) + "."
-    doc = masking.tokenize_document(text, [], tok)
+    doc = tokenize.tokenize_document(text, [], tok)
     fracs = [
-        (lambda ex: (ex.spans[0][1] - ex.spans[0][0]) / len(doc.ids))(masking.mask_document(doc, "document", random.Random(s), CFG, special))
+        (lambda ex: (ex.spans[0][1] - ex.spans[0][0]) / len(doc.ids))(masking.mask_document(doc, "document", random.Random(s), CFG, special, None))
         for s in range(100)
     ]
     assert 0.5 <= min(fracs) and max(fracs) <= 1.0 and 0.65 <= sum(fracs) / 100 <= 0.85
 
 
-def test_paper_example_positions(tok, special):
+def test_paper_example_positions(tok, special, trie):
     """Fig. 1: [S] x1 x2 x3 of one entity -> intra 1, 2, 3, 4; Part A entity tokens 1..n."""
     text = "I bought Gloomhaven: Jaws of the Lion and Puzzles"
     ents = [{"start": 9, "end": 37, "kind": "item", "entity_id": "item:1"}, {"start": 42, "end": 49, "kind": "category", "entity_id": "c"}]
-    doc = masking.tokenize_document(text, ents, tok)
-    ex = masking.build_example(doc.ids, doc.entity_spans, [doc.entity_spans[0]], special.m, special, "entity")
+    doc = tokenize.tokenize_document(text, ents, tok)
+    ex = masking.build_example(doc.ids, doc.entity_spans, [doc.entity_spans[0]], special.m, special, "entity", trie)
     n_ent = doc.entity_spans[0][1] - doc.entity_spans[0][0]
     assert ex.intra[ex.part_a_len :] == list(range(1, n_ent + 2))
     k = doc.entity_spans[1][1] - doc.entity_spans[1][0]
@@ -210,19 +209,19 @@ def test_prompt_example(tok, special, trie):
     src_ents = [{"start": 34, "end": 40, "kind": "brand", "entity_id": "brand:hasbro"}, {"start": 45, "end": 73, "kind": "item", "entity_id": "item:1"}]
     tgt_text = "Hot Wheels 20-Car Gift Pack"
     tgt_ents = [{"start": 0, "end": len(tgt_text), "kind": "item", "entity_id": "item:4"}]
-    src = masking.tokenize_document(src_text, src_ents, tok)
-    tgt = masking.tokenize_target(tgt_text, tgt_ents, tok)
+    src = tokenize.tokenize_document(src_text, src_ents, tok)
+    tgt = tokenize.tokenize_target(tgt_text, tgt_ents, tok)
     assert tgt.ids == tok(" " + tgt_text, add_special_tokens=False)["input_ids"]
     assert tgt.entity_spans == [(0, len(tgt.ids))]
-    ex = masking.prompt_example(src, tgt, special)
+    ex = masking.prompt_example(src, tgt, special, trie)
     n = len(src.ids)
     assert ex.level == "prompt" and ex.part_a_len == n + 1 and ex.input_ids[n] == special.g_m
     assert ex.spans == [(n, n + len(tgt.ids))]
     assert ex.intra[ex.part_a_len :] == list(range(1, len(tgt.ids) + 2))
     assert ex.labels[-1] == special.end
-    whole = masking.TokenizedDoc(src.ids + tgt.ids, ex.entity_spans, [(0, n + len(tgt.ids))])
-    check_example(ex, whole, special, special.g_m)
-    assert intra_ids_dynamic(tgt.ids, trie) == ex.intra[ex.part_a_len + 1 :]
+    whole = tokenize.TokenizedDoc(src.ids + tgt.ids, ex.entity_spans, [(0, n + len(tgt.ids))])
+    check_example(ex, whole, special, special.g_m, trie)
+    assert part_b_intra(tgt.ids, trie) == ex.intra[ex.part_a_len :]
 
 
 def test_special_ids(tiny_tokenizer):
@@ -230,9 +229,9 @@ def test_special_ids(tiny_tokenizer):
 
     t = copy.deepcopy(tiny_tokenizer)
     with pytest.raises(RecsysError, match="special tokens"):
-        masking.SpecialIds.from_tokenizer(t)
-    ids = masking.add_special_tokens(t)
-    assert masking.add_special_tokens(t) == ids and len(set(ids.as_dict().values())) == 5
+        SpecialIds.from_tokenizer(t)
+    ids = add_special_tokens(t)
+    assert add_special_tokens(t) == ids and len(set(ids.as_dict().values())) == 5
     assert t.convert_ids_to_tokens(ids.start) == "[START]"
     assert t("x [M] y", add_special_tokens=False)["input_ids"].count(ids.m) == 1
 
@@ -242,11 +241,24 @@ def test_config_and_level_validation(tok, special):
         masking.MaskConfig(doc_min=0.9, doc_max=0.5)
     with pytest.raises(RecsysError):
         masking.MaskConfig(level_weights={"paragraph": 1.0})
-    doc = masking.tokenize_document("hello there.", [], tok)
+    doc = tokenize.tokenize_document("hello there.", [], tok)
     with pytest.raises(RecsysError, match="unknown masking level"):
-        masking.mask_document(doc, "word", random.Random(0), CFG, special)
+        masking.mask_document(doc, "word", random.Random(0), CFG, special, None)
     rng = random.Random(0)
     counts = {lv: 0 for lv in masking.LEVELS}
     for _ in range(1000):
         counts[masking.sample_level(rng, CFG)] += 1
     assert 520 < counts["entity"] < 680 and 140 < counts["sentence"] < 260
+
+
+def test_free_text_answer_positions_follow_the_trie(tok, special, trie):
+    """Fidelity: a free-text answer (no marked entities) gets the trie-driven ids, exactly the
+    ids decoding assigns: a plain run that follows an entity's tokens counts up."""
+    src = tokenize.tokenize_document("What does the user say?", [], tok)
+    tgt = tokenize.tokenize_target("Hot Wheels 20-Car Gift Pack were fun, the user said.", [], tok)
+    ex = masking.prompt_example(src, tgt, special, trie)
+    got = ex.intra[ex.part_a_len :]
+    assert got == part_b_intra(tgt.ids, trie)
+    n_title = len(tok(" Hot Wheels 20-Car Gift Pack", add_special_tokens=False)["input_ids"])
+    assert got[: n_title + 1] == list(range(1, n_title + 2))  # [START] then the title's path
+    assert got[n_title + 1] == 1  # " were" leaves the trie: restart

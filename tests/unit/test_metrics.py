@@ -74,9 +74,12 @@ def test_rating_all_unparsable_is_nan_not_zero():
     assert math.isnan(m["RMSE"]) and m["unparsable"] == 1
 
 
-def test_parse_rating():
-    assert M.parse_rating("I'd say 4.5 stars") == 4.5
-    assert M.parse_rating("none") is None
+def test_rating_parser_is_the_one_infer_uses():
+    from recsys_cli.data.ratings import parse_rating, parse_ratings
+
+    texts = ["I'd say 4.5 stars", "none", ".5", "1e1", "3.", "-2", "4 or 5", "", None]
+    assert parse_ratings(pl.Series(texts, dtype=pl.Utf8)).to_list() == [parse_rating(t) for t in texts]
+    assert parse_rating("I'd say 4.5 stars") == 4.5 and parse_rating("none") is None
 
 
 # --- BLEU -----------------------------------------------------------------------------------

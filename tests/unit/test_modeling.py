@@ -11,16 +11,18 @@ import pytest
 import torch
 
 from recsys_cli.errors import RecsysError
-from recsys_cli.modeling import (
-    RecsysLM,
-    attach_lora,
-    build_attention_mask,
-    load_base_for_inference,
-    load_checkpoint,
-    prepare_base,
-    save_checkpoint,
-)
-from recsys_cli.models.registry import load_base_model, resolve_model
+from recsys_cli.artifacts.checkpoint import CheckpointConfig, LoraSettings
+from recsys_cli.modeling.checkpoint import load_base_for_inference, load_checkpoint, prepare_base, save_checkpoint
+from recsys_cli.modeling.lora import attach_lora
+from recsys_cli.modeling.mask import build_attention_mask
+from recsys_cli.modeling.registry import load_base_model, resolve_model
+from recsys_cli.modeling.wrapper import RecsysLM
+
+
+def _cfg(spec, step: int, fingerprint: str | None = None) -> CheckpointConfig:
+    """The checkpoint config the training loop writes (model fields are filled from the model)."""
+    return CheckpointConfig(base_model=spec.stored_name, base_fingerprint=fingerprint or spec.fingerprint, positions="glm",
+                            max_intra=0, vocab_size=0, special_tokens={}, new_token_ids=[], lora=LoraSettings(4, 8, 0.0), step=step)
 
 TEXT = "The user bought a red wooden train set and later a puzzle of the solar system."
 
@@ -119,8 +121,8 @@ def test_kv_cache_matches_full_forward(lora_lm):
     with torch.no_grad():
         full = lm(ids, inter, intra, full_mask).logits
         cache = DynamicCache()
-        out = lm(ids[:, :p], inter[:, :p], intra[:, :p], full_mask[:, :, :p, :p], past_key_values=cache, use_cache=True)
-        step = lm(ids[:, p : p + 1], inter[:, p : p + 1], intra[:, p : p + 1], full_mask[:, :, p : p + 1, : p + 1], past_key_values=out.past_key_values, use_cache=True)
+        out = lm(ids[:, :p], inter[:, :p], intra[:, :p], full_mask[:, :, :p, :p], cache=cache, use_cache=True)
+        step = lm(ids[:, p : p + 1], inter[:, p : p + 1], intra[:, p : p + 1], full_mask[:, :, p : p + 1, : p + 1], cache=out.cache, use_cache=True)
     assert torch.allclose(step.logits[0, 0], full[0, p], atol=1e-4)
 
 
@@ -140,19 +142,19 @@ def test_checkpoint_roundtrip_identical_logits(lora_lm, tiny_model, tmp_path):
     args = (ids, torch.arange(L)[None], torch.arange(L)[None] % 5, build_attention_mask([4], [L], L, torch.float32))
     with torch.no_grad():
         want = lm(*args).logits
-    save_checkpoint(lm, tok, tmp_path / "C", {"base_model": spec.name, "base_fingerprint": spec.fingerprint, "step": 3})
+    save_checkpoint(lm, tok, tmp_path / "C", _cfg(spec, 3))
     assert json.loads((tmp_path / "C" / "recsys_checkpoint.json").read_text())["vocab_size"] == len(tok)
     for merge in (False, True):
         lm2, tok2, cfg = load_checkpoint(tmp_path / "C", merge=merge)
         lm2.eval()
         with torch.no_grad():
             got = lm2(*args).logits
-        assert len(tok2) == len(tok) and cfg["step"] == 3
+        assert len(tok2) == len(tok) and cfg.step == 3
         assert torch.allclose(got, want, atol=1e-5 if not merge else 1e-4), merge
     # the adapter alone loads with plain peft on the resized base
     from peft import PeftModel
 
-    from recsys_cli.modeling import resize_for_tokens
+    from recsys_cli.modeling.checkpoint import resize_for_tokens
 
     base = load_base_model(resolve_model(tiny_model))
     resize_for_tokens(base, tok2)
@@ -181,7 +183,7 @@ def test_full_embedding_stays_tied_and_roundtrips(tiny_model, tmp_path):
     args = (ids, torch.arange(L)[None], torch.arange(L)[None] % 5, build_attention_mask([4], [L], L, torch.float32))
     with torch.no_grad():
         want, want_plain = lm(*args).logits, lm.base(input_ids=ids).logits  # [1, L, V]
-    save_checkpoint(lm, tok, tmp_path / "C", {"base_model": spec.name, "base_fingerprint": spec.fingerprint, "step": 1})
+    save_checkpoint(lm, tok, tmp_path / "C", _cfg(spec, 1))
     adapter_cfg = json.loads((tmp_path / "C" / "adapter" / "adapter_config.json").read_text())
     assert "embed_tokens" in adapter_cfg["modules_to_save"] and adapter_cfg["trainable_token_indices"] is None
     for merge in (False, True):
@@ -190,7 +192,7 @@ def test_full_embedding_stays_tied_and_roundtrips(tiny_model, tmp_path):
         assert lm2.base.get_input_embeddings().weight is lm2.base.get_output_embeddings().weight
         with torch.no_grad():
             assert torch.allclose(lm2(*args).logits, want, atol=1e-5 if not merge else 1e-4), merge
-    from recsys_cli.modeling import resize_for_tokens
+    from recsys_cli.modeling.checkpoint import resize_for_tokens
 
     plain = load_base_model(resolve_model(tiny_model))
     resize_for_tokens(plain, tok)
@@ -202,7 +204,7 @@ def test_full_embedding_stays_tied_and_roundtrips(tiny_model, tmp_path):
 def test_checkpoint_mismatch_errors(lora_lm, tmp_path):
     lm, tok, spec = lora_lm
     C = tmp_path / "C"
-    save_checkpoint(lm, tok, C, {"base_model": spec.name, "base_fingerprint": "0000000000000000", "step": 0})
+    save_checkpoint(lm, tok, C, _cfg(spec, 0, "0000000000000000"))
     with pytest.raises(RecsysError, match="fingerprint"):
         load_checkpoint(C)
     cfg = json.loads((C / "recsys_checkpoint.json").read_text())
@@ -216,6 +218,6 @@ def test_checkpoint_mismatch_errors(lora_lm, tmp_path):
 
 def test_load_base_for_inference(tiny_model):
     lm, tok, cfg = load_base_for_inference(tiny_model)
-    assert cfg["vocab_size"] == len(tok) == lm.base.get_input_embeddings().weight.shape[0]
+    assert cfg.vocab_size == len(tok) == lm.base.get_input_embeddings().weight.shape[0]
     assert float(lm.intra_embed.weight.abs().sum()) == 0.0
     assert tok.convert_tokens_to_ids("[gM]") in lm.new_token_ids

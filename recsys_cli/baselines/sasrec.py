@@ -24,6 +24,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from recsys_cli.data import split as loo
+
 
 @dataclass
 class SASRecConfig:
@@ -214,12 +216,12 @@ def train(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
     sampler = torch.Generator().manual_seed(cfg.seed)
 
-    train_parts = [list(s[:-2]) for s in sequences if len(s) >= 4]
+    train_parts = [loo.train_items(s) for s in sequences if len(s) >= 4]
     # input = train[:-1], target = train[1:] (left-padded together, 0 = ignored)
     inputs = [p[:-1] for p in train_parts]
     labels = [p[1:] for p in train_parts]
-    val_hist = [list(s[:-2]) for s in sequences if len(s) >= 4]
-    val_tgt = [s[-2] for s in sequences if len(s) >= 4]
+    val_hist = [loo.history(s, "valid") for s in sequences if len(s) >= 4]
+    val_tgt = [s[loo.target_position(len(s), "valid")] for s in sequences if len(s) >= 4]
 
     best, best_state, bad, history = -1.0, None, 0, []
     started = time.perf_counter()
@@ -269,7 +271,7 @@ def train(
 
 
 def fit_scorer(ctx, cfg: SASRecConfig, on_epoch=None):
-    """Train SASRec on the context's sequences (recsys_cli.evaluation.baselines.Context) and
+    """Train SASRec on the context's sequences (recsys_cli.baselines.context.Context) and
     return (score_user function over ctx.items, per-epoch history). Users are scored in
     batches of 256, in the order they are first asked for."""
     seqs = [[ctx.index[i] + 1 for i in full] for full in ctx.sequences.values()]  # 1..N, 0 = padding

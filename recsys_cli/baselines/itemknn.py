@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from recsys_cli.evaluation.baselines import Context
-from recsys_cli.evaluation.popularity import popularity_scores
+from recsys_cli.baselines.context import Context
+from recsys_cli.baselines.popularity import popularity_scores
 
 
 def similarity(ctx: Context):

@@ -9,7 +9,7 @@
   forced), so 100 candidates usually cost one prompt pass plus a few dozen one-token rows.
 * `yes_no`: log P(yes) against log P(no) for the first answer token, batched.
 
-    python -m pytest tests/unit/test_inference_scoring.py -q
+    python -m pytest tests/unit/test_inference.py -q
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from __future__ import annotations
 from typing import Sequence
 
 from recsys_cli.inference import decode
-from recsys_cli.inference.positions import dynamic_intra
-from recsys_cli.inference.trie import ROOT, TokenTrie
+from recsys_cli.data.intra import part_b_intra
+from recsys_cli.data.trie import ROOT, EntityTrie
 
 
 def score_candidates(model, part_a: Sequence[int], part_a_intra: Sequence[int], start_id: int, end_id: int,
-                     candidates: Sequence[Sequence[int]], trie: TokenTrie | None, chunk: int = 32,
+                     candidates: Sequence[Sequence[int]], trie: EntityTrie | None, chunk: int = 32,
                      dynamic: bool = True) -> list[float]:
     """Summed log-prob of `candidate tokens + [END]` for each candidate, after one prompt."""
     import torch
@@ -45,7 +45,7 @@ def score_candidates(model, part_a: Sequence[int], part_a_intra: Sequence[int], 
         for i, c in enumerate(group):
             ids[i, :len(c)] = torch.tensor(c)
             if dynamic and trie is not None:
-                intra[i, :len(c)] = torch.tensor(dynamic_intra(c, trie)[1:])
+                intra[i, :len(c)] = torch.tensor(part_b_intra(c, trie)[1:])
         q = torch.arange(width)
         allowed_new = (q[None, :] <= q[:, None])[None] & (q[None, None, :] < lens[:, None, None])  # [N, W, W]
         allowed_new |= torch.eye(width, dtype=torch.bool)[None]  # pad rows see themselves
@@ -67,13 +67,13 @@ def score_candidates(model, part_a: Sequence[int], part_a_intra: Sequence[int], 
 
 
 def score_candidates_constrained(model, part_a: Sequence[int], part_a_intra: Sequence[int], start_id: int,
-                                 end_id: int, candidates: Sequence[Sequence[int]], trie: TokenTrie | None,
+                                 end_id: int, candidates: Sequence[Sequence[int]], trie: EntityTrie | None,
                                  dynamic: bool = True) -> list[float]:
     """log P(candidate) under the distribution constrained to the candidates' titles; equal
     titles share their probability (each gets the full value)."""
     import torch
 
-    cand_trie = TokenTrie((c, i) for i, c in enumerate(candidates))
+    cand_trie = EntityTrie((c, i) for i, c in enumerate(candidates))
     out = [float("-inf")] * len(candidates)
     state = decode.prefill(model, [part_a], [part_a_intra], start_id, trie, dynamic=dynamic)
     con = decode.Constraint(cand_trie, end_id, renormalize=True)

@@ -1,9 +1,8 @@
 """What every baseline shares: the leave-one-out context of a split and the predictions
 file it writes (PREDICTIONS_SCHEMA, one row per prompt of the families it answers).
 
-Leave-one-out on `sequences.parquet`: items[-1] is the test target, items[-2] the valid
-target, the rest train. For a `test` prompt the history is items[:-1], for `valid`
-items[:-2]. Sequential prompts get a full ranking over all items (top `k`); nothing is
+Leave-one-out on `sequences.parquet` (data/split.py): items[-1] is the test target, items[-2]
+the valid target, the rest train; a prompt sees the items before its target. Sequential prompts get a full ranking over all items (top `k`); nothing is
 excluded, history items included, as P5 and the paper rank. Direct prompts get their
 candidates ranked. A prompt whose user has no sequence gets an empty list (valid=False).
 """
@@ -18,6 +17,7 @@ import polars as pl
 
 from recsys_cli.artifacts import schemas
 from recsys_cli.artifacts.io import read_artifact, write_parquet
+from recsys_cli.data import split as loo
 from recsys_cli.errors import RecsysError
 
 BASELINE_SPLITS = ("test", "valid")
@@ -31,10 +31,6 @@ class Context:
     train: dict[str, list[str]]  # user -> training part (items[:-2])
     sequences: dict[str, list[str]]  # user -> full sequence (for models that hold out the tail themselves)
     prompts: pl.DataFrame  # the split's prompts of the ranking families
-
-
-def history_for(items: list[str], split: str) -> list[str]:
-    return items[:-1] if split == "test" else items[:-2]
 
 
 def load_context(data: Path, split: str, families=schemas.RANKING_FAMILIES) -> Context:
@@ -52,8 +48,8 @@ def load_context(data: Path, split: str, families=schemas.RANKING_FAMILIES) -> C
     return Context(
         items=all_items,
         index={i: n for n, i in enumerate(all_items)},
-        histories={u: history_for(s, split) for u, s in zip(users, lists)},
-        train={u: s[:-2] for u, s in zip(users, lists)},
+        histories={u: loo.history(s, split) for u, s in zip(users, lists)},
+        train={u: loo.train_items(s) for u, s in zip(users, lists)},
         sequences=dict(zip(users, lists)),
         prompts=prompts.sort("prompt_id"),
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recsys_cli.evaluation.baselines import Context
+from recsys_cli.baselines.context import Context
 
 
 def popularity_scores(ctx: Context) -> np.ndarray:

@@ -8,7 +8,7 @@
   (seeded): that is how tests get a tiny model with the real tokenizer (fixtures/tiny-model).
 * a hub id already in the local Hugging Face cache (never downloads: offline only).
 
-    python -c "from recsys_cli.models.registry import resolve_model; print(resolve_model(None))"
+    python -c "from recsys_cli.modeling.registry import resolve_model; print(resolve_model(None))"
 """
 
 from __future__ import annotations
@@ -48,6 +48,23 @@ class ModelSpec:
         keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
         core = {k: cfg.get(k) for k in keys}
         return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def stored_name(self) -> str:
+        """How a checkpoint records this base so it loads from any directory: 'embedded' and
+        hub ids as they are, local directories as absolute paths."""
+        if self.name == EMBEDDED or not Path(self.name).expanduser().is_dir():
+            return self.name
+        return str(Path(self.name).expanduser().resolve())
+
+
+def check_fingerprint(cfg, spec: ModelSpec, where) -> None:
+    """The base model `spec` must be the one the checkpoint `cfg` was trained on."""
+    if cfg.base_fingerprint and spec.fingerprint != cfg.base_fingerprint:
+        raise RecsysError(
+            f"{where}: checkpoint was trained on base model {cfg.base_model!r} (fingerprint {cfg.base_fingerprint}), "
+            f"but {spec.name!r} has fingerprint {spec.fingerprint}"
+        )
 
 
 def _embedded_gguf() -> Path:

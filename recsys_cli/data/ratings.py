@@ -1,0 +1,36 @@
+"""Reading a star rating out of model output: the one parser used by `infer` and `score`.
+
+    python -c "from recsys_cli.data.ratings import parse_rating; print(parse_rating('about 4.5 stars'))"
+
+The rating is the first number in the text (`4`, `4.5`, `.5`, `1e1`, `-2`), clipped to
+[1, 5]; text without a number is unparsable (None). `parse_ratings` applies the same regex
+to a whole polars column.
+"""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+
+LOW, HIGH = 1.0, 5.0
+NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_NUMBER_RE = re.compile(NUMBER)
+
+
+def parse_rating(text: str | None, low: float = LOW, high: float = HIGH) -> float | None:
+    """The first number in `text`, clipped to [low, high]; None when there is none."""
+    m = _NUMBER_RE.search(text or "")
+    if m is None:
+        return None
+    value = float(m.group())
+    if value != value:  # nan cannot come from the regex, but keep the contract explicit
+        return None
+    return min(high, max(low, value))
+
+
+def parse_ratings(texts: pl.Series, low: float = LOW, high: float = HIGH) -> pl.Series:
+    """`parse_rating` over a column: Float64, null where unparsable."""
+    value = texts.cast(pl.Utf8).fill_null("").str.extract(f"({NUMBER})", 1).cast(pl.Float64, strict=False)
+    value = pl.select(pl.when(value.is_finite()).then(value).otherwise(None)).to_series()
+    return value.clip(low, high).alias(texts.name)
