@@ -9,7 +9,7 @@ C, and how a command claims an output directory without ever deleting what it di
         -> textualize                             train_state/ manifest.json -> pretrain
       entities*.parquet, entities.manifest.json   predictions/<split>.parquet -> infer
         -> build-entities
-      predictions/<split>/<name>.parquet -> baseline
+      predictions/<split>/<name>.parquet, baselines/<name>.safetensors -> baseline
       stale/<fingerprint>/ -> outputs moved aside when their inputs were replaced
 
 Rules every command follows:
@@ -34,7 +34,7 @@ STALE_DIR = "stale"
 RUN_OWNERS: dict[str, tuple[str, ...]] = {
     "textualize": (*schemas.TEXTUALIZE_FILES, schemas.MANIFEST),
     "build-entities": (schemas.ENTITIES, schemas.ENTITIES_MINHASH, schemas.NEAR_DUPLICATES, schemas.ENTITIES_MANIFEST),
-    "baseline": (schemas.PREDICTIONS_DIR,),
+    "baseline": (schemas.PREDICTIONS_DIR, schemas.BASELINE_MODELS_DIR),
 }
 CKPT_OWNERS: dict[str, tuple[str, ...]] = {
     "pretrain": (schemas.CKPT_ADAPTER, schemas.CKPT_TOKENIZER, schemas.CKPT_EXTRAS, schemas.CKPT_CONFIG,

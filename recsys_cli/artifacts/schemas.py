@@ -29,6 +29,7 @@ CKPT_STATE = "train_state"  # optimizer/scheduler/rng state for --resume
 PREDICTIONS_DIR = "predictions"  # C/predictions/<split>.parquet
 PREDICTIONS_FILE = "{split}.parquet"  # infer default output inside PREDICTIONS_DIR
 PREDICTIONS_UNCONSTRAINED_FILE = "{split}.unconstrained.parquet"  # infer --unconstrained (grounded free text)
+BASELINE_MODELS_DIR = "baselines"  # R/baselines/<name>.safetensors: trained baseline state (artifacts/item_embeddings.py)
 
 # --- enumerations -----------------------------------------------------------------------
 FAMILIES = ("rating", "sequential", "explanation", "review", "direct")
