@@ -1,196 +1,218 @@
-"""Quality on real data: the whole pipeline on the P5 Toys split against popularity and SASRec.
+"""Quality on the full P5 Toys split: the LLM alone, two-stage rerank, rerank + fusion and
+RSLLM (with its ablations) against popularity and SASRec, ranking ALL items for a fixed
+seeded sample of test users, with paired-bootstrap intervals against SASRec.
 
-    python bench/quality.py --tier cpu     # 2,000-user subset, embedded SmolLM2, ~50 min on a quiet 2-core machine
-    python bench/quality.py --tier gpu     # full Toys, recipes/pretrain/qwen2.5-0.5b-gpu.yaml (needs CUDA)
-    python bench/quality.py --tier cpu --toys ../shared/data/amazon/toys --eval-users 300
+    python bench/quality.py --tier cpu                      # ~6-7 h on the 2-core CPU machine
+    python bench/quality.py --tier cpu --data-dir ../shared/data/amazon/beauty   # any P5 split with titles
+    python bench/quality.py --tier cpu-small                # ~1 h: 300 users, 30 + 30 steps, K = 20
+    python bench/quality.py --tier gpu                      # refuses without CUDA
 
-Every stage is the `recsys` command a user would type (textualize -> build-entities ->
-pretrain -> infer -> baseline -> score); a stage whose output already exists under --work is
-reused, so an interrupted run continues (--fresh starts over). The model answers the test
-prompts of the first --eval-users users (sequential: all-item ranking by constrained beam
-search; direct: 1 of 100 candidates, the rank templates only); popularity and SASRec answer every test prompt and
-`score --common-prompts` compares all three on exactly the model's prompts. Nothing is tuned
-on the test split. Results: bench/results/quality-<tier>.json with the machine description.
+Every stage is the `recsys` command a user types; a stage whose output exists under --work is
+reused (an interrupted run continues). Protocol, fixed before any test figure was seen:
+* textualize the whole split; SASRec and popularity train on all of it; the LLM pretrains on all
+  of its training data within the tier's step budget (a budget does not grow with the data);
+* evaluation: --users test users drawn with --seed, one seen-template and one unseen-template
+  sequential prompt each; every method ranks all items with the user's own history excluded
+  (no P5 target repeats a history item);
+* K (rerank depth) and W (fusion weight) are chosen on a seeded sample of VALIDATION users
+  (bench/fusion_sweep.py's procedure); the test split is run once with them;
+* RecSysLLM and RSLLM share stage 1 (text-only, `stage1` steps) and get the same stage-2 steps:
+  text-only for RecSysLLM, hybrid prompts + the two InfoNCE losses for RSLLM; the ablations
+  change one thing each. Results: bench/results/quality-<tier>.json with the machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import random
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-TOYS = ROOT.parent / "shared" / "data" / "amazon" / "toys"
+import qlib
+from qlib import ROOT, SHARED, Runner
+
 TIERS = {
-    "cpu": {"users": 2000, "eval_users": 500, "recipe": "recipes/pretrain/quality-cpu.yaml", "batch": 8},
-    "gpu": {"users": None, "eval_users": None, "recipe": "recipes/pretrain/qwen2.5-0.5b-gpu.yaml", "batch": 32},
+    "cpu": {"recipe": "recipes/pretrain/quality-cpu.yaml", "stage1": 100, "stage2": 100, "users": 2000, "valid_users": 500,
+            "beam_minutes": 30.0, "batch": 8, "ablation_seen_only": True},
+    # a reduced run that fits a 2-hour CPU session: fewer users, steps and candidates (same protocol)
+    "cpu-small": {"recipe": "recipes/pretrain/quality-cpu.yaml", "stage1": 30, "stage2": 30, "users": 300, "valid_users": 100,
+                  "beam_minutes": 5.0, "batch": 8, "ablation_seen_only": True, "ks": (20,), "sasrec_minutes": 5.0},
+    "gpu": {"recipe": "recipes/pretrain/quality-gpu.yaml", "stage1": 600, "stage2": 600, "users": 2000, "valid_users": 1000,
+            "beam_minutes": 4.0, "batch": 32, "ablation_seen_only": False},
 }
-PAPER_TOYS = {  # RecSysLLM paper, Table 4 (sequential, Toys): HR@5, NDCG@5, HR@10, NDCG@10
-    "RecSysLLM seen": [0.0676, 0.0583, 0.0712, 0.0596],
-    "RecSysLLM unseen": [0.0630, 0.0523, 0.0691, 0.0540],
-    "SASRec": [0.0463, 0.0306, 0.0675, 0.0374],
+KS = (20, 50)
+WS = [round(0.1 * i, 1) for i in range(11)]
+# name -> recipe overrides of the stage-2 run (all start from the shared stage-1 checkpoint unless noted)
+VARIANTS = {
+    "recsysllm": {"hybrid.id_tokens": False, "hybrid.item_loss_weight": 0.0, "hybrid.user_loss_weight": 0.0},
+    "rsllm": {},
+    "rsllm-no-id-tokens": {"hybrid.id_tokens": False},
+    "rsllm-no-contrastive": {"hybrid.item_loss_weight": 0.0, "hybrid.user_loss_weight": 0.0},
+    "rsllm-frozen-projector": {"hybrid.freeze_projector": True},
+    "rsllm-single-stage": {"_single_stage": True},
 }
-
-
-def sh(stage: str, args: list[str], log: Path) -> str:
-    """Run one `recsys` command; stdout is returned, stderr (progress, logs) goes to the log file
-    and to our stderr. Exits with the command's code on failure."""
-    t = time.perf_counter()
-    print(f"== {stage}: recsys {' '.join(args)}", file=sys.stderr, flush=True)
-    with log.open("a") as err:
-        err.write(f"\n== {stage}: recsys {' '.join(args)}\n")
-        err.flush()
-        proc = subprocess.run([sys.executable, "-m", "recsys_cli.main", *args], stdout=subprocess.PIPE, stderr=err, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"{stage} failed (exit {proc.returncode}); see {log}")
-    print(f"   {stage}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
-    return proc.stdout
-
-
-def subset(toys: Path, out: Path, n_users: int | None, seed: int) -> int:
-    """A P5-format copy of the split with n_users users drawn with the seed (all when None)."""
-    out.mkdir(parents=True, exist_ok=True)
-    lines = (toys / "sequential_data.txt").read_text().splitlines()
-    keep = sorted(random.Random(seed).sample(range(len(lines)), n_users)) if n_users else range(len(lines))
-    tmp = out / "sequential_data.txt.tmp"
-    tmp.write_text("".join(lines[i] + "\n" for i in keep))
-    tmp.replace(out / "sequential_data.txt")
-    for name in ("datamaps.json", "meta.jsonl"):
-        if not (out / name).exists():
-            shutil.copyfile(toys / name, out / name)
-    return len(keep)
-
-
-def machine() -> dict:
-    import torch
-
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(), "torch": torch.__version__}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def pick(rows: list[dict], method: str, family: str, seen: bool) -> dict:
-    for r in rows:
-        if r["method"] == method and r["family"] == family and r["seen"] == seen and r["kind"] == "ranking":
-            return r["metrics"]
-    return {}
+COMPARE = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tier", choices=sorted(TIERS), default="cpu")
-    ap.add_argument("--toys", type=Path, default=TOYS, help="P5 Toys directory (sequential_data.txt, datamaps.json, meta.jsonl)")
-    ap.add_argument("--work", type=Path, default=None, help="working directory (default runs/quality-<tier>)")
-    ap.add_argument("--users", type=int, default=None, help="users in the subset (tier default; 0 = all)")
-    ap.add_argument("--eval-users", type=int, default=None, help="users whose test prompts the model answers (tier default; 0 = all)")
-    ap.add_argument("--max-steps", type=int, default=None, help="override the recipe's step budget")
-    ap.add_argument("--beams", type=int, default=20, help="beams for sequential all-item ranking")
+    ap.add_argument("--data-dir", type=Path, default=SHARED / "amazon" / "toys", help="a P5 split with titles")
+    ap.add_argument("--category", default="toys")
+    ap.add_argument("--work", type=Path, default=None, help="working directory (default runs/quality-<tier>-<category>)")
+    ap.add_argument("--users", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--fresh", action="store_true", help="start over instead of reusing finished stages")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: beam, rsllm, ablations")
     a = ap.parse_args()
     tier = TIERS[a.tier]
     if a.tier == "gpu":
         import torch
 
         if not torch.cuda.is_available():
-            sys.exit("the gpu tier needs CUDA (torch.cuda.is_available() is False)")
-    n_users = tier["users"] if a.users is None else (a.users or None)
-    eval_users = tier["eval_users"] if a.eval_users is None else (a.eval_users or None)
-    work = (a.work or ROOT / "runs" / f"quality-{a.tier}").resolve()
-    if a.fresh and work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    log = work / "log.txt"
-    data, ckpt, preds = work / "data", work / "ckpt", work / "predictions"
-    preds.mkdir(exist_ok=True)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    times: dict[str, float] = {}
-
-    def timed(stage: str, done: Path, args: list[str]) -> None:
-        if done.exists():
-            print(f"== {stage}: reusing {done}", file=sys.stderr)
-            return
-        t = time.perf_counter()
-        sh(stage, args, log)
-        times[stage] = round(time.perf_counter() - t, 1)
-
+            sys.exit("bench/quality.py --tier gpu needs a CUDA GPU (torch.cuda.is_available() is False); use --tier cpu")
+    skip = set(filter(None, a.skip.split(",")))
+    work = (a.work or ROOT / "runs" / f"quality-{a.tier}-{a.category}").resolve()
+    run = Runner(work)
     t0 = time.perf_counter()
-    kept = subset(a.toys, work / "source", n_users, a.seed)
-    timed("textualize", data / "manifest.json", ["textualize", "amazon", "--category", "toys", "--data-dir", str(work / "source"),
-                                                "--out", str(data), "--seed", str(a.seed), "--quiet"])
-    timed("build-entities", data / "entities.parquet", ["build-entities", "--data", str(data), "--quiet"])
-    steps = [] if a.max_steps is None else ["--max-steps", str(a.max_steps)]
-    timed("pretrain", ckpt / "quality-pretrain-done", ["pretrain", "--data", str(data), "--config", str(ROOT / tier["recipe"]),
-                                                    "--out", str(ckpt), "--seed", str(a.seed), *steps])
-    (ckpt / "quality-pretrain-done").touch()  # the run reached the recipe's step budget (a stopped run exits non-zero)
-    limit = [] if eval_users is None else ["--users", str(eval_users)]
-    model_preds = {}
-    for family, extra in (("sequential", ["--beams", str(a.beams)]), ("direct", ["--kind", "rank"])):
-        out = preds / f"recsysllm-{family}.parquet"
-        timed(f"infer {family}", out, ["infer", "--data", str(data), "--checkpoint", str(ckpt), "--split", "test", "--family", family,
-                                      *limit, "--top-k", "10", *extra, "--batch-size", str(tier["batch"]), "--out", str(out), "--quiet"])
-        model_preds[family] = out
-    timed("popularity", preds / "popularity.parquet", ["baseline", "popularity", "--data", str(data), "--out", str(preds / "popularity.parquet"), "--quiet"])
-    timed("sasrec", preds / "sasrec.parquet", ["baseline", "sasrec", "--data", str(data), "--out", str(preds / "sasrec.parquet"),
-                                               "--seed", str(a.seed), "--quiet"])
-    table: dict[str, dict] = {}
-    for family, out in model_preds.items():
-        raw = sh(f"score {family}", ["score", "--data", str(data), "--task", family, "--common-prompts", "--json", "--compare",
-                                    str(out), str(preds / "popularity.parquet"), str(preds / "sasrec.parquet")], log)
-        rows = json.loads(raw)
-        rows = rows["rows"] if isinstance(rows, dict) else rows
-        names = {"recsysllm": out.stem, "popularity": "popularity", "sasrec": "sasrec"}
-        for label, name in names.items():
-            for seen in (True, False):
-                m = pick(rows, name, family, seen)
-                if m:
-                    table.setdefault(family, {})[f"{label} {'seen' if seen else 'unseen'}"] = m
+    R, P = work / "data", work / "predictions"
+    P.mkdir(parents=True, exist_ok=True)
+
+    # --- data and the ID models -------------------------------------------------------------
+    run.run("textualize", ["textualize", "amazon", "--category", a.category, "--data-dir", a.data_dir, "--out", R, "--seed", a.seed, "--quiet"], R / "manifest.json")
+    run.run("build-entities", ["build-entities", "--data", R, "--quiet"], R / "entities.parquet")
+    run.run("popularity", ["baseline", "popularity", "--data", R, "--split", "test", "--top-k", 200, "--out", P / "popularity.parquet", "--quiet"], P / "popularity.parquet")
+    cap = ["--max-minutes", tier["sasrec_minutes"]] if "sasrec_minutes" in tier else []
+    for split in ("valid", "test"):
+        run.run(f"sasrec {split}", ["baseline", "sasrec", "--data", R, "--split", split, "--top-k", 200, "--seed", a.seed, *cap,
+                                    "--out", P / f"sasrec-{split}.parquet", "--quiet"], P / f"sasrec-{split}.parquet")
+    run.run("sasrec train", ["baseline", "sasrec", "--data", R, "--split", "train", "--top-k", 50, "--seed", a.seed, *cap,
+                             "--out", P / "sasrec-train.parquet", "--quiet"], P / "sasrec-train.parquet")
+    emb = R / "baselines" / "sasrec.safetensors"
+
+    # --- evaluation samples -----------------------------------------------------------------
+    users = qlib.sample_users(R, a.users or tier["users"], a.seed)
+    test_seen = qlib.prompt_ids(R, users, "test", "sequential", True)
+    test_unseen = qlib.prompt_ids(R, users, "test", "sequential", False)
+    test_ids = test_seen + test_unseen
+    valid_users = qlib.sample_users(R, tier["valid_users"], a.seed + 1)
+    valid_ids = qlib.prompt_ids(R, valid_users, "valid", "sequential", True)
+    f_test, f_valid = qlib.write_ids(work / "test-ids.txt", test_ids), qlib.write_ids(work / "valid-ids.txt", valid_ids)
+    f_seen = qlib.write_ids(work / "test-seen-ids.txt", test_seen)
+
+    # --- LLM training: shared stage 1, then one stage-2 run per variant ---------------------
+    recipe = ROOT / tier["recipe"]
+    common = ["--set", f"rerank.candidates={P / 'sasrec-train.parquet'}", "--set", "rerank.k=20", "--set", "rerank.weight=0.3"]
+    s1 = work / "ckpt-stage1"
+    run.run("pretrain stage 1", ["pretrain", "--data", R, "--config", recipe, "--out", s1, "--max-steps", tier["stage1"],
+                                 "--seed", a.seed, "--quiet", *common], s1 / "train_state")
+    variants = ["recsysllm"] + ([] if "rsllm" in skip else ["rsllm"]) + ([] if "ablations" in skip or "rsllm" in skip else
+                                                                         [v for v in VARIANTS if v.startswith("rsllm-")])
+    ckpts = {}
+    for name in variants:
+        c = work / f"ckpt-{name}"
+        over = dict(VARIANTS[name])
+        single = over.pop("_single_stage", False)
+        sets = [x for k, v in over.items() for x in ("--set", f"{k}={str(v).lower() if isinstance(v, bool) else v}")]
+        steps = tier["stage1"] + tier["stage2"] if single else tier["stage2"]
+        init = [] if single else ["--set", f"hybrid.init_checkpoint={s1}"]
+        run.run(f"pretrain {name}", ["pretrain", "--data", R, "--config", recipe, "--out", c, "--max-steps", steps, "--seed", a.seed,
+                                     "--set", f"hybrid.embeddings={emb}", *init, *sets, *common, "--quiet"], c / "train_state")
+        ckpts[name] = c
+
+    def rerank(name: str, split: str, ids: Path, k: int, tag: str) -> Path:
+        out = P / f"{name}-{split}-k{k}{tag}.parquet"
+        retr = P / f"sasrec-{split}.parquet"
+        run.run(f"rerank {name} {split} K={k}{tag}", ["infer", "--data", R, "--checkpoint", ckpts[name], "--split", split,
+                                                      "--prompt-ids", ids, "--candidates-from", retr, "--rerank-k", k, "--fusion", 1,
+                                                      "--exclude-history", "--top-k", 10, "--out", out, "--quiet"], out)
+        return out
+
+    # --- choose K and W on validation (the text-only model), then apply them everywhere -----
+    sweeps = {}
+    from recsys_cli.inference.sweep import best_row, fused_rankings, sweep
+
+    for k in tier.get("ks", KS):
+        sweeps[k] = sweep(R, rerank("recsysllm", "valid", f_valid, k, ""), P / "sasrec-valid.parquet", [k], WS)
+    best = best_row([row for s in sweeps.values() for row in s["rows"]])
+    K, W = int(best["k"]), float(best["w"])
+    print(f"== chosen on validation: K={K} W={W} (valid NDCG@10 {best['NDCG@10']:.4f})", file=sys.stderr)
+
+    # --- test runs -------------------------------------------------------------------------
+    lists: dict[str, object] = {"popularity": P / "popularity.parquet", "sasrec": P / "sasrec-test.parquet"}
+    for name in variants:
+        ids = f_seen if (name.startswith("rsllm-") and tier["ablation_seen_only"]) else f_test
+        f = rerank(name, "test", ids, K, "" if ids == f_test else "-seen")
+        lists[f"{name} rerank"] = f
+        lists[f"{name} rerank+fusion"] = fused_rankings(R, f, P / "sasrec-test.parquet", W, "test")
+    beam = None
+    if "beam" not in skip:
+        beam = llm_alone(run, R, ckpts["recsysllm"], P, test_seen, work, tier)
+        lists["recsysllm alone (beam)"] = beam["file"]
+
+    # --- metrics, intervals ----------------------------------------------------------------
+    table = {}
+    for group, ids in (("seen", test_seen), ("unseen", test_unseen)):
+        base = qlib.ranks(R, lists["sasrec"], ids)
+        for name, src in lists.items():
+            have = qlib.prompts_in(src, ids)
+            if not have:
+                continue
+            r = qlib.ranks(R, src, have)
+            row = qlib.metrics(r)
+            if name != "sasrec":
+                b = qlib.ranks(R, lists["sasrec"], have)
+                row["vs_sasrec"] = {m: qlib.paired_bootstrap(r, b, m, seed=a.seed) for m in ("NDCG@10", "HR@10")}
+            table.setdefault(group, {})[name] = row
+        table[group]["sasrec"]["n"] = len(base)
     checks = []
-    for seen in ("seen", "unseen"):
-        for family, metric in (("sequential", "HR@10"), ("direct", "HR@1")):
-            ours = table.get(family, {}).get(f"recsysllm {seen}", {}).get(metric)
-            pop = table.get(family, {}).get(f"popularity {seen}", {}).get(metric)
-            if ours is not None and pop is not None:
-                checks.append({"name": f"{family} {metric} ({seen} templates) beats popularity", "ours": ours, "popularity": pop, "ok": ours > pop})
-    with open(data / "manifest.json") as f:
-        manifest = json.load(f)
+    for group in ("seen", "unseen"):
+        fused, sas = table[group].get("recsysllm rerank+fusion"), table[group]["sasrec"]
+        if fused:
+            ci = fused["vs_sasrec"]["NDCG@10"]
+            checks.append({"name": f"rerank+fusion beats SASRec ({group}): NDCG@10, HR@10, CI of the NDCG@10 difference excludes 0",
+                           "ok": fused["NDCG@10"] > sas["NDCG@10"] and fused["HR@10"] > sas["HR@10"] and ci["ci95"][0] > 0,
+                           "fusion": {m: fused[m] for m in COMPARE}, "sasrec": {m: sas[m] for m in COMPARE}, "ndcg10_diff_ci95": ci["ci95"]})
+        rs, tx = table[group].get("rsllm rerank"), table[group].get("recsysllm rerank")
+        if rs and tx:
+            checks.append({"name": f"RSLLM beats text-only RecSysLLM on NDCG@10 ({group}, rerank, same budget)", "ok": rs["NDCG@10"] > tx["NDCG@10"],
+                           "rsllm": rs["NDCG@10"], "recsysllm": tx["NDCG@10"]})
     result = {
-        "stage": "quality", "tier": a.tier, "machine": machine(),
-        "setup": {"source": str(a.toys), "subset_users": kept, "subset_seed": a.seed, "eval_users": eval_users,
-                  "recipe": tier["recipe"], "max_steps_override": a.max_steps, "sequential_beams": a.beams,
-                  "item_scoring": "constrained", "history_excluded": False, "rows": manifest.get("rows")},
-        "seconds": times, "total_seconds": round(time.perf_counter() - t0, 1),
-        "results": table, "checks": checks,
+        "stage": "quality", "tier": a.tier, "machine": qlib.machine(), "loadavg_end": open("/proc/loadavg").read().split()[:3],
+        "setup": {"data_dir": str(a.data_dir), "users": len(users), "seed": a.seed, "valid_users": len(valid_users),
+                  "recipe": tier["recipe"], "stage1_steps": tier["stage1"], "stage2_steps": tier["stage2"], "history_excluded": True,
+                  "chosen_on_valid": {"K": K, "W": W, "valid": best}, "valid_sweep": sweeps,
+                  "ablations_seen_only": tier["ablation_seen_only"], "llm_alone": beam and {k: v for k, v in beam.items() if k != "file"}},
+        "seconds": run.seconds, "total_seconds": round(time.perf_counter() - t0, 1), "results": table, "checks": checks,
     }
-    if a.tier == "gpu":
-        result["paper_table4_toys"] = {"metrics": ["HR@5", "NDCG@5", "HR@10", "NDCG@10"], **PAPER_TOYS}
-    metrics_file = ckpt / "metrics.jsonl"  # training loss, first and last step
-    if metrics_file.exists():
-        losses = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
-        result["training"] = {"first": losses[0] if losses else None, "last": losses[-1] if losses else None}
-    dest = HERE / "results" / f"quality-{a.tier}.json"
-    tmp = dest.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    tmp.replace(dest)
-    for family, rows in table.items():
-        print(f"\n{family} (test, {eval_users or 'all'} users)")
-        keys = ["HR@1", "HR@5", "NDCG@5", "HR@10", "NDCG@10"]
-        print(f"{'method':<22}" + "".join(f"{k:>9}" for k in keys))
+    dest = qlib.write_result(f"quality-{a.tier}{'' if a.category == 'toys' else '-' + a.category}.json", result)
+    for group, rows in table.items():
+        print(f"\nsequential, {group} templates (test, history excluded)")
+        print(f"{'method':<34}{'n':>6}" + "".join(f"{k:>9}" for k in COMPARE) + "   NDCG@10 vs SASRec [95% CI]")
         for name, m in rows.items():
-            print(f"{name:<22}" + "".join(f"{m.get(k, float('nan')):>9.4f}" for k in keys))
+            ci = m.get("vs_sasrec", {}).get("NDCG@10")
+            extra = f"   {ci['diff']:+.4f} [{ci['ci95'][0]:+.4f}, {ci['ci95'][1]:+.4f}]" if ci else ""
+            print(f"{name:<34}{m['n']:>6}" + "".join(f"{m[k]:>9.4f}" for k in COMPARE) + extra)
     for c in checks:
-        print(f"{'ok  ' if c['ok'] else 'MISS'} {c['name']}: {c['ours']:.4f} vs {c['popularity']:.4f}")
+        print(f"{'ok  ' if c['ok'] else 'MISS'} {c['name']}")
     print(f"wrote {dest}")
+
+
+def llm_alone(run: Runner, R: Path, ckpt: Path, P: Path, seen_ids: list[str], work: Path, tier: dict) -> dict:
+    """Full-catalogue constrained beam search on as many sampled users' seen prompts as
+    `beam_minutes` allow: a 5-prompt probe sets the count."""
+    probe_ids = qlib.write_ids(work / "beam-probe-ids.txt", seen_ids[:5])
+    probe = P / "beam-probe.parquet"
+    probe.unlink(missing_ok=True)
+    summary = run.json("beam probe", ["infer", "--data", R, "--checkpoint", ckpt, "--split", "test", "--prompt-ids", probe_ids, "--beams", 20,
+                                      "--top-k", 10, "--exclude-history", "--batch-size", 1, "--out", probe, "--quiet"])
+    per = 1.0 / max(summary["modes"]["items"]["prompts_per_s"], 1e-6)
+    n = max(5, min(len(seen_ids), int(tier["beam_minutes"] * 60 / per)))
+    ids = qlib.write_ids(work / "beam-ids.txt", seen_ids[:n])
+    out = P / f"recsysllm-beam-{n}.parquet"
+    run.run(f"beam {n} prompts", ["infer", "--data", R, "--checkpoint", ckpt, "--split", "test", "--prompt-ids", ids, "--beams", 20,
+                                 "--top-k", 10, "--exclude-history", "--batch-size", tier["batch"], "--out", out, "--quiet"], out)
+    return {"file": out, "prompts": n, "probe_seconds_per_prompt": round(per, 2), "budget_minutes": tier["beam_minutes"]}
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
-"""SASRec on the full P5 Toys split: leave-one-out, all items ranked, trained on CPU.
+"""SASRec on the full P5 Toys split: the `recsys baseline sasrec` model (same data path, same
+defaults), all items ranked, trained on CPU, test figures under both ranking protocols.
 
-    python bench/sasrec.py                                   # ../shared/data/amazon/toys
-    python bench/sasrec.py --data-dir /path/to/toys --threads 2 --max-minutes 18
+    flock /tmp/recsys-cpu.lock .venv/bin/python bench/sasrec.py                # textualizes to /tmp/toys_full first
+    flock /tmp/recsys-cpu.lock .venv/bin/python bench/sasrec.py --run-dir R --include-history
 
-Targets (issue 6): HR@10 >= 0.06 and NDCG@10 >= 0.03 with all 11,924 items ranked, training
-<= 20 minutes on CPU. Published SASRec on this split: HR@10 0.0675, NDCG@10 0.0374.
+Protocols (both from the same model): `exclude_history` ranks all items but the user's own
+history (the CLI default; P5 sequences never repeat an item), `include_history` ranks every
+item (P5 / the paper). The recipe was chosen on the validation split only (SELECTION below,
+runs of the same code on the same data); the test split is read once, here.
+Target (issue 13): test HR@10 >= 0.085 with <= 20 minutes of CPU training.
 Writes bench/results/sasrec.json.
 """
 
@@ -16,86 +20,119 @@ import os
 import platform
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+# Validation runs that chose the recipe (full Toys, 19,412 users, seed 0, 2 threads; filled in
+# from the lab runs, valid split only): name -> (changed settings, epochs, train s, valid figures)
+SELECTION: list[dict] = [
+    # earlier lab runs (2026-12-01, same data and code path, figures on valid): sampled softmax
+    # (1,024 negatives) with every item ranked reached valid HR@10 ~0.08; full softmax with the
+    # history left out of the ranking was best, so it became the default.
+    {"name": "default: full softmax, history excluded, lr 2e-3, dropout 0.3, hidden 64, 2 blocks, max_len 50",
+     "epochs": 30, "best_epoch": 22, "train_s": 469.3, "valid": {"x_HR@10": 0.0982, "x_NDCG@10": 0.0625}},
+]
+
+
+def _textualize(raw: Path, out: Path) -> None:
+    from recsys_cli.main import main
+
+    try:
+        main(["textualize", "amazon", "--category", "toys", "--data-dir", str(raw), "--out", str(out), "--quiet"])
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", type=Path, default=HERE.parent.parent / "shared" / "data" / "amazon" / "toys")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--max-minutes", type=float, default=18.0)
-    ap.add_argument("--max-epochs", type=int, default=200)
-    ap.add_argument("--patience", type=int, default=5)
-    ap.add_argument("--dropout", type=float, default=0.3)
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--negatives", type=int, default=1024, help="0 = full softmax")
+    ap.add_argument("--data-dir", type=Path, default=HERE.parent.parent / "shared" / "data" / "amazon" / "toys",
+                    help="P5 Toys files (textualized into --run-dir when it has no manifest)")
+    ap.add_argument("--run-dir", type=Path, default=Path("/tmp/toys_full"))
+    ap.add_argument("--include-history", action="store_true", help="train and early-stop for the P5 protocol instead")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="SASRecConfig overrides")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "sasrec.json")
     args = ap.parse_args()
 
     import torch
 
-    from recsys_cli.baselines.sasrec import SASRecConfig, encode_sequences, rank_metrics, train
+    from recsys_cli.baselines.context import load_context
+    from recsys_cli.baselines.sasrec import SASRecConfig, best_epoch, fit, rank_metrics
+    from recsys_cli.data import split as loo
 
-    lines = (args.data_dir / "sequential_data.txt").read_text().split("\n")
-    raw = [line.split()[1:] for line in lines if line.strip()]
-    seqs, vocab = encode_sequences(raw)
-    cfg = SASRecConfig(
-        threads=args.threads,
-        max_minutes=args.max_minutes,
-        max_epochs=args.max_epochs,
-        patience=args.patience,
-        dropout=args.dropout,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        lr=args.lr,
-        negatives=args.negatives,
-    )
-    print(f"users {len(seqs)}  items {len(vocab)}  interactions {sum(map(len, seqs))}", flush=True)
+    if not (args.run_dir / "manifest.json").is_file():
+        _textualize(args.data_dir, args.run_dir)
+    cfg = SASRecConfig(exclude_history=not args.include_history)
+    types = {f.name: type(getattr(cfg, f.name)) for f in fields(cfg)}
+    for kv in args.set:
+        key, value = kv.split("=", 1)
+        setattr(cfg, key, value in ("1", "true", "True") if types[key] is bool else types[key](value))
+    load_before = open("/proc/loadavg").read().strip()
+    ctx = load_context(args.run_dir, "test")
+    users = list(ctx.sequences)
+    print(f"users {len(users)}  items {len(ctx.items)}  load {load_before}", flush=True)
 
     def on_epoch(epoch: int, loss: float, row: dict) -> None:
-        extra = "  ".join(f"{k}={v:.4f}" for k, v in row.items() if k.startswith("valid_"))
+        extra = "  ".join(f"{k[6:]}={v:.4f}" for k, v in row.items() if k.startswith("valid_") and k.endswith("@10"))
         print(f"epoch {epoch:3d}  loss {loss:.4f}  {row['elapsed_s']:.0f}s  {extra}", flush=True)
 
     t0 = time.perf_counter()
-    model, history = train(seqs, len(vocab), cfg, on_epoch=on_epoch)
-    train_s = time.perf_counter() - t0
+    fitted = fit(ctx, cfg, "test", on_epoch=on_epoch)
+    wall_s = time.perf_counter() - t0
+    load_after = open("/proc/loadavg").read().strip()
+    seqs = [[ctx.index[i] + 1 for i in ctx.sequences[u]] for u in users]
     t1 = time.perf_counter()
-    test = rank_metrics(model, [s[:-1] for s in seqs], [s[-1] for s in seqs], cfg.max_len)
+    test = rank_metrics(fitted.model, [loo.history(s, "test") for s in seqs], [s[-1] for s in seqs], cfg.max_len)
     eval_s = time.perf_counter() - t1
-    best_epoch = max(history, key=lambda r: r.get("valid_NDCG@10", -1))["epoch"]
+    best = best_epoch(fitted.history, cfg)
+    train_s = fitted.history[-1]["elapsed_s"]
+
+    def protocol(m: dict, prefix: str) -> dict:
+        return {k[len(prefix):]: round(v, 4) for k, v in m.items() if k.startswith(prefix) and "HR@1" != k[len(prefix):]}
+
     result = {
         "stage": "sasrec",
-        "data": str(args.data_dir),
-        "users": len(seqs),
-        "items_ranked": len(vocab),
-        "protocol": "leave-one-out; train items[:-2], early stop on items[-2], test items[-1] from items[:-1]; "
-        "full ranking over all items, history not excluded",
+        "run_dir": str(args.run_dir),
+        "users": len(users),
+        "items_ranked": len(ctx.items),
+        "protocol": "leave-one-out (data/split.py); train items[:-2], early stop on valid NDCG@10 of items[-2] "
+        f"({'history excluded' if cfg.exclude_history else 'all items'}), test items[-1] from items[:-1]; full ranking",
         "config": cfg.as_dict(),
-        "epochs_run": len(history),
-        "best_epoch": best_epoch,
+        "epochs_run": len(fitted.history),
+        "best_epoch": best.get("epoch"),
         "train_seconds": round(train_s, 1),
+        "wall_seconds_with_validation": round(wall_s, 1),
         "test_eval_seconds": round(eval_s, 1),
-        "test": {k: round(v, 4) for k, v in test.items()},
-        "published_sasrec": {"HR@10": 0.0675, "NDCG@10": 0.0374},
-        "targets": {"HR@10": 0.06, "NDCG@10": 0.03, "train_seconds": 1200},
-        "ok": test["HR@10"] >= 0.06 and test["NDCG@10"] >= 0.03 and train_s <= 1200,
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
+        "valid_at_best_epoch": {
+            "exclude_history": protocol({k[6:]: v for k, v in best.items() if k.startswith("valid_x_")}, ""),
+            "include_history": protocol({k[6:]: v for k, v in best.items() if k.startswith("valid_") and "_x_" not in k}, ""),
+        },
+        "test": {"exclude_history": protocol(test, "x_"), "include_history": protocol({k: v for k, v in test.items() if not k.startswith("x_")}, "")},
+        "selection_on_valid": SELECTION,
+        "published": {"eSASRec Toys (HR@10, NDCG@10)": [0.0970, 0.0580], "RecSysLLM paper Toys": [0.0712, 0.0596]},
+        "targets": {"test HR@10 (exclude_history)": 0.085, "train_seconds": 1200},
         "machine": {
+            "cpu": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
-        "history": history,
+        "history": fitted.history,
     }
+    main_protocol = "exclude_history" if cfg.exclude_history else "include_history"
+    result["ok"] = result["test"][main_protocol]["HR@10"] >= 0.085 and train_s <= 1200
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
+    tmp = args.out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, args.out)
+    print(json.dumps({k: v for k, v in result.items() if k not in ("history", "selection_on_valid")}, indent=2))
 
 
 if __name__ == "__main__":

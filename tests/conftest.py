@@ -53,6 +53,25 @@ def tiny_tokenizer():
 
 
 @pytest.fixture(scope="session")
+def tok(tiny_tokenizer):
+    """The tiny model's real SmolLM2 tokenizer with the five special tokens added."""
+    import copy
+
+    from recsys_cli.data.special_tokens import add_special_tokens
+
+    t = copy.deepcopy(tiny_tokenizer)
+    add_special_tokens(t)
+    return t
+
+
+@pytest.fixture(scope="session")
+def special(tok):
+    from recsys_cli.data.special_tokens import SpecialIds
+
+    return SpecialIds.from_tokenizer(tok)
+
+
+@pytest.fixture(scope="session")
 def toys_data(tmp_path_factory) -> Path:
     """The committed Toys slice (300 P5 users), textualized once per session. Read-only."""
     out = tmp_path_factory.mktemp("toys") / "R"

@@ -1,5 +1,5 @@
 """The artifact contract: every file name and column the stages exchange. The ONLY place
-they are defined (see DESIGN.md, "Artifact contract"). Ids are strings everywhere.
+they are defined (see docs/ARCHITECTURE.md, "Artifacts"). Ids are strings everywhere.
 """
 
 from __future__ import annotations

@@ -1,16 +1,21 @@
 """SASRec (Kang & McAuley, 2018): causal self-attention over item embeddings, in torch.
 
-Training follows the leave-one-out protocol of P5 and the paper: for a user sequence
-`items`, `items[:-2]` is the training part (every position predicts the next item),
-`items[-2]` is the validation target (early stopping on validation NDCG@10) and
-`items[-1]` the test target, predicted from `items[:-1]`. The loss is softmax
-cross-entropy at every real (non-padding) position, which converges in far fewer epochs
-than the original BCE with one negative: over all items (`negatives=0`, or any catalogue of at most K items) or, `negatives=K`
-(the CLI and bench default, 1024), against K uniform negatives shared by the batch
-(~10x cheaper per epoch on 11,924 items). Evaluation always ranks all items.
+Leave-one-out (data/split.py): for a sequence `items`, `items[:-2]` is the training part (every
+position predicts the next item), `items[-2]` the validation target (early stopping on valid
+NDCG@10) and `items[-1]` the test target, predicted from `items[:-1]`. For train prompts
+(`recsys baseline sasrec --split train`) the model gets the sequences without their test target
+(`training_sequences`): it learns from `items[:-3]` and stops early on `items[-3]`, so no valid
+or test target reaches it.
+
+Loss: softmax cross-entropy at every real position over all items (`negatives=0`, the default),
+or against K uniform negatives shared by the batch. Early stopping ranks all items but the
+user's history (`exclude_history`, the protocol of `recsys baseline`: P5 sequences never repeat
+an item) or every item (P5). `mask_seen` also leaves the items seen so far out of the training
+softmax; on full Toys it lost on validation, so it is off (docs: /work/notes/sasrec-protocol.md).
+On a plateau (`decay_patience` epochs without gain) the lr is cut by `lr_decay`, at most 3 times.
 
     recsys baseline sasrec --data runs/toys --out runs/toys/sasrec.parquet --seed 0
-    python bench/sasrec.py --threads 1   # full P5 Toys, all 11,924 items ranked
+    python bench/sasrec.py   # full P5 Toys, all 11,924 items ranked
 
 Items are encoded as integers 1..N (0 is padding) by the caller; see `encode_sequences`.
 """
@@ -34,16 +39,21 @@ class SASRecConfig:
     blocks: int = 2
     heads: int = 1
     dropout: float = 0.3
-    lr: float = 1e-3
+    lr: float = 2e-3
     batch_size: int = 128
     max_epochs: int = 200
-    patience: int = 5  # epochs without validation NDCG@10 improvement before stopping
+    patience: int = 8  # epochs without validation NDCG@10 improvement before stopping
     eval_every: int = 1
     weight_decay: float = 0.0
     seed: int = 0
     threads: int = 2
     max_minutes: float = 18.0  # stop training (keeping the best weights) after this long
     negatives: int = 0  # 0: full softmax over all items; K > 0: sampled softmax, K uniform negatives per batch
+    head_skip: bool = True  # False: the head reads only what the blocks added (no residual copy of the input item)
+    exclude_history: bool = True  # ranking protocol of early stopping: all items but the user's own history
+    mask_seen: bool = False  # True: the softmax at position t leaves out the items seen at positions <= t
+    lr_decay: float = 1.0  # < 1: multiply the lr by this after `decay_patience` epochs without gain (at most 3 times)
+    decay_patience: int = 3
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -54,6 +64,15 @@ def encode_sequences(sequences: Sequence[Sequence[str]]) -> tuple[list[list[int]
     vocab = sorted({i for seq in sequences for i in seq}, key=lambda s: (len(s), s))
     index = {item: n + 1 for n, item in enumerate(vocab)}
     return [[index[i] for i in seq] for seq in sequences], vocab
+
+
+def training_sequences(sequences: Sequence[Sequence[int]], split: str) -> list[list[int]]:
+    """What `train` gets for a split: whole sequences for valid/test (it holds out the last two
+    itself); for train prompts the sequences without their test target, so the model trains on
+    items[:-3] and stops early on items[-3] (no valid or test target reaches it)."""
+    if split == "train":
+        return [list(loo.history(s, "test")) for s in sequences]
+    return [list(s) for s in sequences]
 
 
 def _left_pad(seqs: Sequence[Sequence[int]], max_len: int) -> np.ndarray:
@@ -82,10 +101,7 @@ def build_model(num_items: int, cfg: SASRecConfig):
             self.proj = nn.Linear(cfg.hidden, cfg.hidden)
             self.ln2 = nn.LayerNorm(cfg.hidden)
             self.ff = nn.Sequential(
-                nn.Linear(cfg.hidden, cfg.hidden),
-                nn.ReLU(),
-                nn.Dropout(cfg.dropout),
-                nn.Linear(cfg.hidden, cfg.hidden),
+                nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, cfg.hidden)
             )
             self.drop = nn.Dropout(cfg.dropout)
 
@@ -114,17 +130,18 @@ def build_model(num_items: int, cfg: SASRecConfig):
         def forward(self, seq):  # seq int64 [B, L] left-padded -> hidden states [B, L, H]
             b, length = seq.shape
             valid = seq > 0  # [B, L]
-            # positions counted from the right: the last item is always at max_len - 1, whatever
-            # the batch's padded length (batches are padded only to their longest sequence)
+            # positions counted from the right: the last item is always at max_len - 1
             pos = torch.arange(cfg.max_len - length, cfg.max_len, device=seq.device)  # [L]
             x = self.item(seq) * math.sqrt(cfg.hidden) + self.pos(pos)[None]  # [B, L, H]
             x = self.drop(x) * valid[..., None]  # [B, L, H]
+            x0 = x  # [B, L, H] the input stream every residual carries to the output
             causal = torch.ones(length, length, dtype=torch.bool, device=seq.device).tril()  # [L, L]
             eye = torch.eye(length, dtype=torch.bool, device=seq.device)  # [L, L]
-            mask = (causal[None] & valid[:, None, :]) | eye[None]  # [B, L, L]; pads see themselves
-            mask = mask[:, None]  # [B, 1, L, L]
+            mask = ((causal[None] & valid[:, None, :]) | eye[None])[:, None]  # [B, 1, L, L]; pads see themselves
             for block in self.blocks:
                 x = block(x, mask) * valid[..., None]  # [B, L, H]
+            if not cfg.head_skip:
+                x = x - x0  # [B, L, H] only the blocks' contribution
             return self.ln(x)  # [B, L, H]
 
         def item_logits(self, h):  # h [N, H] -> [N, num_items] (scores of items 1..N)
@@ -149,43 +166,65 @@ def score_all(model, histories: Sequence[Sequence[int]], max_len: int, batch: in
     return np.concatenate(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
 
-def rank_metrics(
-    model, histories: Sequence[Sequence[int]], targets: Sequence[int], max_len: int, ks=(1, 5, 10), batch: int = 512
-) -> dict[str, float]:
-    """Full-ranking HR@k / NDCG@k over all items (nothing excluded; ties count against the target)."""
-    import torch
-
-    model.eval()
-    ranks = []
-    with torch.no_grad():
-        for start in range(0, len(histories), batch):
-            seq = torch.from_numpy(_left_pad(histories[start : start + batch], max_len))  # [B, L]
-            logits = model.item_logits(model.last_state(seq))  # [B, N]
-            tgt = torch.as_tensor(targets[start : start + batch]) - 1  # [B]
-            t_score = logits.gather(1, tgt[:, None])  # [B, 1]
-            ranks.append(((logits >= t_score).sum(1) - 1).numpy())  # [B] 0-based rank
-    rank = np.concatenate(ranks)
+def _metrics(rank: np.ndarray, ks=(1, 5, 10), prefix: str = "") -> dict[str, float]:
     out = {}
     for k in ks:
         hit = rank < k
-        out[f"HR@{k}"] = float(hit.mean())
+        out[f"{prefix}HR@{k}"] = float(hit.mean())
         if k > 1:
-            out[f"NDCG@{k}"] = float((hit / np.log2(rank + 2.0)).mean())
+            out[f"{prefix}NDCG@{k}"] = float((hit / np.log2(rank + 2.0)).mean())
     return out
 
 
-def _sampled_softmax(model, h, target, num_items: int, k: int, sampler):
-    """Cross-entropy of the target against K uniform negatives shared by the batch
-    (accidental hits masked): ~N/K times cheaper than the full softmax."""
+def rank_metrics(model, histories, targets, max_len: int, ks=(1, 5, 10), batch: int = 512) -> dict[str, float]:
+    """Full-ranking HR@k / NDCG@k over all items under both protocols (ties count against the
+    target): `HR@10` ranks every item (P5), `x_HR@10` leaves out each user's whole history."""
+    import torch
+
+    ranks, ranks_x = [], []
+    for start in range(0, len(histories), batch):
+        hists = histories[start : start + batch]
+        logits = torch.from_numpy(score_all(model, hists, max_len, batch))  # [B, N]
+        t_score = logits.gather(1, torch.as_tensor(targets[start : start + batch])[:, None] - 1)  # [B, 1]
+        ranks.append(((logits >= t_score).sum(1) - 1).numpy())  # [B] 0-based rank
+        rows = torch.as_tensor(np.repeat(np.arange(len(hists)), [len(h) for h in hists]))  # [S]
+        cols = torch.as_tensor(np.concatenate([np.asarray(h, dtype=np.int64) for h in hists]) - 1)  # [S]
+        logits[rows, cols] = float("-inf")  # [B, N]; a target inside its own history ranks last
+        ranks_x.append(((logits >= t_score).sum(1) - 1).numpy())  # [B]
+    return {**_metrics(np.concatenate(ranks), ks), **_metrics(np.concatenate(ranks_x), ks, "x_")}
+
+
+def _loss(model, h, seq, tgt, cfg: SASRecConfig, num_items: int, sampler):
+    """Cross-entropy at the real positions of a batch: h [B, L, H], seq / tgt int64 [B, L]."""
     import torch
     import torch.nn.functional as F
 
-    neg = torch.randint(1, num_items + 1, (k,), generator=sampler)  # [K] item ids
-    pos_logit = (h * model.item(target)).sum(-1, keepdim=True)  # [T, 1]
-    neg_logit = h @ model.item(neg).T  # [T, K]
-    neg_logit = neg_logit.masked_fill(neg[None, :] == target[:, None], float("-inf"))  # [T, K]
-    logits = torch.cat([pos_logit, neg_logit], dim=1)  # [T, 1 + K]
-    return F.cross_entropy(logits, torch.zeros(len(target), dtype=torch.long))
+    keep = tgt > 0  # [B, L]
+    length = seq.shape[1]
+    if 0 < cfg.negatives < num_items:  # K distinct uniform negatives shared by the batch (+ the target)
+        k = cfg.negatives
+        cand = torch.randperm(num_items, generator=sampler)[:k] + 1  # [K] item ids
+        pos = (h[keep] * model.item(tgt[keep])).sum(-1, keepdim=True)  # [T, 1]
+        logits = torch.cat([pos, h[keep] @ model.item(cand).T], dim=1)  # [T, 1 + K]
+        slot = torch.full((num_items + 1,), k + 1, dtype=torch.long)  # [N + 1] item -> its logit column
+        slot[cand] = torch.arange(1, k + 1)
+        index = slot[tgt[keep]][:, None]  # [T, 1] the target drawn as a negative
+        if cfg.mask_seen:
+            seen = (seq[:, None, :] * torch.ones(length, length, dtype=torch.long).tril()[None])[keep]  # [T, L]
+            index = torch.cat([index, slot[seen]], 1)  # [T, 1 + L]
+        blocked = torch.zeros(len(pos), k + 2, dtype=torch.bool).scatter(1, index, True)[:, : k + 1]  # [T, 1 + K]
+        blocked[:, 0] = False  # the target's own logit
+        return F.cross_entropy(logits.masked_fill(blocked, float("-inf")), torch.zeros(len(pos), dtype=torch.long))
+    logits = h[keep] @ model.item.weight.T  # [T, N + 1]; column 0 = padding, always masked
+    if cfg.mask_seen:
+        causal = torch.ones(length, length, dtype=torch.long).tril()  # [L(t), L(j)]
+        seen = seq[:, None, :] * causal[None]  # [B, L, L] items at positions j <= t, else 0
+        seen = seen.masked_fill(seen == tgt[..., None], 0)[keep]  # [T, L] the target stays in
+        index = torch.cat([torch.zeros(len(seen), 1, dtype=torch.long), seen], 1)  # [T, 1 + L]
+    else:
+        index = torch.zeros(int(keep.sum()), 1, dtype=torch.long)  # [T, 1]
+    logits = logits.scatter(1, index, float("-inf"))  # [T, N + 1]
+    return F.cross_entropy(logits, tgt[keep])
 
 
 def _length_batches(seqs: Sequence[Sequence[int]], batch_size: int, max_len: int, gen) -> list[np.ndarray]:
@@ -203,11 +242,12 @@ def train(
     cfg: SASRecConfig,
     on_epoch: Callable[[int, float, dict], None] | None = None,
 ):
-    """Train on `seq[:-2]` of every sequence, early-stop on NDCG@10 of `seq[-2]`.
+    """Train on `loo.train_items(seq)` of every sequence, early-stop on NDCG@10 of its valid
+    target (history excluded or not, as `cfg.exclude_history`).
 
-    Returns (model with the best validation weights, history: list of per-epoch dicts)."""
+    Returns (model with the best validation weights, history: list of per-epoch dicts).
+    `elapsed_s` counts training only, `wall_s` validation passes too; the time cap is on `wall_s`."""
     import torch
-    import torch.nn.functional as F
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -216,15 +256,20 @@ def train(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
     sampler = torch.Generator().manual_seed(cfg.seed)
 
-    train_parts = [loo.train_items(s) for s in sequences if len(s) >= 4]
-    # input = train[:-1], target = train[1:] (left-padded together, 0 = ignored)
-    inputs = [p[:-1] for p in train_parts]
+    usable = [s for s in sequences if len(s) >= loo.HOLDOUT + 2]  # at least one training pair
+    train_parts = [loo.train_items(s) for s in usable]
+    inputs = [p[:-1] for p in train_parts]  # input = train[:-1], target = train[1:]
     labels = [p[1:] for p in train_parts]
-    val_hist = [loo.history(s, "valid") for s in sequences if len(s) >= 4]
-    val_tgt = [s[loo.target_position(len(s), "valid")] for s in sequences if len(s) >= 4]
+    val_hist = [loo.history(s, "valid") for s in usable]
+    val_tgt = [s[loo.target_position(len(s), "valid")] for s in usable]
+    key = "valid_x_NDCG@10" if cfg.exclude_history else "valid_NDCG@10"
 
-    best, best_state, bad, history = -1.0, None, 0, []
-    started = time.perf_counter()
+    best, best_state, bad, history, decays = -1.0, None, 0, [], 0
+    started, eval_s = time.perf_counter(), 0.0
+
+    def train_s() -> float:
+        return time.perf_counter() - started - eval_s
+
     for epoch in range(1, cfg.max_epochs + 1):
         model.train()
         total, count, out_of_time = 0.0, 0, False
@@ -234,35 +279,36 @@ def train(
                 break
             seq = torch.from_numpy(_left_pad([inputs[i] for i in idx], cfg.max_len))  # [B, L]
             tgt = torch.from_numpy(_left_pad([labels[i] for i in idx], cfg.max_len))  # [B, L]
-            h = model(seq)  # [B, L, H]
-            keep = tgt > 0  # [B, L]
-            if 0 < cfg.negatives < num_items:  # small catalogues: the full softmax is cheap
-                loss = _sampled_softmax(model, h[keep], tgt[keep], num_items, cfg.negatives, sampler)
-            else:
-                logits = model.item_logits(h[keep])  # [T, N]
-                loss = F.cross_entropy(logits, tgt[keep] - 1)
+            loss = _loss(model, model(seq), seq, tgt, cfg, num_items, sampler)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             with torch.no_grad():
                 model.item.weight[0].zero_()
-            total += float(loss.detach()) * int(keep.sum())
-            count += int(keep.sum())
-        row = {"epoch": epoch, "loss": total / max(count, 1), "elapsed_s": time.perf_counter() - started}
+            n = int((tgt > 0).sum())
+            total, count = total + float(loss.detach()) * n, count + n
+        row = {"epoch": epoch, "loss": total / max(count, 1), "elapsed_s": train_s()}
         if out_of_time:
             row["partial"] = True
-        if epoch % cfg.eval_every == 0:
+        if epoch % cfg.eval_every == 0 and val_hist:
+            t_eval = time.perf_counter()
             row.update({f"valid_{k}": v for k, v in rank_metrics(model, val_hist, val_tgt, cfg.max_len).items()})
-            score = row["valid_NDCG@10"]
-            if score > best:
-                best, bad = score, 0
+            eval_s += time.perf_counter() - t_eval
+            if row[key] > best:
+                best, bad = row[key], 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 bad += 1
+            if cfg.lr_decay < 1.0 and bad >= cfg.decay_patience and decays < 3:  # a plateau: smaller steps
+                for group in opt.param_groups:
+                    group["lr"] *= cfg.lr_decay
+                bad, decays = 0, decays + 1
+                row["lr"] = opt.param_groups[0]["lr"]
         history.append(row)
         if on_epoch is not None:
             on_epoch(epoch, row["loss"], row)
-        if bad >= cfg.patience or out_of_time or (time.perf_counter() - started) / 60 > cfg.max_minutes:
+        row["wall_s"] = time.perf_counter() - started
+        if bad >= cfg.patience or out_of_time or row["wall_s"] / 60 > cfg.max_minutes:
             break
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -270,27 +316,28 @@ def train(
     return model, history
 
 
-def fit_scorer(ctx, cfg: SASRecConfig, on_epoch=None):
-    """Train SASRec on the context's sequences (recsys_cli.baselines.context.Context) and
-    return (score_user function over ctx.items, per-epoch history). Users are scored in
-    batches of 256, in the order they are first asked for."""
+def best_epoch(history: list[dict], cfg: SASRecConfig) -> dict:
+    """The epoch row whose weights `train` kept."""
+    key = "valid_x_NDCG@10" if cfg.exclude_history else "valid_NDCG@10"
+    return max(history, key=lambda r: r.get(key, -1.0)) if history else {}
+
+
+@dataclass
+class Fitted:
+    model: object  # the trained SASRec module (eval mode)
+    history: list  # per-epoch rows of `train`
+    item_ids: list  # item_ids[j] is row j + 1 of the item table (= ctx.items)
+    score: Callable  # (users, histories as item id lists) -> float64 [B, N] over ctx.items
+
+
+def fit(ctx, cfg: SASRecConfig, split: str, on_epoch=None) -> Fitted:
+    """Train SASRec for the prompts of `split` on the context's sequences
+    (recsys_cli.baselines.context.Context); see `training_sequences`."""
     seqs = [[ctx.index[i] + 1 for i in full] for full in ctx.sequences.values()]  # 1..N, 0 = padding
-    model, history = train(seqs, len(ctx.items), cfg, on_epoch=on_epoch)
-    users = list(dict.fromkeys(ctx.prompts["user_id"].to_list()))
-    position = {u: n for n, u in enumerate(users)}
-    cache: dict[str, np.ndarray] = {}
+    model, history = train(training_sequences(seqs, split), len(ctx.items), cfg, on_epoch=on_epoch)
 
-    def score(user: str):
-        if user not in ctx.histories:
-            return None
-        if user not in cache:
-            cache.clear()
-            block = [u for u in users[position.get(user, 0) :] if u in ctx.histories][:256] or [user]
-            if user not in block:
-                block = [user]
-            hists = [[ctx.index[i] + 1 for i in ctx.histories[u]] for u in block]
-            for u, row in zip(block, score_all(model, hists, cfg.max_len)):
-                cache[u] = row.astype(np.float64)
-        return cache[user]
+    def score(users: list[str], histories: list[list[str]]) -> np.ndarray:
+        rows = [[ctx.index[i] + 1 for i in h if i in ctx.index] for h in histories]
+        return score_all(model, rows, cfg.max_len).astype(np.float64)  # [B, N]
 
-    return score, history
+    return Fitted(model, history, list(ctx.items), score)

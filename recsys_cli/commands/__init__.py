@@ -8,7 +8,7 @@ Add a command: write commands/<name>.py and add one line below.
 
 from __future__ import annotations
 
-from recsys_cli.commands import baseline, build_entities, infer, mask_preview, pretrain, score, textualize
+from recsys_cli.commands import baseline, build_entities, infer, mask_preview, merge, pretrain, score, show, textualize
 
 COMMANDS = [
     ("build-entities", build_entities.command),
@@ -16,8 +16,10 @@ COMMANDS = [
     ("pretrain", pretrain.command),
     ("infer", infer.command),
     ("score", score.command),
+    ("merge-predictions", merge.command),
 ]
 GROUPS = [
     ("textualize", textualize.app),
     ("baseline", baseline.app),
+    ("show", show.app),
 ]

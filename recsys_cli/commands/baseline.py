@@ -3,7 +3,8 @@ predictions files that `recsys score` reads like the model's.
 
     recsys baseline popularity --data runs/toys
     recsys baseline itemknn --data runs/toys --out runs/toys/predictions/test/itemknn.parquet
-    recsys baseline sasrec --data runs/toys --seed 0 --max-epochs 200
+    recsys baseline sasrec --data runs/toys --seed 0 --top-k 100      # + R/baselines/sasrec.safetensors
+    recsys baseline sasrec --data runs/toys --split train --top-k 50   # rerank hard negatives
     recsys baseline mf --data runs/musical --seed 0
     recsys score --data runs/toys --compare runs/toys/predictions/test/popularity.parquet \
         runs/toys/predictions/test/sasrec.parquet
@@ -20,13 +21,31 @@ import typer
 from recsys_cli import console
 from recsys_cli.options import AsJson, DataDir, Quiet, Seed
 
-app = typer.Typer(help="Reference baselines: popularity, itemknn, sasrec (sequential/direct), mf (rating).")
+app = typer.Typer(help="Reference baselines: popularity, itemknn, sasrec (sequential/direct), mf and mean (rating), retrieval (explanation/review).")
 
 Out = Annotated[
     Optional[Path], typer.Option("--out", "-o", help="Predictions file (default R/predictions/<split>/<name>.parquet).")
 ]
 Split = Annotated[str, typer.Option("--split", help="Prompts to answer: test or valid.")]
-TopK = Annotated[int, typer.Option("--top-k", help="Length of the full-ranking lists (sequential prompts).")]
+SasSplit = Annotated[
+    str,
+    typer.Option(
+        "--split",
+        help="Prompts to answer: test, valid, or train (the train sequential/direct prompts, from a model trained on "
+        "items[:-3] and stopped early on items[-3]: no valid or test target; its top-K are rerank hard negatives).",
+    ),
+]
+TopK = Annotated[
+    int, typer.Option("--top-k", min=1, max=200, help="Length of the full-ranking lists, with scores (sequential prompts; at most 200).")
+]
+ExcludeHistory = Annotated[
+    bool,
+    typer.Option(
+        "--exclude-history/--include-history",
+        help="Leave the user's own history items out of the full ranking (default; in P5-style data the next item is "
+        "always new), or rank every item as P5 and the paper do. Direct prompts' candidates are ranked as given.",
+    ),
+]
 
 
 def _out_path(data: Path, out: Optional[Path], split: str, name: str) -> Path:
@@ -35,33 +54,49 @@ def _out_path(data: Path, out: Optional[Path], split: str, name: str) -> Path:
     return out if out is not None else Path(data) / schemas.PREDICTIONS_DIR / split / f"{name}.parquet"
 
 
-def _finish(name: str, df, path: Path, summary: dict, as_json: bool, started: float) -> None:
+def _finish(name: str, df, path: Path, summary: dict, as_json: bool, started: float, prov: dict | None = None) -> None:
     from recsys_cli.baselines.context import write_predictions
 
-    write_predictions(df, path)
+    write_predictions(df, path, prov)
     summary = {"baseline": name, "out": str(path), "rows": df.height, "seconds": round(time.perf_counter() - started, 2), **summary}
     console.emit(summary, as_json=as_json, title=f"baseline {name}")
 
 
-def _ranking(name: str, data: Path, out, split: str, top_k: int, as_json: bool, quiet: bool, make_scorer) -> None:
-    from recsys_cli.baselines.context import load_context, rank_prompts
+def _ranking(name: str, data: Path, out, split: str, top_k: int, exclude: bool, as_json: bool, quiet: bool, make_scorer) -> None:
+    """`make_scorer(ctx)` -> (score for rank_prompts, producer config, summary). The summary's
+    reproducible facts (not seconds or paths) go into the provenance's `extra`."""
+    from recsys_cli.baselines.context import load_context, make_provenance, rank_prompts
 
     console.set_quiet(quiet)
     started = time.perf_counter()
     ctx = load_context(data, split)
-    score, summary = make_scorer(ctx)
-    df = rank_prompts(ctx, score, k=top_k)
-    _finish(name, df, _out_path(data, out, split, name), {"items": len(ctx.items), **summary}, as_json, started)
+    score, config, summary = make_scorer(ctx)
+    df = rank_prompts(ctx, score, k=top_k, exclude_history=exclude)
+    facts = {k: v for k, v in summary.items() if k not in ("train_seconds", "embeddings")}
+    prov = make_provenance(data, name, config, split, top_k, exclude, extra=facts)
+    summary = {"items": len(ctx.items), "exclude_history": exclude, **summary}
+    _finish(name, df, _out_path(data, out, split, name), summary, as_json, started, prov)
+
+
+def _no_train_split(split: str) -> None:
+    from recsys_cli.errors import RecsysError
+
+    if split not in ("test", "valid"):
+        raise RecsysError(f"--split {split!r}: expected test or valid (train prompts: `recsys baseline sasrec --split train`)", 2)
 
 
 @app.command("popularity")
 def popularity(
-    data: DataDir, out: Out = None, split: Split = "test", top_k: TopK = 20, as_json: AsJson = False, quiet: Quiet = False
+    data: DataDir, out: Out = None, split: Split = "test", top_k: TopK = 20, exclude_history: ExcludeHistory = True,
+    as_json: AsJson = False, quiet: Quiet = False,
 ) -> None:
     """Most-bought items first (the sanity floor)."""
     from recsys_cli.baselines import popularity as pop
+    from recsys_cli.baselines.context import per_user
 
-    _ranking("popularity", data, out, split, top_k, as_json, quiet, lambda ctx: (pop.scorer(ctx), {}))
+    _no_train_split(split)
+    _ranking("popularity", data, out, split, top_k, exclude_history, as_json, quiet,
+             lambda ctx: (per_user(pop.scorer(ctx)), {}, {}))
 
 
 @app.command("itemknn")
@@ -71,24 +106,34 @@ def itemknn(
     split: Split = "test",
     top_k: TopK = 20,
     window: Annotated[int, typer.Option("--window", help="Last history items that vote.")] = 20,
+    exclude_history: ExcludeHistory = True,
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
     """Item-to-item co-occurrence (cosine) from the user's last items."""
     from recsys_cli.baselines import itemknn as knn
+    from recsys_cli.baselines.context import per_user
 
-    _ranking("itemknn", data, out, split, top_k, as_json, quiet, lambda ctx: (knn.scorer(ctx, window), {"window": window}))
+    _no_train_split(split)
+    _ranking("itemknn", data, out, split, top_k, exclude_history, as_json, quiet,
+             lambda ctx: (per_user(knn.scorer(ctx, window)), {"window": window}, {"window": window}))
 
 
 @app.command("sasrec")
 def sasrec(
     data: DataDir,
     out: Out = None,
-    split: Split = "test",
+    split: SasSplit = "test",
     top_k: TopK = 20,
+    exclude_history: ExcludeHistory = True,
+    embeddings_out: Annotated[
+        Optional[Path],
+        typer.Option("--embeddings-out", help="Item embeddings + encoder state (safetensors, with the data fingerprint) of the "
+                     "model trained on items[:-2]; default R/baselines/sasrec.safetensors. Not written for --split train."),
+    ] = None,
     seed: Seed = 0,
     max_epochs: Annotated[int, typer.Option("--max-epochs")] = 200,
-    patience: Annotated[int, typer.Option("--patience", help="Epochs without valid NDCG@10 gain before stopping.")] = 5,
+    patience: Annotated[int, typer.Option("--patience", help="Epochs without valid NDCG@10 gain before stopping.")] = 8,
     hidden: Annotated[int, typer.Option("--hidden")] = 64,
     blocks: Annotated[int, typer.Option("--blocks")] = 2,
     heads: Annotated[int, typer.Option("--heads")] = 1,
@@ -97,21 +142,25 @@ def sasrec(
     lr: Annotated[float, typer.Option("--lr")] = 2e-3,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
     negatives: Annotated[
-        int, typer.Option("--negatives", help="0 = full softmax over all items; K = sampled softmax with K shared negatives (the benched default).")
-    ] = 1024,
-    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (1 is faster on a busy machine).")] = 2,
+        int, typer.Option("--negatives", help="0 = full softmax over all items (the default); K = sampled softmax with K shared negatives.")
+    ] = 0,
+    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads.")] = 2,
     max_minutes: Annotated[float, typer.Option("--max-minutes", help="Training time cap (best weights kept).")] = 18.0,
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
-    """SASRec: causal self-attention over the item sequence, full softmax, early stopping on items[-2]."""
-    from recsys_cli.baselines.sasrec import SASRecConfig, fit_scorer
+    """SASRec: causal self-attention over the item sequence, full-softmax cross-entropy (history items left out of the
+    softmax with --exclude-history), early stopping on valid NDCG@10 of items[-2] (items[-3] for --split train)."""
+    from recsys_cli.baselines.sasrec import SASRecConfig, best_epoch, fit
 
     if hidden % heads:
         raise typer.BadParameter(f"--hidden {hidden} must be divisible by --heads {heads}")
+    if split == "train" and embeddings_out is not None:
+        raise typer.BadParameter("--embeddings-out: only the valid/test model (trained on items[:-2]) is saved; drop it with --split train")
     cfg = SASRecConfig(
         max_len=max_len, hidden=hidden, blocks=blocks, heads=heads, dropout=dropout, lr=lr, batch_size=batch_size,
         max_epochs=max_epochs, patience=patience, seed=seed, threads=threads, max_minutes=max_minutes, negatives=negatives,
+        exclude_history=exclude_history,
     )
 
     def make(ctx):
@@ -121,11 +170,27 @@ def sasrec(
             def on_epoch(epoch: int, loss: float, row: dict) -> None:
                 prog.update(task, completed=epoch, description=f"sasrec loss {loss:.3f} valid NDCG@10 {row.get('valid_NDCG@10', 0):.4f}")
 
-            score, history = fit_scorer(ctx, cfg, on_epoch=on_epoch)
-        best = max(history, key=lambda r: r.get("valid_NDCG@10", -1.0))
-        return score, {"epochs": len(history), "best_epoch": best["epoch"], "valid_NDCG@10": best.get("valid_NDCG@10", 0.0)}
+            fitted = fit(ctx, cfg, split, on_epoch=on_epoch)
+        best = best_epoch(fitted.history, cfg)
+        summary = {"epochs": len(fitted.history), "best_epoch": best.get("epoch", 0),
+                   "train_seconds": round(fitted.history[-1]["elapsed_s"], 1) if fitted.history else 0.0,
+                   **{k: round(v, 4) for k, v in best.items() if k.startswith("valid_") and not k.endswith("@1")}}
+        if split != "train":
+            summary["embeddings"] = str(_save_embeddings(data, embeddings_out, fitted, cfg))
+        return fitted.score, cfg.as_dict(), summary
 
-    _ranking("sasrec", data, out, split, top_k, as_json, quiet, make)
+    _ranking("sasrec", data, out, split, top_k, exclude_history, as_json, quiet, make)
+
+
+def _save_embeddings(data: Path, path: Optional[Path], fitted, cfg) -> Path:
+    """R/baselines/sasrec.safetensors (artifacts/item_embeddings.py) of the items[:-2] model."""
+    from recsys_cli.artifacts import item_embeddings, schemas
+    from recsys_cli.artifacts.io import data_fingerprint
+    from recsys_cli.baselines.sasrec_encoder import to_item_embeddings
+
+    path = Path(path) if path is not None else Path(data) / schemas.BASELINE_MODELS_DIR / "sasrec.safetensors"
+    item_embeddings.save(path, to_item_embeddings(fitted.model, cfg, fitted.item_ids, data_fingerprint(Path(data))))
+    return path
 
 
 @app.command("mf")
@@ -141,6 +206,9 @@ def mf(
 ) -> None:
     """Biased matrix factorisation for the rating prompts."""
     from recsys_cli.errors import RecsysError
+    from dataclasses import asdict
+
+    from recsys_cli.artifacts import provenance
     from recsys_cli.baselines.mf import MFConfig, check_ratings, fit_predict
 
     console.set_quiet(quiet)
@@ -158,4 +226,43 @@ def mf(
         df, summary = fit_predict(data, split, cfg, on_epoch=on_epoch)
     if df.height == 0:
         raise RecsysError(f"{data}: no rating prompts in split {split!r}; expected data with ratings (reviews)", 1)
-    _finish("mf", df, _out_path(data, out, split, "mf"), summary, as_json, started)
+    prov = provenance.make(data, {"kind": "baseline", "name": "mf", "config": asdict(cfg)}, {"split": split})
+    _finish("mf", df, _out_path(data, out, split, "mf"), summary, as_json, started, prov)
+
+
+def _text_baseline(name: str, data: Path, out, split: str, as_json: bool, quiet: bool, run, config: dict) -> None:
+    from recsys_cli.artifacts import provenance
+
+    console.set_quiet(quiet)
+    if split not in ("test", "valid"):
+        from recsys_cli.errors import RecsysError
+
+        raise RecsysError(f"--split {split!r}: expected test or valid", 2)
+    started = time.perf_counter()
+    df, summary = run()
+    prov = provenance.make(data, {"kind": "baseline", "name": name, "config": config}, {"split": split})
+    _finish(name, df, _out_path(data, out, split, name), summary, as_json, started, prov)
+
+
+@app.command("mean")
+def mean(
+    data: DataDir,
+    out: Out = None,
+    split: Split = "test",
+    by: Annotated[str, typer.Option("--by", help="global: the training mean rating; user: the user's own mean (global when none).")] = "user",
+    as_json: AsJson = False,
+    quiet: Quiet = False,
+) -> None:
+    """Mean-rating answers for the rating prompts (the floor MF must beat)."""
+    from recsys_cli.baselines.text_baselines import mean_ratings
+
+    name = f"{by}-mean"
+    _text_baseline(name, data, out, split, as_json, quiet, lambda: mean_ratings(data, split, by), {"by": by})
+
+
+@app.command("retrieval")
+def retrieval(data: DataDir, out: Out = None, split: Split = "test", as_json: AsJson = False, quiet: Quiet = False) -> None:
+    """Explanation and review prompts answered with the user's most similar training text (TF-IDF cosine)."""
+    from recsys_cli.baselines.text_baselines import retrieval_texts
+
+    _text_baseline("retrieval", data, out, split, as_json, quiet, lambda: retrieval_texts(data, split), {"similarity": "tfidf-cosine"})

@@ -4,6 +4,9 @@
     recsys infer --data runs/toys --checkpoint runs/ckpt --family direct --kind rank --users 300
     recsys infer --data runs/toys --checkpoint none --model embedded --out runs/zero-shot.parquet
     recsys infer --data runs/toys --checkpoint runs/ckpt --family sequential --unconstrained
+    recsys infer --data runs/toys --checkpoint runs/ckpt --candidates-from runs/toys/predictions/test/sasrec.parquet --rerank-k 50 --fusion 0.7
+    recsys infer --data runs/toys --checkpoint runs/ckpt --shard 0/4     # then: recsys merge-predictions
+    recsys infer --data runs/toys --checkpoint runs/rsllm --hybrid-embeddings runs/toys/baselines/sasrec.safetensors
 """
 
 from __future__ import annotations
@@ -19,38 +22,21 @@ from recsys_cli.errors import RecsysError
 from recsys_cli.options import AsJson, DataDir, ModelOpt, Quiet, Seed, TrustRemoteCode
 
 
-def _select(data: Path, split: str, family, template, seen, limit, users=None, kind=None):
-    import polars as pl
-
+def _select(data: Path, split, family, template, seen, kind, users, prompt_ids, limit):
     from recsys_cli.artifacts import schemas
     from recsys_cli.artifacts.io import read_artifact
+    from recsys_cli.inference import selection
 
-    if split not in schemas.SPLITS:
-        raise typer.BadParameter(f"expected one of {', '.join(schemas.SPLITS)}", param_hint="--split")
-    if family is not None and family not in schemas.FAMILIES:
-        raise typer.BadParameter(f"expected one of {', '.join(schemas.FAMILIES)}", param_hint="--family")
-    df = read_artifact(data, schemas.PROMPTS)
-    df = df.filter(pl.col("split") == split)
-    if family is not None:
-        df = df.filter(pl.col("family") == family)
-    if template is not None:
-        df = df.filter(pl.col("template_id") == template)
-    if seen is not None:
-        df = df.filter(pl.col("seen") == seen)
-    if kind is not None:
-        from recsys_cli.data.templates import TEMPLATES
-
-        kinds = sorted({t.kind for t in TEMPLATES})
-        if kind not in kinds:
-            raise typer.BadParameter(f"expected one of {', '.join(kinds)}", param_hint="--kind")
-        df = df.filter(pl.col("template_id").is_in([t.template_id for t in TEMPLATES if t.kind == kind]))
+    everything = read_artifact(data, schemas.PROMPTS)
+    df = selection.filter_prompts(everything, split, family, template, seen, kind)
     if users is not None:  # the first N users in prompt order: a fixed evaluation subset
-        first = df["user_id"].unique(maintain_order=True).head(users)
-        df = df.filter(pl.col("user_id").is_in(first.implode()))
+        df = selection.first_users(df, users)
+    if prompt_ids is not None:
+        df = selection.pick_ids(df, everything, prompt_ids)
     if limit is not None:
         df = df.head(limit)
     if df.height == 0:
-        what = ", ".join(f"{k}={v}" for k, v in (("split", split), ("family", family), ("template", template), ("seen", seen)) if v is not None)
+        what = ", ".join(f"{k}={v}" for k, v in (("split", split), ("family", family), ("template", template), ("seen", seen), ("kind", kind)) if v is not None)
         raise RecsysError(f"{data / schemas.PROMPTS}: no prompts match {what}", exit_code=2)
     return df
 
@@ -66,8 +52,9 @@ def command(
     kind: Annotated[Optional[str], typer.Option("--kind", help="Only templates of this kind, e.g. rank (direct, 100 candidates) or yesno.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most N prompts (after filtering).")] = None,
     users: Annotated[Optional[int], typer.Option("--users", min=1, help="Only the prompts of the first N users (in prompt order): a fixed evaluation subset.")] = None,
+    prompt_ids: Annotated[Optional[Path], typer.Option("--prompt-ids", help="Answer exactly these prompts, in file order: a text file with one prompt_id per line.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Prompts per forward pass.")] = 8,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Predictions file (default C/predictions/<split>.parquet).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Predictions file (default C/predictions/<split>.parquet; a shard adds .shard-i-of-n).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Items in each ranked list.")] = 10,
     beams: Annotated[Optional[int], typer.Option("--beams", min=1, help="Beams for item generation (>= top-k; default top-k).")] = None,
     exclude_history: Annotated[bool, typer.Option("--exclude-history", help="Drop items the user already interacted with.")] = False,
@@ -76,7 +63,12 @@ def command(
     text_beams: Annotated[int, typer.Option("--text-beams", min=1, help="Beams for explanation / review (1 = greedy).")] = 1,
     item_scoring: Annotated[str, typer.Option("--item-scoring", help="How ranked items are scored: 'constrained' = log P under decoding restricted to the catalogue (or candidate) titles, a hypothesis ends once its prefix is unique (fast); 'full' = summed full-vocabulary log-probs of every title token (P5-style, slower).")] = "constrained",
     dynamic_positions: Annotated[bool, typer.Option("--dynamic-positions/--no-dynamic-positions", help="Trie-driven intra positions while generating (the paper's mechanism).")] = True,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over instead of resuming an existing predictions file.")] = False,
+    candidates_from: Annotated[Optional[Path], typer.Option("--candidates-from", help="Two-stage ranking: a predictions file (baseline or model, same --data) whose ranked lists the LLM reranks (docs/rerank.md).")] = None,
+    rerank_k: Annotated[Optional[int], typer.Option("--rerank-k", min=1, help="With --candidates-from: rerank the retriever's first K items; the rest keep its order.")] = None,
+    fusion: Annotated[float, typer.Option("--fusion", min=0.0, max=1.0, help="With --candidates-from: W in W*llm + (1-W)*retriever over log-softmax-normalised scores (1 = LLM only, 0 = retriever order).")] = 1.0,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="Answer shard i of n (i/n, round-robin over the selected prompts); default RANK/WORLD_SIZE under torchrun.")] = None,
+    hybrid_embeddings: Annotated[Optional[Path], typer.Option("--hybrid-embeddings", help="RSLLM checkpoint: read the SASRec item embeddings from this file instead of the path recorded in the checkpoint (its content must be the same).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over instead of resuming (only replaces a file `recsys infer` wrote).")] = False,
     trust_remote_code: TrustRemoteCode = False,
     seed: Seed = 0,
     quiet: Quiet = False,
@@ -84,24 +76,39 @@ def command(
 ) -> None:
     """Rank items, score candidates, predict ratings and write explanations for each prompt."""
     console.set_quiet(quiet)
-    from recsys_cli.inference.session import run_inference
+    from recsys_cli.artifacts.io import file_sha256
+    from recsys_cli.inference.runner import InferOptions
+    from recsys_cli.inference.selection import parse_shard
+    from recsys_cli.inference.session import InferRequest, run_inference
 
-    prompts = _select(data, split, family, template, seen, limit, users, kind)
-    beams = beams or top_k
     if item_scoring not in ("constrained", "full"):
         raise typer.BadParameter(f"expected 'constrained' or 'full', got {item_scoring!r}", param_hint="--item-scoring")
+    beams = beams or top_k
     if beams < top_k:
         raise typer.BadParameter(f"must be >= --top-k ({top_k})", param_hint="--beams")
+    if (candidates_from is None) != (rerank_k is None):
+        raise typer.BadParameter("--candidates-from and --rerank-k go together", param_hint="--candidates-from/--rerank-k")
+    if candidates_from is not None and unconstrained:
+        raise typer.BadParameter("reranks the retriever's items; it cannot be combined with --unconstrained", param_hint="--candidates-from")
+    if users is not None and prompt_ids is not None:
+        raise typer.BadParameter("choose one of --users and --prompt-ids", param_hint="--prompt-ids")
+    shard_of = parse_shard(shard)
     if checkpoint.lower() != "none" and not Path(checkpoint).is_dir():
         raise RecsysError(f"{checkpoint}: checkpoint directory not found (run `recsys pretrain --out {checkpoint}`, or pass --checkpoint none)", exit_code=2)
-    from recsys_cli.inference.runner import InferOptions
-
+    if out is not None and candidates_from is not None and out.resolve() == candidates_from.resolve():
+        raise typer.BadParameter("must not be the --candidates-from file", param_hint="--out")
+    prompts = _select(data, split, family, template, seen, kind, users, prompt_ids, limit)
     opts = InferOptions(top_k=top_k, beams=beams, exclude_history=exclude_history, unconstrained=unconstrained,
                         max_new_tokens=max_new_tokens, text_beams=text_beams, batch_size=batch_size,
-                        dynamic=dynamic_positions, item_scoring=item_scoring)
+                        dynamic=dynamic_positions, item_scoring=item_scoring, rerank_k=rerank_k, fusion=fusion)
+    chosen = {"limit": limit, "users": users,
+              "prompt_ids": None if prompt_ids is None else {"path": str(prompt_ids.resolve()), "sha256": file_sha256(prompt_ids)}}
+    req = InferRequest(data=data, checkpoint=checkpoint, model_name=model, split=split, prompts=prompts, opts=opts, out=out,
+                       filters={"family": family, "template": template, "seen": seen, "kind": kind}, selection=chosen,
+                       candidates_from=candidates_from, shard=shard_of, overwrite=overwrite, seed=seed,
+                       trust_remote_code=trust_remote_code, hybrid_embeddings=hybrid_embeddings)
     t0 = time.perf_counter()
-    summary = run_inference(data=data, checkpoint=checkpoint, model_name=model, prompts=prompts, split=split, out=out,
-                            opts=opts, overwrite=overwrite, seed=seed, trust_remote_code=trust_remote_code)
+    summary = run_inference(req)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     from rich.table import Table
 
@@ -111,4 +118,9 @@ def command(
     for mode, m in sorted(summary["modes"].items()):
         table.add_row(mode, str(m["prompts"]), str(m["valid"]), f"{m['prompts_per_s']:.2f}")
     table.add_row("skipped (already written)", str(summary["skipped"]), "", "")
-    console.emit(summary, as_json=as_json, title="infer", tables=[table])
+    notes = []
+    if "rerank" in summary:
+        r = summary["rerank"]
+        notes.append(f"two-stage: {r['retriever']} first {r['k']} reranked, fusion W={r['fusion']}; "
+                     f"retriever recall@{r['k']} = {r['recall_at_k']:.4f} on {r['prompts']} ranking prompts (the rerank ceiling)")
+    console.emit(summary, as_json=as_json, title="infer", tables=[table], notes=notes or None)

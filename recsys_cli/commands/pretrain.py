@@ -4,9 +4,13 @@
     recsys pretrain --data runs/toys --out runs/ckpt --max-steps 20          # embedded SmolLM2
     recsys pretrain --data runs/toys --out runs/ckpt --resume                 # continue exactly
     recsys pretrain --data runs/toys --config recipes/pretrain/tiny-cpu.yaml --set train.lr=1e-4 --set lora.rank=16
-    deepspeed --num_gpus 8 -m recsys_cli.main pretrain --data runs/toys \\
-        --config recipes/pretrain/paper-multi-gpu.yaml --out runs/ckpt
+    torchrun --nproc_per_node 8 -m recsys_cli.main pretrain --data runs/toys \\
+        --config recipes/pretrain/paper-multi-gpu.yaml --out runs/ckpt    # ZeRO-2 (the recipe's)
+    torchrun --nproc_per_node 2 -m recsys_cli.main pretrain --data runs/toys \\
+        --config recipes/pretrain/tiny-cpu.yaml --out runs/ckpt           # no DeepSpeed: DDP
 
+The deepspeed launcher works too (`deepspeed --num_gpus 8 --module recsys_cli.main pretrain
+...`). Rank 0 prints the summary and errors; the other ranks exit with the same code.
 Every recipe setting can be overridden with `--set section.key=value` (training/recipe.py);
 the flags below are shortcuts for the common ones and win over `--set`.
 """
@@ -68,11 +72,14 @@ def command(
     allow_changed: Annotated[Optional[list[str]], typer.Option("--allow-changed", help="With --resume: accept a changed recipe key (e.g. train.max_steps) or 'data' (repeatable).")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="train.seed: data order, masking, init.")] = None,
     trust_remote_code: TrustRemoteCode = False,
+    local_rank: Annotated[Optional[int], typer.Option("--local_rank", "--local-rank", hidden=True, help="Set by the deepspeed launcher; the rank comes from LOCAL_RANK.")] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
     """Fine-tune a causal LM with entity-aware GLM blank infilling + LoRA; writes a checkpoint."""
-    console.set_quiet(quiet)
+    from recsys_cli.training import dist
+
+    console.set_quiet(quiet or not dist.is_main())  # rank 0 logs for every rank
     from recsys_cli.training.recipe import load_recipe, parse_set
 
     flags = {
@@ -86,9 +93,17 @@ def command(
     recipe = load_recipe(config, overrides)
     from recsys_cli.training.loop import Trainer
 
+    from recsys_cli.errors import RecsysError
+
     console.log(f"pretrain: model={recipe.model.name or 'embedded'} positions={recipe.model.positions} lora.rank={recipe.lora.rank} out={out}")
-    trainer = Trainer(recipe, data, out, resume=resume, overwrite=overwrite, allow_changed=list(allow_changed or []))
-    summary = trainer.train(resume=resume)
-    console.emit(summary, as_json=as_json, title="pretrain")
+    try:
+        trainer = Trainer(recipe, data, out, resume=resume, overwrite=overwrite, allow_changed=list(allow_changed or []))
+        summary = trainer.train(resume=resume)
+    except RecsysError as exc:
+        if dist.is_main():
+            raise
+        raise typer.Exit(exc.exit_code)  # rank 0 reports it once
+    if dist.is_main():
+        console.emit(summary, as_json=as_json, title="pretrain")
     if summary["interrupted"]:
         raise typer.Exit(130)

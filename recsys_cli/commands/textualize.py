@@ -5,6 +5,11 @@ corpus / prompts (Parquet) + manifest.json, written atomically into --out.
     recsys textualize amazon --category Musical_Instruments --data-dir fixtures/amazon/musical_instruments --out runs/mi
     recsys textualize table --interactions fixtures/table/interactions.csv --items fixtures/table/items.csv \
         --users fixtures/table/users.csv --user-col reviewerID --item-col asin --out runs/table
+    recsys textualize recbole --dataset-dir fixtures/recbole/ml-100k --out runs/ml100k
+
+Each subcommand only reads its input (recsys_cli/data/sources/); the shared `_run` claims
+--out (artifacts/layout.py), textualizes, runs the data-quality checks (--strict: an error
+before anything is written) and writes textualize's own files. docs/data.md has the details.
 """
 
 from __future__ import annotations
@@ -25,16 +30,25 @@ PromptsPerUser = Annotated[int, typer.Option("--prompts-per-user", min=0, help="
 MinUser = Annotated[int, typer.Option("--min-user-items", min=3, help="Drop users with fewer distinct items (5-core on users).")]
 ReviewCap = Annotated[int, typer.Option("--review-prompts-per-user", min=0, help="At most this many reviews per user and split become rating/explanation/review prompts (0: all).")]
 MinItem = Annotated[int, typer.Option("--min-item-users", min=0, help="Also drop items with fewer users, iterated (0: off).")]
+MinItemAuto = Annotated[Optional[int], typer.Option("--min-item-users", min=0, help="Also drop items with fewer users, iterated (0: off; default 0 for the 5-core 2014/2018 files, 5 for raw 2023 files).")]
+TimeUnit = Annotated[str, typer.Option("--time-unit", help="Timestamps: auto (milliseconds when the median is above 1e11), s or ms.")]
+Strict = Annotated[bool, typer.Option("--strict", help="Fail (writing nothing) when a data-quality check is above its threshold (docs/data.md).")]
 
 
 def _run(command: str, load, out: Path, options: dict, seed: int, docs: int, per_user: int, cap: int, quiet: bool,
-         as_json: bool, force: bool = False) -> None:
+         as_json: bool, force: bool = False, strict: bool = False) -> None:
     from recsys_cli import console
     from recsys_cli.artifacts import layout, schemas
     from recsys_cli.artifacts.io import data_fingerprint, manifest, write_json, write_parquet
+    from recsys_cli.data import quality
     from recsys_cli.data.textualize import textualize
 
     console.set_quiet(quiet)
+    unit = options.get("time_unit", "auto")
+    if unit not in ("auto", "s", "ms"):
+        from recsys_cli.errors import RecsysError
+
+        raise RecsysError(f"--time-unit {unit!r}: expected auto, s or ms", exit_code=2)
     steps = ["sequences", "items and users", "interactions", "corpus", "prompts", "write"]
     console.log("textualize: reading input")
     src = load()  # input errors surface here, before anything is written
@@ -47,6 +61,8 @@ def _run(command: str, load, out: Path, options: dict, seed: int, docs: int, per
             bar.update(task, advance=1, description=f"textualize: {name}")
 
         frames, summary = textualize(src, seed=seed, docs_per_user=docs, prompts_per_user=per_user, review_cap=cap, progress=step)
+        if strict:
+            quality.enforce(summary["quality"])
         bar.update(task, description="textualize: write")
         for name in schemas.TEXTUALIZE_FILES:  # each file replaced atomically; only textualize's own
             write_parquet(frames[name], out / name)
@@ -72,6 +88,7 @@ def summary_table(summary: dict):
     t.add_column("count", justify="right")
     for key in ("users", "items", "interactions", "documents"):
         t.add_row(key, "", "", f"{summary[key]:,}")
+    t.add_row("  copies not written", "", "", f"{summary['corpus']['dropped_copies']:,}")
     for period, n in summary["documents_by_period"].items():
         t.add_row(f"  documents {period}", "", "", f"{n:,}")
     for row in summary["prompts_by_family"]:
@@ -91,20 +108,26 @@ def amazon(
     prompts_per_user: PromptsPerUser = 3,
     review_prompts_per_user: ReviewCap = 10,
     min_user_items: MinUser = 5,
-    min_item_users: MinItem = 0,
+    min_item_users: MinItemAuto = None,
+    time_unit: TimeUnit = "auto",
+    strict: Strict = False,
     force: Force = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
-    """Amazon reviews: P5-processed (sequential_data.txt + datamaps.json + meta) or raw 2014/2018 5-core files."""
+    """Amazon reviews: P5-processed (sequential_data.txt + datamaps.json + meta), raw 2014/2018 5-core files, or 2023 <Category>.jsonl + meta_<Category>.jsonl."""
     from recsys_cli.data.sources.amazon import load_amazon
 
     data_dir = data_dir if data_dir is not None else Path("data/amazon") / category
     options = {"category": category, "data_dir": data_dir, "docs_per_user": docs_per_user,
                "prompts_per_user": prompts_per_user, "review_prompts_per_user": review_prompts_per_user,
-               "min_user_items": min_user_items, "min_item_users": min_item_users}
-    _run("textualize amazon", lambda: load_amazon(category, data_dir, min_user_items, min_item_users), out, options,
-         seed, docs_per_user, prompts_per_user, review_prompts_per_user, quiet, as_json, force)
+               "min_user_items": min_user_items, "min_item_users": min_item_users, "time_unit": time_unit}
+    _run("textualize amazon", lambda: load_amazon(category, data_dir, min_user_items, min_item_users, time_unit), out, options,
+         seed, docs_per_user, prompts_per_user, review_prompts_per_user, quiet, as_json, force, strict)
+
+
+def _col(flag: str, what: str):
+    return typer.Option(flag, help=f"{what} (default: the conventional name, used only if the table has it; a name given must exist).")
 
 
 @app.command("table")
@@ -115,21 +138,23 @@ def table(
     users: Annotated[Optional[Path], typer.Option("--users", help="User table: id + feature columns (age, gender, ...).")] = None,
     user_col: Annotated[str, typer.Option("--user-col", help="User id column (interactions and users).")] = "user_id",
     item_col: Annotated[str, typer.Option("--item-col", help="Item id column (interactions and items).")] = "item_id",
-    time_col: Annotated[str, typer.Option("--time-col", help="Timestamp column (unix seconds or dates; optional).")] = "timestamp",
-    rating_col: Annotated[str, typer.Option("--rating-col", help="Rating column (optional).")] = "rating",
-    review_col: Annotated[str, typer.Option("--review-col", help="Review text column (optional).")] = "review",
-    summary_col: Annotated[str, typer.Option("--summary-col", help="Review summary column (optional).")] = "summary",
-    title_col: Annotated[str, typer.Option("--title-col", help="Item title column.")] = "title",
-    category_col: Annotated[str, typer.Option("--category-col", help="Item categories (list, or text split on '|').")] = "categories",
-    brand_col: Annotated[str, typer.Option("--brand-col", help="Item brand column.")] = "brand",
-    price_col: Annotated[str, typer.Option("--price-col", help="Item price column.")] = "price",
-    user_features: Annotated[Optional[str], typer.Option("--user-features", help="Comma-separated user feature columns (default: all but the id).")] = None,
+    time_col: Annotated[Optional[str], _col("--time-col", "Timestamp column, unix seconds/milliseconds or dates; 'timestamp'")] = None,
+    rating_col: Annotated[Optional[str], _col("--rating-col", "Rating column; 'rating'")] = None,
+    review_col: Annotated[Optional[str], _col("--review-col", "Review text column; 'review'")] = None,
+    summary_col: Annotated[Optional[str], _col("--summary-col", "Review summary column; 'summary'")] = None,
+    title_col: Annotated[Optional[str], _col("--title-col", "Item title column; 'title'")] = None,
+    category_col: Annotated[Optional[str], _col("--category-col", "Item categories, a list or text split on '|'; 'categories'")] = None,
+    brand_col: Annotated[Optional[str], _col("--brand-col", "Item brand column; 'brand'")] = None,
+    price_col: Annotated[Optional[str], _col("--price-col", "Item price column; 'price'")] = None,
+    user_features: Annotated[Optional[str], typer.Option("--user-features", help="Comma-separated user feature columns (default: all but the id); each must exist.")] = None,
     seed: Seed = 0,
     docs_per_user: DocsPerUser = 10,
     prompts_per_user: PromptsPerUser = 3,
     review_prompts_per_user: ReviewCap = 10,
     min_user_items: MinUser = 5,
     min_item_users: MinItem = 0,
+    time_unit: TimeUnit = "auto",
+    strict: Strict = False,
     force: Force = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
@@ -138,9 +163,36 @@ def table(
     from recsys_cli.data.sources.table import Columns, load_table
 
     cols = Columns(user_col, item_col, time_col, rating_col, review_col, summary_col, title_col, category_col, brand_col,
-                   price_col, [c.strip() for c in user_features.split(",") if c.strip()] if user_features else None)
+                   price_col, [c.strip() for c in user_features.split(",") if c.strip()] if user_features is not None else None)
     options = {"interactions": interactions, "items": items, "users": users, "columns": vars(cols),
-               "docs_per_user": docs_per_user, "prompts_per_user": prompts_per_user,
+               "docs_per_user": docs_per_user, "prompts_per_user": prompts_per_user, "time_unit": time_unit,
                "review_prompts_per_user": review_prompts_per_user, "min_user_items": min_user_items, "min_item_users": min_item_users}
-    _run("textualize table", lambda: load_table(interactions, items, users, cols, min_user_items, min_item_users), out, options,
-         seed, docs_per_user, prompts_per_user, review_prompts_per_user, quiet, as_json, force)
+    _run("textualize table", lambda: load_table(interactions, items, users, cols, min_user_items, min_item_users, time_unit), out, options,
+         seed, docs_per_user, prompts_per_user, review_prompts_per_user, quiet, as_json, force, strict)
+
+
+@app.command("recbole")
+def recbole(
+    dataset_dir: Annotated[Path, typer.Option("--dataset-dir", help="Directory with RecBole atomic files <name>.inter (+ .item, .user).")],
+    out: Out,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="The <name> of the files (default: the only *.inter in --dataset-dir).")] = None,
+    seed: Seed = 0,
+    docs_per_user: DocsPerUser = 10,
+    prompts_per_user: PromptsPerUser = 3,
+    review_prompts_per_user: ReviewCap = 10,
+    min_user_items: MinUser = 5,
+    min_item_users: MinItem = 0,
+    time_unit: TimeUnit = "auto",
+    strict: Strict = False,
+    force: Force = False,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """RecBole atomic files (.inter / .item / .user, typed headers such as user_id:token, class:token_seq)."""
+    from recsys_cli.data.sources.recbole import load_recbole
+
+    options = {"dataset_dir": dataset_dir, "dataset": dataset, "docs_per_user": docs_per_user, "prompts_per_user": prompts_per_user,
+               "review_prompts_per_user": review_prompts_per_user, "min_user_items": min_user_items,
+               "min_item_users": min_item_users, "time_unit": time_unit}
+    _run("textualize recbole", lambda: load_recbole(dataset_dir, dataset, min_user_items, min_item_users, time_unit), out, options,
+         seed, docs_per_user, prompts_per_user, review_prompts_per_user, quiet, as_json, force, strict)

@@ -59,7 +59,9 @@ class Example:
     part_a_len: int  # [0, part_a_len) bidirectional; the rest causal and sees all of Part A
     spans: list[tuple[int, int]]  # masked spans, token offsets in the ORIGINAL sequence
     entity_spans: list[tuple[int, int]]  # entity token offsets in the ORIGINAL sequence
-    level: str  # entity | sentence | document | prompt
+    level: str  # entity | sentence | document | prompt | rerank
+    # rerank prompts (training/rerank.py): position -> the tokens the softmax is restricted to
+    allowed: dict[int, list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)

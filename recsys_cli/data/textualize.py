@@ -7,7 +7,8 @@
 Sequences: per user, interactions sorted by (timestamp, file order); users in order of first
 appearance; users with fewer than 3 items are dropped (leave-one-out needs train/valid/test).
 Everything user-derived in the corpus, the user profile and the training prompts uses only
-the training part of the sequence (items[:-2]).
+the training part of the sequence (items[:-2]). The corpus periods are cut by time when the
+source has timestamps (corpus.py); the data-quality checks (quality.py) go in the summary.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import polars as pl
 
 from recsys_cli.artifacts import schemas
 from recsys_cli.data import split as loo
+from recsys_cli.data import quality
 from recsys_cli.data.corpus import corpus_columns, corpus_frame
 from recsys_cli.data.explain import extract
 from recsys_cli.data.prompts import draw_negatives, review_prompts, review_rows, sequence_prompts
@@ -152,7 +154,9 @@ def textualize(src: Source, seed: int = 0, docs_per_user: int = 10, prompts_per_
     inter = inter.join(codes, on="item_id", how="left", maintain_order="left")
     if inter["code"].null_count():
         raise RecsysError("internal: interaction without item row")
-    seq = inter.group_by("user_id", maintain_order=True).agg(pl.col("item_id").alias("items"), pl.col("code").alias("codes"))
+    seq = inter.group_by("user_id", maintain_order=True).agg(
+        pl.col("item_id").alias("items"), pl.col("code").alias("codes"), pl.col("timestamp").alias("times")
+    )
     users = seq["user_id"].to_list()
     labels = [f"user_{u}" for u in users]
     seqs = seq["codes"].to_list()
@@ -160,7 +164,7 @@ def textualize(src: Source, seed: int = 0, docs_per_user: int = 10, prompts_per_
     pool = _pool(len(users))
     try:
         negs_job = _submit(pool, draw_negatives, seqs, items.height, prompts_per_user, seed)
-        frames = _rest(src, seed, docs_per_user, prompts_per_user, review_cap, step, pool, negs_job, inter, items, item_ids, seq, users, labels, seqs)
+        frames, corpus_stats = _rest(src, seed, docs_per_user, prompts_per_user, review_cap, step, pool, negs_job, inter, items, item_ids, seq, users, labels, seqs)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -172,8 +176,26 @@ def textualize(src: Source, seed: int = 0, docs_per_user: int = 10, prompts_per_
         notes.append(f"catalogue too small for 99 negatives: {int((cands < 100).sum())} direct prompts have {cands.min()}-{cands.max()} candidates")
     if not src.has_reviews:
         notes.append("source has no reviews: no rating, explanation or review prompts")
+    notes.append(_period_note(corpus_stats))
+    checks = quality.item_checks(frames[schemas.ITEMS], src.title_fallback)
+    checks.append(quality.document_check(corpus_stats["sampled"], corpus_stats["dropped_copies"]))
     summary = summarize(frames, src, notes)
+    summary["corpus"] = corpus_stats
+    summary["quality"] = checks
+    summary["notes"].extend(quality.warnings(checks))
     return frames, summary
+
+
+def _period_note(stats: dict) -> str:
+    """How the long/medium/short windows were cut, and how many copies were dropped."""
+    if stats["users_by_position"] == 0:
+        how = "corpus periods cut by time (medium: last 90 days, short: last 7 days)"
+    elif stats["users_by_time"] == 0:
+        how = "no timestamps: corpus periods cut by position (medium: latest half, short: latest max(5, 1/5))"
+    else:
+        how = (f"corpus periods cut by time for {stats['users_by_time']:,} users and by position for "
+               f"{stats['users_by_position']:,} users with a missing timestamp")
+    return f"{how}; {stats['dropped_copies']:,} of {stats['sampled']:,} sampled documents were copies and were not written"
 
 
 def _rest(src: Source, seed: int, docs_per_user: int, prompts_per_user: int, review_cap: int, step, pool, negs_job, inter, items, item_ids, seq, users, labels, seqs) -> dict:
@@ -204,10 +226,14 @@ def _rest(src: Source, seed: int, docs_per_user: int, prompts_per_user: int, rev
 
     step("corpus")
     histories = [loo.train_items(s) for s in seqs]
-    corpus_job = _submit(pool, corpus_columns, users, labels, histories, mentions, profiles, docs_per_user, seed)
+    times = None
+    if inter["timestamp"].null_count() < inter.height:
+        times = [loo.train_items(t) for t in seq["times"].to_list()]
+    corpus_job = _submit(pool, corpus_columns, users, labels, histories, mentions, profiles, docs_per_user, seed, times)
     step("prompts")
     prompts = _prompts(src, inter, users, labels, seqs, titles, item_ids, prompts_per_user, seed, review_cap, reg, negs_job.result())
-    corpus = corpus_frame(corpus_job.result(), reg)
+    corpus_cols = corpus_job.result()
+    corpus = corpus_frame(corpus_cols, reg)
 
     frames = {
         schemas.ITEMS: items,
@@ -217,7 +243,7 @@ def _rest(src: Source, seed: int, docs_per_user: int, prompts_per_user: int, rev
         schemas.CORPUS: corpus,
         schemas.PROMPTS: prompts,
     }
-    return frames
+    return frames, corpus_cols[5]
 
 
 def _prompts(src: Source, inter, users, labels, seqs, titles, item_ids: pl.Series, per_user: int, seed: int, review_cap: int, reg: Registry, negs: tuple) -> pl.DataFrame:

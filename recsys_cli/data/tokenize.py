@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -24,22 +24,40 @@ class TokenizedDoc:
     ids: list[int]  # tokens of the text (no BOS/EOS)
     entity_spans: list[tuple[int, int]]  # token [start, end) of every entity, sorted, disjoint
     sentence_spans: list[tuple[int, int]]  # token [start, end) of every sentence, covering ids
+    # entity_id ("item:<id>", ...) of each entity span, same order; empty for docs built by hand
+    entity_ids: list[str] = field(default_factory=list)
 
+    def slice(self, start: int, end: int) -> "TokenizedDoc":
+        """Tokens [start, end); entities cut by the window are dropped (their ids with them),
+        sentences clipped."""
+        keep = [k for k, (s, e) in enumerate(self.entity_spans) if s >= start and e <= end]
+        ents = [(self.entity_spans[k][0] - start, self.entity_spans[k][1] - start) for k in keep]
+        ids = [self.entity_ids[k] for k in keep] if len(self.entity_ids) == len(self.entity_spans) else []
+        sents = [(max(s, start) - start, min(e, end) - start) for s, e in self.sentence_spans if e > start and s < end]
+        return TokenizedDoc(self.ids[start:end], ents, sents, ids)
 
 
 def _field(ent: Any, key: str) -> Any:
     return ent[key] if type(ent) is dict else getattr(ent, key)
 
 
-def _pieces(text: str, entities: Iterable[Any]) -> tuple[list[tuple[int, int]], list[int]]:
-    """Cut `text` at entity boundaries: [(char_start, char_end)] covering the text, and the
-    piece index of each kept entity (sorted; an entity overlapping an earlier one is dropped).
-    An entity piece takes the space before it, so it tokenizes as " " + entity."""
+def _entity_id(ent: Any) -> str:
+    try:
+        return str(_field(ent, "entity_id") or "")
+    except (KeyError, AttributeError):
+        return ""
+
+
+def _pieces(text: str, entities: Iterable[Any]) -> tuple[list[tuple[int, int]], list[int], list[str]]:
+    """Cut `text` at entity boundaries: [(char_start, char_end)] covering the text, the piece
+    index of each kept entity (sorted; an entity overlapping an earlier one is dropped) and
+    its entity_id. An entity piece takes the space before it, so it tokenizes as " " + entity."""
     pieces: list[tuple[int, int]] = []
     ent_piece: list[int] = []
+    ent_ids: list[str] = []
     cursor = 0
-    bounds = sorted((int(_field(e, "start")), int(_field(e, "end"))) for e in entities)
-    for cs, ce in bounds:
+    bounds = sorted((int(_field(e, "start")), int(_field(e, "end")), _entity_id(e)) for e in entities)
+    for cs, ce, eid in bounds:
         if cs < cursor or ce <= cs or ce > len(text):
             continue
         if cs > cursor and text[cs - 1] == " ":
@@ -47,11 +65,12 @@ def _pieces(text: str, entities: Iterable[Any]) -> tuple[list[tuple[int, int]], 
         if cs > cursor:
             pieces.append((cursor, cs))
         ent_piece.append(len(pieces))
+        ent_ids.append(eid)
         pieces.append((cs, ce))
         cursor = ce
     if cursor < len(text) or not pieces:
         pieces.append((cursor, len(text)))
-    return pieces, ent_piece
+    return pieces, ent_piece, ent_ids
 
 
 def _sentence_token_spans(text: str, offsets: Sequence[tuple[int, int]], entity_spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -144,24 +163,25 @@ def tokenize_documents(texts: Sequence[str], entities: Sequence[Iterable[Any] | 
     retry: list[tuple[int, list[int]]] = []
     whole_ids, whole_offsets = encode_batch(tokenizer, texts)
     for i, (ids, offsets) in enumerate(zip(whole_ids, whole_offsets)):
-        spans, bad = _entity_token_spans(offsets, *cut[i])
+        spans, bad = _entity_token_spans(offsets, *cut[i][:2])
         if bad:
             retry.append((i, sorted(set(bad) - {0, len(texts[i])})))
         else:
-            docs[i] = TokenizedDoc(ids, spans, _sentence_token_spans(texts[i], offsets, spans))
+            docs[i] = TokenizedDoc(ids, spans, _sentence_token_spans(texts[i], offsets, spans), cut[i][2])
     last: list[int] = []
     for (i, _), (ids, offsets, _b) in zip(retry, _encode_cut(tokenizer, [texts[i] for i, _ in retry], [c for _, c in retry])):
-        spans, bad = _entity_token_spans(offsets, *cut[i])
+        spans, bad = _entity_token_spans(offsets, *cut[i][:2])
         if bad:
             last.append(i)
         else:
-            docs[i] = TokenizedDoc(ids, spans, _sentence_token_spans(texts[i], offsets, spans))
+            docs[i] = TokenizedDoc(ids, spans, _sentence_token_spans(texts[i], offsets, spans), cut[i][2])
     # still straddling: one segment per piece, entity spans are exact segment boundaries
     full = _encode_cut(tokenizer, [texts[i] for i in last], [[a for a, _ in cut[i][0][1:]] for i in last])
     for i, (ids, offsets, bounds) in zip(last, full):
-        ent_piece = cut[i][1]
-        spans = [(bounds[p], bounds[p + 1]) for p in ent_piece if bounds[p + 1] > bounds[p]]
-        docs[i] = TokenizedDoc(ids, spans, _sentence_token_spans(texts[i], offsets, spans))
+        ent_piece, ent_ids = cut[i][1], cut[i][2]
+        keep = [k for k, p in enumerate(ent_piece) if bounds[p + 1] > bounds[p]]
+        spans = [(bounds[ent_piece[k]], bounds[ent_piece[k] + 1]) for k in keep]
+        docs[i] = TokenizedDoc(ids, spans, _sentence_token_spans(texts[i], offsets, spans), [ent_ids[k] for k in keep])
     return docs
 
 

@@ -28,11 +28,17 @@ def method_names(paths: Sequence[Path]) -> list[str]:
     return [f"{p.parent.name}/{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths]
 
 
-def load_predictions(path: Path) -> pl.DataFrame:
-    """Read a predictions file and check it against PREDICTIONS_SCHEMA."""
+def load_predictions(path: Path, data: Path | None = None) -> pl.DataFrame:
+    """Read a predictions file and check it against PREDICTIONS_SCHEMA. With `data`, a file
+    that carries provenance must have been made on that textualize output (same manifest
+    hash); files without provenance (other tools) are accepted."""
+    from recsys_cli.artifacts import provenance
+
     path = Path(path)
     if not path.is_file():
         raise RecsysError(f"{path}: predictions file not found (write it with `recsys infer` or `recsys baseline`)", 2)
+    if data is not None:
+        provenance.check_data(path, data)
     try:
         df = pl.read_parquet(path)
     except Exception as exc:
@@ -40,6 +46,8 @@ def load_predictions(path: Path) -> pl.DataFrame:
     missing = [c for c in ("prompt_id", "output", "ranked") if c not in df.columns]
     if missing:
         raise InputError.at(path, None, f"missing columns {missing}; expected {list(schemas.PREDICTIONS_SCHEMA)}")
+    if df.schema["prompt_id"] != pl.Utf8:
+        raise InputError.at(path, "column prompt_id", f"expected str prompt ids, found {df.schema['prompt_id']}")
     if df.schema["ranked"] != pl.List(pl.Utf8):
         raise InputError.at(path, "column ranked", f"expected list[str] of item ids, found {df.schema['ranked']}")
     nulls = df["prompt_id"].is_null()
@@ -148,7 +156,7 @@ def score_files(data: Path, paths: Sequence[Path], task: str = "all", p5: bool =
         data, schemas.PROMPTS, ["prompt_id", "family", "template_id", "seen", "split", "item_id", "target", "candidates"]
     )
     items = read_artifact(data, schemas.ITEMS, ["item_id"])["item_id"]
-    preds = [load_predictions(path) for path in paths]
+    preds = [load_predictions(path, data) for path in paths]
     if common:
         shared = set(preds[0]["prompt_id"].to_list())
         for frame in preds[1:]:

@@ -23,13 +23,13 @@ from recsys_cli.data.trie import ROOT, EntityTrie
 
 def score_candidates(model, part_a: Sequence[int], part_a_intra: Sequence[int], start_id: int, end_id: int,
                      candidates: Sequence[Sequence[int]], trie: EntityTrie | None, chunk: int = 32,
-                     dynamic: bool = True) -> list[float]:
+                     dynamic: bool = True, soft: Sequence[tuple[int, int]] | None = None) -> list[float]:
     """Summed log-prob of `candidate tokens + [END]` for each candidate, after one prompt."""
     import torch
 
     dt = decode._dtype(model)
     dev = decode._device(model)
-    base = decode.prefill(model, [part_a], [part_a_intra], start_id, trie, dynamic=dynamic)
+    base = decode.prefill(model, [part_a], [part_a_intra], start_id, trie, dynamic=dynamic, soft=None if soft is None else [soft])
     first = torch.log_softmax(base.logits[0], -1)  # [V] next token after [START]
     past = base.key_ok.shape[1]
     order = sorted(range(len(candidates)), key=lambda i: len(candidates[i]))  # length-sorted chunks: little padding
@@ -68,14 +68,14 @@ def score_candidates(model, part_a: Sequence[int], part_a_intra: Sequence[int], 
 
 def score_candidates_constrained(model, part_a: Sequence[int], part_a_intra: Sequence[int], start_id: int,
                                  end_id: int, candidates: Sequence[Sequence[int]], trie: EntityTrie | None,
-                                 dynamic: bool = True) -> list[float]:
+                                 dynamic: bool = True, soft: Sequence[tuple[int, int]] | None = None) -> list[float]:
     """log P(candidate) under the distribution constrained to the candidates' titles; equal
     titles share their probability (each gets the full value)."""
     import torch
 
     cand_trie = EntityTrie((c, i) for i, c in enumerate(candidates))
     out = [float("-inf")] * len(candidates)
-    state = decode.prefill(model, [part_a], [part_a_intra], start_id, trie, dynamic=dynamic)
+    state = decode.prefill(model, [part_a], [part_a_intra], start_id, trie, dynamic=dynamic, soft=None if soft is None else [soft])
     con = decode.Constraint(cand_trie, end_id, renormalize=True)
     whole = cand_trie.unique_tail(ROOT)
     if whole is not None:  # one distinct title: probability 1
@@ -120,12 +120,12 @@ def _expand_cache(cache, n: int):
 
 
 def yes_no(model, part_a: Sequence[Sequence[int]], part_a_intra: Sequence[Sequence[int]], start_id: int,
-           yes_ids: Sequence[int], no_ids: Sequence[int]) -> list[tuple[float, float]]:
+           yes_ids: Sequence[int], no_ids: Sequence[int], soft=None) -> list[tuple[float, float]]:
     """(log P(yes), log P(no)) of the first answer token per prompt; each side sums the
     probability of its spellings (e.g. " yes", " Yes")."""
     import torch
 
-    st = decode.prefill(model, part_a, part_a_intra, start_id, None, dynamic=False)
+    st = decode.prefill(model, part_a, part_a_intra, start_id, None, dynamic=False, soft=soft)
     logp = torch.log_softmax(st.logits, -1).cpu()  # [B, V]
     y = torch.logsumexp(logp[:, list(yes_ids)], -1)  # [B]
     n = torch.logsumexp(logp[:, list(no_ids)], -1)  # [B]

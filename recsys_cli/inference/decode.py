@@ -16,9 +16,11 @@ from recsys_cli.data.intra import IntraTracker
 from recsys_cli.data.trie import ROOT, EntityTrie
 
 
-def forward(model, ids, inter, intra, mask, cache):
-    """One RecsysLM call; returns (logits [B, q, V], cache)."""
-    out = model(input_ids=ids, inter=inter, intra=intra, attn_mask_4d=mask, cache=cache, use_cache=True)
+def forward(model, ids, inter, intra, mask, cache, soft=None):
+    """One RecsysLM call; returns (logits [B, q, V], cache). `soft`: RSLLM soft ID tokens
+    (batch_idx [S], position [S], item_rows [S]), only given when there are some."""
+    extra = {"soft": soft} if soft is not None else {}
+    out = model(input_ids=ids, inter=inter, intra=intra, attn_mask_4d=mask, cache=cache, use_cache=True, **extra)
     return out.logits, out.cache
 
 
@@ -64,8 +66,9 @@ def _select_cache(cache, idx) -> None:
 
 
 def prefill(model, part_a: Sequence[Sequence[int]], part_a_intra: Sequence[Sequence[int]], start_id: int,
-            trie: EntityTrie | None, dynamic: bool = True) -> State:
-    """Run Part A + [START] of every row once; returns the state ready to generate."""
+            trie: EntityTrie | None, dynamic: bool = True, soft: Sequence[Sequence[tuple[int, int]]] | None = None) -> State:
+    """Run Part A + [START] of every row once; returns the state ready to generate. `soft`
+    (RSLLM, data/hybrid.hybrid_part_a): per row, (Part A position, item row) of each soft token."""
     import torch
     from transformers import DynamicCache
 
@@ -92,7 +95,11 @@ def prefill(model, part_a: Sequence[Sequence[int]], part_a_intra: Sequence[Seque
     allowed |= torch.eye(length, dtype=torch.bool)[None]  # pad rows see themselves (no empty rows)
     mask = torch.zeros(rows, 1, length, length, dtype=dt)  # [B, 1, L, L]
     mask.masked_fill_(~allowed[:, None], torch.finfo(dt).min)
-    logits, cache = forward(model, ids.to(dev), inter.to(dev), intra.to(dev), mask.to(dev), DynamicCache())
+    soft_t = None
+    if soft is not None and any(soft):
+        trip = [(r, a_max - len(a) + p, row) for r, (a, sr) in enumerate(zip(part_a, soft)) for p, row in sr]  # left padding shifts
+        soft_t = tuple(torch.tensor([t[i] for t in trip], dtype=torch.long, device=dev) for i in range(3))  # 3 x [S]
+    logits, cache = forward(model, ids.to(dev), inter.to(dev), intra.to(dev), mask.to(dev), DynamicCache(), soft_t)
     tracker = IntraTracker(trie, rows) if (dynamic and trie is not None) else None
     return State(cache, key_ok.to(dev), inter[:, a_max].to(dev), logits[:, -1].float(), tracker)
 

@@ -20,7 +20,8 @@ from recsys_cli.data.trie import EntityTrie
 
 class Engine:
     def __init__(self, model, tokenizer, opts: InferOptions, entity_trie: EntityTrie | None,
-                 item_trie: EntityTrie | None, titles: dict[str, str], grounder=None):
+                 item_trie: EntityTrie | None, titles: dict[str, str], grounder=None, hybrid_rows: dict[str, int] | None = None,
+                 id_tokens: bool = True):
         self.model, self.tok, self.opts = model, tokenizer, opts
         self.special = SpecialIds.from_tokenizer(tokenizer)
         self.entity_trie, self.item_trie = entity_trie, item_trie
@@ -31,14 +32,24 @@ class Engine:
         self.yes_ids = sorted({self._first(" " + w) for w in YES_WORDS})
         self.no_ids = sorted({self._first(" " + w) for w in NO_WORDS})
         self._title_tokens: dict[str, list[int]] = {}
+        self.retriever = None  # inference.retriever.Retriever for the `rerank` mode
+        # RSLLM checkpoint (docs/rsllm.md): item id -> recommender row; Part A gets the soft ID tokens
+        self.hybrid_rows, self.id_tokens = hybrid_rows, id_tokens
 
     def _first(self, text: str) -> int:
         return self.tok(text, add_special_tokens=False)["input_ids"][0]
 
     # --- prompt -> Part A ---------------------------------------------------------------
-    def part_a(self, rows: Sequence[dict]) -> tuple[list[list[int]], list[list[int]]]:
-        """Part A (prompt + [gM]) token ids and intra ids per row, truncated from the left."""
+    def part_a(self, rows: Sequence[dict]) -> tuple[list[list[int]], list[list[int]], list[list[tuple[int, int]]] | None]:
+        """Part A (prompt + [gM]) token ids and intra ids per row, truncated from the left, and
+        the soft ID tokens per row (a hybrid checkpoint; None for a text-only one)."""
         docs = tokenize.tokenize_documents([r["source"] or "" for r in rows], [r.get("source_entities") or [] for r in rows], self.tok)
+        if self.hybrid_rows is not None:  # the same layout and left cut as training's hybrid_prompt
+            from recsys_cli.data.hybrid import hybrid_part_a
+
+            parts = [hybrid_part_a(d, self.special, self.hybrid_rows, self.tok.pad_token_id, self.opts.max_prompt_len, self.id_tokens)
+                     for d in docs]
+            return [p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts]
         ids, intra = [], []
         keep = self.opts.max_prompt_len - 2
         for d in docs:
@@ -49,7 +60,7 @@ class Engine:
                 a, ai = a[:-1][-keep:] + a[-1:], ai[:-1][-keep:] + ai[-1:]
             ids.append(a)
             intra.append(ai)
-        return ids, intra
+        return ids, intra, None
 
     def title_tokens(self, item_id: str) -> list[int]:
         t = self._title_tokens.get(item_id)
@@ -71,25 +82,31 @@ class Engine:
             return getattr(self, f"_{mode}")(rows, excluded)
 
     def _state(self, rows, trie):
-        a, ai = self.part_a(rows)
-        return decode.prefill(self.model, a, ai, self.special.start, trie, dynamic=self.opts.dynamic)
+        a, ai, soft = self.part_a(rows)
+        return decode.prefill(self.model, a, ai, self.special.start, trie, dynamic=self.opts.dynamic, soft=soft)
 
     def _candidates(self, rows, excluded):
         out = []
-        a, ai = self.part_a(rows)
+        a, ai, soft = self.part_a(rows)
         score = candidates.score_candidates if self.opts.item_scoring == "full" else candidates.score_candidates_constrained
-        for r, pa, pai, excl in zip(rows, a, ai, excluded):
+        for k, (r, pa, pai, excl) in enumerate(zip(rows, a, ai, excluded)):
             cands = [c for c in r["candidates"] if c not in excl]
             toks = [self.title_tokens(c) for c in cands]
-            s = score(self.model, pa, pai, self.special.start, self.special.end, toks, self.entity_trie, dynamic=self.opts.dynamic)
+            s = score(self.model, pa, pai, self.special.start, self.special.end, toks, self.entity_trie, dynamic=self.opts.dynamic,
+                      soft=None if soft is None else soft[k])
             order = sorted(range(len(cands)), key=lambda i: -s[i])
             ranked = [cands[i] for i in order]
             out.append(self._row(r, self.titles.get(ranked[0], ranked[0]) if ranked else "", ranked, [s[i] for i in order], bool(ranked)))
         return out
 
+    def _rerank(self, rows, excluded):
+        from recsys_cli.inference.rerank import rerank_rows
+
+        return rerank_rows(self, rows, excluded)
+
     def _yesno(self, rows, excluded):
-        a, ai = self.part_a(rows)
-        res = candidates.yes_no(self.model, a, ai, self.special.start, self.yes_ids, self.no_ids)
+        a, ai, soft = self.part_a(rows)
+        res = candidates.yes_no(self.model, a, ai, self.special.start, self.yes_ids, self.no_ids, soft=soft)
         target_case = [(r.get("target") or "yes").strip()[:1].isupper() for r in rows]
         out = []
         for r, (y, n), upper in zip(rows, res, target_case):

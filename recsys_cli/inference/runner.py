@@ -13,7 +13,6 @@ candidates: trie-constrained beam search, or free text grounded by MinHash with
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,13 +40,18 @@ class InferOptions:
     dynamic: bool = True
     chunk_rows: int = 64
     item_scoring: str = "constrained"  # constrained | full (see decode.Constraint)
+    rerank_k: int | None = None  # two-stage: rerank the retriever's first K (inference/rerank.py)
+    fusion: float = 1.0  # W in W * llm + (1 - W) * retriever (inference/fusion.py)
 
 
-def mode_of(family: str, target: str | None, candidates: Any) -> str:
+def mode_of(family: str, target: str | None, candidates: Any, rerank: bool = False) -> str:
+    """`rerank` (with --candidates-from): every ranking prompt reranks the retriever's list."""
     t = (target or "").strip().lower()
     if t in ("yes", "no"):
         return "yesno"
     if family in schemas.RANKING_FAMILIES:
+        if rerank:
+            return "rerank"
         return "candidates" if candidates is not None and len(candidates) > 1 else "items"
     if _NUMERIC.match(target or ""):
         return "rating"
@@ -72,26 +76,34 @@ def done_prompt_ids(out: Path) -> set[str]:
     return done
 
 
-def merge_parts(out: Path, order: list[str]) -> int:
-    """Fold the chunk files into `out` (atomic), rows in prompt order; returns the row count."""
-    files = ([out] if out.is_file() else []) + sorted(parts_dir(out).glob("part-*.parquet"))
+def merge_parts(out: Path, order: list[str], metadata: dict[str, str] | None = None) -> int:
+    """Fold the chunk files into `out` (atomic), rows in prompt order, with `metadata` (the
+    provenance); returns the row count."""
+    chunks = sorted(parts_dir(out).glob("part-*.parquet"))
+    files = ([out] if out.is_file() else []) + chunks
     if not files:
         return 0
     df = pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed").unique("prompt_id", keep="first")
     rank = pl.DataFrame({"prompt_id": order, "_o": list(range(len(order)))})
     df = df.join(rank, on="prompt_id", how="left").sort("_o", "prompt_id", nulls_last=True).drop("_o")
-    write_parquet(df, out, schemas.PREDICTIONS_SCHEMA)
-    shutil.rmtree(parts_dir(out), ignore_errors=True)
+    write_parquet(df, out, schemas.PREDICTIONS_SCHEMA, metadata=metadata)
+    for f in chunks:
+        f.unlink()
+    try:
+        parts_dir(out).rmdir()
+    except OSError:
+        pass  # holds files infer did not write: left alone
     return df.height
 
 
 class ChunkWriter:
     """Buffers prediction rows and writes each full chunk as its own atomic Parquet file."""
 
-    def __init__(self, out: Path, rows_per_chunk: int):
+    def __init__(self, out: Path, rows_per_chunk: int, metadata: dict[str, str] | None = None):
         self.dir = parts_dir(out)
         self.rows: list[dict] = []
         self.per = rows_per_chunk
+        self.metadata = metadata  # the provenance: an interrupted run is checked before resuming
         self.n = len(list(self.dir.glob("part-*.parquet"))) if self.dir.exists() else 0
 
     def add(self, rows: list[dict]) -> None:
@@ -103,6 +115,6 @@ class ChunkWriter:
         if not self.rows:
             return
         df = pl.DataFrame(self.rows, schema=schemas.PREDICTIONS_SCHEMA)
-        write_parquet(df, self.dir / f"part-{self.n:06d}.parquet", schemas.PREDICTIONS_SCHEMA)
+        write_parquet(df, self.dir / f"part-{self.n:06d}.parquet", schemas.PREDICTIONS_SCHEMA, metadata=self.metadata)
         self.n += 1
         self.rows = []

@@ -13,11 +13,15 @@ from dataclasses import dataclass, field
 from recsys_cli.artifacts import schemas
 from recsys_cli.artifacts.io import read_artifact
 from recsys_cli.data import masking, tokenize
+from recsys_cli.data.hybrid import fit_source, history_rows, hybrid_document, hybridize
 from recsys_cli.data.masking import Example
 from recsys_cli.data.special_tokens import SpecialIds
 from recsys_cli.data.tokenize import TokenizedDoc
 from recsys_cli.data.trie import EntityTrie
 from recsys_cli.errors import RecsysError
+
+
+PromptKey = tuple[str, "str | None", str]  # (user_id, target item_id, split): what a hybrid prompt's history needs
 
 
 @dataclass
@@ -26,10 +30,18 @@ class Sources:
     prompts: dict[str, list[tuple[TokenizedDoc, TokenizedDoc]]]  # family -> (source, target) of train & seen prompts
     valid: list[tuple[TokenizedDoc, TokenizedDoc]] = field(default_factory=list)  # valid prompts for the val loss
     trie: EntityTrie | None = None  # the entity pool: Part B intra ids (data/intra.py)
+    rerank: list = field(default_factory=list)  # training/rerank.RerankPrompt: retriever top-K of train prompts
+    keys: dict[str, list[PromptKey]] = field(default_factory=dict)  # family -> key of each prompt (same order)
+    valid_keys: list[PromptKey] = field(default_factory=list)
+    sequences: dict[str, list[str]] = field(default_factory=dict)  # user_id -> items (sequences.parquet)
 
     @property
     def n_train(self) -> int:
         return len(self.docs) + sum(len(v) for v in self.prompts.values())
+
+
+def _keys(df) -> list[PromptKey]:
+    return list(zip(df["user_id"].to_list(), df["item_id"].to_list(), df["split"].to_list()))
 
 
 def _pairs(df, tokenizer) -> list[tuple[TokenizedDoc, TokenizedDoc]]:
@@ -49,32 +61,37 @@ def load_sources(data_dir, tokenizer, eval_prompts: int = 64, need_corpus: bool 
     prompts = read_artifact(data_dir, schemas.PROMPTS).sort("prompt_id")
     docs = tokenize.tokenize_documents(corpus["text"].to_list(), corpus["entities"].to_list(), tokenizer) if need_corpus else []
     train = prompts.filter((pl.col("split") == "train") & pl.col("seen"))
-    by_family = {}
+    by_family, keys = {}, {}
     for fam in schemas.FAMILIES:
         part = train.filter(pl.col("family") == fam)
         if part.height:
-            by_family[fam] = _pairs(part, tokenizer)
+            by_family[fam], keys[fam] = _pairs(part, tokenizer), _keys(part)
     valid = prompts.filter(pl.col("split") == "valid")
     if valid.height > eval_prompts:  # an even, deterministic spread over families and users
         step = valid.height / eval_prompts
         valid = valid[[int(i * step) for i in range(eval_prompts)]]
     if not docs and not by_family:
         raise RecsysError(f"{data_dir}: no training data (empty corpus.parquet and no train prompts)", exit_code=2)
-    return Sources(docs, by_family, _pairs(valid, tokenizer) if valid.height else [], pool_trie(data_dir, tokenizer))
+    seqs = read_artifact(data_dir, schemas.SEQUENCES, ["user_id", "items"])
+    return Sources(docs, by_family, _pairs(valid, tokenizer) if valid.height else [], pool_trie(data_dir, tokenizer),
+                   keys=keys, valid_keys=_keys(valid), sequences=dict(zip(seqs["user_id"].to_list(), seqs["items"].to_list())))
 
 
-def slice_doc(doc: TokenizedDoc, start: int, end: int) -> TokenizedDoc:
-    """Tokens [start, end) of `doc`; entities cut by the window are dropped, sentences clipped."""
-    ents = [(s - start, e - start) for s, e in doc.entity_spans if s >= start and e <= end]
-    sents = [(max(s, start) - start, min(e, end) - start) for s, e in doc.sentence_spans if e > start and s < end]
-    return TokenizedDoc(doc.ids[start:end], ents, sents)
+@dataclass
+class HybridSpec:
+    """What ExampleStream needs for RSLLM stage-2 examples (docs/rsllm.md)."""
+
+    rows: dict[str, int]  # item id -> recommender table row (data/hybrid.item_rows)
+    placeholder: int  # input id at soft positions (the tokenizer's pad id; the model overwrites it)
+    id_tokens: bool = True  # False: the "without ID tokens" ablation (same examples, no soft tokens)
 
 
 class ExampleStream:
     """Deterministic stream of GLM examples: `example(i)` depends only on (seed, i)."""
 
-    def __init__(self, sources: Sources, recipe, special: SpecialIds):
+    def __init__(self, sources: Sources, recipe, special: SpecialIds, hybrid: HybridSpec | None = None):
         self.src = sources
+        self.hybrid = hybrid  # None: text only; else stage-2 examples (example(i, stage=2)) are HybridExamples
         self.r = recipe
         self.special = special
         self.cfg = recipe.mask
@@ -88,37 +105,77 @@ class ExampleStream:
             self.corpus_ratio = 1.0 if sources.docs else 0.0
         if not sources.docs and not fams:
             raise RecsysError("no training examples: the corpus is empty and no family has train prompts with weight > 0")
+        self.rerank_weight = recipe.rerank.weight if sources.rerank else 0.0
 
-    def example(self, i: int) -> Example:
+    def example(self, i: int, stage: int = 1) -> Example:
+        """Example i; `stage` 2 (with a HybridSpec) builds the same draw as a Text-ID hybrid example."""
         rng = random.Random(f"{self.r.train.seed}:{i}")
+        hyb = self.hybrid is not None and stage == 2
+        if self.rerank_weight > 0 and rng.random() < self.rerank_weight:  # no draw at all when off
+            from recsys_cli.training.rerank import restrict
+
+            rp = self.src.rerank[rng.randrange(len(self.src.rerank))]
+            if hyb:
+                return self.prompt(rp.source, rp.target, (rp.user_id, rp.item_id, "train"), rp.candidates)
+            return restrict(self.prompt(rp.source, rp.target), rp.candidates, self.special.end)
         if rng.random() < self.corpus_ratio:
-            return self._doc_example(self.src.docs[rng.randrange(len(self.src.docs))], rng)
+            return self._doc_example(self.src.docs[rng.randrange(len(self.src.docs))], rng, hyb)
         fam = rng.choices(self.families, weights=self.family_w)[0]
         pool = self.src.prompts[fam]
-        return self.prompt(*pool[rng.randrange(len(pool))])
+        j = rng.randrange(len(pool))
+        keys = self.src.keys.get(fam)
+        return self.prompt(*pool[j], keys[j] if hyb and keys else None) if hyb else self.prompt(*pool[j])
 
-    def _doc_example(self, doc: TokenizedDoc, rng: random.Random) -> Example:
+    def _doc_example(self, doc: TokenizedDoc, rng: random.Random, hyb: bool = False) -> Example:
         level = masking.sample_level(rng, self.cfg)
         n = len(doc.ids)
         window = min(n, (self.max_length - 2) // 2 if level == "document" else int(self.max_length / 1.4))
         while True:
             starts = [s for s, _ in doc.sentence_spans if s <= n - window] or [0]
             st = starts[rng.randrange(len(starts))]
-            ex = masking.mask_document(slice_doc(doc, st, st + window), level, rng, self.cfg, self.special, self.src.trie)
+            part = doc.slice(st, st + window)
+            if hyb:  # the window shrinks until text + planned soft tokens fit: never truncated
+                h = self.hybrid
+                ex = hybrid_document(part, level, rng, self.cfg, self.special, self.src.trie, h.rows, h.placeholder, h.id_tokens)
+                if ex.budget_len <= self.max_length or window <= 1:
+                    return ex
+                window = min(window - 1, int(window * 0.8))
+                continue
+            ex = masking.mask_document(part, level, rng, self.cfg, self.special, self.src.trie)
             if len(ex) <= self.max_length or window <= 8:
                 return ex if len(ex) <= self.max_length else _truncate(ex, self.max_length)
             window = int(window * 0.8)
 
-    def prompt(self, source: TokenizedDoc, target: TokenizedDoc) -> Example:
+    def prompt(self, source: TokenizedDoc, target: TokenizedDoc, key: PromptKey | None = None,
+               candidates: list[list[int]] | None = None) -> Example:
         """A prompt as Part A (+[gM]) and its answer as Part B, cut to max_length (keeping the
-        end of the prompt, where the question is)."""
+        end of the prompt, where the question is). With a key (user, item, split) and a
+        HybridSpec: the hybrid example (soft tokens counted in the budget, the user's history
+        for the user loss); `candidates` (rerank) restricts the answer's softmax."""
         max_len = self.max_length
         if len(target.ids) + 1 > max_len // 2:
-            target = slice_doc(target, 0, max_len // 2 - 1)
+            target = target.slice(0, max_len // 2 - 1)
         keep = max_len - (len(target.ids) + 2)
-        if len(source.ids) > keep:
-            source = slice_doc(source, len(source.ids) - keep, len(source.ids))
-        return masking.prompt_example(source, target, self.special, self.src.trie)
+        if key is None or self.hybrid is None:
+            if len(source.ids) > keep:
+                source = source.slice(len(source.ids) - keep, len(source.ids))
+            return masking.prompt_example(source, target, self.special, self.src.trie)
+        h = self.hybrid
+        user, item, split = key
+        hist = history_rows(self.src.sequences.get(user, []), split, item, h.rows)
+        source = fit_source(source, keep, h.rows)
+        ex = masking.prompt_example(source, target, self.special, self.src.trie)
+        if candidates is not None:
+            from recsys_cli.training.rerank import restrict
+
+            ex = restrict(ex, candidates, self.special.end)
+        return hybridize(ex, [*source.entity_ids, *target.entity_ids], h.rows, h.placeholder, h.id_tokens, hist)
+
+    def valid_examples(self, stage: int = 1) -> list[Example]:
+        """The valid prompts as examples (hybrid ones in stage 2)."""
+        hyb = self.hybrid is not None and stage == 2
+        keys = self.src.valid_keys if hyb and len(self.src.valid_keys) == len(self.src.valid) else [None] * len(self.src.valid)
+        return [self.prompt(s, t, k) for (s, t), k in zip(self.src.valid, keys)]
 
 
 def _truncate(ex: Example, n: int) -> Example:
@@ -149,4 +206,13 @@ def collate(examples: list[Example], pad_id: int, dtype, pad_multiple: int = 8) 
         intra[b, :n] = torch.tensor(e.intra)
         inter[b, n:] = (e.inter[-1] + 1) if n else 0
     mask = build_attention_mask([e.part_a_len for e in examples], lengths, L, dtype)  # [B, 1, L, L]
-    return {"input_ids": ids, "labels": labels, "inter": inter, "intra": intra, "attn_mask_4d": mask, "lengths": torch.tensor(lengths)}
+    out = {"input_ids": ids, "labels": labels, "inter": inter, "intra": intra, "attn_mask_4d": mask, "lengths": torch.tensor(lengths)}
+    rows = [(b, pos, opts) for b, e in enumerate(examples) for pos, opts in sorted((e.allowed or {}).items())]
+    if rows:  # rerank prompts: the softmax of these positions is taken over `allow_ids` only
+        width = max(len(o) for _, _, o in rows)
+        allow_ids = torch.full((len(rows), width), -1, dtype=torch.long)  # [R, A], -1 = padding
+        for r, (_, _, opts) in enumerate(rows):
+            allow_ids[r, : len(opts)] = torch.tensor(opts)
+        out["allowed"] = torch.tensor([[b, p] for b, p, _ in rows], dtype=torch.long)  # [R, 2] (row, position)
+        out["allowed_ids"] = allow_ids
+    return out

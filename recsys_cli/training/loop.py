@@ -2,9 +2,18 @@
 
     recsys pretrain --data runs/toys --config recipes/pretrain/tiny-cpu.yaml --out runs/ckpt
 
+    torchrun --nproc_per_node 2 -m recsys_cli.main pretrain --data runs/toys --config recipes/pretrain/tiny-cpu.yaml --out runs/ckpt
+
 AdamW, linear warmup then cosine decay, gradient accumulation, bf16 autocast when the GPU
 supports it, optional activation checkpointing, validation loss on valid prompts, checkpoints
 every `save_every` steps, exact `--resume`, Ctrl-C saves and exits, C/metrics.jsonl.
+
+Several processes (torchrun: DDP; --deepspeed: ZeRO) train one model on one global batch:
+step s uses examples [s*G, (s+1)*G) with G = batch_size * grad_accum * world, micro-step m of
+rank r the slice starting at ((s*grad_accum + m)*world + r)*batch_size, and the loss is the
+token mean over the whole global batch; so any split of G over processes and micro-steps
+follows the same curve. Rank 0 logs, writes metrics and the exported checkpoint; the resume
+state is written by every rank (training/state.py).
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,8 +29,9 @@ from typing import Any
 from recsys_cli import console
 from recsys_cli.artifacts import schemas
 from recsys_cli.artifacts.checkpoint import CheckpointConfig, LoraSettings
-from recsys_cli.artifacts.io import data_fingerprint, manifest, require, write_json
+from recsys_cli.artifacts.io import data_fingerprint, manifest, write_json
 from recsys_cli.training.data import ExampleStream, collate, load_sources
+from recsys_cli.training.hybrid import schedule_step, stage_of
 from recsys_cli.training.recipe import Recipe
 
 
@@ -51,6 +62,8 @@ def build_model(r: Recipe, device: str, max_intra: int, tokenizer=None):
     peft_model = attach_lora(base, new_ids, lo.rank, lo.alpha, lo.dropout, lo.targets, lo.modules_to_save)
     lm = RecsysLM(peft_model, positions=r.model.positions, max_intra=max_intra)
     lm.new_token_ids = new_ids
+    if r.model.positions == "linear":  # the intra table is unused: keep it out of the optimizer (and DDP)
+        lm.intra_embed.weight.requires_grad_(False)
     # from_pretrained leaves the HF model in eval mode while RecsysLM starts in train mode;
     # HF only checkpoints layers when `self.training`, so set the whole tree to train mode.
     lm.train()
@@ -69,32 +82,34 @@ def intra_table_size(r: Recipe, trie) -> tuple[int, bool]:
     return r.model.max_intra, r.model.max_intra < need
 
 
-def claim_output(out: Path, r: Recipe, data_dir: Path, resume: bool, overwrite: bool, allow: list[str]) -> list[str]:
-    """Checks on C before the (slow) model load: never replace a trained checkpoint without
-    --overwrite, resume only the same run (training/state.check_resume). With --overwrite the
-    old predictions under C are moved into C/stale/ (returned)."""
-    from recsys_cli.artifacts import layout
-    from recsys_cli.modeling.registry import resolve_model
-    from recsys_cli.training import state
-
-    require(data_dir, schemas.CORPUS, schemas.PROMPTS)
-    mode = layout.claim_checkpoint_dir(out, resume, overwrite)
-    if mode == "resume":
-        state.check_resume(out, r, data_fingerprint(data_dir), resolve_model(r.model.name).fingerprint, allow)
-    if mode == "overwrite":
-        moved = layout.move_aside(out, layout.CKPT_OWNERS["infer"], "overwritten" + layout._step_of(out).replace(" (step ", "-step-").rstrip(")"))
-        if moved:
-            console.log(f"pretrain --overwrite: moved the old checkpoint's predictions aside: {', '.join(moved)}")
-        return moved
-    return []
-
-
 def _use_bf16(r: Recipe, device: str) -> bool:
     import torch
 
     if r.train.precision == "bf16":
         return True
-    return r.train.precision == "auto" and device == "cuda" and torch.cuda.is_bf16_supported()
+    return r.train.precision == "auto" and device.startswith("cuda") and torch.cuda.is_bf16_supported()
+
+
+def _targets(examples) -> int:
+    """Label tokens (the loss's denominator) of a list of examples."""
+    return sum(sum(1 for t in e.labels if t != -100) for e in examples)
+
+
+def _add_parts(parts: list[float], terms: dict, n_targets: int) -> None:
+    """Accumulate a stage-2 micro-batch's loss terms (LM: token-weighted; item / user: mean)."""
+    parts[0] += terms["lm_loss"].detach().item() * n_targets
+    for k, name in ((1, "item_loss"), (3, "user_loss")):
+        if terms[name] is not None:
+            parts[k] += terms[name].detach().item()
+            parts[k + 1] += 1
+
+
+def _part_row(stage: int, parts: list[float], n_global: float) -> dict:
+    """metrics.jsonl columns of a hybrid run: stage and the separate loss terms (null: not computed)."""
+    def mean(k):
+        return round(parts[k] / parts[k + 1], 6) if parts[k + 1] else None
+
+    return {"stage": stage, "lm_loss": round(parts[0] / max(n_global, 1), 6), "item_loss": mean(1), "user_loss": mean(3)}
 
 
 class Trainer:
@@ -102,10 +117,22 @@ class Trainer:
                  overwrite: bool = False, allow_changed: list[str] | None = None):
         import torch
 
+        from recsys_cli.training import dist, state
+
         self.r, self.data_dir, self.out = r, Path(data_dir), Path(out)
-        self.moved = claim_output(self.out, r, self.data_dir, resume, overwrite, allow_changed or [])
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.world, self.rank, self.main = dist.world(), dist.rank(), dist.is_main()
+        if not self.main:
+            console.set_quiet(True)  # rank 0 logs for everyone
+        self.moved = state.claim_output(self.out, r, self.data_dir, resume, overwrite, allow_changed or [], self.main)
+        self.device = dist.device()  # cpu | cuda | cuda:<local rank>
+        self.device_type = self.device.split(":")[0]
         self.bf16 = _use_bf16(r, self.device)
+        if r.train.deepspeed:
+            from recsys_cli.training import ds
+
+            self.ds_config = ds.read_config(r.train.deepspeed, r, self.bf16)
+        else:
+            dist.init(self.device)  # a torchrun world: gloo on CPU, nccl on GPUs
         torch.manual_seed(r.train.seed)
         from recsys_cli.data.special_tokens import SpecialIds, add_special_tokens
         from recsys_cli.modeling.registry import load_tokenizer, resolve_model
@@ -113,174 +140,228 @@ class Trainer:
         tok = load_tokenizer(resolve_model(r.model.name), trust_remote_code=r.model.trust_remote_code)
         self.special = add_special_tokens(tok)
         self.sources = load_sources(self.data_dir, tok, r.eval.eval_prompts)
+        if r.rerank.candidates and r.rerank.weight > 0:
+            from recsys_cli.training.rerank import load_rerank_prompts
+
+            self.sources.rerank = load_rerank_prompts(self.data_dir, Path(r.rerank.candidates), r.rerank.k, tok)
         self.max_intra, self.intra_clipped = intra_table_size(r, self.sources.trie)
         self.lm, self.tok, self.spec, self.special_map = build_model(r, self.device, self.max_intra, tok)
         self.special = SpecialIds.from_tokenizer(self.tok)
-        self.stream = ExampleStream(self.sources, r, self.special)
+        self.hyb = None  # RSLLM (training/hybrid_loop.py): before the optimizer, which must see the projector
+        if r.hybrid.embeddings:
+            from recsys_cli.training.hybrid_loop import HybridRun
+
+            self.hyb = HybridRun(self)
+        self.stream = ExampleStream(self.sources, r, self.special, self.hyb.spec if self.hyb else None)
         t = r.train
-        per_step = t.batch_size * t.grad_accum * self._world()
+        per_step = t.batch_size * t.grad_accum * self.world
         self.total = int(t.max_steps) if t.max_steps is not None else max(1, math.ceil(t.epochs * self.sources.n_train / per_step))
         params = [p for p in self.lm.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
-        self.engine = None
+        # self.model runs the training forward: lm itself, DDP(lm) or the DeepSpeed engine
+        self.engine, self.model, self.kind = None, self.lm, "torch"
         if t.deepspeed:
-            from recsys_cli.training import ds
-
-            self.ds_config = ds.read_config(t.deepspeed, r, self.bf16)
-            self.engine = ds.initialize(self.lm, self.opt, self.ds_config, self.device)
+            self.engine = self.model = ds.initialize(self.lm, self.opt, self.ds_config, self.device)
+            self.kind = f"deepspeed-zero{ds.zero_stage(self.ds_config)}"
+        elif self.world > 1:
+            self.model, self.kind = dist.wrap_ddp(self.lm, self.device, find_unused=self.hyb is not None), "ddp"
         self.command = command
 
-    def _world(self) -> int:
-        import os
+    def examples(self, step: int, micro: int) -> list:
+        """This rank's examples for micro-step `micro` of optimizer step `step`."""
+        t = self.r.train
+        first = ((step * t.grad_accum + micro) * self.world + self.rank) * t.batch_size
+        stage = self.stage(step)
+        return [self.stream.example(first + j, stage) for j in range(t.batch_size)]
 
-        return int(os.environ.get("WORLD_SIZE", "1"))
+    def stage(self, step: int) -> int:
+        """RSLLM stage of optimizer step `step` (1 = text only; always 1 without hybrid)."""
+        return stage_of(step, self.r.hybrid) if self.hyb is not None else 1
 
-    def _rank(self) -> int:
-        import os
-
-        return int(os.environ.get("RANK", "0"))
-
-    def batch(self, step: int, micro: int) -> dict:
+    def collate(self, examples) -> dict:
         import torch
 
-        t = self.r.train
-        first = ((step * t.grad_accum + micro) * self._world() + self._rank()) * t.batch_size
-        exs = [self.stream.example(first + j) for j in range(t.batch_size)]
-        b = collate(exs, self.tok.pad_token_id, torch.float32)
+        b = collate(examples, self.tok.pad_token_id, torch.float32)
         return {k: v.to(self.device) for k, v in b.items()}
 
-    def _loss(self, b: dict):
+    def _loss(self, model, b: dict):
+        """Token mean of the cross-entropy over `b`'s targets."""
         import torch
 
-        model = self.engine if self.engine is not None else self.lm
-        with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.bf16 and self.engine is None):
-            out = model(b["input_ids"], b["inter"], b["intra"], b["attn_mask_4d"], labels=b["labels"])
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16 and self.engine is None):
+            out = model(b["input_ids"], b["inter"], b["intra"], b["attn_mask_4d"], labels=b["labels"],
+                        allowed=(b["allowed"], b["allowed_ids"]) if "allowed" in b else None)
         return out.loss
 
-    def evaluate(self) -> float | None:
-        """Token-weighted loss on the answers of the valid prompts."""
+    def _backward(self, loss, last_micro: bool) -> None:
+        """Accumulate gradients; DDP synchronises on the last micro-step only, DeepSpeed
+        reduces and steps at its accumulation boundary."""
+        if self.engine is not None:
+            self.engine.backward(loss, scale_wrt_gas=False)  # our loss already carries the scale
+            self.engine.step()
+        elif self.kind == "ddp" and not last_micro:
+            with self.model.no_sync():
+                loss.backward()
+        else:
+            loss.backward()
+
+    def _optimizer_step(self) -> None:
         import torch
 
+        if self.engine is not None:
+            return  # engine.step() on the last micro-step did it (clipping included)
+        torch.nn.utils.clip_grad_norm_([p for p in self.lm.parameters() if p.requires_grad], self.r.train.max_grad_norm)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+
+    def evaluate(self, stage: int = 1) -> float | None:
+        """Token-weighted loss on the answers of the valid prompts; batches are dealt out to the
+        ranks, and every rank runs the same number of forwards (ZeRO-3 gathers in each)."""
+        import torch
+
+        from recsys_cli.training import dist
+
+        bs = self.r.train.batch_size
         if not self.sources.valid:
             return None
+        valid = self.stream.valid_examples(stage)
+        hybrid = self.hyb is not None and stage == 2
+        batches = [valid[i : i + bs] for i in range(0, len(valid), bs)]
+        mine = batches[self.rank :: self.world]
+        model = self.engine if self.engine is not None else self.lm  # not DDP: no collective per forward
         self.lm.eval()
         tot, n = 0.0, 0
-        bs = self.r.train.batch_size
         with torch.no_grad():
-            for i in range(0, len(self.sources.valid), bs):
-                exs = [self.stream.prompt(s, t) for s, t in self.sources.valid[i : i + bs]]
-                b = {k: v.to(self.device) for k, v in collate(exs, self.tok.pad_token_id, torch.float32).items()}
-                k = int((b["labels"] != -100).sum())
-                tot += float(self._loss(b)) * k
-                n += k
+            for j in range(math.ceil(len(batches) / self.world)):
+                exs = mine[j] if j < len(mine) else batches[0]
+                loss = float(self.hyb.lm_loss(model, exs) if hybrid else self._loss(model, self.collate(exs)))
+                if j < len(mine):  # else a spare forward that keeps the ranks in step
+                    tot, n = tot + loss * _targets(exs), n + _targets(exs)
         self.lm.train()
+        tot, n = dist.all_sum([tot, n], self.device)
         return tot / max(n, 1)
 
-    def save(self, step: int, rng_state) -> None:
+    def save(self, step: int) -> None:
+        """Collective: rank 0 exports the checkpoint (adapter, extras, config) from whole
+        tensors and every rank writes its part of the resume state."""
         from recsys_cli.modeling.checkpoint import save_checkpoint
-        from recsys_cli.training import state
+        from recsys_cli.training import dist, ds, state
 
-        if self._rank() != 0 and self.engine is None:
-            return
         lo = self.r.lora
         cfg = CheckpointConfig(
             base_model=self.spec.stored_name, base_fingerprint=self.spec.fingerprint, positions=self.lm.positions,
             max_intra=self.lm.max_intra, vocab_size=len(self.tok), special_tokens=self.special_map,
             new_token_ids=list(self.lm.new_token_ids), lora=LoraSettings(lo.rank, lo.alpha, lo.dropout, lo.targets, lo.modules_to_save),
             step=step, recipe=self.r.to_dict(), data_fingerprint=data_fingerprint(self.data_dir),
+            hybrid=self.hyb.describe() if self.hyb is not None else None,
         )
-        ctx = contextlib.nullcontext()
-        if self.engine is not None:
-            from recsys_cli.training import ds
-
-            ctx = ds.gathered(self.lm, self.ds_config)
-        with ctx:
-            if self._rank() == 0:
+        weights = None
+        with ds.gathered(self.lm, self.ds_config) if self.engine is not None else contextlib.nullcontext():
+            if self.main:  # weights first: the module calls in save_checkpoint let ZeRO-3 re-partition
+                weights = {n: p.detach().float().cpu().clone() for n, p in self.lm.named_parameters() if p.requires_grad}
                 save_checkpoint(self.lm, self.tok, self.out, cfg)
-        state.save_state(self.out, self.lm, self.opt, step, rng_state, engine=self.engine)
-        if self._rank() == 0:
-            inputs = [self.data_dir / schemas.CORPUS, self.data_dir / schemas.PROMPTS]
-            rows = {"steps": step, "train_examples": self.sources.n_train}
+            elif self.kind == "deepspeed-zero3":  # the same export into scratch: the module calls
+                with tempfile.TemporaryDirectory(prefix="recsys-rank-") as scratch:  # in it keep ZeRO-3 in step
+                    save_checkpoint(self.lm, self.tok, Path(scratch), cfg)
+        opt_state = ds.optimizer_state(self.engine) if self.engine is not None else self.opt.state_dict()
+        state.save_state(self.out, step, weights, opt_state, self.kind)
+        if self.main:
+            inputs = [self.data_dir / schemas.CORPUS, self.data_dir / schemas.PROMPTS] + ([self.hyb.path] if self.hyb is not None else [])
+            rows = {"steps": step, "train_examples": self.sources.n_train, "processes": self.world}
             write_json(manifest(self.command, self.r.to_dict(), inputs, rows), self.out / schemas.MANIFEST)
+        dist.barrier()
+
+    def restore(self) -> int:
+        """Load every rank's resume state in place; returns the step to continue from."""
+        from recsys_cli.training import ds, state
+
+        step, weights, opt_state = state.load_state(self.out, self.kind)  # and this rank's RNG
+        state.apply_weights(self.lm, weights, self.out, partitioned=self.kind == "deepspeed-zero3")
+        if self.engine is not None:
+            ds.load_optimizer_state(self.engine, opt_state)  # under ZeRO-3 the weights too
+        else:
+            self.opt.load_state_dict(opt_state)
+        return step
 
     def train(self, resume: bool = False, stop_at: int | None = None) -> dict[str, Any]:
         """Run to the recipe's total; `stop_at` stops early like Ctrl-C (save, resumable)."""
         import torch
 
-        from recsys_cli.training import state
+        from recsys_cli.training import dist
 
         r, out = self.r, self.out
         out.mkdir(parents=True, exist_ok=True)
         metrics = out / schemas.CKPT_METRICS
         start = 0
         if resume:
-            start = state.load_state(out, self.lm, self.opt, engine=self.engine)
-            kept = [ln for ln in metrics.read_text().splitlines() if json.loads(ln)["step"] <= start] if metrics.exists() else []
+            start = self.restore()
+        if self.main and resume and metrics.exists():
+            kept = [ln for ln in metrics.read_text().splitlines() if json.loads(ln)["step"] <= start]
             metrics.write_text("".join(ln + "\n" for ln in kept))
-        elif metrics.exists():
+        elif self.main and metrics.exists():
             metrics.unlink()
         self.lm.train()
-        rng_state = torch.get_rng_state()
         t0 = time.perf_counter()
         last_loss, val = float("nan"), None
         step = start
         interrupted = False
         from rich.progress import TextColumn
 
-        with console.progress(TextColumn("loss {task.fields[loss]}")) as prog, open(metrics, "a") as mf:
+        log = open(metrics, "a") if self.main else contextlib.nullcontext()
+        with console.progress(TextColumn("loss {task.fields[loss]}")) as prog, log as mf, dist.StopOnSignal() as signals:
             task = prog.add_task("pretrain", total=self.total, completed=start, loss="-")
             try:
                 while step < self.total:
                     ts = time.perf_counter()
-                    lr = lr_at(step, r, self.total)
+                    stage = self.stage(step)
+                    at, span = schedule_step(step, r.hybrid, self.total)  # stage 2 may restart the schedule
+                    lr = lr_at(at, r, span)
                     for g in self.opt.param_groups:
                         g["lr"] = lr
-                    losses, tokens = [], 0
-                    for micro in range(r.train.grad_accum):
-                        b = self.batch(step, micro)
-                        tokens += int(b["lengths"].sum())
-                        loss = self._loss(b)
-                        if self.engine is not None:
-                            self.engine.backward(loss)
-                            self.engine.step()
+                    micro_examples = [self.examples(step, m) for m in range(r.train.grad_accum)]
+                    n_local = [_targets(exs) for exs in micro_examples]
+                    (n_global,) = dist.all_sum([sum(n_local)], self.device)
+                    loss_sum, tokens, parts = 0.0, 0, [0.0, 0.0, 0.0, 0.0, 0.0]  # lm sum; item, user sums and counts
+                    for micro, exs in enumerate(micro_examples):
+                        if stage == 2:  # RSLLM: LM + weighted item / user InfoNCE (a mean over the micro-batch)
+                            terms, b = self.hyb.loss(self.model, exs)
+                            loss = terms["loss"]
+                            _add_parts(parts, terms, n_local[micro])
                         else:
-                            (loss / r.train.grad_accum).backward()
-                        losses.append(loss.detach().item())
-                    if self.engine is None:
-                        torch.nn.utils.clip_grad_norm_([p for p in self.lm.parameters() if p.requires_grad], r.train.max_grad_norm)
-                        self.opt.step()
-                        self.opt.zero_grad(set_to_none=True)
+                            b = self.collate(exs)
+                            loss = self._loss(self.model, b)  # mean over this micro-batch's targets
+                            parts[0] += loss.detach().item() * n_local[micro]
+                        tokens += int(b["lengths"].sum())
+                        # the gradient of the mean over the global batch: DDP and ZeRO average
+                        # over the ranks, hence the factor world (exactly 1.0 for one process)
+                        scale = n_local[micro] * self.world / max(n_global, 1)
+                        self._backward(loss * scale, last_micro=micro == r.train.grad_accum - 1)
+                        loss_sum += loss.detach().item() * n_local[micro]
+                    self._optimizer_step()
                     step += 1
-                    rng_state = torch.get_rng_state()
-                    last_loss = sum(losses) / len(losses)
+                    loss_sum, stop, tokens, *parts = dist.all_sum([loss_sum, float(signals.requested), tokens, *parts], self.device)
+                    last_loss = loss_sum / max(n_global, 1)
                     dt = time.perf_counter() - ts
                     row = {"step": step, "loss": round(last_loss, 6), "lr": lr, "tokens_per_s": round(tokens / dt, 2), "elapsed": round(time.perf_counter() - t0, 3)}
+                    if self.hyb is not None:
+                        row.update(_part_row(stage, parts, n_global))
                     if step % r.eval.eval_every == 0 or step == self.total:
-                        val = self.evaluate()
+                        val = self.evaluate(stage)
                         if val is not None:
                             row["val_loss"] = round(val, 6)
-                    if self._rank() == 0:
+                    if self.main:
                         mf.write(json.dumps(row) + "\n")
                         mf.flush()
                     prog.update(task, advance=1, loss=f"{last_loss:.4f}")
                     if step % r.train.save_every == 0 and step < self.total:
-                        self.save(step, rng_state)
-                    if stop_at is not None and step >= stop_at:
+                        self.save(step)
+                    if stop or (stop_at is not None and step >= stop_at):
                         raise KeyboardInterrupt
             except KeyboardInterrupt:
                 interrupted = True
                 console.log(f"interrupted: saving the checkpoint at step {step} to {out} (continue with --resume)")
-        self.save(step, rng_state)
-        return {
-            "out": str(out),
-            "steps": step,
-            "total_steps": self.total,
-            "loss": last_loss,
-            "val_loss": val,
-            "interrupted": interrupted,
-            "elapsed_s": round(time.perf_counter() - t0, 2),
-            "device": self.device,
-            "bf16": self.bf16,
-            "max_intra": self.max_intra,
-            "intra_clipped": self.intra_clipped,
-        }
+        self.save(step)
+        return {"out": str(out), "steps": step, "total_steps": self.total, "loss": last_loss, "val_loss": val,
+                "interrupted": interrupted, "elapsed_s": round(time.perf_counter() - t0, 2), "device": self.device,
+                "processes": self.world, "engine": self.kind, "bf16": self.bf16, "max_intra": self.max_intra,
+                "intra_clipped": self.intra_clipped}

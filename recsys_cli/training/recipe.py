@@ -86,13 +86,17 @@ class HybridArgs:
     """RSLLM Text-ID hybrid prompts (docs/rsllm.md)."""
 
     embeddings: str | None = None  # item embeddings safetensors from `recsys baseline sasrec`
-    projector: str = "mlp2"  # mlp2 | linear
+    projector: str = "mlp2"  # mlp2 (Linear-GELU-Linear, LLaRA's shape) | linear
     projector_hidden: int = 256
-    freeze_projector: bool = False  # ablation: the projector stays at its random init
-    id_tokens: bool = True  # ablation: False = text-only prompts (no soft tokens)
-    stage1_steps: int = 0  # text-only steps before the hybrid stage (0: hybrid from the start)
-    item_loss_weight: float = 0.1  # InfoNCE: item ID <-> item text representation
-    user_loss_weight: float = 0.1  # InfoNCE: LLM user representation <-> recommender's
+    projector_norm: str = "rms"  # rms: output RMS-normalised x a trained gain (init: token-embedding RMS) | none
+    freeze_projector: bool = False  # ablation: the projector stays at its (seeded) random init
+    id_tokens: bool = True  # ablation: False = stage 2 without soft tokens (same text, same losses)
+    stage1_steps: int = 0  # text-only steps before the hybrid stage (0: single-stage, hybrid from the start)
+    restart_schedule: bool = True  # stage 2 gets its own lr warmup + cosine decay
+    init_checkpoint: str | None = None  # continue from this (stage-1, text-only) checkpoint's adapter and intra table
+    item_loss_weight: float = 0.1  # InfoNCE: item ID <-> item text representation (0: off)
+    user_loss_weight: float = 0.1  # InfoNCE: LLM user representation <-> recommender's (0: off)
+    item_text: str = "hidden"  # title representation: hidden (last layer, mean over title tokens) | embedding
     temperature: float = 0.07
 
 
@@ -270,8 +274,17 @@ def check(r: Recipe, where: str) -> None:
         raise bad("train.lr must be > 0")
     if not 0.0 <= r.rerank.weight <= 1.0 or r.rerank.k < 2:
         raise bad("rerank.weight must be in [0, 1] and rerank.k >= 2")
-    if r.hybrid.projector not in ("mlp2", "linear"):
-        raise bad(f"hybrid.projector must be mlp2 or linear, got {r.hybrid.projector!r}")
+    h = r.hybrid
+    if h.projector not in ("mlp2", "linear"):
+        raise bad(f"hybrid.projector must be mlp2 or linear, got {h.projector!r}")
+    if h.projector_norm not in ("rms", "none") or h.item_text not in ("hidden", "embedding"):
+        raise bad(f"hybrid.projector_norm must be rms or none and hybrid.item_text hidden or embedding; got {h.projector_norm!r}, {h.item_text!r}")
+    if h.projector_hidden < 1 or h.stage1_steps < 0 or h.temperature <= 0 or h.item_loss_weight < 0 or h.user_loss_weight < 0:
+        raise bad("hybrid: projector_hidden >= 1, stage1_steps >= 0, temperature > 0 and loss weights >= 0 are required")
+    if h.embeddings is None and (h.stage1_steps or h.init_checkpoint):
+        raise bad("hybrid.stage1_steps / hybrid.init_checkpoint need hybrid.embeddings (the SASRec file of `recsys baseline sasrec`)")
+    if r.train.max_steps is not None and h.embeddings is not None and h.stage1_steps >= r.train.max_steps:
+        raise bad(f"hybrid.stage1_steps ({h.stage1_steps}) must be below train.max_steps ({r.train.max_steps}) so stage 2 runs")
     try:
         MaskConfig(**asdict(r.mask))  # its own range checks
     except RecsysError as exc:

@@ -9,7 +9,7 @@ import json
 
 import polars as pl
 
-from recsys_cli.artifacts import schemas
+from recsys_cli.artifacts import provenance, schemas
 from tests.conftest import run_cli
 
 
@@ -28,6 +28,12 @@ def test_popularity_and_itemknn_are_scored_like_the_model(toys_data, tmp_path):
     assert sorted(df["prompt_id"]) == sorted(prompts["prompt_id"])
     seq = df.filter(pl.col("family") == "sequential")
     assert (seq["ranked"].list.len() == 20).all()
+    prov = provenance.read(outs[1])
+    assert prov["producer"] == {"kind": "baseline", "name": "itemknn", "config": {"window": 20}}
+    assert prov["settings"] == {"split": "test", "top_k": 20, "exclude_history": True}
+    hist = dict(zip(*pl.read_parquet(toys_data / schemas.SEQUENCES).select("user_id", "items").to_dict(as_series=False).values()))
+    users = dict(zip(prompts["prompt_id"], prompts["user_id"]))
+    assert all(not set(r) & set(hist[users[p]][:-1]) for p, r in seq.select("prompt_id", "ranked").iter_rows())
     code, out, err = run_cli("score", "--data", str(toys_data), "--compare", *map(str, outs), "--json", "--quiet")
     assert code == 0, err
     rows = json.loads(out)["rows"]
@@ -42,11 +48,13 @@ def test_sasrec_is_deterministic_with_seed(toys_data, tmp_path):
         code, stdout, err = run_cli(
             "baseline", "sasrec", "--data", str(toys_data), "--out", str(out), "--max-epochs", "1",
             "--hidden", "8", "--blocks", "1", "--max-len", "10", "--seed", "3", "--json", "--quiet",
+            "--embeddings-out", str(tmp_path / f"sasrec{run}.safetensors"),
         )
         assert code == 0, err
         assert json.loads(stdout)["epochs"] == 1
         paths.append(out)
     assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert (tmp_path / "sasrec0.safetensors").read_bytes() == (tmp_path / "sasrec1.safetensors").read_bytes()
 
 
 def test_mf_on_reviews_and_error_without_ratings(musical_data, toys_data, tmp_path):

@@ -101,20 +101,63 @@ def test_bad_inputs_one_line_errors(toys_data, toys_entities, tiny_model, tmp_pa
 
 
 @pytest.mark.slow
-def test_trained_checkpoint_default_output_and_base_mismatch(toys_entities, tmp_path):
+def test_trained_checkpoint_default_output_other_checkpoint_and_base_mismatch(toys_entities, tiny_model, tmp_path):
     ckpt = tmp_path / "C"
     code, _, err = run_cli("pretrain", "--config", "recipes/pretrain/tiny-cpu.yaml", "--data", str(toys_entities), "--out", str(ckpt), "--max-steps", "2", "--quiet")
     assert code == 0, err
     code, _, err = infer("--data", str(toys_entities), "--checkpoint", str(ckpt), "--family", "sequential", "--limit", "2", "--top-k", "3")
     assert code == 0, err
-    pred = pl.read_parquet(ckpt / "predictions" / "test.parquet")
+    default = ckpt / "predictions" / "test.parquet"
+    pred = pl.read_parquet(default)
     assert pred.height == 2 and pred["valid"].all() and all(len(x) == 3 for x in pred["ranked"].to_list())
-    from recsys_cli.modeling.registry import EMBEDDED_DIR, recsys_home
+    from recsys_cli.artifacts.provenance import read
 
-    if not (recsys_home() / "models" / EMBEDDED_DIR / "config.json").is_file():
-        pytest.skip("embedded model not converted on this machine")
-    code, _, err = run_cli("infer", "--data", str(toys_entities), "--checkpoint", str(ckpt), "--model", "embedded", "--limit", "1", "--quiet")
+    producer = read(default)["producer"]
+    assert producer["kind"] == "checkpoint" and producer["path"] == str(ckpt.resolve()) and producer["step"] == 2
+    assert len(producer["weights_sha256"]) == 64 and producer["trained_on"]
+    # another checkpoint (a copy elsewhere) may not append to this one's predictions
+    other = tmp_path / "C2"
+    shutil.copytree(ckpt, other, ignore=shutil.ignore_patterns("predictions"))
+    code, _, err = run_cli("infer", "--data", str(toys_entities), "--checkpoint", str(other), "--family", "sequential", "--limit", "3",
+                           "--top-k", "3", "--out", str(default), "--quiet")
+    assert code != 0 and err.startswith("Error:") and "producer.path" in err and len(err.strip().splitlines()) == 1
+    assert pl.read_parquet(default).height == 2
+    # --model must be the base the checkpoint was trained on: a tiny model with one more layer
+    wrong = tmp_path / "wider-model"
+    shutil.copytree(tiny_model, wrong)
+    cfg = json.loads((wrong / "config.json").read_text())
+    cfg["num_hidden_layers"] += 1
+    (wrong / "config.json").write_text(json.dumps(cfg))
+    code, _, err = run_cli("infer", "--data", str(toys_entities), "--checkpoint", str(ckpt), "--model", str(wrong), "--limit", "1", "--quiet")
     assert code != 0 and err.startswith("Error:") and "fingerprint" in err and len(err.strip().splitlines()) == 1
+
+
+def test_prompt_ids_exact_order_and_bad_lines(toys_entities, tiny_model, tmp_path):
+    prompts = pl.read_parquet(toys_entities / "prompts.parquet")
+    test_direct = prompts.filter(pl.col("split") == "test", pl.col("family") == "direct", pl.col("target").is_in(["yes", "no"]))
+    ids = test_direct["prompt_id"].to_list()
+    chosen = [ids[7], ids[2], ids[30]]
+    f = tmp_path / "ids.txt"
+    f.write_text(f"{chosen[0]}\n\n{chosen[1]}\n  {chosen[2]}  \n")
+    common = ["--data", str(toys_entities), "--checkpoint", "none", "--model", tiny_model, "--prompt-ids", str(f)]
+    code, _, err = infer(*common, "--out", str(tmp_path / "p.parquet"))
+    assert code == 0, err
+    assert pl.read_parquet(tmp_path / "p.parquet")["prompt_id"].to_list() == chosen
+
+    def err_of(text, *more):
+        f.write_text(text)
+        code, _, err = run_cli("infer", *common, "--out", str(tmp_path / "q.parquet"), *more, "--quiet")
+        lines = [x for x in err.splitlines() if x.strip()]
+        assert code != 0 and len(lines) == 1 and lines[0].startswith("Error:") and "internal error" not in err, err
+        return lines[0]
+
+    assert f"{f}, line 3" in err_of(f"{ids[0]}\n{ids[1]}\nnot-a-prompt\n") and "not a prompt_id" in err_of("nope\n")
+    msg = err_of(f"{ids[0]}\n{ids[0]}\n")
+    assert "line 2" in msg and "repeated" in msg
+    valid_id = prompts.filter(pl.col("split") == "valid")["prompt_id"][0]
+    msg = err_of(f"{ids[0]}\n{valid_id}\n")
+    assert "line 2" in msg and "not selected" in msg
+    assert "line 1" in err_of(f"{ids[0]}\n", "--family", "sequential")
 
 
 def test_users_subset_and_full_item_scoring(toys_entities, tiny_model, tmp_path):

@@ -42,9 +42,11 @@ def test_entity_spans_point_at_their_text(toys_data):
     items = dict(pl.read_parquet(toys_data / schemas.ITEMS).select("item_id", "title").iter_rows())
     corpus = pl.read_parquet(toys_data / schemas.CORPUS)
     assert set(corpus["period"].unique()) == {"long", "medium", "short", "profile"}
-    counts = corpus["period"].value_counts()
-    c = dict(counts.iter_rows())
-    assert c["long"] * 3 == c["medium"] and c["long"] * 6 == c["short"]
+    sampled = json.loads((toys_data / schemas.MANIFEST).read_text())["summary"]["corpus"]["sampled_by_period"]
+    assert sampled["long"] * 3 == sampled["medium"] and sampled["long"] * 6 == sampled["short"] == 1800  # 10/30/60
+    keys = [(u, tuple(e["entity_id"] for e in ents if e["kind"] == "item"))
+            for u, p, ents in corpus.select("user_id", "period", "entities").iter_rows() if p != "profile"]
+    assert len(keys) == len(set(keys))  # no two documents of a user list the same items
     checked = 0
     for text, ents in corpus.head(400).select("text", "entities").iter_rows():
         for e in ents:

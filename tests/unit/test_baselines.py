@@ -14,7 +14,7 @@ import pytest
 from recsys_cli.artifacts import schemas
 from recsys_cli.artifacts.io import write_parquet
 from recsys_cli.baselines import itemknn, popularity
-from recsys_cli.baselines.context import load_context, rank_prompts
+from recsys_cli.baselines.context import load_context, per_user, rank_prompts
 
 
 def make_data(tmp_path, sequences: dict[str, list[str]], items: list[str], direct: dict[str, list[str]] | None = None):
@@ -52,11 +52,14 @@ def test_popularity_hand_computed(tmp_path):
     # test histories: abc, bcb, cba -> b:4, c:3, a:2
     counts = dict(zip(ctx.items, popularity.popularity_scores(ctx)))
     assert counts == {"a": 2, "b": 4, "c": 3, "x": 0, "y": 0, "z": 0}
-    df = rank_prompts(ctx, popularity.scorer(ctx), k=3)
+    df = rank_prompts(ctx, per_user(popularity.scorer(ctx)), k=3, exclude_history=False)
     assert df.schema == pl.Schema(schemas.PREDICTIONS_SCHEMA)
     seq = df.filter(pl.col("prompt_id") == "s-test-u1").row(0, named=True)
     assert seq["ranked"] == ["b", "c", "a"] and seq["output"] == "b" and seq["valid"]
-    direct = df.filter(pl.col("prompt_id") == "d-test-u1").row(0, named=True)
+    assert seq["scores"] == [4.0, 3.0, 2.0]
+    excluded = rank_prompts(ctx, per_user(popularity.scorer(ctx)), k=3)  # u2 bought b, c: they are left out
+    assert excluded.filter(pl.col("prompt_id") == "s-test-u2")["ranked"].to_list() == [["a", "x", "y"]]
+    direct = excluded.filter(pl.col("prompt_id") == "d-test-u1").row(0, named=True)
     # candidates: b (4) > a (2) > x (0); the unknown id q goes last
     assert direct["ranked"] == ["b", "a", "x", "q"]
     assert direct["scores"][-1] == -math.inf
@@ -80,13 +83,14 @@ def test_itemknn_hand_computed(tmp_path):
 def test_unknown_user_gets_empty_invalid_row(tmp_path):
     data = make_data(tmp_path, {"u1": ["a", "b", "c"]}, ["a", "b", "c"])
     ctx = load_context(data, "test")
+    ctx.sequences.pop("u1")
     ctx.histories.pop("u1")
-    df = rank_prompts(ctx, popularity.scorer(ctx))
+    df = rank_prompts(ctx, per_user(popularity.scorer(ctx)))
     assert df["ranked"].to_list() == [[]] and df["valid"].to_list() == [False]
 
 
 def test_sasrec_learns_a_deterministic_successor_and_is_seeded(tmp_path):
-    from recsys_cli.baselines.sasrec import SASRecConfig, fit_scorer
+    from recsys_cli.baselines.sasrec import SASRecConfig, fit
 
     n_items = 12
     items = [f"i{k:02d}" for k in range(n_items)]
@@ -96,11 +100,11 @@ def test_sasrec_learns_a_deterministic_successor_and_is_seeded(tmp_path):
     ctx = load_context(data, "test")
     cfg = SASRecConfig(hidden=16, blocks=1, max_len=4, dropout=0.0, lr=1e-2, batch_size=32,
                        max_epochs=20, patience=20, seed=0, threads=1)
-    first = rank_prompts(ctx, fit_scorer(ctx, cfg)[0], k=5)
+    first = rank_prompts(ctx, fit(ctx, cfg, "test").score, k=5)
     truth = dict(zip(ctx.prompts["prompt_id"], ctx.prompts["item_id"]))
     top1 = np.mean([r[0] == truth[p] for p, r in zip(first["prompt_id"], first["ranked"])])
     assert top1 > 0.8
-    again = rank_prompts(ctx, fit_scorer(ctx, cfg)[0], k=5)
+    again = rank_prompts(ctx, fit(ctx, cfg, "test").score, k=5)
     assert first.equals(again)
 
 

@@ -33,19 +33,6 @@ WORDS = [",", "the", "user", "bought", "then", "a", "gift", "liked", "very", "mu
 CFG = masking.MaskConfig()
 
 
-@pytest.fixture(scope="module")
-def tok(tiny_tokenizer):
-    import copy
-
-    t = copy.deepcopy(tiny_tokenizer)
-    add_special_tokens(t)
-    return t
-
-
-@pytest.fixture(scope="module")
-def special(tok):
-    return SpecialIds.from_tokenizer(tok)
-
 
 @pytest.fixture(scope="module")
 def trie(tok):

@@ -1,5 +1,6 @@
-"""Recipes, data mixing, the training loop (loss drop, exact resume with and without a fully
-trained embedding) and the DeepSpeed CPU path.
+"""Recipes, data mixing, the training loop (loss drop, what training changes and what it must
+not, exact resume with and without a fully trained embedding, a resume state that is not the
+one recsys wrote) and the DeepSpeed CPU path; several processes: tests/dist/.
 
     python -m pytest tests/unit/test_training.py
 """
@@ -129,13 +130,74 @@ def test_tiny_recipe_loss_drops(toys_data, tmp_path):
     assert last <= 0.9 * first, (first, last)
 
 
+def test_training_changes_lora_intra_and_new_rows_and_nothing_else(toys_data, tiny_model, tmp_path):
+    """After a few steps every trainable tensor (LoRA A and B, the intra table, the new-token
+    rows) has moved; every frozen base weight and the old vocabulary rows are bit-identical."""
+    import torch
+
+    from recsys_cli.training.loop import Trainer
+
+    r = _recipe(tiny_model, lora__dropout=0.0, train__max_steps=4, train__batch_size=4, eval__eval_every=1000, train__save_every=1000)
+    tr = Trainer(r, toys_data, tmp_path / "C")
+    emb = tr.lm.base.get_input_embeddings()
+    new_ids, old_ids = torch.tensor(tr.lm.new_token_ids), torch.arange(0, 2000)
+    with torch.no_grad():
+        rows0, old0 = emb(new_ids).clone(), emb(old_ids).clone()  # [5, H], [2000, H]
+    before = {n: p.detach().clone() for n, p in tr.lm.named_parameters()}
+    tr.train()
+    params = dict(tr.lm.named_parameters())
+    trainable = {n for n, p in params.items() if p.requires_grad}
+    changed = {n for n, p in params.items() if not torch.equal(before[n], p.detach())}
+    assert changed == trainable, (trainable - changed, changed - trainable)
+    assert any("lora_A" in n for n in changed) and any("lora_B" in n for n in changed) and "intra_embed.weight" in changed
+    assert len(params) - len(trainable) > 10  # the frozen base weights exist, and none of them moved
+    with torch.no_grad():
+        rows1, old1 = emb(new_ids), emb(old_ids)
+    moved = {i for i, d in zip(tr.lm.new_token_ids, (rows1 - rows0).abs().amax(dim=1)) if d > 0}
+    assert moved == set(tr.lm.new_token_ids)  # as inputs and (tied head) in every softmax
+    assert torch.equal(old1, old0)
+
+
+def test_resume_refuses_a_state_it_did_not_write(toys_data, tiny_model, tmp_path):
+    """train_state files are checked against the sha256 recsys recorded, and the run shape."""
+    import json as js
+
+    from recsys_cli.training.loop import Trainer
+
+    r = _recipe(tiny_model, train__max_steps=2, eval__eval_every=1000, train__save_every=1000)
+    Trainer(r, toys_data, tmp_path / "C").train()
+    st = tmp_path / "C" / "train_state"
+    assert sorted(f.name for f in st.iterdir()) == ["rank-0.pt", "state.json", "trainable.safetensors"]
+    import torch
+
+    assert torch.load(st / "rank-0.pt", weights_only=True)["optimizer"]["state"]  # no pickled objects
+    good = (st / "rank-0.pt").read_bytes()
+    (st / "rank-0.pt").write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    with pytest.raises(RecsysError, match="rank-0.pt: missing or not the file recsys saved"):
+        Trainer(r, toys_data, tmp_path / "C", resume=True).train(resume=True)
+    (st / "rank-0.pt").write_bytes(good)
+    meta = js.loads((st / "state.json").read_text())
+    (st / "state.json").write_text(js.dumps({**meta, "world_size": 2, "engine": "ddp"}))
+    with pytest.raises(RecsysError, match="saved by 2 process"):
+        Trainer(r, toys_data, tmp_path / "C", resume=True).train(resume=True)
+
+
 @pytest.mark.slow
 def test_deepspeed_zero2_single_process_cpu(toys_data, tiny_model, tmp_path):
+    """DeepSpeed in one process follows plain torch and resumes exactly, without its pickles."""
     from recsys_cli.modeling.checkpoint import load_checkpoint
     from recsys_cli.training.loop import Trainer
 
-    r = _recipe(tiny_model, train__max_steps=2, train__deepspeed=str(ROOT / "recipes/deepspeed/zero2.json"), train__save_every=1000, eval__eval_every=1000)
-    out = Trainer(r, toys_data, tmp_path / "C").train()
-    assert out["steps"] == 2 and out["loss"] == out["loss"]  # finite
+    ds = {"train__deepspeed": str(ROOT / "recipes/deepspeed/zero2.json")}
+    r = _recipe(tiny_model, train__max_steps=4, train__save_every=2, eval__eval_every=1000, lora__dropout=0.0)
+    rd = _recipe(tiny_model, train__max_steps=4, train__save_every=2, eval__eval_every=1000, lora__dropout=0.0, **ds)
+    Trainer(r, toys_data, tmp_path / "torch").train()
+    out = Trainer(rd, toys_data, tmp_path / "C").train(stop_at=3)
+    assert out["interrupted"] and out["engine"] == "deepspeed-zero2"
+    assert not (tmp_path / "C" / "train_state" / "deepspeed").exists()
+    Trainer(rd, toys_data, tmp_path / "C", resume=True).train(resume=True)
+    got, want = _losses(tmp_path / "C"), _losses(tmp_path / "torch")
+    assert [s for s, _ in got] == [1, 2, 3, 4]
+    assert all(abs(a - b) < 1e-4 * abs(b) for (_, a), (_, b) in zip(got, want)), (got, want)
     lm, tok, cfg = load_checkpoint(tmp_path / "C")
-    assert cfg.step == 2 and lm.positions == "glm"
+    assert cfg.step == 4 and lm.positions == "glm"

@@ -1,8 +1,9 @@
 """Input sources for `recsys textualize`. Each reader returns a `Source`: normalised frames
 that the textualizer turns into the artifact files.
 
-    amazon.load_amazon(category, data_dir)   # P5-processed or raw Amazon 2014 / 2018
+    amazon.load_amazon(category, data_dir)   # P5-processed or raw Amazon 2014 / 2018 / 2023
     table.load_table(interactions, ...)      # any CSV / Parquet / JSONL tables
+    recbole.load_recbole(dataset_dir)        # RecBole atomic files (.inter / .item / .user)
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ INTER_COLS = {
 
 @dataclass
 class Source:
-    kind: str  # "amazon-p5" | "amazon-2014" | "amazon-2018" | "table"
+    kind: str  # "amazon-p5" | "amazon-2014" | "amazon-2018" | "amazon-2023" | "table" | "recbole"
     items: pl.DataFrame
     interactions: pl.DataFrame
     users: pl.DataFrame | None = None
@@ -38,8 +39,23 @@ class Source:
     inputs: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     filters: dict = field(default_factory=dict)
+    # item_id -> why its title is a stand-in ("no metadata" | "empty title"); read by quality.py
+    title_fallback: dict[str, str] = field(default_factory=dict)
 
 
 def conform(df: pl.DataFrame, cols: dict) -> pl.DataFrame:
     """Add missing columns as nulls and cast to `cols` (order included)."""
     return df.select([(pl.col(c) if c in df.columns else pl.lit(None)).cast(t).alias(c) for c, t in cols.items()])
+
+
+def fill_titles(df: pl.DataFrame, fallback: pl.Expr) -> tuple[pl.DataFrame, dict[str, str]]:
+    """Give items without a usable title the `fallback` text (the asin, "item <id>").
+    `df` has item_id, title and `has_meta` (null when the item had no metadata row).
+    Returns the frame (without has_meta) and {item_id: "no metadata" | "empty title"}."""
+    empty = pl.col("title").is_null() | (pl.col("title").str.strip_chars() == "")
+    why = df.select(
+        "item_id",
+        pl.when(pl.col("has_meta").is_null()).then(pl.lit("no metadata")).when(empty).then(pl.lit("empty title")).alias("why"),
+    ).drop_nulls("why")
+    out = df.with_columns(title=pl.when(empty).then(fallback).otherwise(pl.col("title"))).drop("has_meta")
+    return out, dict(why.iter_rows())

@@ -1,4 +1,4 @@
-"""Amazon review data, in the two forms users have.
+"""Amazon review data, in the forms users have (Amazon 2023 JSONL: see amazon2023.py).
 
 P5-processed (``sequential_data.txt`` + ``datamaps.json`` + ``meta.jsonl`` or Amazon
 ``meta_*.json(.gz)``): sequences are taken as given (already time-ordered by P5, already
@@ -13,7 +13,11 @@ with ``ast.literal_eval``). Filtering, documented in fixtures/README.md as well:
   3. k-core: users with fewer than ``min_user`` distinct items are dropped (P5 keeps users with
      >= 5); with ``min_item`` > 0 the user/item filter is iterated until stable. The files are
      already 5-core on the full data, so ``min_item`` defaults to 0 (a slice of users keeps
-     each user's whole history but not each item's).
+     each user's whole history but not each item's). Steps 2 and 3 are reviews.py.
+Timestamps go through timeunit.py (`--time-unit auto` reads 2014/2018 as seconds).
+
+Which files are read, in this order: ``sequential_data.txt`` (P5), ``reviews_<C>_5.json``
+(2014), ``<C>_5.json`` (2018), ``<C>.jsonl`` (2023), each also ``.gz``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import polars as pl
 
 from recsys_cli.data.sources import INTER_COLS, ITEM_COLS, Source, conform
 from recsys_cli.data.sources.lines import json_lines, text_lines
+from recsys_cli.data.sources.reviews import filter_reviews, items_for, kcore  # noqa: F401 (kcore: public)
+from recsys_cli.data.sources.timeunit import to_seconds, unit_note
 from recsys_cli.data.text import clean
 from recsys_cli.errors import InputError, RecsysError
 
@@ -47,7 +53,7 @@ def resolve_category(category: str) -> str:
     return category
 
 
-def _find(data_dir: Path, names: list[str]) -> Path | None:
+def find(data_dir: Path, names: list[str]) -> Path | None:
     for name in names:
         for suffix in ("", ".gz"):
             p = data_dir / f"{name}{suffix}"
@@ -62,22 +68,30 @@ def _find(data_dir: Path, names: list[str]) -> Path | None:
     return None
 
 
-def load_amazon(category: str, data_dir: Path, min_user: int = 5, min_item: int = 0) -> Source:
+def load_amazon(category: str, data_dir: Path, min_user: int = 5, min_item: int | None = None, time_unit: str = "auto") -> Source:
+    """`min_item` None: 0 for the 5-core 2014/2018 files, 5 for raw 2023 files (which are not
+    5-core: iterating users and items >= 5 gives the release's own 5-core)."""
     cat = resolve_category(category)
     if not data_dir.is_dir():
         raise RecsysError(f"{data_dir}: data directory not found (expected P5 files or reviews_{cat}_5.json.gz)", exit_code=2)
     if (data_dir / "sequential_data.txt").is_file():
         return load_p5(data_dir, cat)
-    r14 = _find(data_dir, [f"reviews_{cat}_5.json"])
-    r18 = None if r14 else _find(data_dir, [f"{cat}_5.json"])
+    r14 = find(data_dir, [f"reviews_{cat}_5.json"])
+    r18 = None if r14 else find(data_dir, [f"{cat}_5.json"])
     if r14 is None and r18 is None:
+        r23 = find(data_dir, [f"{cat}.jsonl"])
+        if r23 is not None:
+            from recsys_cli.data.sources.amazon2023 import load_2023
+
+            meta23 = find(data_dir, [f"meta_{cat}.jsonl"])
+            return load_2023(r23, meta23, min_user, 5 if min_item is None else min_item, time_unit)
         raise RecsysError(
             f"{data_dir}: unknown category {category!r} here: expected sequential_data.txt (P5), "
-            f"reviews_{cat}_5.json(.gz) (Amazon 2014) or {cat}_5.json(.gz) (Amazon 2018)",
+            f"reviews_{cat}_5.json(.gz) (Amazon 2014), {cat}_5.json(.gz) (Amazon 2018) or {cat}.jsonl(.gz) (Amazon 2023)",
             exit_code=2,
         )
-    meta = _find(data_dir, [f"meta_{cat}.json"])
-    return load_raw(r14 or r18, meta, "amazon-2014" if r14 else "amazon-2018", min_user, min_item)
+    meta = find(data_dir, [f"meta_{cat}.json"])
+    return load_raw(r14 or r18, meta, "amazon-2014" if r14 else "amazon-2018", min_user, min_item or 0, time_unit)
 
 
 # --- metadata -----------------------------------------------------------------------------
@@ -115,23 +129,14 @@ def read_meta(path: Path) -> pl.DataFrame:
             raise InputError.at(path, lineno, "an 'asin' field (non-empty string)")
         if asin in rows:
             continue
-        brand = clean(obj.get("brand")) or None
-        rows[asin] = (asin, clean(obj.get("title")) or None, _categories(obj), brand, _price(obj.get("price")))
+        title = obj.get("title")
+        if isinstance(title, (list, dict)):
+            raise InputError.at(path, lineno, f"'title' as text; got a {type(title).__name__} {str(title)[:40]}")
+        brand = obj.get("brand")
+        brand = (clean(brand) if not isinstance(brand, (list, dict)) else "") or None
+        rows[asin] = (asin, clean(title) or None, _categories(obj), brand, _price(obj.get("price")))
     cols = list(ITEM_COLS)
     return pl.DataFrame(list(rows.values()), schema=ITEM_COLS, orient="row").select(cols)
-
-
-def _items_for(item_ids: pl.Series, meta: pl.DataFrame | None, asin_of: pl.Series | None = None) -> pl.DataFrame:
-    """Item frame for `item_ids` (asin_of: the asin of each id when ids are P5 numbers)."""
-    base = pl.DataFrame({"item_id": item_ids, "asin": asin_of if asin_of is not None else item_ids})
-    if meta is None:
-        df = base.with_columns(title=pl.col("asin"))
-    else:
-        df = base.join(meta.rename({"item_id": "asin"}), on="asin", how="left")
-    df = df.with_columns(
-        title=pl.when(pl.col("title").is_null() | (pl.col("title") == "")).then(pl.col("asin")).otherwise(pl.col("title"))
-    )
-    return conform(df, ITEM_COLS).sort("item_id")
 
 
 # --- P5-processed -------------------------------------------------------------------------
@@ -171,60 +176,44 @@ def load_p5(data_dir: Path, cat: str) -> Source:
     inter = conform(pl.DataFrame({"user_id": users, "item_id": items, "order": order}), INTER_COLS)
     meta_path = data_dir / "meta.jsonl"
     if not meta_path.is_file():
-        meta_path = _find(data_dir, [f"meta_{cat}.json"])
+        meta_path = find(data_dir, [f"meta_{cat}.json"])
     meta = read_meta(meta_path) if meta_path else None
     ids = inter["item_id"].unique().sort()
     asins = ids.replace_strict(id2item, return_dtype=pl.Utf8)
-    items_df = _items_for(ids, meta, asins)
+    items_df, fallback = items_for(ids, meta, asins)
     inputs = [seq_path, maps_path] + ([meta_path] if meta_path else [])
     notes = ["P5-processed split: no reviews, ratings or timestamps; only sequential and direct prompts"]
     if meta is None:
         notes.append("no item metadata found: titles are Amazon asins")
-    return Source("amazon-p5", items_df, inter, None, False, inputs, notes, {"dedup": "none (P5 sequences as given)"})
+    return Source("amazon-p5", items_df, inter, None, False, inputs, notes, {"dedup": "none (P5 sequences as given)"}, fallback)
 
 
 # --- raw reviews --------------------------------------------------------------------------
-def load_raw(path: Path, meta_path: Path | None, kind: str, min_user: int, min_item: int) -> Source:
-    rows = []
+def load_raw(path: Path, meta_path: Path | None, kind: str, min_user: int, min_item: int, time_unit: str = "auto") -> Source:
+    rows, lines = [], []
     for lineno, obj in json_lines(path):
         user, item = obj.get("reviewerID"), obj.get("asin")
         if not isinstance(user, str) or not isinstance(item, str) or not user or not item:
             raise InputError.at(path, lineno, "'reviewerID' and 'asin' string fields")
         ts, rating = obj.get("unixReviewTime"), obj.get("overall")
-        if ts is not None and not isinstance(ts, int):
-            raise InputError.at(path, lineno, f"'unixReviewTime' as integer seconds; got {ts!r}")
-        if rating is not None and not isinstance(rating, (int, float)):
+        if ts is not None and (not isinstance(ts, (int, float)) or isinstance(ts, bool)):
+            raise InputError.at(path, lineno, f"'unixReviewTime' as a unix time number; got {ts!r}")
+        if rating is not None and (not isinstance(rating, (int, float)) or isinstance(rating, bool)):
             raise InputError.at(path, lineno, f"'overall' as a number 1-5; got {rating!r}")
-        rows.append((user, item, ts, None if rating is None else float(rating),
+        rows.append((user, item, None if rating is None else float(rating), ts,
                      clean(obj.get("reviewText")) or None, clean(obj.get("summary")) or None, len(rows)))
+        lines.append(lineno)
     if not rows:
         raise InputError.at(path, None, "at least one review; the file is empty")
-    raw = pl.DataFrame(rows, schema=INTER_COLS, orient="row")
-    n_raw = raw.height
-    inter = raw.sort(["user_id", "item_id", "timestamp", "order"], nulls_last=True).unique(
-        ["user_id", "item_id"], keep="first", maintain_order=True
-    )
-    n_dedup = inter.height
-    inter = kcore(inter, min_user, min_item)
-    if inter.height == 0:
-        raise InputError.at(path, None, f"users with >= {min_user} distinct items; none left after filtering")
+    raw = pl.DataFrame(rows, schema={"user_id": pl.Utf8, "item_id": pl.Utf8, "rating": pl.Float64, "ts": pl.Float64,
+                                     "review": pl.Utf8, "summary": pl.Utf8, "order": pl.Int64}, orient="row")
+    seconds, used = to_seconds(raw["ts"].alias("unixReviewTime"), time_unit, path, lines)
+    raw = raw.with_columns(timestamp=seconds).drop("ts")
+    inter, filters = filter_reviews(raw, path, min_user, min_item)
     meta = read_meta(meta_path) if meta_path else None
-    items_df = _items_for(inter["item_id"].unique().sort(), meta)
-    notes = []
+    items_df, fallback = items_for(inter["item_id"].unique().sort(), meta)
+    notes = [unit_note("unixReviewTime", used, time_unit)] if used != "s" or time_unit != "auto" else []
     if meta is None:
         notes.append(f"no meta_<Category>.json(.gz) beside {path.name}: item titles are Amazon asins")
-    filters = {"raw_rows": n_raw, "after_dedup": n_dedup, "after_kcore": inter.height, "min_user": min_user, "min_item": min_item}
     inputs = [path] + ([meta_path] if meta_path else [])
-    return Source(kind, items_df, inter.sort("order"), None, True, inputs, notes, filters)
-
-
-def kcore(inter: pl.DataFrame, min_user: int, min_item: int) -> pl.DataFrame:
-    """Drop users with < min_user items (and items with < min_item users) until stable."""
-    while True:
-        before = inter.height
-        if min_user > 0:
-            inter = inter.filter(pl.len().over("user_id") >= min_user)
-        if min_item > 0:
-            inter = inter.filter(pl.len().over("item_id") >= min_item)
-        if inter.height == before or min_item <= 0:
-            return inter
+    return Source(kind, items_df, inter, None, True, inputs, notes, filters, fallback)

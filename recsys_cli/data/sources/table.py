@@ -4,11 +4,14 @@
     recsys textualize table --interactions ratings.csv --items movies.csv --users users.csv \
         --user-col userId --item-col movieId --time-col timestamp --rating-col rating --out runs/ml
 
-Read with polars lazy scans (only the mapped columns are materialised). Interactions are
-de-duplicated on (user, item), keeping the earliest (then first in file order); users with
-fewer than `min_user` items are dropped (and items with fewer than `min_item` users, iterated).
-Timestamps may be integers (unix seconds) or date/datetime values (converted to unix seconds).
-Categories may be a list column or a string split on "|".
+Columns: every option that names a column must name an existing one, or the command stops
+with one line listing the columns found. The optional columns (time, rating, review,
+summary, title, categories, brand, price) default to None, meaning "the conventional name
+(timestamp, rating, ...) if the table has it"; a name given explicitly must exist.
+Read with polars lazy scans (only the mapped columns are materialised). Filtering is
+reviews.py's (de-duplicate (user, item), keep the earliest; k-core). Timestamps may be
+numbers (unix seconds or milliseconds: timeunit.py) or date/datetime values. Categories may
+be a list column or text split on "|"; every other column must hold scalars.
 """
 
 from __future__ import annotations
@@ -18,148 +21,179 @@ from pathlib import Path
 
 import polars as pl
 
-from recsys_cli.data.sources import INTER_COLS, ITEM_COLS, Source, conform
-from recsys_cli.data.sources.amazon import kcore
+from recsys_cli.data.sources import ITEM_COLS, Source, conform, fill_titles
+from recsys_cli.data.sources.reviews import filter_reviews
+from recsys_cli.data.sources.tablefile import check_scalar, collect, column_names, first_bad
+from recsys_cli.data.sources.timeunit import to_seconds, unit_note
 from recsys_cli.data.text import clean
 from recsys_cli.errors import InputError
+
+CONVENTIONAL = {"time": "timestamp", "rating": "rating", "review": "review", "summary": "summary",
+                "title": "title", "categories": "categories", "brand": "brand", "price": "price"}
+OPTION = {"user": "--user-col", "item": "--item-col", "time": "--time-col", "rating": "--rating-col",
+          "review": "--review-col", "summary": "--summary-col", "title": "--title-col",
+          "categories": "--category-col", "brand": "--brand-col", "price": "--price-col"}
+ITEM_FIELDS = ("title", "categories", "brand", "price")
 
 
 @dataclass
 class Columns:
     user: str = "user_id"
     item: str = "item_id"
-    time: str | None = "timestamp"
-    rating: str | None = "rating"
-    review: str | None = "review"
-    summary: str | None = "summary"
-    title: str = "title"
-    categories: str = "categories"
-    brand: str = "brand"
-    price: str = "price"
+    time: str | None = None  # None: "timestamp" if present
+    rating: str | None = None
+    review: str | None = None
+    summary: str | None = None
+    title: str | None = None
+    categories: str | None = None
+    brand: str | None = None
+    price: str | None = None
     features: list[str] | None = None  # user feature columns; None = every other column
 
 
-def scan(path: Path) -> pl.LazyFrame:
-    if not path.is_file():
-        raise InputError.at(path, None, "file not found")
-    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
-    try:
-        if suffix in (".csv", ".tsv", ".txt"):
-            return pl.scan_csv(path, separator="\t" if suffix == ".tsv" else ",", infer_schema_length=10000)
-        if suffix == ".parquet":
-            return pl.scan_parquet(path)
-        if suffix in (".jsonl", ".ndjson", ".json"):
-            return pl.scan_ndjson(path, infer_schema_length=10000)
-    except Exception as exc:  # polars raises several types for unreadable files
-        raise InputError.at(path, None, f"a readable {suffix} table ({_one(exc)})")
-    raise InputError.at(path, None, f"a .csv, .tsv, .parquet or .jsonl table; got {path.suffix!r}")
+def _shown(found: list[str]) -> str:
+    return ", ".join(found[:30]) + (" ..." if len(found) > 30 else "")
 
 
-def _one(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:200]
-
-
-def _collect(path: Path, lf: pl.LazyFrame, want: list[str], required: list[str]) -> pl.DataFrame:
-    try:
-        cols = lf.collect_schema().names()
-    except Exception as exc:
-        raise InputError.at(path, None, f"a readable table ({_one(exc)})")
-    missing = [c for c in required if c not in cols]
-    if missing:
-        raise InputError.at(path, "header", f"columns {missing} (map them with --user-col/--item-col/...); found {cols[:12]}")
-    try:
-        return lf.select([c for c in want if c in cols]).collect()
-    except UnicodeDecodeError as exc:
-        raise InputError.at(path, None, f"valid UTF-8 text ({_one(exc)})")
-    except Exception as exc:
-        raise InputError.at(path, None, f"a well-formed table ({_one(exc)})")
-
-
-def _first_bad(path: Path, mask: pl.Series, what: str) -> None:
-    idx = mask.arg_true()
-    if len(idx):
-        raise InputError.at(path, f"row {int(idx[0]) + 1}", what)
-
-
-def _to_seconds(path: Path, s: pl.Series) -> pl.Series:
-    if s.dtype.is_integer():
-        return s.cast(pl.Int64)
-    if s.dtype.is_float():
-        return s.cast(pl.Int64)
-    if s.dtype in (pl.Date, pl.Datetime) or isinstance(s.dtype, pl.Datetime):
-        return s.cast(pl.Datetime("us")).dt.epoch("s")
-    parsed = s.cast(pl.Utf8).str.to_datetime(strict=False).dt.epoch("s")
-    num = s.cast(pl.Utf8).cast(pl.Int64, strict=False)
-    out = num.fill_null(parsed)
-    bad = out.is_null() & s.is_not_null()
-    if bad.any():
-        _first_bad(path, bad, f"'{s.name}' as unix seconds or a date; got {s.filter(bad)[0]!r}")
+def resolve(path: Path, found: list[str], cols: Columns, fields: tuple[str, ...]) -> dict[str, str | None]:
+    """field -> the column to read (None: absent). A named column that is missing is an error."""
+    out = {}
+    for f in fields:
+        given = getattr(cols, f)
+        if given is None:
+            conv = CONVENTIONAL.get(f)
+            out[f] = conv if conv in found else None
+        elif given in found:
+            out[f] = given
+        else:
+            raise InputError.at(path, "header", f"{OPTION[f]} {given!r}: no such column; the columns are: {_shown(found)}")
     return out
 
 
-def load_table(interactions: Path, items: Path | None, users: Path | None, cols: Columns,
-               min_user: int = 5, min_item: int = 0) -> Source:
-    opt = [c for c in (cols.time, cols.rating, cols.review, cols.summary) if c]
-    df = _collect(interactions, scan(interactions), [cols.user, cols.item, *opt], [cols.user, cols.item])
+def _to_seconds(path: Path, s: pl.Series, unit: str) -> tuple[pl.Series, str]:
+    if s.dtype.is_numeric():
+        return to_seconds(s, unit, path)
+    if isinstance(s.dtype, (pl.Date, pl.Datetime)) or s.dtype in (pl.Date, pl.Datetime):
+        return s.cast(pl.Datetime("us")).dt.epoch("s"), "date"
+    text = s.cast(pl.Utf8)
+    num = text.cast(pl.Float64, strict=False)
+    used = "date"
+    if num.drop_nulls().len():
+        secs, used = to_seconds(num, unit, path)
+    else:
+        secs = num.cast(pl.Int64)
+    out = secs.fill_null(text.str.to_datetime(strict=False).dt.epoch("s"))
+    first_bad(path, out.is_null() & s.is_not_null(), lambda k: f"'{s.name}' as unix seconds or a date; got {s[k]!r}")
+    return out.alias(s.name), used
+
+
+def _interactions(path: Path, cols: Columns, time_unit: str) -> tuple[pl.DataFrame, bool, list[str]]:
+    found = column_names(path)
+    for f in ("user", "item"):
+        if getattr(cols, f) not in found:
+            raise InputError.at(path, "header", f"{OPTION[f]} {getattr(cols, f)!r}: no such column (map it with "
+                                f"{OPTION[f]}); the columns are: {_shown(found)}")
+    opt = resolve(path, found, cols, ("time", "rating", "review", "summary"))
+    df = collect(path, [cols.user, cols.item, *[c for c in opt.values() if c]])
     if df.height == 0:
-        raise InputError.at(interactions, None, "at least one interaction row; the table is empty")
+        raise InputError.at(path, None, "at least one interaction row; the table is empty")
+    for c in df.columns:
+        check_scalar(path, df[c])
     for c in (cols.user, cols.item):
-        _first_bad(interactions, df[c].is_null(), f"a non-empty '{c}' value")
+        first_bad(path, df[c].is_null(), lambda k, c=c: f"a non-empty '{c}' value")
     out = {"user_id": df[cols.user].cast(pl.Utf8), "item_id": df[cols.item].cast(pl.Utf8),
            "order": pl.int_range(0, df.height, eager=True).cast(pl.Int64)}
-    if cols.time and cols.time in df.columns:
-        out["timestamp"] = _to_seconds(interactions, df[cols.time])
-    if cols.rating and cols.rating in df.columns:
-        r = df[cols.rating].cast(pl.Float64, strict=False)
-        _first_bad(interactions, r.is_null() & df[cols.rating].is_not_null(), f"'{cols.rating}' as a number")
+    notes = []
+    if opt["time"]:
+        out["timestamp"], used = _to_seconds(path, df[opt["time"]], time_unit)
+        if used != "date":
+            notes.append(unit_note(opt["time"], used, time_unit))
+    if opt["rating"]:
+        r = df[opt["rating"]].cast(pl.Float64, strict=False)
+        first_bad(path, r.is_null() & df[opt["rating"]].is_not_null(), lambda k: f"'{opt['rating']}' as a number; got {df[opt['rating']][k]!r}")
         out["rating"] = r
-    has_reviews = False
-    for key, c in (("review", cols.review), ("summary", cols.summary)):
-        if c and c in df.columns:
-            out[key] = df[c].cast(pl.Utf8).map_elements(clean, return_dtype=pl.Utf8) if df.height < 2_000_000 else df[c].cast(pl.Utf8)
+    has_reviews = "rating" in out
+    for key in ("review", "summary"):
+        if opt[key]:
+            text = df[opt[key]].cast(pl.Utf8)
+            out[key] = text.map_elements(clean, return_dtype=pl.Utf8) if df.height < 2_000_000 else text
             has_reviews = has_reviews or key == "review"
-    has_reviews = has_reviews or "rating" in out
-    inter = conform(pl.DataFrame(out), INTER_COLS)
-    inter = inter.sort(["user_id", "item_id", "timestamp", "order"], nulls_last=True).unique(
-        ["user_id", "item_id"], keep="first", maintain_order=True
+    return pl.DataFrame(out), has_reviews, notes
+
+
+def _items(path: Path, ids: pl.Series, cols: Columns) -> tuple[pl.DataFrame, dict[str, str]]:
+    found = column_names(path)
+    if cols.item not in found:
+        raise InputError.at(path, "header", f"{OPTION['item']} {cols.item!r}: no such column in the item table; the columns are: {_shown(found)}")
+    opt = resolve(path, found, cols, ITEM_FIELDS)
+    idf = collect(path, [cols.item, *[c for c in opt.values() if c]])
+    for f in ("title", "brand", "price"):
+        if opt[f]:
+            check_scalar(path, idf[opt[f]])
+    check_scalar(path, idf[cols.item])
+    idf = idf.rename({cols.item: "item_id"}).with_columns(pl.col("item_id").cast(pl.Utf8)).unique("item_id", keep="first", maintain_order=True)
+    sel = [pl.col("item_id"), pl.lit(True).alias("has_meta")]
+    sel.append(pl.col(opt["title"]).cast(pl.Utf8).map_elements(clean, return_dtype=pl.Utf8).alias("title") if opt["title"] else pl.lit(None, pl.Utf8).alias("title"))
+    if opt["categories"]:
+        c = opt["categories"]
+        cat = pl.col(c).cast(pl.List(pl.Utf8)) if isinstance(idf.schema[c], pl.List) else pl.col(c).cast(pl.Utf8).str.split("|")
+        check_scalar(path, idf[c], allow_list=True)
+        sel.append(cat.list.eval(pl.element().str.strip_chars()).list.eval(pl.element().filter(pl.element() != "")).list.unique(maintain_order=True).alias("categories"))
+    sel.append(pl.col(opt["brand"]).cast(pl.Utf8).alias("brand") if opt["brand"] else pl.lit(None, pl.Utf8).alias("brand"))
+    sel.append(pl.col(opt["price"]).cast(pl.Float64, strict=False).alias("price") if opt["price"] else pl.lit(None, pl.Float64).alias("price"))
+    meta = idf.select(sel)
+    df = pl.DataFrame({"item_id": ids}).join(meta, on="item_id", how="left")
+    if "categories" not in df.columns:
+        df = df.with_columns(categories=pl.lit([], pl.List(pl.Utf8)))
+    df = df.with_columns(pl.col("categories").fill_null(pl.lit([], pl.List(pl.Utf8))))
+    df, fallback = fill_titles(df, pl.lit("item ") + pl.col("item_id"))
+    return conform(df, ITEM_COLS).sort("item_id"), fallback
+
+
+def _users(path: Path, cols: Columns) -> pl.DataFrame:
+    found = column_names(path)
+    if cols.user not in found:
+        raise InputError.at(path, "header", f"{OPTION['user']} {cols.user!r}: no such column in the user table; the columns are: {_shown(found)}")
+    if cols.features is not None:
+        missing = [c for c in cols.features if c not in found]
+        if missing:
+            raise InputError.at(path, "header", f"--user-features {','.join(missing)}: no such column; the columns are: {_shown(found)}")
+    feats = cols.features if cols.features is not None else [c for c in found if c != cols.user]
+    udf = collect(path, [cols.user, *[f for f in feats if f != cols.user]])
+    for c in udf.columns:
+        check_scalar(path, udf[c])
+    return udf.select(pl.col(cols.user).cast(pl.Utf8).alias("user_id"), *[pl.col(c).cast(pl.Utf8) for c in udf.columns if c != cols.user]).unique(
+        "user_id", keep="first", maintain_order=True
     )
-    inter = kcore(inter, min_user, min_item).sort("order")
-    if inter.height == 0:
-        raise InputError.at(interactions, None, f"users with >= {min_user} distinct items; none left after filtering")
-    inputs = [interactions]
+
+
+def load_table(interactions: Path, items: Path | None, users: Path | None, cols: Columns,
+               min_user: int = 5, min_item: int = 0, time_unit: str = "auto") -> Source:
+    if items is None:
+        named = [OPTION[f] for f in ITEM_FIELDS if getattr(cols, f) is not None]
+        if named:
+            raise InputError(f"{', '.join(named)} {'names an item-table column' if len(named) == 1 else 'name item-table columns'}, but no --items table was given")
+    if users is None and cols.features is not None:
+        raise InputError("--user-features names user-table columns, but no --users table was given")
+    raw, has_reviews, notes = _interactions(interactions, cols, time_unit)
+    inter, filters = filter_reviews(raw, interactions, min_user, min_item)
     ids = inter["item_id"].unique().sort()
+    inputs = [interactions]
     if items is not None:
-        idf = _collect(items, scan(items), [cols.item, cols.title, cols.categories, cols.brand, cols.price], [cols.item])
+        item_df, fallback = _items(items, ids, cols)
         inputs.append(items)
-        idf = idf.rename({cols.item: "item_id"}).with_columns(pl.col("item_id").cast(pl.Utf8)).unique("item_id", keep="first", maintain_order=True)
-        sel = [pl.col("item_id")]
-        sel.append(pl.col(cols.title).cast(pl.Utf8).map_elements(clean, return_dtype=pl.Utf8).alias("title") if cols.title in idf.columns else pl.lit(None, pl.Utf8).alias("title"))
-        if cols.categories in idf.columns:
-            cat = pl.col(cols.categories)
-            cat = cat.cast(pl.List(pl.Utf8)) if isinstance(idf.schema[cols.categories], pl.List) else cat.cast(pl.Utf8).str.split("|")
-            sel.append(cat.list.eval(pl.element().str.strip_chars()).list.eval(pl.element().filter(pl.element() != "")).list.unique(maintain_order=True).alias("categories"))
-        sel.append(pl.col(cols.brand).cast(pl.Utf8).alias("brand") if cols.brand in idf.columns else pl.lit(None, pl.Utf8).alias("brand"))
-        sel.append(pl.col(cols.price).cast(pl.Float64, strict=False).alias("price") if cols.price in idf.columns else pl.lit(None, pl.Float64).alias("price"))
-        meta = idf.select(sel)
     else:
-        meta = pl.DataFrame(schema=ITEM_COLS)
-    item_df = pl.DataFrame({"item_id": ids}).join(meta, on="item_id", how="left")
-    item_df = item_df.with_columns(
-        title=pl.when(pl.col("title").is_null() | (pl.col("title") == "")).then(pl.lit("item ") + pl.col("item_id")).otherwise(pl.col("title")),
-        categories=pl.col("categories").fill_null(pl.lit([], pl.List(pl.Utf8))) if "categories" in item_df.columns else pl.lit([], pl.List(pl.Utf8)),
-    )
-    item_df = conform(item_df, ITEM_COLS).sort("item_id")
+        item_df, fallback = _items_without_table(ids)
+        notes.append("no --items table: titles are 'item <id>'")
     users_df = None
     if users is not None:
+        users_df = _users(users, cols)
         inputs.append(users)
-        udf = _collect(users, scan(users), [cols.user, *(cols.features or [])] if cols.features else [], [cols.user]) if cols.features else None
-        if udf is None:
-            lf = scan(users)
-            udf = _collect(users, lf, lf.collect_schema().names(), [cols.user])
-        feats = [c for c in udf.columns if c != cols.user]
-        users_df = udf.select(pl.col(cols.user).cast(pl.Utf8).alias("user_id"), *[pl.col(c).cast(pl.Utf8) for c in feats]).unique(
-            "user_id", keep="first", maintain_order=True
-        )
-    notes = [] if items is not None else ["no --items table: titles are 'item <id>'"]
-    filters = {"rows": df.height, "after_dedup_and_kcore": inter.height, "min_user": min_user, "min_item": min_item}
-    return Source("table", item_df, inter, users_df, has_reviews, inputs, notes, filters)
+    return Source("table", item_df, inter, users_df, has_reviews, inputs, notes, filters, fallback)
+
+
+def _items_without_table(ids: pl.Series) -> tuple[pl.DataFrame, dict[str, str]]:
+    df = pl.DataFrame({"item_id": ids}).with_columns(title=pl.lit(None, pl.Utf8), has_meta=pl.lit(None, pl.Boolean),
+                                                     categories=pl.lit([], pl.List(pl.Utf8)))
+    df, fallback = fill_titles(df, pl.lit("item ") + pl.col("item_id"))
+    return conform(df, ITEM_COLS).sort("item_id"), fallback

@@ -1,0 +1,156 @@
+"""Shared pieces of the quality benchmarks (bench/quality.py, bench/quality_text.py): running
+`recsys` commands as a user would, reusing finished stages, seeded samples, per-prompt ranks
+and paired-bootstrap intervals.
+
+    python -c "import sys; sys.path.insert(0, 'bench'); import qlib; print(qlib.machine())"
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SHARED = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT))
+
+
+class Runner:
+    """Runs `recsys ...` stages, logging to work/log.txt; a stage whose `done` file exists is reused."""
+
+    def __init__(self, work: Path):
+        self.work = Path(work)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.log = self.work / "log.txt"
+        self.seconds: dict[str, float] = {}
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    def run(self, stage: str, args: list[str], done: Path | None = None, timeout: float | None = None) -> str:
+        if done is not None and Path(done).exists():
+            print(f"== {stage}: reusing {done}", file=sys.stderr, flush=True)
+            return ""
+        t = time.perf_counter()
+        print(f"== {stage}: recsys {' '.join(map(str, args))}", file=sys.stderr, flush=True)
+        with self.log.open("a") as err:
+            err.write(f"\n== {stage}: recsys {' '.join(map(str, args))}\n")
+            err.flush()
+            proc = subprocess.run([sys.executable, "-m", "recsys_cli.main", *map(str, args)], stdout=subprocess.PIPE, stderr=err,
+                                  text=True, timeout=timeout)
+        if proc.returncode != 0:
+            sys.exit(f"{stage} failed (exit {proc.returncode}); see {self.log}")
+        self.seconds[stage] = round(time.perf_counter() - t, 1)
+        print(f"   {stage}: {self.seconds[stage]:.0f} s", file=sys.stderr, flush=True)
+        return proc.stdout
+
+    def json(self, stage: str, args: list[str]) -> dict:
+        return json.loads(self.run(stage, [*args, "--json"]))
+
+
+def machine() -> dict:
+    import torch
+
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "loadavg_start": open("/proc/loadavg").read().split()[:3]}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def sample_users(data: Path, n: int, seed: int) -> list[str]:
+    """n users of the textualized directory, drawn with the seed (sorted by user id order)."""
+    users = pl.read_parquet(Path(data) / "sequences.parquet", columns=["user_id"])["user_id"].to_list()
+    rng = np.random.default_rng(seed)
+    pick = sorted(rng.choice(len(users), size=min(n, len(users)), replace=False).tolist())
+    return [users[i] for i in pick]
+
+
+def prompt_ids(data: Path, users: list[str], split: str, family: str, seen: bool, kind_templates: list[str] | None = None,
+               one_per_user: bool = True) -> list[str]:
+    """The prompts of `users` of one family / seen flag (the first template in id order per user)."""
+    p = pl.read_parquet(Path(data) / "prompts.parquet", columns=["prompt_id", "family", "template_id", "seen", "split", "user_id", "target"])
+    p = p.filter((pl.col("split") == split) & (pl.col("family") == family) & (pl.col("seen") == seen)
+                 & pl.col("user_id").is_in(users) & ~pl.col("target").str.to_lowercase().is_in(["yes", "no"]))
+    if kind_templates is not None:
+        p = p.filter(pl.col("template_id").is_in(kind_templates))
+    p = p.sort("user_id", "template_id", "prompt_id")
+    if one_per_user:
+        p = p.unique("user_id", keep="first", maintain_order=True)
+    order = {u: i for i, u in enumerate(users)}
+    return p.with_columns(o=pl.col("user_id").replace_strict(order, default=0)).sort("o", "prompt_id")["prompt_id"].to_list()
+
+
+def write_ids(path: Path, ids: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(i + "\n" for i in ids))
+    tmp.replace(path)
+    return path
+
+
+def ranks(data: Path, preds: Path | dict[str, list[str]], ids: list[str], depth: int = 10) -> np.ndarray:
+    """0-based rank of each prompt's target in its list (depth when absent), in `ids` order."""
+    prompts = pl.read_parquet(Path(data) / "prompts.parquet", columns=["prompt_id", "item_id"])
+    truth = dict(zip(prompts["prompt_id"].to_list(), prompts["item_id"].to_list()))
+    if isinstance(preds, dict):
+        lists = preds
+    else:
+        df = pl.read_parquet(preds, columns=["prompt_id", "ranked"])
+        lists = dict(zip(df["prompt_id"].to_list(), df["ranked"].to_list()))
+    out = np.full(len(ids), depth, dtype=np.int64)
+    for i, pid in enumerate(ids):
+        lst = (lists.get(pid) or [])[:depth]
+        if truth[pid] in lst:
+            out[i] = lst.index(truth[pid])
+    return out
+
+
+def prompts_in(src: Path | dict, ids: list[str]) -> list[str]:
+    """The ids of `ids` that a predictions file (or {prompt_id: list}) answers, in order."""
+    have = set(src) if isinstance(src, dict) else set(pl.read_parquet(src, columns=["prompt_id"])["prompt_id"].to_list())
+    return [i for i in ids if i in have]
+
+
+def metrics(rank: np.ndarray) -> dict[str, float]:
+    out = {"n": int(len(rank))}
+    for k in (1, 5, 10):
+        hit = rank < k
+        out[f"HR@{k}"] = float(hit.mean()) if len(rank) else 0.0
+        if k > 1:
+            out[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(rank + 2.0), 0.0).mean()) if len(rank) else 0.0
+    return out
+
+
+def per_prompt(rank: np.ndarray, metric: str) -> np.ndarray:
+    k = int(metric.split("@")[1])
+    hit = rank < k
+    return np.where(hit, 1.0 / np.log2(rank + 2.0), 0.0) if metric.startswith("NDCG") else hit.astype(np.float64)
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, metric: str, n: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Mean of metric(a) - metric(b) over the same prompts, with a 95% percentile interval from
+    `n` resamples of the prompts (the same resample for both methods)."""
+    x, y = per_prompt(a, metric), per_prompt(b, metric)
+    d = x - y
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(d), size=(n, len(d)))
+    boots = d[idx].mean(axis=1)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return {"diff": float(d.mean()), "ci95": [float(lo), float(hi)], "excludes_0": bool(lo > 0 or hi < 0)}
+
+
+def write_result(name: str, result: dict) -> Path:
+    dest = HERE / "results" / name
+    tmp = dest.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.replace(dest)
+    return dest
