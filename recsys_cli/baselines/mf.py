@@ -19,6 +19,7 @@ import polars as pl
 
 from recsys_cli.artifacts import schemas
 from recsys_cli.artifacts.io import read_artifact
+from recsys_cli.data.ratings import parse_ratings
 from recsys_cli.errors import RecsysError
 
 
@@ -71,9 +72,10 @@ def fit_predict(
 
     tu, ti = encode(train)
     tr = torch.tensor(train["rating"].to_numpy(), dtype=torch.float32)  # [R]
-    valid = prompts.filter((pl.col("split") == "valid") & pl.col("target").str.contains(r"^\s*\d+(\.\d+)?\s*$"))
+    valid = prompts.filter(pl.col("split") == "valid")
+    valid = valid.with_columns(stars=parse_ratings(valid["target"])).drop_nulls("stars")  # star targets (like prompts drop out)
     vu, vi = encode(valid)
-    vr = torch.tensor(valid["target"].str.strip_chars().cast(pl.Float64).to_numpy(), dtype=torch.float32)
+    vr = torch.tensor(valid["stars"].to_numpy(), dtype=torch.float32)
 
     mu = float(tr.mean())
     P = torch.nn.Parameter(torch.randn(len(users), cfg.dim) * 0.01)  # [U, D]
