@@ -63,7 +63,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="working directory (default runs/quality-<tier>-<category>)")
     ap.add_argument("--users", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: beam, rsllm, ablations")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: beam, rsllm, ablations, or one ablation by name (rsllm-single-stage, ...)")
     a = ap.parse_args()
     tier = TIERS[a.tier]
     if a.tier == "gpu":
@@ -107,7 +107,7 @@ def main() -> None:
     run.run("pretrain stage 1", ["pretrain", "--data", R, "--config", recipe, "--out", s1, "--max-steps", tier["stage1"],
                                  "--seed", a.seed, "--quiet", *common], s1 / "train_state")
     variants = ["recsysllm"] + ([] if "rsllm" in skip else ["rsllm"]) + ([] if "ablations" in skip or "rsllm" in skip else
-                                                                         [v for v in VARIANTS if v.startswith("rsllm-")])
+                                                                         [v for v in VARIANTS if v.startswith("rsllm-") and v not in skip])
     ckpts = {}
     for name in variants:
         c = work / f"ckpt-{name}"
@@ -173,10 +173,16 @@ def main() -> None:
             checks.append({"name": f"rerank+fusion beats SASRec ({group}): NDCG@10, HR@10, CI of the NDCG@10 difference excludes 0",
                            "ok": fused["NDCG@10"] > sas["NDCG@10"] and fused["HR@10"] > sas["HR@10"] and ci["ci95"][0] > 0,
                            "fusion": {m: fused[m] for m in COMPARE}, "sasrec": {m: sas[m] for m in COMPARE}, "ndcg10_diff_ci95": ci["ci95"]})
-        rs, tx = table[group].get("rsllm rerank"), table[group].get("recsysllm rerank")
-        if rs and tx:
-            checks.append({"name": f"RSLLM beats text-only RecSysLLM on NDCG@10 ({group}, rerank, same budget)", "ok": rs["NDCG@10"] > tx["NDCG@10"],
-                           "rsllm": rs["NDCG@10"], "recsysllm": tx["NDCG@10"]})
+        ids = test_seen if group == "seen" else test_unseen
+        for a_name, b_name, claim in (("rsllm", "recsysllm", "RSLLM beats text-only RecSysLLM"),
+                                      ("rsllm", "rsllm-no-id-tokens", "ablation: RSLLM beats RSLLM without ID tokens")):
+            a_row, b_row = table[group].get(f"{a_name} rerank"), table[group].get(f"{b_name} rerank")
+            if not (a_row and b_row):
+                continue
+            both = [i for i in qlib.prompts_in(lists[f"{a_name} rerank"], ids) if i in set(qlib.prompts_in(lists[f"{b_name} rerank"], ids))]
+            ci = qlib.paired_bootstrap(qlib.ranks(R, lists[f"{a_name} rerank"], both), qlib.ranks(R, lists[f"{b_name} rerank"], both), "NDCG@10", seed=a.seed)
+            checks.append({"name": f"{claim} on NDCG@10 ({group}, rerank, same budget)", "ok": a_row["NDCG@10"] > b_row["NDCG@10"],
+                           a_name: a_row["NDCG@10"], b_name: b_row["NDCG@10"], "ndcg10_diff_ci95": ci["ci95"], "ci_excludes_0": ci["excludes_0"]})
     result = {
         "stage": "quality", "tier": a.tier, "machine": qlib.machine(), "loadavg_end": open("/proc/loadavg").read().split()[:3],
         "setup": {"data_dir": str(a.data_dir), "users": len(users), "seed": a.seed, "valid_users": len(valid_users),
@@ -194,7 +200,8 @@ def main() -> None:
             extra = f"   {ci['diff']:+.4f} [{ci['ci95'][0]:+.4f}, {ci['ci95'][1]:+.4f}]" if ci else ""
             print(f"{name:<34}{m['n']:>6}" + "".join(f"{m[k]:>9.4f}" for k in COMPARE) + extra)
     for c in checks:
-        print(f"{'ok  ' if c['ok'] else 'MISS'} {c['name']}")
+        ci = f"  (NDCG@10 difference 95% CI [{c['ndcg10_diff_ci95'][0]:+.4f}, {c['ndcg10_diff_ci95'][1]:+.4f}])" if "ndcg10_diff_ci95" in c else ""
+        print(f"{'ok  ' if c['ok'] else 'MISS'} {c['name']}{ci}")
     print(f"wrote {dest}")
 
 

@@ -3,7 +3,7 @@ full Toys: the families bench/quality.py (sequential) does not cover.
 
     python bench/quality_text.py                              # MI 2014 + Gift Cards 2018 + Toys zero-shot
     python bench/quality_text.py --only gift --steps 20 --users 50   # smaller
-Writes bench/results/quality-text-cpu.json and one PNG per dataset (bench/results/quality-text-<name>.png).
+Writes bench/results/quality-text-cpu.json and one PNG per dataset and family (bench/results/quality-text-<name>-<family>.png).
 
 Protocol (fixed before any test figure was seen):
 * the full review file is textualized (5-core users); MF, global-mean, user-mean and the
@@ -82,9 +82,8 @@ def _text_dataset(run: Runner, name: str, a, work: Path) -> dict:
             files.append(dest)
         family = subset.split("-")[0]
         files += [P / f"{m}.parquet" for m in (("mf", "global-mean", "user-mean") if family == "rating" else ("retrieval",))]
-        out["tables"][subset] = {"standard": _score(run, R, files, family, False), "p5_compatible": _score(run, R, files, family, True)}
-    every = [P / s / f"{m}.parquet" for s in ("rating", "explanation-no-hint", "review") for m in ("recsysllm",)]
-    _score(run, R, [f for f in every if f.exists()], "all", False, plot=ROOT / "bench" / "results" / f"quality-text-{name}.png")
+        plot = ROOT / "bench" / "results" / f"quality-text-{name}-{subset}.png"  # the methods side by side, one PNG per family
+        out["tables"][subset] = {"standard": _score(run, R, files, family, False, plot=plot), "p5_compatible": _score(run, R, files, family, True)}
     return out
 
 

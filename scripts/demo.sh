@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# The whole pipeline on committed real data with the embedded SmolLM2-135M model, in about
-# 10 minutes on 2 CPU cores (install included):
+# The whole pipeline on committed real data with the embedded SmolLM2-135M model, in under
+# 10 minutes on 2 CPU cores, install included (bf16 where the CPU has it: --precision auto):
 #   make demo          (creates .venv, installs, then runs this script)
-#   RUN=runs/demo STEPS=24 RERANK_K=10 LLM=1 bash scripts/demo.sh
+#   RUN=runs/demo STEPS=40 RERANK_K=10 LLM=1 bash scripts/demo.sh
 #
-# Toys fixture (300 real P5 users, 2,282 items): popularity, SASRec and the fine-tuned LLM
-# reranking SASRec's top-K, on the same 300 sequential and 300 direct (1 of 100) test prompts
-# (one seen-template prompt per user; LLM=1 adds the LLM alone, ~10 more minutes). Then one rating and one explanation answer on the
-# raw 2018 Gift Cards reviews as text, and one user's history beside their top-5.
+# Toys fixture (300 real P5 users, 2,282 items): popularity, SASRec, the fine-tuned LLM
+# reranking SASRec's top-K, and the LLM alone on direct prompts (100 candidates), on the same
+# 300 sequential and 300 direct test prompts (one seen-template prompt per user; LLM=1 adds the
+# LLM alone on sequential prompts, full-catalogue beam search, about one more minute). Then one
+# rating and one explanation answer on the raw 2018 Gift Cards reviews as text, and one user's
+# history beside their top-5.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 RUN=${RUN:-runs/demo}
-STEPS=${STEPS:-24}          # LoRA steps (recipes/pretrain/smollm2-cpu.yaml: 4 sequences of 256 tokens each)
+STEPS=${STEPS:-40}          # LoRA steps (recipes/pretrain/smollm2-cpu.yaml: 2 x 4 sequences of 256 tokens each)
 RERANK_K=${RERANK_K:-10}    # SASRec candidates the LLM reranks
 FUSION=${FUSION:-1.0}       # 1 = the LLM's order alone inside the top-K (no tuning on the demo's test prompts)
 DATA=$RUN/toys
@@ -44,17 +46,15 @@ echo "wrote $P/popularity.parquet, $P/sasrec.parquet"
 step "5/8 pretrain a LoRA adapter on the embedded model ($STEPS steps)"
 recsys pretrain --data "$DATA" --config recipes/pretrain/smollm2-cpu.yaml --out "$CKPT" --max-steps "$STEPS" --seed 0 --overwrite
 
-step "6/8 the LLM reranks SASRec's top-$RERANK_K on 300 sequential and 300 direct (1 of 100) test prompts"
-# (full-catalogue beam search and 100-candidate scoring cost 0.7 and 1.3 s a prompt here, too slow for a 10-minute demo;
-#  LLM=1 bash scripts/demo.sh adds the LLM-alone rows)
-common=(--data "$DATA" --checkpoint "$CKPT" --split test --seen --exclude-history --top-k 10 --quiet --overwrite)
+step "6/8 the LLM reranks SASRec's top-$RERANK_K on 300 sequential and 300 direct test prompts, and ranks the 100 direct candidates alone"
+common=(--data "$DATA" --checkpoint "$CKPT" --split test --seen --exclude-history --top-k 10 --precision auto --quiet --overwrite)
 recsys infer "${common[@]}" --family sequential --candidates-from "$P/sasrec.parquet" --rerank-k "$RERANK_K" --fusion "$FUSION" --out "$P/llm-rerank.sequential.parquet"
 recsys infer "${common[@]}" --family direct --kind rank --candidates-from "$P/sasrec.parquet" --rerank-k "$RERANK_K" --fusion "$FUSION" --out "$P/llm-rerank.direct.parquet"
-seq_files=("$P/llm-rerank.sequential.parquet") dir_files=("$P/llm-rerank.direct.parquet")
+recsys infer "${common[@]}" --family direct --kind rank --out "$P/llm.direct.parquet"
+seq_files=("$P/llm-rerank.sequential.parquet") dir_files=("$P/llm-rerank.direct.parquet" "$P/llm.direct.parquet")
 if [ "${LLM:-0}" = 1 ]; then
   recsys infer "${common[@]}" --family sequential --out "$P/llm.sequential.parquet"
-  recsys infer "${common[@]}" --family direct --kind rank --out "$P/llm.direct.parquet"
-  seq_files+=("$P/llm.sequential.parquet") dir_files+=("$P/llm.direct.parquet")
+  seq_files+=("$P/llm.sequential.parquet")
 fi
 
 step "7/8 scores on the same prompts (n = prompts per row); plots: $RUN/scores-*.png"
@@ -64,8 +64,8 @@ recsys score --data "$DATA" --task direct --common-prompts --compare \
   "${dir_files[@]}" "$P/popularity.parquet" "$P/sasrec.parquet" --plot "$RUN/scores-direct.png"
 
 step "8/8 rating and explanation on raw Gift Cards reviews (the Toys adapter, which never saw reviews), and one user's top-5"
-recsys infer --data "$GIFT" --checkpoint "$CKPT" --split test --family rating --seen --limit 1 --quiet --overwrite --out "$P/gift.rating.parquet"
-recsys infer --data "$GIFT" --checkpoint "$CKPT" --split test --family explanation --seen --limit 1 --max-new-tokens 32 --quiet --overwrite --out "$P/gift.explanation.parquet"
+recsys infer --data "$GIFT" --checkpoint "$CKPT" --split test --family rating --seen --limit 1 --precision auto --quiet --overwrite --out "$P/gift.rating.parquet"
+recsys infer --data "$GIFT" --checkpoint "$CKPT" --split test --family explanation --seen --limit 1 --max-new-tokens 32 --precision auto --quiet --overwrite --out "$P/gift.explanation.parquet"
 recsys show answers --data "$GIFT" -p "$P/gift.rating.parquet"
 recsys show answers --data "$GIFT" -p "$P/gift.explanation.parquet"
 recsys show user --data "$DATA" -p "$P/llm-rerank.sequential.parquet" -k 5

@@ -68,6 +68,7 @@ def command(
     fusion: Annotated[float, typer.Option("--fusion", min=0.0, max=1.0, help="With --candidates-from: W in W*llm + (1-W)*retriever over log-softmax-normalised scores (1 = LLM only, 0 = retriever order).")] = 1.0,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Answer shard i of n (i/n, round-robin over the selected prompts); default RANK/WORLD_SIZE under torchrun.")] = None,
     hybrid_embeddings: Annotated[Optional[Path], typer.Option("--hybrid-embeddings", help="RSLLM checkpoint: read the SASRec item embeddings from this file instead of the path recorded in the checkpoint (its content must be the same).")] = None,
+    precision: Annotated[str, typer.Option("--precision", help="fp32, bf16, or auto (bf16 where the CPU or GPU computes it natively, e.g. avx512_bf16: about 2x faster on such CPUs; the vocabulary projection stays fp32).")] = "fp32",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over instead of resuming (only replaces a file `recsys infer` wrote).")] = False,
     trust_remote_code: TrustRemoteCode = False,
     seed: Seed = 0,
@@ -81,6 +82,8 @@ def command(
     from recsys_cli.inference.selection import parse_shard
     from recsys_cli.inference.session import InferRequest, run_inference
 
+    if precision not in ("auto", "fp32", "bf16"):
+        raise typer.BadParameter(f"expected auto, fp32 or bf16, got {precision!r}", param_hint="--precision")
     if item_scoring not in ("constrained", "full"):
         raise typer.BadParameter(f"expected 'constrained' or 'full', got {item_scoring!r}", param_hint="--item-scoring")
     beams = beams or top_k
@@ -100,7 +103,8 @@ def command(
     prompts = _select(data, split, family, template, seen, kind, users, prompt_ids, limit)
     opts = InferOptions(top_k=top_k, beams=beams, exclude_history=exclude_history, unconstrained=unconstrained,
                         max_new_tokens=max_new_tokens, text_beams=text_beams, batch_size=batch_size,
-                        dynamic=dynamic_positions, item_scoring=item_scoring, rerank_k=rerank_k, fusion=fusion)
+                        dynamic=dynamic_positions, item_scoring=item_scoring, rerank_k=rerank_k, fusion=fusion,
+                        precision=precision)
     chosen = {"limit": limit, "users": users,
               "prompt_ids": None if prompt_ids is None else {"path": str(prompt_ids.resolve()), "sha256": file_sha256(prompt_ids)}}
     req = InferRequest(data=data, checkpoint=checkpoint, model_name=model, split=split, prompts=prompts, opts=opts, out=out,

@@ -65,7 +65,7 @@ def command(
     save_every: Annotated[Optional[int], typer.Option("--save-every", help="train.save_every: checkpoint every N steps.")] = None,
     eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="eval.eval_every: validation loss every N steps.")] = None,
     gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="train.gradient_checkpointing (less memory, ~30% slower).")] = None,
-    precision: Annotated[Optional[str], typer.Option("--precision", help="train.precision: auto (bf16 on a GPU that supports it), fp32 or bf16.")] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="train.precision: auto (bf16 where the GPU or CPU computes it natively), fp32 or bf16.")] = None,
     deepspeed: Annotated[Optional[Path], typer.Option("--deepspeed", help="train.deepspeed: DeepSpeed JSON config (recipes/deepspeed/zero2.json, zero3.json).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/train_state exactly (data, base model and recipe must match).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the checkpoint in OUT (only the files pretrain writes).")] = False,

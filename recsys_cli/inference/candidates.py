@@ -7,6 +7,7 @@
   candidate titles (softmax over the allowed next tokens). The candidates' trie is walked
   exhaustively, but only up to the point where a prefix identifies one candidate (the rest is
   forced), so 100 candidates usually cost one prompt pass plus a few dozen one-token rows.
+  `score_candidates_constrained_batch` walks several prompts' tries in the same forwards.
 * `yes_no`: log P(yes) against log P(no) for the first answer token, batched.
 
     python -m pytest tests/unit/test_inference.py -q
@@ -70,37 +71,63 @@ def score_candidates_constrained(model, part_a: Sequence[int], part_a_intra: Seq
                                  end_id: int, candidates: Sequence[Sequence[int]], trie: EntityTrie | None,
                                  dynamic: bool = True, soft: Sequence[tuple[int, int]] | None = None) -> list[float]:
     """log P(candidate) under the distribution constrained to the candidates' titles; equal
-    titles share their probability (each gets the full value)."""
+    titles share their probability (each gets the full value). One prompt of
+    `score_candidates_constrained_batch`."""
+    return score_candidates_constrained_batch(model, [part_a], [part_a_intra], start_id, end_id, [candidates], trie,
+                                              dynamic=dynamic, soft=None if soft is None else [soft])[0]
+
+
+def score_candidates_constrained_batch(model, part_a: Sequence[Sequence[int]], part_a_intra: Sequence[Sequence[int]],
+                                       start_id: int, end_id: int, candidates: Sequence[Sequence[Sequence[int]]],
+                                       trie: EntityTrie | None, dynamic: bool = True,
+                                       soft: Sequence[Sequence[tuple[int, int]]] | None = None) -> list[list[float]]:
+    """Per prompt b, log P of each of `candidates[b]` under decoding constrained to that
+    prompt's candidate titles. The prompts are prefilled as one left-padded batch; every
+    walker row (prompt, trie node) of every prompt then advances in one forward per depth, so
+    a batch of prompts costs about as many forwards as its deepest candidate trie."""
     import torch
 
-    cand_trie = EntityTrie((c, i) for i, c in enumerate(candidates))
-    out = [float("-inf")] * len(candidates)
-    state = decode.prefill(model, [part_a], [part_a_intra], start_id, trie, dynamic=dynamic, soft=None if soft is None else [soft])
-    con = decode.Constraint(cand_trie, end_id, renormalize=True)
-    whole = cand_trie.unique_tail(ROOT)
-    if whole is not None:  # one distinct title: probability 1
-        for i in cand_trie.payloads[whole[1]]:
-            out[i] = 0.0
+    tries = [EntityTrie((c, i) for i, c in enumerate(cands)) for cands in candidates]
+    out = [[float("-inf")] * len(c) for c in candidates]
+    live = []  # prompts whose candidates need the model
+    for b, ct in enumerate(tries):
+        whole = ct.unique_tail(ROOT) if candidates[b] else None
+        if whole is not None:  # one distinct title: probability 1
+            for i in ct.payloads[whole[1]]:
+                out[b][i] = 0.0
+        elif candidates[b]:
+            live.append(b)
+    if not live:
         return out
-    frontier = [(ROOT, 0.0)]  # (trie node, log P of reaching it); row r of `state` is frontier[r]
+    state = decode.prefill(model, [part_a[b] for b in live], [part_a_intra[b] for b in live], start_id, trie, dynamic=dynamic,
+                           soft=None if soft is None else [soft[b] for b in live])
+    cons = [decode.Constraint(ct, end_id, renormalize=True) for ct in tries]
+    frontier = [(b, ROOT, 0.0) for b in live]  # (prompt, trie node, log P of reaching it); row r of `state` is frontier[r]
     while frontier:
-        nodes = [n for n, _ in frontier]
-        logp = torch.log_softmax(state.logits.cpu() + con.mask(nodes, [set()] * len(nodes), state.logits.shape[1], "cpu"), -1)  # [F, V]
+        vocab = state.logits.shape[1]
+        allowed = torch.full((len(frontier), vocab), float("-inf"))  # [F, V]
+        rows_of: dict[int, list[int]] = {}
+        for r, (b, _, _) in enumerate(frontier):
+            rows_of.setdefault(b, []).append(r)
+        for b, rows in rows_of.items():
+            allowed[rows] = cons[b].mask([frontier[r][1] for r in rows], [set()] * len(rows), vocab, "cpu")
+        logp = torch.log_softmax(state.logits.cpu() + allowed, -1)  # [F, V]
         src, toks, nxt = [], [], []
-        for r, (node, sc) in enumerate(frontier):
-            if cand_trie.payloads[node]:  # a title ends here and others continue it
-                for i in cand_trie.payloads[node]:
-                    out[i] = sc + logp[r, end_id].item()
-            for tok in cand_trie.children(node):
-                child, lp = cand_trie.step(node, tok), sc + logp[r, tok].item()
-                tail = cand_trie.unique_tail(child)
+        for r, (b, node, sc) in enumerate(frontier):
+            ct = tries[b]
+            if ct.payloads[node]:  # a title ends here and others continue it
+                for i in ct.payloads[node]:
+                    out[b][i] = sc + logp[r, end_id].item()
+            for tok in ct.children(node):
+                child, lp = ct.step(node, tok), sc + logp[r, tok].item()
+                tail = ct.unique_tail(child)
                 if tail is not None:  # decided: the remaining tokens are forced
-                    for i in cand_trie.payloads[tail[1]]:
-                        out[i] = lp
+                    for i in ct.payloads[tail[1]]:
+                        out[b][i] = lp
                     continue
                 src.append(r)
                 toks.append(tok)
-                nxt.append((child, lp))
+                nxt.append((b, child, lp))
         if not nxt:
             break
         state.select(src)

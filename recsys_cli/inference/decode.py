@@ -16,10 +16,13 @@ from recsys_cli.data.intra import IntraTracker
 from recsys_cli.data.trie import ROOT, EntityTrie
 
 
-def forward(model, ids, inter, intra, mask, cache, soft=None):
-    """One RecsysLM call; returns (logits [B, q, V], cache). `soft`: RSLLM soft ID tokens
-    (batch_idx [S], position [S], item_rows [S]), only given when there are some."""
+def forward(model, ids, inter, intra, mask, cache, soft=None, last_only=False):
+    """One RecsysLM call; returns (logits [B, q, V], or [B, 1, V] with `last_only`, cache).
+    `soft`: RSLLM soft ID tokens (batch_idx [S], position [S], item_rows [S]), only given when
+    there are some."""
     extra = {"soft": soft} if soft is not None else {}
+    if last_only:
+        extra["last_only"] = True
     out = model(input_ids=ids, inter=inter, intra=intra, attn_mask_4d=mask, cache=cache, use_cache=True, **extra)
     return out.logits, out.cache
 
@@ -99,7 +102,7 @@ def prefill(model, part_a: Sequence[Sequence[int]], part_a_intra: Sequence[Seque
     if soft is not None and any(soft):
         trip = [(r, a_max - len(a) + p, row) for r, (a, sr) in enumerate(zip(part_a, soft)) for p, row in sr]  # left padding shifts
         soft_t = tuple(torch.tensor([t[i] for t in trip], dtype=torch.long, device=dev) for i in range(3))  # 3 x [S]
-    logits, cache = forward(model, ids.to(dev), inter.to(dev), intra.to(dev), mask.to(dev), DynamicCache(), soft_t)
+    logits, cache = forward(model, ids.to(dev), inter.to(dev), intra.to(dev), mask.to(dev), DynamicCache(), soft_t, last_only=True)
     tracker = IntraTracker(trie, rows) if (dynamic and trie is not None) else None
     return State(cache, key_ok.to(dev), inter[:, a_max].to(dev), logits[:, -1].float(), tracker)
 

@@ -88,14 +88,18 @@ class Engine:
     def _candidates(self, rows, excluded):
         out = []
         a, ai, soft = self.part_a(rows)
-        score = candidates.score_candidates if self.opts.item_scoring == "full" else candidates.score_candidates_constrained
-        for k, (r, pa, pai, excl) in enumerate(zip(rows, a, ai, excluded)):
-            cands = [c for c in r["candidates"] if c not in excl]
-            toks = [self.title_tokens(c) for c in cands]
-            s = score(self.model, pa, pai, self.special.start, self.special.end, toks, self.entity_trie, dynamic=self.opts.dynamic,
-                      soft=None if soft is None else soft[k])
-            order = sorted(range(len(cands)), key=lambda i: -s[i])
-            ranked = [cands[i] for i in order]
+        cands = [[c for c in r["candidates"] if c not in excl] for r, excl in zip(rows, excluded)]
+        toks = [[self.title_tokens(c) for c in cs] for cs in cands]
+        if self.opts.item_scoring == "full":
+            scores = [candidates.score_candidates(self.model, pa, pai, self.special.start, self.special.end, t, self.entity_trie,
+                                                  dynamic=self.opts.dynamic, soft=None if soft is None else soft[k])
+                      for k, (pa, pai, t) in enumerate(zip(a, ai, toks))]
+        else:  # all prompts of the batch walk their candidate tries together
+            scores = candidates.score_candidates_constrained_batch(self.model, a, ai, self.special.start, self.special.end, toks,
+                                                                   self.entity_trie, dynamic=self.opts.dynamic, soft=soft)
+        for r, cs, s in zip(rows, cands, scores):
+            order = sorted(range(len(cs)), key=lambda i: -s[i])
+            ranked = [cs[i] for i in order]
             out.append(self._row(r, self.titles.get(ranked[0], ranked[0]) if ranked else "", ranked, [s[i] for i in order], bool(ranked)))
         return out
 

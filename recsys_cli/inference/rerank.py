@@ -3,7 +3,7 @@ ranking prompt and the list is reordered (docs/rerank.md).
 
     recsys infer --data R --checkpoint C --candidates-from R/predictions/test/sasrec.parquet --rerank-k 50 --fusion 0.7
 
-Per prompt: drop excluded (history) items from the retriever's list, take its first K, score
+Per prompt (a batch of --batch-size prompts walks together): drop excluded (history) items from the retriever's list, take its first K, score
 their titles with the constrained candidate walker (one prompt pass, a shared KV cache,
 hypotheses end once a title is decided; --item-scoring full sums full-vocabulary log-probs
 instead), fuse with the retriever's scores (inference/fusion.py), and append the rest of the
@@ -19,18 +19,23 @@ from recsys_cli.inference.retriever import head
 
 def rerank_rows(engine, rows: list[dict], excluded: list[set]) -> list[dict]:
     o = engine.opts
-    score = candidates.score_candidates if o.item_scoring == "full" else candidates.score_candidates_constrained
+    heads = [head(*engine.retriever.lists[r["prompt_id"]], excl, o.rerank_k) for r, excl in zip(rows, excluded)]
+    llm: list[list[float] | None] = [None] * len(rows)
+    need = [k for k, (items, _, _) in enumerate(heads) if items and o.fusion != 0.0]
+    if need:
+        a, ai, soft = engine.part_a([rows[k] for k in need])
+        toks = [[engine.title_tokens(i) for i in heads[k][0]] for k in need]
+        sp, trie = engine.special, engine.entity_trie
+        if o.item_scoring == "full":
+            got = [candidates.score_candidates(engine.model, pa, pai, sp.start, sp.end, t, trie, dynamic=o.dynamic,
+                                               soft=None if soft is None else soft[j]) for j, (pa, pai, t) in enumerate(zip(a, ai, toks))]
+        else:  # the batch's prompts walk their candidate tries together
+            got = candidates.score_candidates_constrained_batch(engine.model, a, ai, sp.start, sp.end, toks, trie, dynamic=o.dynamic, soft=soft)
+        for k, g in zip(need, got):
+            llm[k] = g
     out = []
-    for r, excl in zip(rows, excluded):
-        ranked, scores = engine.retriever.lists[r["prompt_id"]]
-        items, ret, rest = head(ranked, scores, excl, o.rerank_k)
-        llm = None
-        if items and o.fusion != 0.0:
-            a, ai, soft = engine.part_a([r])
-            toks = [engine.title_tokens(i) for i in items]
-            llm = score(engine.model, a[0], ai[0], engine.special.start, engine.special.end, toks,
-                        engine.entity_trie, dynamic=o.dynamic, soft=None if soft is None else soft[0])
-        final, fused = fusion.rerank(items, ret, llm, rest, o.fusion)
+    for r, (items, ret, rest), scores in zip(rows, heads, llm):
+        final, fused = fusion.rerank(items, ret, scores, rest, o.fusion)
         text = engine.titles.get(final[0], final[0]) if final else ""
         out.append(engine._row(r, text, final, fused, bool(final)))
     return out

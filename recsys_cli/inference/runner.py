@@ -42,6 +42,7 @@ class InferOptions:
     item_scoring: str = "constrained"  # constrained | full (see decode.Constraint)
     rerank_k: int | None = None  # two-stage: rerank the retriever's first K (inference/rerank.py)
     fusion: float = 1.0  # W in W * llm + (1 - W) * retriever (inference/fusion.py)
+    precision: str = "fp32"  # fp32 | bf16 | auto (modeling/precision.py)
 
 
 def mode_of(family: str, target: str | None, candidates: Any, rerank: bool = False) -> str:

@@ -120,7 +120,14 @@ def _settings(req: InferRequest, retr) -> dict[str, Any]:
             "unconstrained": o.unconstrained, "max_new_tokens": o.max_new_tokens, "text_beams": o.text_beams,
             "exclude_history": o.exclude_history, "retriever": None if retr is None else retr.identity,
             "rerank_k": o.rerank_k if retr is not None else None, "fusion": o.fusion if retr is not None else None,
-            "shard": None if req.shard is None else f"{req.shard[0]}/{req.shard[1]}"}
+            "shard": None if req.shard is None else f"{req.shard[0]}/{req.shard[1]}", "precision": _precision(req)}
+
+
+def _precision(req: InferRequest) -> str:
+    """fp32 or bf16: --precision resolved for the inference device (auto: bf16 where native)."""
+    from recsys_cli.modeling.precision import use_bf16
+
+    return "bf16" if use_bf16(req.opts.precision, inference_device()) else "fp32"
 
 
 def _out_path(req: InferRequest) -> Path:
@@ -212,6 +219,10 @@ def _engine(req: InferRequest, need_items: bool, todo):
         lm.eval()
         rows = item_rows(req.hybrid_emb.item_ids)
         id_tokens = bool(((cfg.recipe or {}).get("hybrid") or {}).get("id_tokens", True))
+    if _precision(req) == "bf16":
+        from recsys_cli.modeling.precision import to_bf16_inference
+
+        to_bf16_inference(lm)
     if (data / schemas.ENTITIES).is_file():
         from recsys_cli.data.entities import check_pool_tokenizer
 
@@ -244,7 +255,7 @@ def _run_modes(engine, todo, o: InferOptions, excluded: dict[str, set], writer: 
             group = sorted(by_mode.get(mode, []), key=lambda r: len(r["source"] or ""))  # length-sorted batches
             if not group:
                 continue
-            bs = 1 if mode in ("candidates", "rerank") else o.batch_size
+            bs = 1 if (mode in ("candidates", "rerank") and o.item_scoring == "full") else o.batch_size
             stats = summary["modes"].setdefault(mode, {"prompts": 0, "valid": 0, "prompts_per_s": 0.0})
             t0 = time.perf_counter()
             for i in range(0, len(group), bs):

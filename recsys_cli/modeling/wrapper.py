@@ -94,6 +94,7 @@ class RecsysLM(nn.Module):
         soft=None,  # RSLLM: (batch_idx [S], position [S], item_rows [S]) long tensors, or None
         hidden: bool = False,  # also return out.hidden [B, q, H]: last layer, after the final norm
         allowed=None,  # rerank prompts: ([R, 2] (row, position), [R, A] allowed token ids, -1 padded)
+        last_only: bool = False,  # project only the last position onto the vocabulary (prefill)
     ):
         if attn_mask_4d.dtype == torch.bool:
             raise TypeError("attn_mask_4d must be a float mask (0 allowed, finfo.min blocked), not bool")
@@ -115,6 +116,8 @@ class RecsysLM(nn.Module):
             keep = (labels != -100).any(dim=0).nonzero().squeeze(1)  # [k]
             labels = labels[:, keep]  # [B, k]
             extra["logits_to_keep"] = keep
+        elif last_only:
+            extra["logits_to_keep"] = 1  # out.logits [B, 1, V]
         seen: list = []
         hook = _decoder(self.base).register_forward_hook(lambda _m, _i, o: seen.append(o)) if hidden else None
         try:

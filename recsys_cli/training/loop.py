@@ -83,11 +83,9 @@ def intra_table_size(r: Recipe, trie) -> tuple[int, bool]:
 
 
 def _use_bf16(r: Recipe, device: str) -> bool:
-    import torch
+    from recsys_cli.modeling.precision import use_bf16
 
-    if r.train.precision == "bf16":
-        return True
-    return r.train.precision == "auto" and device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    return use_bf16(r.train.precision, device)
 
 
 def _targets(examples) -> int:

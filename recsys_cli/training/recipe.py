@@ -59,7 +59,7 @@ class TrainArgs:
     )
     save_every: int = 100
     seed: int = 0
-    precision: str = "auto"  # auto (bf16 on a GPU that supports it) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 where native: a bf16 GPU, a CPU with avx512_bf16/AMX; modeling/precision.py) | fp32 | bf16
     gradient_checkpointing: bool = False
     deepspeed: str | None = None  # path to a DeepSpeed JSON config
 

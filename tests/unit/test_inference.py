@@ -154,6 +154,23 @@ def test_constrained_scores_are_a_distribution_and_match_exhaustive_beam_search(
         assert score == pytest.approx(by_item[cand_trie.payloads[node][0]], abs=1e-4)
 
 
+def test_batched_constrained_walker_equals_one_prompt_at_a_time(setup):
+    lm, tok, sp, titles, toks, trie = setup
+    ids = list(toks)
+    prompts = ["Pick the toy this user will buy next from the list:", "Recommend a toy:", "The user bought Gloom and"]
+    pa = [part_a(tok, sp, p) for p in prompts]
+    lists = [[toks[i] for i in ids[:25]], [toks[i] for i in ids[10:14]], [toks[ids[3]]]]  # different sizes; one single title
+    with torch.inference_mode():
+        batched = candidates.score_candidates_constrained_batch(lm, [a for a, _ in pa], [ai for _, ai in pa], sp.start, sp.end,
+                                                                lists, trie)
+        alone = [candidates.score_candidates_constrained(lm, a, ai, sp.start, sp.end, c, trie) for (a, ai), c in zip(pa, lists)]
+    assert [len(b) for b in batched] == [len(c) for c in lists]
+    for b, s in zip(batched, alone):  # left padding changes nothing but rounding
+        assert b == pytest.approx(s, abs=1e-4)
+    assert batched[2] == [0.0]  # one distinct title: probability 1, no forward needed
+    assert candidates.score_candidates_constrained_batch(lm, [pa[0][0]], [pa[0][1]], sp.start, sp.end, [[]], trie) == [[]]
+
+
 def test_renormalized_beam_search_stops_once_a_title_is_decided(setup):
     lm, tok, sp, titles, toks, trie = setup
     a, ai = part_a(tok, sp, "Recommend a toy:")
