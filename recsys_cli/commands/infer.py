@@ -82,8 +82,10 @@ def command(
     from recsys_cli.inference.selection import parse_shard
     from recsys_cli.inference.session import InferRequest, run_inference
 
-    if precision not in ("auto", "fp32", "bf16"):
-        raise typer.BadParameter(f"expected auto, fp32 or bf16, got {precision!r}", param_hint="--precision")
+    from recsys_cli.modeling.precision import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise typer.BadParameter(f"expected one of {', '.join(PRECISIONS)}, got {precision!r}", param_hint="--precision")
     if item_scoring not in ("constrained", "full"):
         raise typer.BadParameter(f"expected 'constrained' or 'full', got {item_scoring!r}", param_hint="--item-scoring")
     beams = beams or top_k

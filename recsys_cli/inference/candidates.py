@@ -136,6 +136,17 @@ def score_candidates_constrained_batch(model, part_a: Sequence[Sequence[int]], p
     return out
 
 
+def score_batch(model, part_a: Sequence[Sequence[int]], part_a_intra: Sequence[Sequence[int]], start_id: int, end_id: int,
+                candidates: Sequence[Sequence[Sequence[int]]], trie: EntityTrie | None, scoring: str = "constrained",
+                dynamic: bool = True, soft: Sequence[Sequence[tuple[int, int]]] | None = None) -> list[list[float]]:
+    """Scores of each prompt's candidates under `--item-scoring` (constrained: the batched
+    walker; full: summed full-vocabulary log-probs, one prompt at a time)."""
+    if scoring != "full":
+        return score_candidates_constrained_batch(model, part_a, part_a_intra, start_id, end_id, candidates, trie, dynamic=dynamic, soft=soft)
+    return [score_candidates(model, a, ai, start_id, end_id, c, trie, dynamic=dynamic, soft=None if soft is None else soft[k])
+            for k, (a, ai, c) in enumerate(zip(part_a, part_a_intra, candidates))]
+
+
 def _expand_cache(cache, n: int):
     """A new DynamicCache whose every layer repeats the (batch-1) prompt cache n times."""
     from transformers import DynamicCache

@@ -90,13 +90,8 @@ class Engine:
         a, ai, soft = self.part_a(rows)
         cands = [[c for c in r["candidates"] if c not in excl] for r, excl in zip(rows, excluded)]
         toks = [[self.title_tokens(c) for c in cs] for cs in cands]
-        if self.opts.item_scoring == "full":
-            scores = [candidates.score_candidates(self.model, pa, pai, self.special.start, self.special.end, t, self.entity_trie,
-                                                  dynamic=self.opts.dynamic, soft=None if soft is None else soft[k])
-                      for k, (pa, pai, t) in enumerate(zip(a, ai, toks))]
-        else:  # all prompts of the batch walk their candidate tries together
-            scores = candidates.score_candidates_constrained_batch(self.model, a, ai, self.special.start, self.special.end, toks,
-                                                                   self.entity_trie, dynamic=self.opts.dynamic, soft=soft)
+        scores = candidates.score_batch(self.model, a, ai, self.special.start, self.special.end, toks, self.entity_trie,
+                                        self.opts.item_scoring, dynamic=self.opts.dynamic, soft=soft)
         for r, cs, s in zip(rows, cands, scores):
             order = sorted(range(len(cs)), key=lambda i: -s[i])
             ranked = [cs[i] for i in order]

@@ -25,12 +25,8 @@ def rerank_rows(engine, rows: list[dict], excluded: list[set]) -> list[dict]:
     if need:
         a, ai, soft = engine.part_a([rows[k] for k in need])
         toks = [[engine.title_tokens(i) for i in heads[k][0]] for k in need]
-        sp, trie = engine.special, engine.entity_trie
-        if o.item_scoring == "full":
-            got = [candidates.score_candidates(engine.model, pa, pai, sp.start, sp.end, t, trie, dynamic=o.dynamic,
-                                               soft=None if soft is None else soft[j]) for j, (pa, pai, t) in enumerate(zip(a, ai, toks))]
-        else:  # the batch's prompts walk their candidate tries together
-            got = candidates.score_candidates_constrained_batch(engine.model, a, ai, sp.start, sp.end, toks, trie, dynamic=o.dynamic, soft=soft)
+        got = candidates.score_batch(engine.model, a, ai, engine.special.start, engine.special.end, toks, engine.entity_trie,
+                                     o.item_scoring, dynamic=o.dynamic, soft=soft)
         for k, g in zip(need, got):
             llm[k] = g
     out = []

@@ -30,6 +30,7 @@ from recsys_cli import console
 from recsys_cli.artifacts import schemas
 from recsys_cli.artifacts.checkpoint import CheckpointConfig, LoraSettings
 from recsys_cli.artifacts.io import data_fingerprint, manifest, write_json
+from recsys_cli.modeling.precision import use_bf16
 from recsys_cli.training.data import ExampleStream, collate, load_sources
 from recsys_cli.training.hybrid import schedule_step, stage_of
 from recsys_cli.training.recipe import Recipe
@@ -82,12 +83,6 @@ def intra_table_size(r: Recipe, trie) -> tuple[int, bool]:
     return r.model.max_intra, r.model.max_intra < need
 
 
-def _use_bf16(r: Recipe, device: str) -> bool:
-    from recsys_cli.modeling.precision import use_bf16
-
-    return use_bf16(r.train.precision, device)
-
-
 def _targets(examples) -> int:
     """Label tokens (the loss's denominator) of a list of examples."""
     return sum(sum(1 for t in e.labels if t != -100) for e in examples)
@@ -124,7 +119,7 @@ class Trainer:
         self.moved = state.claim_output(self.out, r, self.data_dir, resume, overwrite, allow_changed or [], self.main)
         self.device = dist.device()  # cpu | cuda | cuda:<local rank>
         self.device_type = self.device.split(":")[0]
-        self.bf16 = _use_bf16(r, self.device)
+        self.bf16 = use_bf16(r.train.precision, self.device)
         if r.train.deepspeed:
             from recsys_cli.training import ds
 

@@ -257,7 +257,9 @@ def check(r: Recipe, where: str) -> None:
 
     if r.model.positions not in ("glm", "linear"):
         raise bad(f"model.positions must be glm or linear, got {r.model.positions!r}")
-    if r.train.precision not in ("auto", "fp32", "bf16"):
+    from recsys_cli.modeling.precision import PRECISIONS
+
+    if r.train.precision not in PRECISIONS:
         raise bad(f"train.precision must be auto, fp32 or bf16, got {r.train.precision!r}")
     if r.train.max_steps is None and r.train.epochs is None:
         raise bad("set train.max_steps or train.epochs")
