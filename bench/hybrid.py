@@ -39,7 +39,7 @@ MODES = ("text", "text_hidden", "hybrid_nocl", "hybrid")
 
 def _embeddings(data: Path, path: str | None, tmp: Path):
     from recsys_cli.artifacts import item_embeddings
-    from recsys_cli.baselines import sasrec
+    from recsys_cli.baselines import sasrec, sasrec_train
     from recsys_cli.baselines.sasrec_encoder import to_item_embeddings
 
     if path:
@@ -49,7 +49,7 @@ def _embeddings(data: Path, path: str | None, tmp: Path):
     seqs = pl.read_parquet(data / "sequences.parquet")["items"].to_list()
     enc, vocab = sasrec.encode_sequences(seqs)
     cfg = sasrec.SASRecConfig(max_epochs=1, threads=2)
-    model, _ = sasrec.train(enc, len(vocab), cfg)
+    model, _ = sasrec_train.train(enc, len(vocab), cfg)
     out = tmp / "sasrec.safetensors"
     item_embeddings.save(out, to_item_embeddings(model, cfg, vocab, None))
     return item_embeddings.load(out), "trained here (1 epoch, hidden 64)"

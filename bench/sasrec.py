@@ -3,6 +3,13 @@ defaults), all items ranked, trained on CPU, test figures under both ranking pro
 
     flock /tmp/recsys-cpu.lock .venv/bin/python bench/sasrec.py                # textualizes to /tmp/toys_full first
     flock /tmp/recsys-cpu.lock .venv/bin/python bench/sasrec.py --run-dir R --include-history
+    flock /tmp/recsys-cpu.lock .venv/bin/python bench/sasrec.py --check-refit   # valid split only
+
+Test prompts are scored by the refit model (baselines/sasrec_train.refit: retrained on items[:-1]
+for the epoch count early stopping chose); the test figures of the early-stopped items[:-2]
+model are printed beside them. `--check-refit` asks the same question one position earlier, on
+the validation split alone: early stopping on items[-3], refit on items[:-2], both models scored
+on the valid target items[-2]. It writes bench/results/sasrec-refit-check.json.
 
 Protocols (both from the same model): `exclude_history` ranks all items but the user's own
 history (the CLI default; P5 sequences never repeat an item), `include_history` ranks every
@@ -53,6 +60,7 @@ def main() -> None:
                     help="P5 Toys files (textualized into --run-dir when it has no manifest)")
     ap.add_argument("--run-dir", type=Path, default=Path("/tmp/toys_full"))
     ap.add_argument("--include-history", action="store_true", help="train and early-stop for the P5 protocol instead")
+    ap.add_argument("--check-refit", action="store_true", help="valid split only: does the refit help? (no test target read)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="SASRecConfig overrides")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "sasrec.json")
     args = ap.parse_args()
@@ -60,7 +68,8 @@ def main() -> None:
     import torch
 
     from recsys_cli.baselines.context import load_context
-    from recsys_cli.baselines.sasrec import SASRecConfig, best_epoch, fit, rank_metrics
+    from recsys_cli.baselines.sasrec import SASRecConfig, fit, rank_metrics, training_sequences
+    from recsys_cli.baselines.sasrec_train import best_epoch, refit, train
     from recsys_cli.data import split as loo
 
     if not (args.run_dir / "manifest.json").is_file():
@@ -79,16 +88,44 @@ def main() -> None:
         extra = "  ".join(f"{k[6:]}={v:.4f}" for k, v in row.items() if k.startswith("valid_") and k.endswith("@10"))
         print(f"epoch {epoch:3d}  loss {loss:.4f}  {row['elapsed_s']:.0f}s  {extra}", flush=True)
 
+    if args.check_refit:
+        seqs = [[ctx.index[i] + 1 for i in ctx.sequences[u]] for u in users]
+        shifted = training_sequences(seqs, "train")  # items[:-1]: the test targets are gone
+        selected, history = train(shifted, len(ctx.items), cfg, on_epoch=on_epoch)
+        model, rows = refit(shifted, len(ctx.items), cfg, history, on_epoch=lambda e, l, r: print(f"refit {e:3d}  loss {l:.4f}", flush=True))
+        hist, tgt = [loo.history(s, "valid") for s in seqs], [s[loo.target_position(len(s), "valid")] for s in seqs]
+        figures = {name: rank_metrics(m, hist, tgt, cfg.max_len) for name, m in (("early_stopped", selected), ("refit", model))}
+        check = {
+            "stage": "sasrec-refit-check",
+            "protocol": "valid split only: train items[:-3], early stop on items[-3]; refit on items[:-2] for the chosen "
+            "epochs; both models predict the valid target items[-2] from items[:-2], full ranking; no test target is read",
+            "config": cfg.as_dict(), "best_epoch": best_epoch(history, cfg).get("epoch"), "epochs_run": len(history),
+            "train_seconds": round(history[-1]["elapsed_s"], 1), "refit_seconds": round(rows[-1]["elapsed_s"], 1) if rows else 0.0,
+            "valid": {name: {k: round(v, 4) for k, v in m.items() if k.startswith("x_") or k in ("HR@10", "NDCG@10")}
+                      for name, m in figures.items()},
+            "loadavg_before": load_before, "loadavg_after": open("/proc/loadavg").read().strip(),
+            "history": history, "refit_history": rows,
+        }
+        out = args.out.with_name("sasrec-refit-check.json")
+        out.with_suffix(".json.tmp").write_text(json.dumps(check, indent=2) + "\n")
+        os.replace(out.with_suffix(".json.tmp"), out)
+        print(json.dumps({k: v for k, v in check.items() if "history" not in k}, indent=2))
+        return
+
     t0 = time.perf_counter()
-    fitted = fit(ctx, cfg, "test", on_epoch=on_epoch)
+    fitted = fit(ctx, cfg, "test", on_epoch=on_epoch,
+                 on_refit_epoch=lambda e, l, r: print(f"refit {e:3d}  loss {l:.4f}  {r['elapsed_s']:.0f}s", flush=True))
     wall_s = time.perf_counter() - t0
     load_after = open("/proc/loadavg").read().strip()
     seqs = [[ctx.index[i] + 1 for i in ctx.sequences[u]] for u in users]
     t1 = time.perf_counter()
-    test = rank_metrics(fitted.model, [loo.history(s, "test") for s in seqs], [s[-1] for s in seqs], cfg.max_len)
+    test_hist, test_tgt = [loo.history(s, "test") for s in seqs], [s[-1] for s in seqs]
+    test = rank_metrics(fitted.model, test_hist, test_tgt, cfg.max_len)
     eval_s = time.perf_counter() - t1
+    early = rank_metrics(fitted.selected, test_hist, test_tgt, cfg.max_len) if fitted.model is not fitted.selected else test
     best = best_epoch(fitted.history, cfg)
-    train_s = fitted.history[-1]["elapsed_s"]
+    refit_s = fitted.refit_history[-1]["elapsed_s"] if fitted.refit_history else 0.0
+    train_s = fitted.history[-1]["elapsed_s"] + refit_s
 
     def protocol(m: dict, prefix: str) -> dict:
         return {k[len(prefix):]: round(v, 4) for k, v in m.items() if k.startswith(prefix) and "HR@1" != k[len(prefix):]}
@@ -99,10 +136,13 @@ def main() -> None:
         "users": len(users),
         "items_ranked": len(ctx.items),
         "protocol": "leave-one-out (data/split.py); train items[:-2], early stop on valid NDCG@10 of items[-2] "
-        f"({'history excluded' if cfg.exclude_history else 'all items'}), test items[-1] from items[:-1]; full ranking",
+        f"({'history excluded' if cfg.exclude_history else 'all items'})"
+        f"{', refit on items[:-1] for the chosen epochs' if cfg.refit else ''}, test items[-1] from items[:-1]; full ranking",
         "config": cfg.as_dict(),
         "epochs_run": len(fitted.history),
         "best_epoch": best.get("epoch"),
+        "refit_epochs": len(fitted.refit_history),
+        "refit_seconds": round(refit_s, 1),
         "train_seconds": round(train_s, 1),
         "wall_seconds_with_validation": round(wall_s, 1),
         "test_eval_seconds": round(eval_s, 1),
@@ -113,6 +153,8 @@ def main() -> None:
             "include_history": protocol({k[6:]: v for k, v in best.items() if k.startswith("valid_") and "_x_" not in k}, ""),
         },
         "test": {"exclude_history": protocol(test, "x_"), "include_history": protocol({k: v for k, v in test.items() if not k.startswith("x_")}, "")},
+        "test_early_stopped_model": {"exclude_history": protocol(early, "x_"),
+                                     "include_history": protocol({k: v for k, v in early.items() if not k.startswith("x_")}, "")},
         "selection_on_valid": SELECTION,
         "published": {"eSASRec Toys (HR@10, NDCG@10)": [0.0970, 0.0580], "RecSysLLM paper Toys": [0.0712, 0.0596]},
         "targets": {"test HR@10 (exclude_history)": 0.085, "train_seconds": 1200},
@@ -125,6 +167,7 @@ def main() -> None:
             "platform": platform.platform(),
         },
         "history": fitted.history,
+        "refit_history": fitted.refit_history,
     }
     main_protocol = "exclude_history" if cfg.exclude_history else "include_history"
     result["ok"] = result["test"][main_protocol]["HR@10"] >= 0.085 and train_s <= 1200
@@ -132,7 +175,7 @@ def main() -> None:
     tmp = args.out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(tmp, args.out)
-    print(json.dumps({k: v for k, v in result.items() if k not in ("history", "selection_on_valid")}, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("history", "refit_history", "selection_on_valid")}, indent=2))
 
 
 if __name__ == "__main__":

@@ -5,13 +5,14 @@ position predicts the next item), `items[-2]` the validation target (early stopp
 NDCG@10) and `items[-1]` the test target, predicted from `items[:-1]`. For train prompts
 (`recsys baseline sasrec --split train`) the model gets the sequences without their test target
 (`training_sequences`): it learns from `items[:-3]` and stops early on `items[-3]`, so no valid
-or test target reaches it.
+or test target reaches it. Test prompts (`refit`, on by default) are scored by a fresh model
+trained on `items[:-1]` for the epoch count early stopping chose (baselines/sasrec_train.py).
 
 Loss: softmax cross-entropy at every real position over all items (`negatives=0`, the default),
 or against K uniform negatives shared by the batch. Early stopping ranks all items but the
 user's history (`exclude_history`, the protocol of `recsys baseline`: P5 sequences never repeat
 an item) or every item (P5). `mask_seen` also leaves the items seen so far out of the training
-softmax; on full Toys it lost on validation, so it is off (docs: /work/notes/sasrec-protocol.md).
+softmax; on full Toys it lost on validation, so it is off (bench/sasrec.py, SELECTION).
 On a plateau (`decay_patience` epochs without gain) the lr is cut by `lr_decay`, at most 3 times.
 
     recsys baseline sasrec --data runs/toys --out runs/toys/sasrec.parquet --seed 0
@@ -23,7 +24,6 @@ Items are encoded as integers 1..N (0 is padding) by the caller; see `encode_seq
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
@@ -54,6 +54,7 @@ class SASRecConfig:
     mask_seen: bool = False  # True: the softmax at position t leaves out the items seen at positions <= t
     lr_decay: float = 1.0  # < 1: multiply the lr by this after `decay_patience` epochs without gain (at most 3 times)
     decay_patience: int = 3
+    refit: bool = True  # test prompts: retrain on items[:-1] for the epochs early stopping chose (sasrec_train.refit)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -194,150 +195,30 @@ def rank_metrics(model, histories, targets, max_len: int, ks=(1, 5, 10), batch: 
     return {**_metrics(np.concatenate(ranks), ks), **_metrics(np.concatenate(ranks_x), ks, "x_")}
 
 
-def _loss(model, h, seq, tgt, cfg: SASRecConfig, num_items: int, sampler):
-    """Cross-entropy at the real positions of a batch: h [B, L, H], seq / tgt int64 [B, L]."""
-    import torch
-    import torch.nn.functional as F
-
-    keep = tgt > 0  # [B, L]
-    length = seq.shape[1]
-    if 0 < cfg.negatives < num_items:  # K distinct uniform negatives shared by the batch (+ the target)
-        k = cfg.negatives
-        cand = torch.randperm(num_items, generator=sampler)[:k] + 1  # [K] item ids
-        pos = (h[keep] * model.item(tgt[keep])).sum(-1, keepdim=True)  # [T, 1]
-        logits = torch.cat([pos, h[keep] @ model.item(cand).T], dim=1)  # [T, 1 + K]
-        slot = torch.full((num_items + 1,), k + 1, dtype=torch.long)  # [N + 1] item -> its logit column
-        slot[cand] = torch.arange(1, k + 1)
-        index = slot[tgt[keep]][:, None]  # [T, 1] the target drawn as a negative
-        if cfg.mask_seen:
-            seen = (seq[:, None, :] * torch.ones(length, length, dtype=torch.long).tril()[None])[keep]  # [T, L]
-            index = torch.cat([index, slot[seen]], 1)  # [T, 1 + L]
-        blocked = torch.zeros(len(pos), k + 2, dtype=torch.bool).scatter(1, index, True)[:, : k + 1]  # [T, 1 + K]
-        blocked[:, 0] = False  # the target's own logit
-        return F.cross_entropy(logits.masked_fill(blocked, float("-inf")), torch.zeros(len(pos), dtype=torch.long))
-    logits = h[keep] @ model.item.weight.T  # [T, N + 1]; column 0 = padding, always masked
-    if cfg.mask_seen:
-        causal = torch.ones(length, length, dtype=torch.long).tril()  # [L(t), L(j)]
-        seen = seq[:, None, :] * causal[None]  # [B, L, L] items at positions j <= t, else 0
-        seen = seen.masked_fill(seen == tgt[..., None], 0)[keep]  # [T, L] the target stays in
-        index = torch.cat([torch.zeros(len(seen), 1, dtype=torch.long), seen], 1)  # [T, 1 + L]
-    else:
-        index = torch.zeros(int(keep.sum()), 1, dtype=torch.long)  # [T, 1]
-    logits = logits.scatter(1, index, float("-inf"))  # [T, N + 1]
-    return F.cross_entropy(logits, tgt[keep])
-
-
-def _length_batches(seqs: Sequence[Sequence[int]], batch_size: int, max_len: int, gen) -> list[np.ndarray]:
-    """Batches of similar length (sorted by length with random tie-breaking, batch order
-    shuffled): far less padding than random batches, where most sequences are short."""
-    lengths = np.minimum([len(s) for s in seqs], max_len)
-    order = np.lexsort((gen.random(len(seqs)), lengths))
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    return [batches[i] for i in gen.permutation(len(batches))]
-
-
-def train(
-    sequences: Sequence[Sequence[int]],
-    num_items: int,
-    cfg: SASRecConfig,
-    on_epoch: Callable[[int, float, dict], None] | None = None,
-):
-    """Train on `loo.train_items(seq)` of every sequence, early-stop on NDCG@10 of its valid
-    target (history excluded or not, as `cfg.exclude_history`).
-
-    Returns (model with the best validation weights, history: list of per-epoch dicts).
-    `elapsed_s` counts training only, `wall_s` validation passes too; the time cap is on `wall_s`."""
-    import torch
-
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    gen = np.random.default_rng(cfg.seed)
-    model = build_model(num_items, cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
-    sampler = torch.Generator().manual_seed(cfg.seed)
-
-    usable = [s for s in sequences if len(s) >= loo.HOLDOUT + 2]  # at least one training pair
-    train_parts = [loo.train_items(s) for s in usable]
-    inputs = [p[:-1] for p in train_parts]  # input = train[:-1], target = train[1:]
-    labels = [p[1:] for p in train_parts]
-    val_hist = [loo.history(s, "valid") for s in usable]
-    val_tgt = [s[loo.target_position(len(s), "valid")] for s in usable]
-    key = "valid_x_NDCG@10" if cfg.exclude_history else "valid_NDCG@10"
-
-    best, best_state, bad, history, decays = -1.0, None, 0, [], 0
-    started, eval_s = time.perf_counter(), 0.0
-
-    def train_s() -> float:
-        return time.perf_counter() - started - eval_s
-
-    for epoch in range(1, cfg.max_epochs + 1):
-        model.train()
-        total, count, out_of_time = 0.0, 0, False
-        for idx in _length_batches(inputs, cfg.batch_size, cfg.max_len, gen):
-            if time.perf_counter() - started > cfg.max_minutes * 60:
-                out_of_time = True  # the time cap can cut an epoch short; it is still evaluated
-                break
-            seq = torch.from_numpy(_left_pad([inputs[i] for i in idx], cfg.max_len))  # [B, L]
-            tgt = torch.from_numpy(_left_pad([labels[i] for i in idx], cfg.max_len))  # [B, L]
-            loss = _loss(model, model(seq), seq, tgt, cfg, num_items, sampler)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                model.item.weight[0].zero_()
-            n = int((tgt > 0).sum())
-            total, count = total + float(loss.detach()) * n, count + n
-        row = {"epoch": epoch, "loss": total / max(count, 1), "elapsed_s": train_s()}
-        if out_of_time:
-            row["partial"] = True
-        if epoch % cfg.eval_every == 0 and val_hist:
-            t_eval = time.perf_counter()
-            row.update({f"valid_{k}": v for k, v in rank_metrics(model, val_hist, val_tgt, cfg.max_len).items()})
-            eval_s += time.perf_counter() - t_eval
-            if row[key] > best:
-                best, bad = row[key], 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                bad += 1
-            if cfg.lr_decay < 1.0 and bad >= cfg.decay_patience and decays < 3:  # a plateau: smaller steps
-                for group in opt.param_groups:
-                    group["lr"] *= cfg.lr_decay
-                bad, decays = 0, decays + 1
-                row["lr"] = opt.param_groups[0]["lr"]
-        history.append(row)
-        if on_epoch is not None:
-            on_epoch(epoch, row["loss"], row)
-        row["wall_s"] = time.perf_counter() - started
-        if bad >= cfg.patience or out_of_time or row["wall_s"] / 60 > cfg.max_minutes:
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    return model, history
-
-
-def best_epoch(history: list[dict], cfg: SASRecConfig) -> dict:
-    """The epoch row whose weights `train` kept."""
-    key = "valid_x_NDCG@10" if cfg.exclude_history else "valid_NDCG@10"
-    return max(history, key=lambda r: r.get(key, -1.0)) if history else {}
-
-
 @dataclass
 class Fitted:
-    model: object  # the trained SASRec module (eval mode)
-    history: list  # per-epoch rows of `train`
+    model: object  # the SASRec module that scores the split's prompts (eval mode)
+    history: list  # per-epoch rows of `train` (early stopping)
     item_ids: list  # item_ids[j] is row j + 1 of the item table (= ctx.items)
     score: Callable  # (users, histories as item id lists) -> float64 [B, N] over ctx.items
+    selected: object  # the early-stopped items[:-2] model (= `model` unless refitted); its weights are the saved embeddings
+    refit_history: list  # per-epoch rows of `refit` (empty without one)
 
 
-def fit(ctx, cfg: SASRecConfig, split: str, on_epoch=None) -> Fitted:
+def fit(ctx, cfg: SASRecConfig, split: str, on_epoch=None, on_refit_epoch=None) -> Fitted:
     """Train SASRec for the prompts of `split` on the context's sequences
-    (recsys_cli.baselines.context.Context); see `training_sequences`."""
+    (recsys_cli.baselines.context.Context); see `training_sequences`. Test prompts with
+    `cfg.refit` get the refit model (baselines/sasrec_train.refit) trained on items[:-1]."""
+    from recsys_cli.baselines.sasrec_train import refit, train
+
     seqs = [[ctx.index[i] + 1 for i in full] for full in ctx.sequences.values()]  # 1..N, 0 = padding
-    model, history = train(training_sequences(seqs, split), len(ctx.items), cfg, on_epoch=on_epoch)
+    selected, history = train(training_sequences(seqs, split), len(ctx.items), cfg, on_epoch=on_epoch)
+    model, refit_history = selected, []
+    if split == "test" and cfg.refit and history:
+        model, refit_history = refit(seqs, len(ctx.items), cfg, history, on_epoch=on_refit_epoch)
 
     def score(users: list[str], histories: list[list[str]]) -> np.ndarray:
         rows = [[ctx.index[i] + 1 for i in h if i in ctx.index] for h in histories]
         return score_all(model, rows, cfg.max_len).astype(np.float64)  # [B, N]
 
-    return Fitted(model, history, list(ctx.items), score)
+    return Fitted(model, history, list(ctx.items), score, selected, refit_history)

@@ -145,13 +145,17 @@ def sasrec(
         int, typer.Option("--negatives", help="0 = full softmax over all items (the default); K = sampled softmax with K shared negatives.")
     ] = 0,
     threads: Annotated[int, typer.Option("--threads", help="torch CPU threads.")] = 2,
-    max_minutes: Annotated[float, typer.Option("--max-minutes", help="Training time cap (best weights kept).")] = 18.0,
+    max_minutes: Annotated[float, typer.Option("--max-minutes", help="Training time cap (best weights kept); the test refit gets it again.")] = 18.0,
+    refit: Annotated[
+        bool, typer.Option("--refit/--no-refit", help="Test prompts: retrain on items[:-1] for the epoch count early stopping chose.")
+    ] = True,
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
     """SASRec: causal self-attention over the item sequence, full-softmax cross-entropy (history items left out of the
     softmax with --exclude-history), early stopping on valid NDCG@10 of items[-2] (items[-3] for --split train)."""
-    from recsys_cli.baselines.sasrec import SASRecConfig, best_epoch, fit
+    from recsys_cli.baselines.sasrec import SASRecConfig, fit
+    from recsys_cli.baselines.sasrec_train import best_epoch
 
     if hidden % heads:
         raise typer.BadParameter(f"--hidden {hidden} must be divisible by --heads {heads}")
@@ -160,36 +164,45 @@ def sasrec(
     cfg = SASRecConfig(
         max_len=max_len, hidden=hidden, blocks=blocks, heads=heads, dropout=dropout, lr=lr, batch_size=batch_size,
         max_epochs=max_epochs, patience=patience, seed=seed, threads=threads, max_minutes=max_minutes, negatives=negatives,
-        exclude_history=exclude_history,
+        exclude_history=exclude_history, refit=refit,
     )
 
     def make(ctx):
         with console.progress() as prog:
             task = prog.add_task("sasrec epochs", total=max_epochs)
 
+            history: list[dict] = []
+
             def on_epoch(epoch: int, loss: float, row: dict) -> None:
+                history.append(row)
                 prog.update(task, completed=epoch, description=f"sasrec loss {loss:.3f} valid NDCG@10 {row.get('valid_NDCG@10', 0):.4f}")
 
-            fitted = fit(ctx, cfg, split, on_epoch=on_epoch)
+            def on_refit_epoch(epoch: int, loss: float, row: dict) -> None:
+                total = best_epoch(history, cfg).get("epoch", epoch)
+                prog.update(task, completed=epoch, total=total, description=f"sasrec refit on items[:-1] loss {loss:.3f}")
+
+            fitted = fit(ctx, cfg, split, on_epoch=on_epoch, on_refit_epoch=on_refit_epoch)
         best = best_epoch(fitted.history, cfg)
-        summary = {"epochs": len(fitted.history), "best_epoch": best.get("epoch", 0),
-                   "train_seconds": round(fitted.history[-1]["elapsed_s"], 1) if fitted.history else 0.0,
+        seconds = sum(rows[-1]["elapsed_s"] for rows in (fitted.history, fitted.refit_history) if rows)
+        summary = {"epochs": len(fitted.history), "best_epoch": best.get("epoch", 0), "refit_epochs": len(fitted.refit_history),
+                   "train_seconds": round(seconds, 1),
                    **{k: round(v, 4) for k, v in best.items() if k.startswith("valid_") and not k.endswith("@1")}}
         if split != "train":
-            summary["embeddings"] = str(_save_embeddings(data, embeddings_out, fitted, cfg))
+            summary["embeddings"] = str(_save_embeddings(data, embeddings_out, fitted.selected, fitted.item_ids, cfg))
         return fitted.score, cfg.as_dict(), summary
 
     _ranking("sasrec", data, out, split, top_k, exclude_history, as_json, quiet, make)
 
 
-def _save_embeddings(data: Path, path: Optional[Path], fitted, cfg) -> Path:
-    """R/baselines/sasrec.safetensors (artifacts/item_embeddings.py) of the items[:-2] model."""
+def _save_embeddings(data: Path, path: Optional[Path], model, item_ids: list, cfg) -> Path:
+    """R/baselines/sasrec.safetensors (artifacts/item_embeddings.py) of the items[:-2] model (never the refit,
+    which has learned the valid targets that RSLLM's validation must not see)."""
     from recsys_cli.artifacts import item_embeddings, schemas
     from recsys_cli.artifacts.io import data_fingerprint
     from recsys_cli.baselines.sasrec_encoder import to_item_embeddings
 
     path = Path(path) if path is not None else Path(data) / schemas.BASELINE_MODELS_DIR / "sasrec.safetensors"
-    item_embeddings.save(path, to_item_embeddings(fitted.model, cfg, fitted.item_ids, data_fingerprint(Path(data))))
+    item_embeddings.save(path, to_item_embeddings(model, cfg, item_ids, data_fingerprint(Path(data))))
     return path
 
 

@@ -43,26 +43,33 @@ def test_predictions_carry_provenance_and_scored_top_n(toys_data, test_run):
     assert prov["producer"]["config"]["hidden"] == 8 and prov["producer"]["config"]["exclude_history"] is True
     assert prov["settings"] == {"split": "test", "top_k": 60, "exclude_history": True}
     assert summary["epochs"] == 2 and "valid_x_NDCG@10" in summary
+    assert prov["producer"]["config"]["refit"] is True and summary["refit_epochs"] == summary["best_epoch"] >= 1
     df = pl.read_parquet(d / "test.parquet")
     seq = df.filter(pl.col("family") == "sequential")
     assert (seq["ranked"].list.len() == 60).all() and (seq["scores"].list.len() == 60).all()
     assert all(s == sorted(s, reverse=True) for s in seq["scores"].to_list())
 
 
-def test_saved_embeddings_reproduce_the_predictions(toys_data, test_run):
+def test_saved_embeddings_are_the_early_stopped_model_not_the_refit(toys_data, test_run, tmp_path):
     d, _ = test_run
     emb = item_embeddings.load(d / "emb.safetensors", data_dir=toys_data)  # checks the data fingerprint
     assert emb.model == "sasrec" and emb.dim == 8 and emb.config["max_len"] == 10
     enc = UserEncoder(emb)  # rebuilt from the stored config, strict state_dict
-    prompts = pl.read_parquet(toys_data / schemas.PROMPTS).filter((pl.col("split") == "test") & (pl.col("family") == "sequential"))
+    _sasrec(toys_data, "--split", "valid", "--top-k", "60", "--out", str(tmp_path / "valid.parquet"),
+            "--embeddings-out", str(tmp_path / "valid.safetensors"))
+    assert (tmp_path / "valid.safetensors").read_bytes() == (d / "emb.safetensors").read_bytes()  # the same items[:-2] model
     seqs = pl.read_parquet(toys_data / schemas.SEQUENCES)
     items = dict(zip(seqs["user_id"].to_list(), seqs["items"].to_list()))
-    preds = pl.read_parquet(d / "test.parquet").join(prompts.select("prompt_id", "user_id"), on="prompt_id").head(25)
-    hists = [emb.rows(items[u][:-1]) for u in preds["user_id"]]
-    with torch.no_grad():
-        scores = (enc.encode(hists) @ emb.table[1:].T).numpy()  # [U, N]
-    for row, ranked, got in zip(scores, preds["ranked"].to_list(), preds["scores"].to_list()):
-        assert np.allclose([row[r - 1] for r in emb.rows(ranked)], got, atol=1e-4)
+    for split, cut, same in (("valid", 2, True), ("test", 1, False)):
+        prompts = pl.read_parquet(toys_data / schemas.PROMPTS).filter((pl.col("split") == split) & (pl.col("family") == "sequential"))
+        path = tmp_path / "valid.parquet" if split == "valid" else d / "test.parquet"
+        preds = pl.read_parquet(path).join(prompts.select("prompt_id", "user_id"), on="prompt_id").head(25)
+        hists = [emb.rows(items[u][:-cut]) for u in preds["user_id"]]
+        with torch.no_grad():
+            scores = (enc.encode(hists) @ emb.table[1:].T).numpy()  # [U, N]
+        close = [np.allclose([row[r - 1] for r in emb.rows(ranked)], got, atol=1e-4)
+                 for row, ranked, got in zip(scores, preds["ranked"].to_list(), preds["scores"].to_list())]
+        assert all(close) if same else not any(close)  # test prompts are scored by the refit model
 
 
 def test_seeded_runs_are_identical_and_include_history_differs(toys_data, test_run, tmp_path):
@@ -98,7 +105,7 @@ def test_cli_defaults_are_the_config_defaults():
     defaults = {p.name: p.default for p in cmd.params}
     cfg = SASRecConfig()
     for name in ("max_epochs", "patience", "hidden", "blocks", "heads", "max_len", "dropout", "lr", "batch_size",
-                 "negatives", "threads", "max_minutes", "exclude_history"):
+                 "negatives", "threads", "max_minutes", "exclude_history", "refit"):
         assert defaults[name] == getattr(cfg, name), name
 
 

@@ -109,7 +109,8 @@ def test_sasrec_learns_a_deterministic_successor_and_is_seeded(tmp_path):
 
 
 def test_sasrec_sampled_softmax_learns_too():
-    from recsys_cli.baselines.sasrec import SASRecConfig, train
+    from recsys_cli.baselines.sasrec import SASRecConfig
+    from recsys_cli.baselines.sasrec_train import train
 
     seqs = [[(u + k) % 12 + 1 for k in range(8)] for u in range(60)]  # ring of 12 items, ids 1..12
     cfg = SASRecConfig(hidden=16, blocks=1, max_len=4, dropout=0.0, lr=1e-2, batch_size=32,

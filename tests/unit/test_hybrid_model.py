@@ -16,7 +16,7 @@ import torch
 
 from recsys_cli.artifacts import item_embeddings
 from recsys_cli.artifacts.checkpoint import CheckpointConfig, LoraSettings
-from recsys_cli.baselines import sasrec
+from recsys_cli.baselines import sasrec, sasrec_train
 from recsys_cli.baselines.sasrec_encoder import UserEncoder, left_pad, to_item_embeddings
 from recsys_cli.data import tokenize
 from recsys_cli.data.hybrid import history_rows, hybrid_prompt, item_rows
@@ -37,7 +37,7 @@ def sas(toys_data, tmp_path_factory):
     """A tiny SASRec trained 2 epochs on the slice, saved as R/baselines/sasrec.safetensors is."""
     seqs = pl.read_parquet(toys_data / "sequences.parquet")
     enc, vocab = sasrec.encode_sequences(seqs["items"].to_list())
-    model, _ = sasrec.train(enc, len(vocab), SAS)
+    model, _ = sasrec_train.train(enc, len(vocab), SAS)
     path = tmp_path_factory.mktemp("sas") / "sasrec.safetensors"
     item_embeddings.save(path, to_item_embeddings(model, SAS, vocab, None))
     return {"model": model, "path": path, "emb": item_embeddings.load(path), "seqs": dict(zip(seqs["user_id"].to_list(), seqs["items"].to_list()))}

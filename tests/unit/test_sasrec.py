@@ -1,5 +1,5 @@
 """SASRec baseline: the history-excluded objective, seeded training, top-N lists with scores,
-the train-split model that never sees a valid or test target.
+the train-split model that never sees a valid or test target, the test-split refit.
 
     python -m pytest tests/unit/test_sasrec.py -q
 """
@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 import torch
 
-from recsys_cli.baselines import sasrec
+from recsys_cli.baselines import sasrec, sasrec_train
 from recsys_cli.baselines.context import load_context, rank_prompts
 
 TINY = sasrec.SASRecConfig(hidden=8, blocks=1, max_len=10, dropout=0.0, max_epochs=2, patience=2, batch_size=64, threads=1, seed=0)
@@ -44,7 +44,7 @@ def test_full_softmax_leaves_out_the_items_seen_so_far(exclude):
     seq = torch.tensor([[0, 0, 3, 5, 3, 7], [1, 2, 4, 6, 8, 9]])  # user 0 repeats item 3
     tgt = torch.tensor([[0, 0, 5, 3, 7, 2], [2, 4, 6, 8, 9, 1]])  # its target 3 at t=3 was seen at t=2
     with torch.no_grad():
-        got = float(sasrec._loss(model, model(seq), seq, tgt, cfg, 9, None))
+        got = float(sasrec_train._loss(model, model(seq), seq, tgt, cfg, 9, None))
         want = _brute_force_loss(model, seq, tgt, exclude)
         other = _brute_force_loss(model, seq, tgt, not exclude)
     assert got == pytest.approx(want, rel=1e-5)
@@ -59,7 +59,7 @@ def test_sampled_softmax_never_uses_a_seen_item_as_negative():
     tgt = torch.tensor([[2, 3, 4, 5], [6, 7, 8, 9]])
     cand = [int(c) + 1 for c in torch.randperm(9, generator=torch.Generator().manual_seed(0))[:6]]  # what _loss draws
     with torch.no_grad():
-        got = float(sasrec._loss(model, model(seq), seq, tgt, cfg, 9, torch.Generator().manual_seed(0)))
+        got = float(sasrec_train._loss(model, model(seq), seq, tgt, cfg, 9, torch.Generator().manual_seed(0)))
         h, table, losses = model(seq), model.item.weight, []
         for b in range(2):
             for t in range(4):
@@ -74,12 +74,12 @@ def test_ring_is_learned_and_training_is_seeded():
     seqs = [[(u + k) % 12 + 1 for k in range(8)] for u in range(60)]  # every next item is the successor
     cfg = sasrec.SASRecConfig(hidden=16, blocks=1, max_len=4, dropout=0.0, lr=1e-2, batch_size=32, max_epochs=15,
                               patience=15, seed=0, threads=1)
-    model, history = sasrec.train(seqs, 12, cfg)
-    assert history[0]["valid_x_HR@1"] < 0.9 and sasrec.best_epoch(history, cfg)["valid_x_HR@1"] == 1.0
-    again, history2 = sasrec.train(seqs, 12, cfg)
+    model, history = sasrec_train.train(seqs, 12, cfg)
+    assert history[0]["valid_x_HR@1"] < 0.9 and sasrec_train.best_epoch(history, cfg)["valid_x_HR@1"] == 1.0
+    again, history2 = sasrec_train.train(seqs, 12, cfg)
     assert [r["loss"] for r in history] == [r["loss"] for r in history2]
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
-    sampled, h3 = sasrec.train(seqs, 12, sasrec.SASRecConfig(**{**cfg.as_dict(), "negatives": 5}))
+    sampled, h3 = sasrec_train.train(seqs, 12, sasrec.SASRecConfig(**{**cfg.as_dict(), "negatives": 5}))
     assert max(r["valid_x_HR@5"] for r in h3) == 1.0
 
 
@@ -106,13 +106,13 @@ def test_top_n_lists_carry_the_model_scores_and_exclude_history(toys_data):
 
 def test_train_split_model_and_histories_never_see_valid_or_test(toys_data, monkeypatch):
     seen_training: list[list[int]] = []
-    real_train = sasrec.train
+    real_train = sasrec_train.train
 
     def spy(sequences, num_items, cfg, on_epoch=None):
         seen_training.extend(list(s) for s in sequences)
         return real_train(sequences, num_items, cfg, on_epoch)
 
-    monkeypatch.setattr(sasrec, "train", spy)
+    monkeypatch.setattr(sasrec_train, "train", spy)
     ctx = load_context(toys_data, "train")
     fitted = sasrec.fit(ctx, TINY, "train")
     full = list(ctx.sequences.values())
@@ -136,3 +136,42 @@ def test_train_split_model_and_histories_never_see_valid_or_test(toys_data, monk
         items = ctx.sequences[user]
         assert not set(hist) & set(items[-2:])  # never the valid or test target
         assert hist == items[: len(hist)] and (user, items[len(hist)]) in targets  # exactly the items before its target
+
+
+def _rank_excluding_history(model, histories, target: int, max_len: int) -> np.ndarray:
+    """0-based rank of item `target` among the items outside each history: int [U]."""
+    scores = sasrec.score_all(model, histories, max_len)  # [U, N], column j = item j + 1
+    for row, hist in zip(scores, histories):
+        row[[i - 1 for i in hist]] = -np.inf
+    return (scores > scores[:, [target - 1]]).sum(1)
+
+
+def test_refit_learns_the_valid_target_but_never_the_test_target():
+    # ring walks of items 1..12, then item 15, the valid target 13 and the test target 14 (13 and
+    # 14 occur nowhere else): only a model trained on items[:-1] has seen "15 -> 13"
+    seqs = [[(u + k) % 12 + 1 for k in range(6)] + [15, 13, 14] for u in range(60)]
+    cfg = sasrec.SASRecConfig(hidden=16, blocks=1, max_len=4, dropout=0.0, lr=1e-2, batch_size=32, max_epochs=12,
+                              patience=12, seed=0, threads=1)
+    selected, _ = sasrec_train.train(seqs, 15, cfg)
+    # early stopping "chose" epoch 12, with an lr cut after epoch 6 (13 is unlearnable for it)
+    chosen = [{"epoch": e, "valid_x_NDCG@10": e / 100, **({"lr": 5e-3} if e == 6 else {})} for e in range(1, 13)]
+    model, rows = sasrec_train.refit(seqs, 15, cfg, chosen)
+    assert len(rows) == 12 and all(r["loss"] > 0 for r in rows)
+    valid_hist = [s[:-2] for s in seqs]
+    assert (_rank_excluding_history(model, valid_hist, 13, cfg.max_len) == 0).mean() > 0.9  # learned from the valid position
+    assert (_rank_excluding_history(selected, valid_hist, 13, cfg.max_len) > 0).mean() > 0.9  # early stopping never saw it
+    test_rank = _rank_excluding_history(model, [s[:-1] for s in seqs], 14, cfg.max_len)
+    assert (test_rank == 0).mean() < 0.1  # item 14 (the test target) was never a label: not learned
+    again, rows2 = sasrec_train.refit(seqs, 15, cfg, chosen)
+    assert [r["loss"] for r in rows] == [r["loss"] for r in rows2]
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+@pytest.mark.parametrize(("split", "refit", "refitted"), [("test", True, True), ("test", False, False), ("valid", True, False)])
+def test_only_test_prompts_get_the_refit_model(toys_data, split, refit, refitted):
+    ctx = load_context(toys_data, split)
+    fitted = sasrec.fit(ctx, sasrec.SASRecConfig(**{**TINY.as_dict(), "refit": refit}), split)
+    assert (fitted.model is not fitted.selected) == refitted and bool(fitted.refit_history) == refitted
+    if refitted:
+        changed = [not torch.equal(a, b) for a, b in zip(fitted.model.state_dict().values(), fitted.selected.state_dict().values())]
+        assert any(changed)
