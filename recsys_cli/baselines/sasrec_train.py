@@ -176,7 +176,7 @@ def refit(
     cuts = {int(r["epoch"]): r["lr"] for r in history if "lr" in r and int(r["epoch"]) < epochs}
     model, opt, gen, sampler = _start(num_items, cfg)
     usable = [s for s in sequences if len(s) >= loo.HOLDOUT + 2]  # the users `train` saw
-    inputs, labels = _pairs([list(s[:-1]) for s in usable])
+    inputs, labels = _pairs([loo.history(s, "test") for s in usable])  # items[:-1]
     started, rows = time.perf_counter(), []
     for epoch in range(1, epochs + 1):
         loss, out_of_time = _epoch(model, opt, inputs, labels, cfg, num_items, gen, sampler, started + cfg.max_minutes * 60)

@@ -46,7 +46,7 @@ LOO_ALLOWED = {
     ("recsys_cli/data/spans.py", "step[:-1]"): "element start offsets inside a list column's joined text",
     ("recsys_cli/data/textualize.py", "names[:-1]"): "'a, b and c': every name but the last before ' and '",
     ("recsys_cli/inference/engine.py", "a[:-1][-keep:] + a[-1:], ai[:-1][-keep:] + ai[-1:]"): "prompt truncation keeping the final [gM] token",
-    ("recsys_cli/baselines/sasrec.py", "inputs = [p[:-1] for p in train_parts]"): "next-item shift inside the training part (input = train[:-1], target = train[1:])",
+    ("recsys_cli/baselines/sasrec_train.py", "return [p[:-1] for p in parts], [p[1:] for p in parts]"): "next-item shift inside a training part (input = part[:-1], target = part[1:])",
 }
 
 
