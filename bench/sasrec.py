@@ -54,6 +54,14 @@ def _textualize(raw: Path, out: Path) -> None:
             raise
 
 
+def _write_json(path: Path, obj: dict) -> None:
+    """Write through a temporary file, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", type=Path, default=HERE.parent.parent / "shared" / "data" / "amazon" / "toys",
@@ -106,9 +114,7 @@ def main() -> None:
             "loadavg_before": load_before, "loadavg_after": open("/proc/loadavg").read().strip(),
             "history": history, "refit_history": rows,
         }
-        out = args.out.with_name("sasrec-refit-check.json")
-        out.with_suffix(".json.tmp").write_text(json.dumps(check, indent=2) + "\n")
-        os.replace(out.with_suffix(".json.tmp"), out)
+        _write_json(args.out.with_name("sasrec-refit-check.json"), check)
         print(json.dumps({k: v for k, v in check.items() if "history" not in k}, indent=2))
         return
 
@@ -171,10 +177,7 @@ def main() -> None:
     }
     main_protocol = "exclude_history" if cfg.exclude_history else "include_history"
     result["ok"] = result["test"][main_protocol]["HR@10"] >= 0.085 and train_s <= 1200
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    _write_json(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if k not in ("history", "refit_history", "selection_on_valid")}, indent=2))
 
 

@@ -65,12 +65,6 @@ def _length_batches(seqs: Sequence[Sequence[int]], batch_size: int, max_len: int
     return [batches[i] for i in gen.permutation(len(batches))]
 
 
-def _optimizer(model, cfg: SASRecConfig):
-    import torch
-
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
-
-
 def _epoch(model, opt, inputs, labels, cfg: SASRecConfig, num_items: int, gen, sampler, deadline: float) -> tuple[float, bool]:
     """One pass over (inputs[i] -> labels[i]) in length batches: (mean loss per label, cut short by the deadline)."""
     import torch
@@ -100,7 +94,13 @@ def _start(num_items: int, cfg: SASRecConfig):
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     model = build_model(num_items, cfg)
-    return model, _optimizer(model, cfg), np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
+    return model, opt, np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+
+
+def _usable(sequences: Sequence[Sequence[int]]) -> list[Sequence[int]]:
+    """Sequences with at least one training pair in items[:-2]; `train` and `refit` use the same users."""
+    return [s for s in sequences if len(s) >= loo.HOLDOUT + 2]
 
 
 def _pairs(parts: list[list[int]]) -> tuple[list[list[int]], list[list[int]]]:
@@ -120,7 +120,7 @@ def train(
     Returns (model with the best validation weights, history: list of per-epoch dicts).
     `elapsed_s` counts training only, `wall_s` validation passes too; the time cap is on `wall_s`."""
     model, opt, gen, sampler = _start(num_items, cfg)
-    usable = [s for s in sequences if len(s) >= loo.HOLDOUT + 2]  # at least one training pair
+    usable = _usable(sequences)
     inputs, labels = _pairs([loo.train_items(s) for s in usable])
     val_hist = [loo.history(s, "valid") for s in usable]
     val_tgt = [s[loo.target_position(len(s), "valid")] for s in usable]
@@ -175,11 +175,11 @@ def refit(
     epochs = int(best_epoch(history, cfg).get("epoch", 0))
     cuts = {int(r["epoch"]): r["lr"] for r in history if "lr" in r and int(r["epoch"]) < epochs}
     model, opt, gen, sampler = _start(num_items, cfg)
-    usable = [s for s in sequences if len(s) >= loo.HOLDOUT + 2]  # the users `train` saw
-    inputs, labels = _pairs([loo.history(s, "test") for s in usable])  # items[:-1]
+    inputs, labels = _pairs([loo.history(s, "test") for s in _usable(sequences)])  # items[:-1]
     started, rows = time.perf_counter(), []
+    deadline = started + cfg.max_minutes * 60
     for epoch in range(1, epochs + 1):
-        loss, out_of_time = _epoch(model, opt, inputs, labels, cfg, num_items, gen, sampler, started + cfg.max_minutes * 60)
+        loss, out_of_time = _epoch(model, opt, inputs, labels, cfg, num_items, gen, sampler, deadline)
         row = {"epoch": epoch, "loss": loss, "elapsed_s": time.perf_counter() - started}
         if epoch in cuts:  # `train` cut the lr after this epoch
             for group in opt.param_groups:
