@@ -31,7 +31,9 @@ class Runner:
         self.work = Path(work)
         self.work.mkdir(parents=True, exist_ok=True)
         self.log = self.work / "log.txt"
-        self.seconds: dict[str, float] = {}
+        # stage -> seconds, kept in work/seconds.json so a continued run reports every stage's time
+        self.times = self.work / "seconds.json"
+        self.seconds: dict[str, float] = json.loads(self.times.read_text()) if self.times.exists() else {}
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -49,6 +51,9 @@ class Runner:
         if proc.returncode != 0:
             sys.exit(f"{stage} failed (exit {proc.returncode}); see {self.log}")
         self.seconds[stage] = round(time.perf_counter() - t, 1)
+        tmp = self.times.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.seconds, indent=1, sort_keys=True) + "\n")
+        tmp.replace(self.times)
         print(f"   {stage}: {self.seconds[stage]:.0f} s", file=sys.stderr, flush=True)
         return proc.stdout
 

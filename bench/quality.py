@@ -42,7 +42,9 @@ TIERS = {
             "beam_minutes": 4.0, "batch": 32, "ablation_seen_only": False},
 }
 KS = (20, 50)
-WS = [round(0.1 * i, 1) for i in range(11)]
+# fusion weights tried on validation: finer near 0, where a weak LLM's order can still add to a strong
+# retriever's (grid fixed before the full-split test run)
+WS = [0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 # name -> recipe overrides of the stage-2 run (all start from the shared stage-1 checkpoint unless noted)
 VARIANTS = {
     "recsysllm": {"hybrid.id_tokens": False, "hybrid.item_loss_weight": 0.0, "hybrid.user_loss_weight": 0.0},
@@ -189,7 +191,7 @@ def main() -> None:
                   "recipe": tier["recipe"], "stage1_steps": tier["stage1"], "stage2_steps": tier["stage2"], "history_excluded": True,
                   "chosen_on_valid": {"K": K, "W": W, "valid": best}, "valid_sweep": sweeps,
                   "ablations_seen_only": tier["ablation_seen_only"], "llm_alone": beam and {k: v for k, v in beam.items() if k != "file"}},
-        "seconds": run.seconds, "total_seconds": round(time.perf_counter() - t0, 1), "results": table, "checks": checks,
+        "seconds": run.seconds, "total_seconds_this_invocation": round(time.perf_counter() - t0, 1), "results": table, "checks": checks,
     }
     dest = qlib.write_result(f"quality-{a.tier}{'' if a.category == 'toys' else '-' + a.category}.json", result)
     for group, rows in table.items():
