@@ -119,6 +119,27 @@ def ranks(data: Path, preds: Path | dict[str, list[str]], ids: list[str], depth:
     return out
 
 
+def list_check(data: Path, src: Path | dict[str, list[str]], ids: list[str], depth: int = 10) -> dict[str, int]:
+    """How many of the `ids` lists are well formed: at least `depth` entries (so HR@depth is defined),
+    every entry a catalogue item, no item twice. `ok` counts the prompts that pass all three."""
+    items = set(pl.read_parquet(Path(data) / "items.parquet", columns=["item_id"])["item_id"].to_list())
+    if isinstance(src, dict):
+        lists = src
+    else:
+        df = pl.read_parquet(src, columns=["prompt_id", "ranked"])
+        lists = dict(zip(df["prompt_id"].to_list(), df["ranked"].to_list()))
+    out = {"lists": 0, "ok": 0, "short": 0, "unknown_item": 0, "duplicate": 0}
+    for pid in ids:
+        lst = list(lists.get(pid) or [])
+        out["lists"] += 1
+        short, unknown, dupe = len(lst) < depth, any(i not in items for i in lst), len(set(lst)) != len(lst)
+        out["short"] += short
+        out["unknown_item"] += unknown
+        out["duplicate"] += dupe
+        out["ok"] += not (short or unknown or dupe)
+    return out
+
+
 def prompts_in(src: Path | dict, ids: list[str]) -> list[str]:
     """The ids of `ids` that a predictions file (or {prompt_id: list}) answers, in order."""
     have = set(src) if isinstance(src, dict) else set(pl.read_parquet(src, columns=["prompt_id"])["prompt_id"].to_list())

@@ -168,6 +168,9 @@ def main() -> None:
             table.setdefault(group, {})[name] = row
         table[group]["sasrec"]["n"] = len(base)
     checks = []
+    forms = {name: qlib.list_check(R, src, qlib.prompts_in(src, test_ids)) for name, src in lists.items()}
+    checks.append({"name": "100% valid, distinct item ids (>= 10 per list) in every ranked list of every method",
+                   "ok": all(f["ok"] == f["lists"] for f in forms.values()), "lists": forms})
     for group in ("seen", "unseen"):
         fused, sas = table[group].get("recsysllm rerank+fusion"), table[group]["sasrec"]
         if fused:

@@ -1,0 +1,59 @@
+"""bench/qlib.py, the quality benchmarks' shared helpers: the ranked-list check that backs the
+"100% valid, distinct item ids" claim, stage times kept across a continued run, the paired bootstrap.
+
+    python -m pytest tests/unit/test_bench_qlib.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import qlib  # noqa: E402
+
+
+def test_list_check_counts_each_kind_of_bad_list(toys_data):
+    items = pl.read_parquet(toys_data / "items.parquet", columns=["item_id"])["item_id"].to_list()
+    good = items[:10]
+    lists = {"a": good, "b": good[:9], "c": good[:9] + ["no-such-item"], "d": good[:9] + [good[0]]}
+    out = qlib.list_check(toys_data, lists, ["a", "b", "c", "d", "missing"])
+    assert out == {"lists": 5, "ok": 1, "short": 2, "unknown_item": 1, "duplicate": 1}
+
+
+def test_list_check_reads_a_predictions_file(toys_data, tmp_path):
+    items = pl.read_parquet(toys_data / "items.parquet", columns=["item_id"])["item_id"].to_list()
+    f = tmp_path / "p.parquet"
+    pl.DataFrame({"prompt_id": ["x", "y"], "ranked": [items[:12], items[:11] + [items[3]]]}).write_parquet(f)
+    assert qlib.list_check(toys_data, f, ["x", "y"]) == {"lists": 2, "ok": 1, "short": 0, "unknown_item": 0, "duplicate": 1}
+
+
+def test_runner_keeps_stage_times_across_invocations(tmp_path):
+    work = tmp_path / "w"
+    done = tmp_path / "done.txt"
+    first = qlib.Runner(work)
+    first.run("help", ["--help"])
+    assert first.seconds["help"] > 0
+    done.write_text("x")
+    second = qlib.Runner(work)  # a continued run: the finished stage is reused, its time is still reported
+    assert second.run("help", ["--help"], done) == ""
+    assert second.seconds == first.seconds
+    assert json.loads((work / "seconds.json").read_text()) == first.seconds
+
+
+def test_paired_bootstrap_interval_brackets_the_difference():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 30, size=400)
+    better = np.where(rng.random(400) < 0.5, np.minimum(base, 0), base)  # half the prompts hit at rank 0
+    ci = qlib.paired_bootstrap(better, base, "HR@10", seed=0)
+    lo, hi = ci["ci95"]
+    assert lo <= ci["diff"] <= hi
+    assert lo > 0 and ci["excludes_0"]
+    same = qlib.paired_bootstrap(base, base, "NDCG@10", seed=0)
+    assert same["diff"] == 0.0 and not same["excludes_0"]
