@@ -2,7 +2,8 @@
 RSLLM (with its ablations) against popularity and SASRec, ranking ALL items for a fixed
 seeded sample of test users, with paired-bootstrap intervals against SASRec.
 
-    python bench/quality.py --tier cpu                      # ~6-7 h on the 2-core CPU machine
+    python bench/quality.py --tier cpu                      # 2-core fp32 CPU: ~2 h with --skip beam,rsllm,ablations
+                                                            # (measured 7,094 s); estimated: +30 min beam, +40-60 min per RSLLM variant
     python bench/quality.py --tier cpu --data-dir ../shared/data/amazon/beauty   # any P5 split with titles
     python bench/quality.py --tier cpu-small                # ~1 h: 300 users, 30 + 30 steps, K = 20
     python bench/quality.py --tier gpu                      # refuses without CUDA
