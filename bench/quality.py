@@ -66,9 +66,12 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="working directory (default runs/quality-<tier>-<category>)")
     ap.add_argument("--users", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--beam-minutes", type=float, default=None, help="time budget of the full-catalogue beam part (default: the tier's)")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: beam, rsllm, ablations, or one ablation by name (rsllm-single-stage, ...)")
     a = ap.parse_args()
-    tier = TIERS[a.tier]
+    tier = dict(TIERS[a.tier])
+    if a.beam_minutes is not None:
+        tier["beam_minutes"] = a.beam_minutes
     if a.tier == "gpu":
         import torch
 
