@@ -102,15 +102,19 @@ def write_ids(path: Path, ids: list[str]) -> Path:
     return path
 
 
+def _lists(src: Path | dict[str, list[str]]) -> dict[str, list[str]]:
+    """prompt_id -> ranked list, from a predictions file or an already built dict."""
+    if isinstance(src, dict):
+        return src
+    df = pl.read_parquet(src, columns=["prompt_id", "ranked"])
+    return dict(zip(df["prompt_id"].to_list(), df["ranked"].to_list()))
+
+
 def ranks(data: Path, preds: Path | dict[str, list[str]], ids: list[str], depth: int = 10) -> np.ndarray:
     """0-based rank of each prompt's target in its list (depth when absent), in `ids` order."""
     prompts = pl.read_parquet(Path(data) / "prompts.parquet", columns=["prompt_id", "item_id"])
     truth = dict(zip(prompts["prompt_id"].to_list(), prompts["item_id"].to_list()))
-    if isinstance(preds, dict):
-        lists = preds
-    else:
-        df = pl.read_parquet(preds, columns=["prompt_id", "ranked"])
-        lists = dict(zip(df["prompt_id"].to_list(), df["ranked"].to_list()))
+    lists = _lists(preds)
     out = np.full(len(ids), depth, dtype=np.int64)
     for i, pid in enumerate(ids):
         lst = (lists.get(pid) or [])[:depth]
@@ -123,11 +127,7 @@ def list_check(data: Path, src: Path | dict[str, list[str]], ids: list[str], dep
     """How many of the `ids` lists are well formed: at least `depth` entries (so HR@depth is defined),
     every entry a catalogue item, no item twice. `ok` counts the prompts that pass all three."""
     items = set(pl.read_parquet(Path(data) / "items.parquet", columns=["item_id"])["item_id"].to_list())
-    if isinstance(src, dict):
-        lists = src
-    else:
-        df = pl.read_parquet(src, columns=["prompt_id", "ranked"])
-        lists = dict(zip(df["prompt_id"].to_list(), df["ranked"].to_list()))
+    lists = _lists(src)
     out = {"lists": 0, "ok": 0, "short": 0, "unknown_item": 0, "duplicate": 0}
     for pid in ids:
         lst = list(lists.get(pid) or [])
