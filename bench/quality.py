@@ -17,6 +17,9 @@ reused (an interrupted run continues). Protocol, fixed before any test figure wa
   (no P5 target repeats a history item);
 * K (rerank depth) and W (fusion weight) are chosen on a seeded sample of VALIDATION users
   (bench/fusion_sweep.py's procedure); the test split is run once with them;
+* rerank training (the issue's item 3): the text-only run is repeated with rerank.weight = 0 (its
+  own stage 1 and 2) and both rerank the same validation prompts; that comparison is reported on
+  validation only (part `rerank-training`, ~35 min on the cpu tier, estimated);
 * RecSysLLM and RSLLM share stage 1 (text-only, `stage1` steps) and get the same stage-2 steps:
   text-only for RecSysLLM, hybrid prompts + the two InfoNCE losses for RSLLM; the ablations
   change one thing each. Results: bench/results/quality-<tier>.json with the machine.
@@ -25,7 +28,7 @@ reused (an interrupted run continues). Protocol, fixed before any test figure wa
 from __future__ import annotations
 
 import argparse
-import shutil
+import json
 import sys
 import time
 from pathlib import Path
@@ -67,7 +70,8 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--beam-minutes", type=float, default=None, help="time budget of the full-catalogue beam part (default: the tier's)")
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: beam, rsllm, ablations, or one ablation by name (rsllm-single-stage, ...)")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: beam, rsllm, ablations, rerank-training (the valid-only "
+                    "rerank-prompt ablation), or one ablation by name (rsllm-single-stage, ...)")
     a = ap.parse_args()
     tier = dict(TIERS[a.tier])
     if a.beam_minutes is not None:
@@ -144,6 +148,12 @@ def main() -> None:
     K, W = int(best["k"]), float(best["w"])
     print(f"== chosen on validation: K={K} W={W} (valid NDCG@10 {best['NDCG@10']:.4f})", file=sys.stderr)
 
+    # --- does rerank training help? The same two-stage text-only run without rerank prompts,
+    # compared on VALIDATION only (the issue asks for the evidence there, not on test) -----------
+    rerank_ablation = None
+    if "rerank-training" not in skip:
+        rerank_ablation = rerank_training_ablation(run, R, recipe, tier, a.seed, work, ckpts, rerank, sweeps[K], K, W)
+
     # --- test runs -------------------------------------------------------------------------
     lists: dict[str, object] = {"popularity": P / "popularity.parquet", "sasrec": P / "sasrec-test.parquet"}
     for name in variants:
@@ -154,7 +164,7 @@ def main() -> None:
     beam = None
     if "beam" not in skip:
         beam = llm_alone(run, R, ckpts["recsysllm"], P, test_seen, work, tier)
-        lists["recsysllm alone (beam)"] = beam["file"]
+        lists["recsysllm alone (beam)"] = Path(beam["file"])
 
     # --- metrics, intervals ----------------------------------------------------------------
     table = {}
@@ -197,7 +207,8 @@ def main() -> None:
         "setup": {"data_dir": str(a.data_dir), "users": len(users), "seed": a.seed, "valid_users": len(valid_users),
                   "recipe": tier["recipe"], "stage1_steps": tier["stage1"], "stage2_steps": tier["stage2"], "history_excluded": True,
                   "chosen_on_valid": {"K": K, "W": W, "valid": best}, "valid_sweep": sweeps,
-                  "ablations_seen_only": tier["ablation_seen_only"], "llm_alone": beam and {k: v for k, v in beam.items() if k != "file"}},
+                  "ablations_seen_only": tier["ablation_seen_only"], "llm_alone": beam and {k: v for k, v in beam.items() if k != "file"},
+                  "rerank_training_ablation_valid": rerank_ablation},
         "seconds": run.seconds, "total_seconds_this_invocation": round(time.perf_counter() - t0, 1), "results": table, "checks": checks,
     }
     dest = qlib.write_result(f"quality-{a.tier}{'' if a.category == 'toys' else '-' + a.category}.json", result)
@@ -214,9 +225,47 @@ def main() -> None:
     print(f"wrote {dest}")
 
 
+def rerank_training_ablation(run: Runner, R: Path, recipe: Path, tier: dict, seed: int, work: Path, ckpts: dict,
+                             rerank, chosen: dict, K: int, W: float) -> dict:
+    """The text-only recipe trained with rerank.weight = 0 (its own stage 1 and stage 2, same steps
+    and seed), reranking the same validation prompts at the chosen K: the rerank alone (W = 1) and
+    fused at the chosen W, each against the model trained with rerank prompts (paired bootstrap)."""
+    name = "recsysllm-no-rerank"
+    s1, c = work / "ckpt-stage1-no-rerank", work / f"ckpt-{name}"
+    off = ["--set", "rerank.weight=0"]
+    run.run("pretrain stage 1 (no rerank prompts)", ["pretrain", "--data", R, "--config", recipe, "--out", s1, "--max-steps", tier["stage1"],
+                                                     "--seed", seed, "--quiet", *off], s1 / "train_state")
+    run.run(f"pretrain {name}", ["pretrain", "--data", R, "--config", recipe, "--out", c, "--max-steps", tier["stage2"], "--seed", seed,
+                                 "--set", f"hybrid.embeddings={R / 'baselines' / 'sasrec.safetensors'}", "--set", f"hybrid.init_checkpoint={s1}",
+                                 *(x for k, v in VARIANTS["recsysllm"].items() for x in ("--set", f"{k}={str(v).lower() if isinstance(v, bool) else v}")),
+                                 *off, "--quiet"], c / "train_state")
+    ckpts[name] = c
+    P = R.parent / "predictions"
+    retr = P / "sasrec-valid.parquet"
+    from recsys_cli.inference.sweep import fused_rankings, sweep
+
+    without = sweep(R, rerank(name, "valid", work / "valid-ids.txt", K, ""), retr, [K], WS)
+    out = {"K": K, "W": W, "best_with_rerank_prompts": chosen["best"], "best_without": without["best"], "without_sweep": without["rows"], "at": {}}
+    for w in (1.0, W):
+        a = fused_rankings(R, P / f"recsysllm-valid-k{K}.parquet", retr, w, "valid")
+        b = fused_rankings(R, P / f"{name}-valid-k{K}.parquet", retr, w, "valid")
+        ids = sorted(set(a) & set(b))
+        ra, rb = qlib.ranks(R, a, ids), qlib.ranks(R, b, ids)
+        out["at"][f"W={w}"] = {"with": qlib.metrics(ra), "without": qlib.metrics(rb),
+                               "ndcg10_with_minus_without": qlib.paired_bootstrap(ra, rb, "NDCG@10", seed=seed)}
+        print(f"== rerank training (valid, K={K}, W={w}): NDCG@10 with rerank prompts {out['at'][f'W={w}']['with']['NDCG@10']:.4f}, "
+              f"without {out['at'][f'W={w}']['without']['NDCG@10']:.4f}", file=sys.stderr)
+    return out
+
+
 def llm_alone(run: Runner, R: Path, ckpt: Path, P: Path, seen_ids: list[str], work: Path, tier: dict) -> dict:
     """Full-catalogue constrained beam search on as many sampled users' seen prompts as
     `beam_minutes` allow: a 5-prompt probe sets the count."""
+    record = work / "beam.json"  # the count chosen by the first probe: a continued run reuses its output
+    if record.exists():
+        beam = json.loads(record.read_text())
+        if Path(beam["file"]).exists():
+            return beam
     probe_ids = qlib.write_ids(work / "beam-probe-ids.txt", seen_ids[:5])
     probe = P / "beam-probe.parquet"
     probe.unlink(missing_ok=True)
@@ -228,7 +277,11 @@ def llm_alone(run: Runner, R: Path, ckpt: Path, P: Path, seen_ids: list[str], wo
     out = P / f"recsysllm-beam-{n}.parquet"
     run.run(f"beam {n} prompts", ["infer", "--data", R, "--checkpoint", ckpt, "--split", "test", "--prompt-ids", ids, "--beams", 20,
                                  "--top-k", 10, "--exclude-history", "--batch-size", tier["batch"], "--out", out, "--quiet"], out)
-    return {"file": out, "prompts": n, "probe_seconds_per_prompt": round(per, 2), "budget_minutes": tier["beam_minutes"]}
+    beam = {"file": str(out), "prompts": n, "probe_seconds_per_prompt": round(per, 2), "budget_minutes": tier["beam_minutes"]}
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps(beam, indent=1) + "\n")
+    tmp.replace(record)
+    return beam
 
 
 if __name__ == "__main__":
