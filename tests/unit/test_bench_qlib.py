@@ -1,5 +1,6 @@
 """bench/qlib.py, the quality benchmarks' shared helpers: the ranked-list check that backs the
-"100% valid, distinct item ids" claim, stage times kept across a continued run, the paired bootstrap.
+"100% valid, distinct item ids" claim, stage times kept across a continued run, the paired bootstrap;
+and bench/quality.py's reuse of a recorded beam part.
 
     python -m pytest tests/unit/test_bench_qlib.py
 """
@@ -57,3 +58,15 @@ def test_paired_bootstrap_interval_brackets_the_difference():
     assert lo > 0 and ci["excludes_0"]
     same = qlib.paired_bootstrap(base, base, "NDCG@10", seed=0)
     assert same["diff"] == 0.0 and not same["excludes_0"]
+
+
+def test_a_continued_quality_run_reuses_its_recorded_beam_part(tmp_path):
+    import quality
+
+    out = tmp_path / "predictions" / "recsysllm-beam-7.parquet"
+    out.parent.mkdir()
+    pl.DataFrame({"prompt_id": ["x"], "ranked": [["i1"]]}).write_parquet(out)
+    record = {"file": str(out), "prompts": 7, "probe_seconds_per_prompt": 1.5, "budget_minutes": 12.0}
+    (tmp_path / "beam.json").write_text(json.dumps(record))
+    # no Runner: reusing must not run a probe (which would re-draw the prompt count) or a beam search
+    assert quality.llm_alone(None, tmp_path / "data", tmp_path / "ckpt", out.parent, ["p1", "p2"], tmp_path, {"beam_minutes": 30.0}) == record
