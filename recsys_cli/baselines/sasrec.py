@@ -217,8 +217,16 @@ def fit(ctx, cfg: SASRecConfig, split: str, on_epoch=None, on_refit_epoch=None) 
     if split == "test" and cfg.refit and history:
         model, refit_history = refit(seqs, len(ctx.items), cfg, history, on_epoch=on_refit_epoch)
 
+    return Fitted(model, history, list(ctx.items), scorer(ctx, model, cfg), selected, refit_history)
+
+
+def scorer(ctx, model, cfg: SASRecConfig) -> Callable:
+    """`model`'s score for rank_prompts: (users, histories as item id lists) -> float64 [B, N]
+    over ctx.items (the item table does not depend on the split, so any split's context of the
+    same data may rank with it)."""
+
     def score(users: list[str], histories: list[list[str]]) -> np.ndarray:
         rows = [[ctx.index[i] + 1 for i in h if i in ctx.index] for h in histories]
         return score_all(model, rows, cfg.max_len).astype(np.float64)  # [B, N]
 
-    return Fitted(model, history, list(ctx.items), score, selected, refit_history)
+    return score

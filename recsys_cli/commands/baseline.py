@@ -72,10 +72,14 @@ def _ranking(name: str, data: Path, out, split: str, top_k: int, exclude: bool, 
     ctx = load_context(data, split)
     score, config, summary = make_scorer(ctx)
     df = rank_prompts(ctx, score, k=top_k, exclude_history=exclude)
-    facts = {k: v for k, v in summary.items() if k not in ("train_seconds", "embeddings")}
-    prov = make_provenance(data, name, config, split, top_k, exclude, extra=facts)
+    prov = make_provenance(data, name, config, split, top_k, exclude, extra=_facts(summary))
     summary = {"items": len(ctx.items), "exclude_history": exclude, **summary}
     _finish(name, df, _out_path(data, out, split, name), summary, as_json, started, prov)
+
+
+def _facts(summary: dict) -> dict:
+    """The summary's reproducible facts (not seconds or paths), for the provenance's `extra`."""
+    return {k: v for k, v in summary.items() if k not in ("train_seconds", "embeddings", "valid_out")}
 
 
 def _no_train_split(split: str) -> None:
@@ -149,6 +153,11 @@ def sasrec(
     refit: Annotated[
         bool, typer.Option("--refit/--no-refit", help="Test prompts: retrain on items[:-1] for the epoch count early stopping chose.")
     ] = True,
+    valid_out: Annotated[
+        Optional[Path],
+        typer.Option("--valid-out", help="With --split test: also write the validation prompts' predictions of the early-stopped "
+                     "model, the same file `--split valid` writes, without training that model a second time."),
+    ] = None,
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
@@ -159,6 +168,8 @@ def sasrec(
 
     if hidden % heads:
         raise typer.BadParameter(f"--hidden {hidden} must be divisible by --heads {heads}")
+    if valid_out is not None and (split != "test" or valid_out.resolve() == _out_path(data, out, split, "sasrec").resolve()):
+        raise typer.BadParameter("--valid-out: only with --split test, and a path other than the test predictions' --out")
     if split == "train" and embeddings_out is not None:
         raise typer.BadParameter("--embeddings-out: only the valid/test model (trained on items[:-2]) is saved; drop it with --split train")
     cfg = SASRecConfig(
@@ -189,9 +200,23 @@ def sasrec(
                    **{k: round(v, 4) for k, v in best.items() if k.startswith("valid_") and not k.endswith("@1")}}
         if split != "train":
             summary["embeddings"] = str(_save_embeddings(data, embeddings_out, fitted.selected, fitted.item_ids, cfg))
+        if valid_out is not None:
+            summary["valid_out"] = str(_write_valid(data, valid_out, ctx, fitted.selected, cfg, top_k, exclude_history, summary))
         return fitted.score, cfg.as_dict(), summary
 
     _ranking("sasrec", data, out, split, top_k, exclude_history, as_json, quiet, make)
+
+
+def _write_valid(data: Path, path: Path, ctx, selected, cfg, top_k: int, exclude: bool, summary: dict) -> Path:
+    """The validation predictions of the early-stopped model, with the provenance a `--split valid`
+    run of the same settings writes (the same model: valid and test train it on the same items[:-2])."""
+    from recsys_cli.baselines.context import load_context, make_provenance, rank_prompts, write_predictions
+    from recsys_cli.baselines.sasrec import scorer
+
+    vctx = load_context(data, "valid")
+    df = rank_prompts(vctx, scorer(ctx, selected, cfg), k=top_k, exclude_history=exclude)
+    facts = _facts({**summary, "refit_epochs": 0})  # a valid run does not refit
+    return write_predictions(df, path, make_provenance(data, "sasrec", cfg.as_dict(), "valid", top_k, exclude, extra=facts))
 
 
 def _save_embeddings(data: Path, path: Optional[Path], model, item_ids: list, cfg) -> Path:

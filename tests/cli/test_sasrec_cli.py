@@ -31,7 +31,8 @@ def _sasrec(data, *args):
 @pytest.fixture(scope="module")
 def test_run(toys_data, tmp_path_factory):
     d = tmp_path_factory.mktemp("sasrec")
-    summary = _sasrec(toys_data, "--top-k", "60", "--out", str(d / "test.parquet"), "--embeddings-out", str(d / "emb.safetensors"))
+    summary = _sasrec(toys_data, "--top-k", "60", "--out", str(d / "test.parquet"), "--embeddings-out", str(d / "emb.safetensors"),
+                      "--valid-out", str(d / "valid.parquet"))
     return d, summary
 
 
@@ -58,6 +59,9 @@ def test_saved_embeddings_are_the_early_stopped_model_not_the_refit(toys_data, t
     _sasrec(toys_data, "--split", "valid", "--top-k", "60", "--out", str(tmp_path / "valid.parquet"),
             "--embeddings-out", str(tmp_path / "valid.safetensors"))
     assert (tmp_path / "valid.safetensors").read_bytes() == (d / "emb.safetensors").read_bytes()  # the same items[:-2] model
+    # ... so the test run's --valid-out is, byte for byte, the file this valid run wrote
+    assert (tmp_path / "valid.parquet").read_bytes() == (d / "valid.parquet").read_bytes()
+    assert provenance.read(d / "valid.parquet")["settings"]["split"] == "valid"
     seqs = pl.read_parquet(toys_data / schemas.SEQUENCES)
     items = dict(zip(seqs["user_id"].to_list(), seqs["items"].to_list()))
     for split, cut, same in (("valid", 2, True), ("test", 1, False)):
@@ -75,7 +79,7 @@ def test_saved_embeddings_are_the_early_stopped_model_not_the_refit(toys_data, t
 def test_seeded_runs_are_identical_and_include_history_differs(toys_data, test_run, tmp_path):
     d, _ = test_run
     _sasrec(toys_data, "--top-k", "60", "--out", str(tmp_path / "again.parquet"), "--embeddings-out", str(tmp_path / "e.safetensors"))
-    assert (tmp_path / "again.parquet").read_bytes() == (d / "test.parquet").read_bytes()
+    assert (tmp_path / "again.parquet").read_bytes() == (d / "test.parquet").read_bytes()  # --valid-out changes nothing else
     assert (tmp_path / "e.safetensors").read_bytes() == (d / "emb.safetensors").read_bytes()
     _sasrec(toys_data, "--include-history", "--out", str(tmp_path / "p5.parquet"), "--embeddings-out", str(tmp_path / "p5.safetensors"))
     assert provenance.read(tmp_path / "p5.parquet")["settings"]["exclude_history"] is False
@@ -94,6 +98,8 @@ def test_train_split_answers_train_prompts_without_embeddings(toys_data, tmp_pat
     assert provenance.read(out)["settings"]["split"] == "train"
     code, _, err = run_cli("baseline", "sasrec", "--data", str(toys_data), "--split", "train", "--embeddings-out", str(tmp_path / "x"))
     assert code == 2 and "--embeddings-out" in err
+    code, _, err = run_cli("baseline", "sasrec", "--data", str(toys_data), "--split", "valid", "--valid-out", str(tmp_path / "v"))
+    assert code == 2 and "--valid-out" in err and not (tmp_path / "v").exists()
 
 
 def test_cli_defaults_are_the_config_defaults():
