@@ -2,8 +2,9 @@
 RSLLM (with its ablations) against popularity and SASRec, ranking ALL items for a fixed
 seeded sample of test users, with paired-bootstrap intervals against SASRec.
 
-    python bench/quality.py --tier cpu                      # 2-core fp32 CPU: ~2 h with --skip beam,rsllm,ablations
-                                                            # (measured 7,094 s); estimated: +30 min beam, +40-60 min per RSLLM variant
+    python bench/quality.py --tier cpu                      # 2-core fp32 CPU, measured: 7,094 s with --skip beam,rsllm,ablations,rerank-training
+                                                            # (516 s of it a second SASRec run, now gone), +2,306 s rerank-training;
+                                                            # the beam part takes its budget (30 min); estimated +40-60 min per RSLLM variant
     python bench/quality.py --tier cpu --data-dir ../shared/data/amazon/beauty   # any P5 split with titles
     python bench/quality.py --tier cpu-small                # ~1 h: 300 users, 30 + 30 steps, K = 20
     python bench/quality.py --tier gpu                      # refuses without CUDA
