@@ -20,7 +20,7 @@ reused (an interrupted run continues). Protocol, fixed before any test figure wa
   (bench/fusion_sweep.py's procedure); the test split is run once with them;
 * rerank training (the issue's item 3): the text-only run is repeated with rerank.weight = 0 (its
   own stage 1 and 2) and both rerank the same validation prompts; that comparison is reported on
-  validation only (part `rerank-training`, ~35 min on the cpu tier, estimated);
+  validation only (part `rerank-training`, 2,306 s measured on the cpu tier);
 * RecSysLLM and RSLLM share stage 1 (text-only, `stage1` steps) and get the same stage-2 steps:
   text-only for RecSysLLM, hybrid prompts + the two InfoNCE losses for RSLLM; the ablations
   change one thing each. Results: bench/results/quality-<tier>.json with the machine.
