@@ -51,9 +51,7 @@ class Runner:
         if proc.returncode != 0:
             sys.exit(f"{stage} failed (exit {proc.returncode}); see {self.log}")
         self.seconds[stage] = round(time.perf_counter() - t, 1)
-        tmp = self.times.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.seconds, indent=1, sort_keys=True) + "\n")
-        tmp.replace(self.times)
+        write_json(self.times, self.seconds, indent=1)
         print(f"   {stage}: {self.seconds[stage]:.0f} s", file=sys.stderr, flush=True)
         return proc.stdout
 
@@ -174,9 +172,13 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, metric: str, n: int = 2000, s
     return {"diff": float(d.mean()), "ci95": [float(lo), float(hi)], "excludes_0": bool(lo > 0 or hi < 0)}
 
 
+def write_json(path: Path, obj: dict, indent: int = 2) -> Path:
+    """Write JSON atomically (a temporary file beside it, then rename)."""
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=indent, sort_keys=True, default=str) + "\n")
+    tmp.replace(path)
+    return Path(path)
+
+
 def write_result(name: str, result: dict) -> Path:
-    dest = HERE / "results" / name
-    tmp = dest.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(dest)
-    return dest
+    return write_json(HERE / "results" / name, result)

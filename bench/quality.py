@@ -124,7 +124,7 @@ def main() -> None:
         c = work / f"ckpt-{name}"
         over = dict(VARIANTS[name])
         single = over.pop("_single_stage", False)
-        sets = [x for k, v in over.items() for x in ("--set", f"{k}={str(v).lower() if isinstance(v, bool) else v}")]
+        sets = _sets(over)
         steps = tier["stage1"] + tier["stage2"] if single else tier["stage2"]
         init = [] if single else ["--set", f"hybrid.init_checkpoint={s1}"]
         run.run(f"pretrain {name}", ["pretrain", "--data", R, "--config", recipe, "--out", c, "--max-steps", steps, "--seed", a.seed,
@@ -226,6 +226,11 @@ def main() -> None:
     print(f"wrote {dest}")
 
 
+def _sets(overrides: dict) -> list[str]:
+    """Recipe overrides as `--set key=value` arguments (booleans lower-case, as YAML reads them)."""
+    return [x for k, v in overrides.items() for x in ("--set", f"{k}={str(v).lower() if isinstance(v, bool) else v}")]
+
+
 def rerank_training_ablation(run: Runner, R: Path, recipe: Path, tier: dict, seed: int, work: Path, ckpts: dict,
                              rerank, chosen: dict, K: int, W: float) -> dict:
     """The text-only recipe trained with rerank.weight = 0 (its own stage 1 and stage 2, same steps
@@ -238,18 +243,20 @@ def rerank_training_ablation(run: Runner, R: Path, recipe: Path, tier: dict, see
                                                      "--seed", seed, "--quiet", *off], s1 / "train_state")
     run.run(f"pretrain {name}", ["pretrain", "--data", R, "--config", recipe, "--out", c, "--max-steps", tier["stage2"], "--seed", seed,
                                  "--set", f"hybrid.embeddings={R / 'baselines' / 'sasrec.safetensors'}", "--set", f"hybrid.init_checkpoint={s1}",
-                                 *(x for k, v in VARIANTS["recsysllm"].items() for x in ("--set", f"{k}={str(v).lower() if isinstance(v, bool) else v}")),
+                                 *_sets(VARIANTS["recsysllm"]),
                                  *off, "--quiet"], c / "train_state")
     ckpts[name] = c
     P = R.parent / "predictions"
     retr = P / "sasrec-valid.parquet"
-    from recsys_cli.inference.sweep import fused_rankings, sweep
+    from recsys_cli.inference.sweep import load_cases, ranking, sweep
 
     without = sweep(R, rerank(name, "valid", work / "valid-ids.txt", K, ""), retr, [K], WS)
     out = {"K": K, "W": W, "best_with_rerank_prompts": chosen["best"], "best_without": without["best"], "without_sweep": without["rows"], "at": {}}
+    with_cases = load_cases(R, P / f"recsysllm-valid-k{K}.parquet", retr)[1]  # read once, ranked at both weights
+    without_cases = load_cases(R, P / f"{name}-valid-k{K}.parquet", retr)[1]
     for w in (1.0, W):
-        a = fused_rankings(R, P / f"recsysllm-valid-k{K}.parquet", retr, w, "valid")
-        b = fused_rankings(R, P / f"{name}-valid-k{K}.parquet", retr, w, "valid")
+        a = {c[0]: ranking(c, K, w) for c in with_cases}
+        b = {c[0]: ranking(c, K, w) for c in without_cases}
         ids = sorted(set(a) & set(b))
         ra, rb = qlib.ranks(R, a, ids), qlib.ranks(R, b, ids)
         out["at"][f"W={w}"] = {"with": qlib.metrics(ra), "without": qlib.metrics(rb),
@@ -279,9 +286,7 @@ def llm_alone(run: Runner, R: Path, ckpt: Path, P: Path, seen_ids: list[str], wo
     run.run(f"beam {n} prompts", ["infer", "--data", R, "--checkpoint", ckpt, "--split", "test", "--prompt-ids", ids, "--beams", 20,
                                  "--top-k", 10, "--exclude-history", "--batch-size", tier["batch"], "--out", out, "--quiet"], out)
     beam = {"file": str(out), "prompts": n, "probe_seconds_per_prompt": round(per, 2), "budget_minutes": tier["beam_minutes"]}
-    tmp = record.with_suffix(".tmp")
-    tmp.write_text(json.dumps(beam, indent=1) + "\n")
-    tmp.replace(record)
+    qlib.write_json(record, beam, indent=1)
     return beam
 
 
