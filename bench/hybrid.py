@@ -140,8 +140,11 @@ def run(args) -> dict:
             t0 = time.perf_counter()
             hybrid = mode.startswith("hybrid")
             exs = [example(pool, i, hybrid, special, rows, pad, L, cfg) for i in idx]
-            b = collate_hybrid(exs, pad, torch.float32, pad_multiple=L) if hybrid else collate(exs, pad, torch.float32, pad_multiple=L)
-            assert b["input_ids"].shape == (B, L), b["input_ids"].shape
+            b = (collate_hybrid(exs, pad, torch.float32, pad_multiple=L, title_rows=mode == "hybrid") if hybrid
+                 else collate(exs, pad, torch.float32, pad_multiple=L))
+            # the full step also holds the titles' own rows (training/hybrid.pack_titles: the item loss)
+            n_rows, width = b["input_ids"].shape
+            assert width == L and (n_rows == B or mode == "hybrid"), b["input_ids"].shape
             t1 = time.perf_counter()
             if hybrid:
                 loss = hybrid_step(lm, lm, b, full if mode == "hybrid" else nocl, encoder)["loss"]

@@ -5,6 +5,8 @@ embedded SmolLM2 at batch 4 x 256 with and without activation checkpointing (s/s
     python bench/pretrain.py --data runs/toys                # writes bench/results/pretrain.json
     python bench/pretrain.py --data runs/toys --steps 2 --model fixtures/tiny-model   # quick
     python bench/pretrain.py --tiny-loss                     # 200 steps, recipe vs LoRA only
+    python bench/pretrain.py --profile --data runs/toys --config recipes/pretrain/quality-cpu.yaml --steps 4 \
+        --label after [--set train.packing=true ...]       # step-time breakdown (training/profile.py)
 
 Each memory configuration runs in its own subprocess so peak RSS is per configuration. Each
 mode merges its own keys and checks into bench/results/pretrain.json and keeps the others'.
@@ -92,15 +94,18 @@ def tiny_loss(steps: int) -> dict:
 def _setup(model: str, data: str, length: int, batch: int, gc: bool):
     import torch
 
-    from recsys_cli.data.masking import SpecialIds
+    from recsys_cli.data.special_tokens import SpecialIds
     from recsys_cli.training.data import ExampleStream, load_sources
-    from recsys_cli.training.loop import build_model
+    from recsys_cli.training.loop import build_model, intra_table_size
     from recsys_cli.training.recipe import load_recipe
 
-    r = load_recipe(None, {"model": model, "max_length": length, "batch_size": batch, "gradient_checkpointing": gc, "lora_dropout": 0.0, "precision": "fp32"})
+    r = load_recipe(None, [("model.name", model), ("train.max_length", length), ("train.batch_size", batch),
+                           ("train.gradient_checkpointing", gc), ("lora.dropout", 0.0), ("train.precision", "fp32")])
     torch.manual_seed(0)
-    lm, tok, _, _ = build_model(r, "cpu")
-    stream = ExampleStream(load_sources(data, tok, 8), r, SpecialIds.from_tokenizer(tok))
+    lm, tok, _, _ = build_model(r, "cpu", 64)
+    sources = load_sources(data, tok, 8)
+    lm, tok, _, _ = build_model(r, "cpu", intra_table_size(r, sources.trie)[0], tok)
+    stream = ExampleStream(sources, r, SpecialIds.from_tokenizer(tok))
     opt = torch.optim.AdamW([p for p in lm.parameters() if p.requires_grad], lr=1e-4)
     return r, lm, tok, stream, opt
 
@@ -185,10 +190,59 @@ def memory_child(args) -> dict:
     return {"gradient_checkpointing": args.gc, "s_per_step": round(sum(times) / len(times), 2), "peak_rss_gb": round(rss_gb, 2)}
 
 
+PROFILE_RESULTS = HERE / "results" / "pretrain-profile.json"
+
+
+def profile(args) -> dict:
+    """The real training loop (training/loop.Trainer) for --warmup + 2 x --steps steps with the
+    step-time breakdown (training/profile.py), on the recipe --config with --set overrides."""
+    import tempfile
+
+    import torch
+
+    from recsys_cli.training.loop import Trainer
+    from recsys_cli.training.profile import profile_trainer, table
+    from recsys_cli.training.recipe import load_recipe, parse_set
+
+    stop = args.warmup + 2 * args.steps
+    over = [("train.save_every", 10**6), ("eval.eval_every", 10**6)] + parse_set(args.set)
+    if args.model:
+        over.append(("model.name", args.model))
+    r = load_recipe(args.config, over)
+    if r.train.max_steps is not None and r.train.max_steps <= stop:
+        r.train.max_steps = stop + 1  # no end-of-run evaluation inside the timed steps
+    with tempfile.TemporaryDirectory(prefix="recsys-profile.") as tmp:
+        trainer = Trainer(r, Path(args.data), Path(tmp) / "ckpt", command="bench-profile")
+        res = profile_trainer(trainer, steps=args.steps, warmup=args.warmup)
+    print(table(res), flush=True)
+    res["recipe"] = str(args.config) if args.config else None
+    res["overrides"] = args.set or []
+    res["settings"] = {k: v for k, v in r.flat().items() if k.startswith(("train.", "model.name", "lora.rank"))}
+    res["machine"] = {"cpus": os.cpu_count(), "torch": torch.__version__, "platform": platform.platform(),
+                      "load_avg": [round(x, 2) for x in os.getloadavg()]}
+    return res
+
+
+def save_profile(label: str, res: dict, path: Path = PROFILE_RESULTS) -> None:
+    """Merge one labelled breakdown into `path` (the others stay); written atomically."""
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    old[label] = res
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(old, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", help="textualized data (speed modes)")
-    ap.add_argument("--model", default="embedded")
+    ap.add_argument("--model", help="base model (default: the recipe's, else embedded)")
+    ap.add_argument("--profile", action="store_true", help="step-time breakdown of the real loop (--config, --set, --steps)")
+    ap.add_argument("--config", help="recipe YAML for --profile")
+    ap.add_argument("--set", action="append", help="recipe override for --profile (repeatable)")
+    ap.add_argument("--warmup", type=int, default=1, help="--profile: untimed first steps")
+    ap.add_argument("--label", default="profile", help="--profile: key in the results file")
+    ap.add_argument("--results", type=Path, default=PROFILE_RESULTS, help="--profile: results JSON")
     ap.add_argument("--steps", type=int, help="timed steps (default 3), or --tiny-loss steps (default 200)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--length", type=int, default=256)
@@ -210,6 +264,11 @@ def main() -> None:
         return
     if not args.data:
         ap.error("--data is required (or pass --tiny-loss)")
+    if args.profile:
+        args.steps = args.steps or 3
+        save_profile(args.label, profile(args), args.results)
+        return
+    args.model = args.model or "embedded"
     args.steps = args.steps or 3
     import torch
 

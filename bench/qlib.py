@@ -23,6 +23,10 @@ ROOT = HERE.parent
 SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
+# the bench scripts call qlib.paired_bootstrap; the one implementation is the product's
+from recsys_cli.evaluation.bootstrap import paired_bootstrap as paired_bootstrap  # noqa: E402
+from recsys_cli.evaluation.metrics import ranking_from_ranks, truth_ranks  # noqa: E402
+
 
 class Runner:
     """Runs `recsys ...` stages, logging to work/log.txt; a stage whose `done` file exists is reused."""
@@ -113,12 +117,8 @@ def ranks(data: Path, preds: Path | dict[str, list[str]], ids: list[str], depth:
     prompts = pl.read_parquet(Path(data) / "prompts.parquet", columns=["prompt_id", "item_id"])
     truth = dict(zip(prompts["prompt_id"].to_list(), prompts["item_id"].to_list()))
     lists = _lists(preds)
-    out = np.full(len(ids), depth, dtype=np.int64)
-    for i, pid in enumerate(ids):
-        lst = (lists.get(pid) or [])[:depth]
-        if truth[pid] in lst:
-            out[i] = lst.index(truth[pid])
-    return out
+    ranked = pl.Series([list(lists.get(pid) or []) for pid in ids], dtype=pl.List(pl.Utf8))
+    return truth_ranks(ranked, pl.Series([truth[pid] for pid in ids], dtype=pl.Utf8), depth)
 
 
 def list_check(data: Path, src: Path | dict[str, list[str]], ids: list[str], depth: int = 10) -> dict[str, int]:
@@ -145,31 +145,8 @@ def prompts_in(src: Path | dict, ids: list[str]) -> list[str]:
 
 
 def metrics(rank: np.ndarray) -> dict[str, float]:
-    out = {"n": int(len(rank))}
-    for k in (1, 5, 10):
-        hit = rank < k
-        out[f"HR@{k}"] = float(hit.mean()) if len(rank) else 0.0
-        if k > 1:
-            out[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(rank + 2.0), 0.0).mean()) if len(rank) else 0.0
-    return out
-
-
-def per_prompt(rank: np.ndarray, metric: str) -> np.ndarray:
-    k = int(metric.split("@")[1])
-    hit = rank < k
-    return np.where(hit, 1.0 / np.log2(rank + 2.0), 0.0) if metric.startswith("NDCG") else hit.astype(np.float64)
-
-
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, metric: str, n: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Mean of metric(a) - metric(b) over the same prompts, with a 95% percentile interval from
-    `n` resamples of the prompts (the same resample for both methods)."""
-    x, y = per_prompt(a, metric), per_prompt(b, metric)
-    d = x - y
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(d), size=(n, len(d)))
-    boots = d[idx].mean(axis=1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return {"diff": float(d.mean()), "ci95": [float(lo), float(hi)], "excludes_0": bool(lo > 0 or hi < 0)}
+    """HR@1/5/10 and NDCG@5/10 from 0-based ranks (recsys_cli/evaluation/metrics.py), with the count."""
+    return {"n": int(len(rank)), **ranking_from_ranks(rank)}
 
 
 def write_json(path: Path, obj: dict, indent: int = 2) -> Path:

@@ -17,7 +17,7 @@ reused (an interrupted run continues). Protocol, fixed before any test figure wa
   sequential prompt each; every method ranks all items with the user's own history excluded
   (no P5 target repeats a history item);
 * K (rerank depth) and W (fusion weight) are chosen on a seeded sample of VALIDATION users
-  (bench/fusion_sweep.py's procedure); the test split is run once with them;
+  (evaluation/tune.py's sweep); the test split is run once with them;
 * rerank training (the issue's item 3): the text-only run is repeated with rerank.weight = 0 (its
   own stage 1 and 2) and both rerank the same validation prompts; that comparison is reported on
   validation only (part `rerank-training`, 2,306 s measured on the cpu tier);
@@ -141,7 +141,7 @@ def main() -> None:
 
     # --- choose K and W on validation (the text-only model), then apply them everywhere -----
     sweeps = {}
-    from recsys_cli.inference.sweep import best_row, fused_rankings, sweep
+    from recsys_cli.evaluation.tune import best_row, fused_rankings, sweep
 
     for k in tier.get("ks", KS):
         sweeps[k] = sweep(R, rerank("recsysllm", "valid", f_valid, k, ""), P / "sasrec-valid.parquet", [k], WS)
@@ -248,7 +248,7 @@ def rerank_training_ablation(run: Runner, R: Path, recipe: Path, tier: dict, see
     ckpts[name] = c
     P = R.parent / "predictions"
     retr = P / "sasrec-valid.parquet"
-    from recsys_cli.inference.sweep import load_cases, ranking, sweep
+    from recsys_cli.evaluation.tune import load_cases, ranking, sweep
 
     without = sweep(R, rerank(name, "valid", work / "valid-ids.txt", K, ""), retr, [K], WS)
     out = {"K": K, "W": W, "best_with_rerank_prompts": chosen["best"], "best_without": without["best"], "without_sweep": without["rows"], "at": {}}

@@ -8,8 +8,9 @@ defaults), all items ranked, trained on CPU, test figures under both ranking pro
 Test prompts are scored by the refit model (baselines/sasrec_train.refit: retrained on items[:-1]
 for the epoch count early stopping chose); the test figures of the early-stopped items[:-2]
 model are printed beside them. `--check-refit` asks the same question one position earlier, on
-the validation split alone: early stopping on items[-3], refit on items[:-2], both models scored
-on the valid target items[-2]. It writes bench/results/sasrec-refit-check.json.
+the validation split alone, with the product's valid protocol (`baseline sasrec --split valid`):
+early stopping on items[-3], refit on items[:-2], both models scored on the valid target items[-2].
+It writes bench/results/sasrec-refit-check.json.
 
 Protocols (both from the same model): `exclude_history` ranks all items but the user's own
 history (the CLI default; P5 sequences never repeat an item), `include_history` ranks every
@@ -76,8 +77,8 @@ def main() -> None:
     import torch
 
     from recsys_cli.baselines.context import load_context
-    from recsys_cli.baselines.sasrec import SASRecConfig, fit, rank_metrics, training_sequences
-    from recsys_cli.baselines.sasrec_train import best_epoch, refit, train
+    from recsys_cli.baselines.sasrec import SASRecConfig, fit, rank_metrics
+    from recsys_cli.baselines.sasrec_train import best_epoch
     from recsys_cli.data import split as loo
 
     if not (args.run_dir / "manifest.json").is_file():
@@ -97,10 +98,12 @@ def main() -> None:
         print(f"epoch {epoch:3d}  loss {loss:.4f}  {row['elapsed_s']:.0f}s  {extra}", flush=True)
 
     if args.check_refit:
+        # the product's valid protocol (`recsys baseline sasrec --split valid`, baselines/sasrec.protocol)
+        cfg.refit = True
+        valid = fit(load_context(args.run_dir, "valid"), cfg, "valid", on_epoch=on_epoch,
+                    on_refit_epoch=lambda e, l, r: print(f"refit {e:3d}  loss {l:.4f}", flush=True))
+        selected, history, model, rows = valid.selected, valid.history, valid.model, valid.refit_history
         seqs = [[ctx.index[i] + 1 for i in ctx.sequences[u]] for u in users]
-        shifted = training_sequences(seqs, "train")  # items[:-1]: the test targets are gone
-        selected, history = train(shifted, len(ctx.items), cfg, on_epoch=on_epoch)
-        model, rows = refit(shifted, len(ctx.items), cfg, history, on_epoch=lambda e, l, r: print(f"refit {e:3d}  loss {l:.4f}", flush=True))
         hist, tgt = [loo.history(s, "valid") for s in seqs], [s[loo.target_position(len(s), "valid")] for s in seqs]
         figures = {name: rank_metrics(m, hist, tgt, cfg.max_len) for name, m in (("early_stopped", selected), ("refit", model))}
         check = {

@@ -33,7 +33,7 @@ def ranking_bench(rows: int, seed: int) -> dict:
     import polars as pl
 
     from recsys_cli.artifacts import schemas
-    from recsys_cli.artifacts.io import write_parquet
+    from recsys_cli.artifacts.io import file_records, write_json, write_parquet
     from recsys_cli.evaluation.report import score_files
 
     rng = np.random.default_rng(seed)
@@ -64,6 +64,8 @@ def ranking_bench(rows: int, seed: int) -> dict:
             }
         )
         write_parquet(prompts, d / schemas.PROMPTS, {c: schemas.PROMPTS_SCHEMA[c] for c in prompts.columns})
+        run_files = file_records(d, [schemas.ITEMS, schemas.PROMPTS])  # a run's manifest: commands read only complete runs
+        write_json({"command": "textualize (bench data)", "files": run_files}, d / schemas.MANIFEST)
         preds = pl.DataFrame({"prompt_id": pid, "family": ["sequential"] * rows, "template_id": ["sequential-1"] * rows,
                               "seen": seen, "output": flat[:, 0], "ranked": ranked,
                               "scores": pl.Series([None] * rows, dtype=pl.List(pl.Float64)), "valid": [True] * rows})

@@ -37,11 +37,13 @@ def checks_of(stage: str, data: dict) -> list[dict]:
             {"name": "BLEU+ROUGE 100k pairs, p5-compatible (s)", "value": t["p5"]["total_seconds"], "target": "<= 60", "ok": t["p5"]["ok"]},
         ]
     if stage == "sasrec":
-        test = data["test"]
+        test = data["test"]["exclude_history"]  # the README's protocol: history items left out of the ranking
+        hr10, ndcg10 = test["HR@10"], test["NDCG@10"]
         return [
-            {"name": "SASRec full Toys HR@10", "value": test["HR@10"], "target": ">= 0.06", "ok": test["HR@10"] >= 0.06},
-            {"name": "SASRec full Toys NDCG@10", "value": test["NDCG@10"], "target": ">= 0.03", "ok": test["NDCG@10"] >= 0.03},
-            {"name": "SASRec CPU training (s)", "value": data["train_seconds"], "target": "<= 1200", "ok": data["train_seconds"] <= 1200},
+            {"name": "SASRec full Toys HR@10", "value": hr10, "target": ">= 0.085", "ok": hr10 >= 0.085},
+            {"name": "SASRec full Toys NDCG@10", "value": ndcg10, "target": ">= 0.03", "ok": ndcg10 >= 0.03},
+            {"name": "SASRec CPU training (s)", "value": data["train_seconds"], "target": "<= 1200",
+             "ok": data["train_seconds"] <= 1200},
         ]
     return []
 

@@ -39,6 +39,11 @@ def log(message: str) -> None:
         err.print(message, highlight=False)
 
 
+def warn(message: str) -> None:
+    """One `warning: ...` line on stderr. Shown even with --quiet: it is about the result, not progress."""
+    err.print(f"warning: {message}", highlight=False, markup=False)
+
+
 def print_json(obj: Any) -> None:
     """Machine-readable result on stdout (always printed, even with --quiet)."""
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

@@ -65,8 +65,8 @@ recsys score --data "$DATA" --task direct --common-prompts --compare \
   "${dir_files[@]}" "$P/popularity.parquet" "$P/sasrec.parquet" --plot "$RUN/scores-direct.png"
 
 step "8/8 rating and explanation on raw Gift Cards reviews (the Toys adapter, which never saw reviews), and one user's top-5"
-recsys infer --data "$GIFT" --checkpoint "$CKPT" --split test --family rating --seen --limit 1 --precision auto --quiet --overwrite --out "$P/gift.rating.parquet"
-recsys infer --data "$GIFT" --checkpoint "$CKPT" --split test --family explanation --seen --limit 1 --max-new-tokens 32 --precision auto --quiet --overwrite --out "$P/gift.explanation.parquet"
+recsys infer --data "$GIFT" --checkpoint "$CKPT" --allow-other-data --split test --family rating --seen --limit 1 --precision auto --quiet --overwrite --out "$P/gift.rating.parquet"
+recsys infer --data "$GIFT" --checkpoint "$CKPT" --allow-other-data --split test --family explanation --seen --limit 1 --max-new-tokens 32 --precision auto --quiet --overwrite --out "$P/gift.explanation.parquet"
 recsys show answers --data "$GIFT" -p "$P/gift.rating.parquet"
 recsys show answers --data "$GIFT" -p "$P/gift.explanation.parquet"
 recsys show user --data "$DATA" -p "$P/llm-rerank.sequential.parquet" -k 5

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import polars as pl
 
-from recsys_cli.artifacts import schemas
+from recsys_cli.artifacts import outputs, schemas
 from recsys_cli.errors import RecsysError
 
 
@@ -36,13 +36,19 @@ def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
 
 
 def write_parquet(df: pl.DataFrame, path: Path, schema: dict[str, pl.DataType] | None = None,
-                  metadata: dict[str, str] | None = None) -> None:
+                  metadata: dict[str, str] | None = None, kind: str | None = None) -> None:
     """Write one Parquet file atomically (temp file in the same directory, then rename);
-    `metadata`: file-level key-value pairs (the provenance of predictions files)."""
+    `metadata`: file-level key-value pairs (the provenance of predictions files). With `kind`
+    (an artifacts/outputs.py kind) the file replaces only recsys's own output of that kind and is
+    recorded in its directory's ledger; the bytes are the same either way."""
     if schema is None:
         schema = schemas.SCHEMAS.get(path.name)
     if schema is not None:
         df = conform(df, schema)
+    if kind is not None:
+        with outputs.write_file(Path(path), kind) as tmp:
+            df.write_parquet(tmp, compression="zstd", statistics=False, row_group_size=1 << 20, metadata=metadata)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -55,7 +61,11 @@ def write_parquet(df: pl.DataFrame, path: Path, schema: dict[str, pl.DataType] |
         raise
 
 
-def write_json(obj: Any, path: Path) -> None:
+def write_json(obj: Any, path: Path, kind: str | None = None) -> None:
+    """Indented, sorted JSON, atomically; with `kind` owned and recorded like `write_parquet`."""
+    if kind is not None:
+        outputs.write_json(obj, Path(path), kind)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     with os.fdopen(fd, "w") as fh:
@@ -66,8 +76,11 @@ def write_json(obj: Any, path: Path) -> None:
 
 
 def read_artifact(data_dir: Path, name: str, columns: list[str] | None = None) -> pl.DataFrame:
-    """Read `data_dir/name`, checking it exists and has the contract's columns."""
+    """Read `data_dir/name`, checking it exists and has the contract's columns; a textualize
+    file only from a complete run whose manifest records its content (`check_run_file`)."""
     path = Path(data_dir) / name
+    if name in schemas.TEXTUALIZE_FILES:
+        check_run_file(data_dir, name)
     if not path.is_file():
         hint = " (run `recsys build-entities` first)" if name.startswith("entities") else ""
         if name in schemas.TEXTUALIZE_FILES:
@@ -87,10 +100,71 @@ def read_artifact(data_dir: Path, name: str, columns: list[str] | None = None) -
 
 
 def require(data_dir: Path, *names: str) -> None:
-    """Fail early, with the same one-line message as `read_artifact`, if a file is missing."""
+    """Fail early, with the same one-line message as `read_artifact`, if a file is missing or
+    (a textualize file) not the one its run's manifest records."""
     for name in names:
+        if name in schemas.TEXTUALIZE_FILES:
+            check_run_file(data_dir, name)
         if not (Path(data_dir) / name).is_file():
             read_artifact(data_dir, name)
+
+
+_HASHED: dict[tuple, str] = {}  # (path, inode, size, mtime_ns) -> sha256: each file hashed once per process
+_MANIFESTS: dict[tuple, Any] = {}  # the same key -> the parsed manifest.json
+
+
+def _stat_key(path: Path) -> tuple:
+    st = os.stat(path)
+    return (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def cached_sha256(path: Path) -> str:
+    """`file_sha256`, computed once per process while the file's inode, size and mtime stay the same."""
+    key = _stat_key(path)
+    if key not in _HASHED:
+        _HASHED[key] = file_sha256(path)
+    return _HASHED[key]
+
+
+def file_records(directory: Path, names) -> dict[str, dict]:
+    """{name: {"bytes", "sha256"}} of files of `directory`: what a run's manifest.json records
+    under "files" and `check_run_file` compares."""
+    directory = Path(directory)
+    return {n: {"bytes": (directory / n).stat().st_size, "sha256": file_sha256(directory / n)} for n in names}
+
+
+def check_run_file(data_dir: Path, name: str) -> None:
+    """Refuse to read textualize's file `name` of R unless R is a complete run: R has the
+    manifest.json textualize writes last, and the file has the size and sha256 that manifest
+    records (a file of another run, a mix left by a killed run, a hand edit: all refused). A
+    manifest from before textualize recorded its files has nothing to compare and is accepted."""
+    data_dir = Path(data_dir)
+    again = f"run `recsys textualize ... --out {data_dir}`"
+    mpath = data_dir / schemas.MANIFEST
+    if not mpath.is_file():
+        raise RecsysError(f"{data_dir}: not a complete recsys run (no manifest.json); {again}", exit_code=2)
+    key = _stat_key(mpath)
+    if key not in _MANIFESTS:
+        try:
+            _MANIFESTS[key] = json.loads(mpath.read_bytes())
+        except (ValueError, UnicodeDecodeError):
+            _MANIFESTS[key] = None
+    man = _MANIFESTS[key]
+    if not isinstance(man, dict) or not str(man.get("command", "")).startswith("textualize"):
+        raise RecsysError(f"{mpath}: not a manifest of `recsys textualize`, so {data_dir} is not a recsys run; {again}",
+                          exit_code=2)
+    files = man.get("files")
+    if files is None:
+        return
+    entry = files.get(name) if isinstance(files, dict) else None
+    path = data_dir / name
+    if not isinstance(entry, dict):
+        raise RecsysError(f"{mpath}: does not list {name}; {again}", exit_code=2)
+    if not path.is_file():
+        raise RecsysError(f"{path}: file not found, though {mpath} lists it; {again}", exit_code=2)
+    if path.stat().st_size != entry.get("bytes") or cached_sha256(path) != entry.get("sha256"):
+        raise RecsysError(f"{path}: is not the file {mpath} records (files of different textualize runs, or changed "
+                          f"since); {again}", exit_code=2)
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:

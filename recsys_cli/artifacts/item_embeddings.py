@@ -47,25 +47,18 @@ class ItemEmbeddings:
 
 
 def save(path: Path, emb: ItemEmbeddings) -> None:
-    """Write atomically (temp file + rename)."""
-    import os
-    import tempfile
-
+    """Write atomically (temp file + rename), replacing only recsys's own baseline model file,
+    and record it in the folder's ledger (artifacts/outputs.py)."""
     from safetensors.torch import save_file
 
+    from recsys_cli.artifacts import outputs
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {TABLE: emb.table.detach().float().contiguous().cpu()}
     tensors.update({ENCODER_PREFIX + k: v.detach().float().contiguous().cpu() for k, v in emb.encoder.items()})
     meta = {"format": FORMAT, "model": emb.model, "data_fingerprint": emb.data_fingerprint, "config": emb.config, "item_ids": emb.item_ids}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"recsys": json.dumps(meta, sort_keys=True)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with outputs.write_file(path, outputs.BASELINE_MODEL) as tmp:
+        save_file(tensors, str(tmp), metadata={"recsys": json.dumps(meta, sort_keys=True)})
 
 
 def load(path: Path, data_dir: Path | None = None) -> ItemEmbeddings:

@@ -17,7 +17,9 @@ Rules every command follows:
 * it never deletes a file it did not write; outputs that a rerun makes stale are moved
   into `stale/<old fingerprint>/` with a message, never removed;
 * a directory holding anything else is refused (textualize accepts `--force`, and even then
-  leaves those files alone), and an output directory may not contain its own inputs.
+  leaves those files alone), and an output directory may not contain its own inputs;
+* textualize replaces its files only where R's ledger proves they are its own, and as one run
+  (artifacts/runswap.py): an interrupt leaves the old run or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from recsys_cli.artifacts import schemas
+from recsys_cli.artifacts import outputs, schemas
 from recsys_cli.errors import RecsysError
 
 STALE_DIR = "stale"
@@ -75,7 +77,7 @@ def foreign_entries(path: Path, owners: dict[str, tuple[str, ...]]) -> list[str]
     names = owned_names(owners)
     out = []
     for entry in sorted(Path(path).iterdir()):
-        if entry.name in names or _is_temp(entry.name):
+        if entry.name in names or _is_temp(entry.name) or outputs.is_bookkeeping(entry.name):
             continue
         if entry.is_dir() and (is_checkpoint(entry) or is_run_dir(entry)):
             continue
@@ -94,7 +96,8 @@ def check_not_inside(out: Path, inputs: Iterable[Path], flag: str = "--out") -> 
 
 def move_aside(root: Path, names: Iterable[str], tag: str) -> list[str]:
     """Move the existing `names` of `root` into root/stale/<tag>/ (never deleting anything);
-    returns what was moved, as paths relative to root."""
+    returns what was moved, as paths relative to root. A ledger entry moves along (a rename keeps
+    the content, so its recorded hash still proves the file is recsys's there)."""
     moved = []
     for name in names:
         src = Path(root) / name
@@ -105,31 +108,54 @@ def move_aside(root: Path, names: Iterable[str], tag: str) -> list[str]:
         dest, k = dest_dir / name, 1
         while dest.exists():
             dest, k = dest_dir / f"{name}.{k}", k + 1
+        entry = outputs.read_ledger(Path(root)).get(name)
         os.replace(src, dest)
+        if entry is not None:
+            outputs.forget(src)
+            outputs.record_known(dest_dir, {dest.name: entry})
         moved.append(str(dest.relative_to(root)))
     return moved
 
 
-def claim_run_dir(out: Path, inputs: Iterable[Path], force: bool) -> str:
-    """Before textualize writes R: R is new or empty, or a recsys run directory (only
-    textualize's files get replaced), or holds other files (refused unless `force`, and
-    even then they are left alone). Returns 'new', 'rerun' or 'forced'."""
+def check_run_out(out: Path, inputs: Iterable[Path]) -> None:
+    """What textualize checks before it locks --out: a directory or nothing yet, holding none of
+    its inputs, and not inside another command's output."""
     out = Path(out)
     check_not_inside(out, inputs)
     if out.exists() and not out.is_dir():
-        raise RecsysError(f"--out {out}: exists and is not a directory", exit_code=2)
-    if not out.exists() or not any(out.iterdir()):
+        raise RecsysError(f"--out {out}: exists and is not a directory; choose another path", exit_code=2)
+    above = outputs.inside_owned(out)
+    if above is not None:
+        raise RecsysError(f"--out {out}: {above}; choose another directory", exit_code=2)
+
+
+def claim_run_dir(out: Path, inputs: Iterable[Path], force: bool) -> str:
+    """Before textualize writes R (holding R's lock). Returns 'new', 'rerun' or 'forced'.
+    * A file with one of textualize's names (the six tables, manifest.json) is replaced only when
+      R's ledger proves it is textualize's own (artifacts/outputs.py). Anything else under those
+      names, a user's file or a run from a recsys that kept no ledger, is refused even with
+      --force, and no flag is suggested.
+    * Other files the run layout does not know are refused unless --force, and then left alone.
+    Every refusal lists every file that blocks."""
+    out = Path(out)
+    check_run_out(out, inputs)
+    if not out.is_dir():
         return "new"
+    present = [n for n in RUN_OWNERS["textualize"] if (out / n).exists() or (out / n).is_symlink()]
+    theirs = outputs.unowned(out, outputs.TEXTUALIZE, present)
     foreign = foreign_entries(out, RUN_OWNERS)
-    has_run = is_run_dir(out)
+    if theirs:
+        blocking = ", ".join(sorted(set(theirs) | (set() if force else set(foreign))))
+        legacy = is_run_dir(out) and schemas.MANIFEST not in outputs.read_ledger(out)
+        what = ("a run from an older recsys, which kept no record of the files it wrote" if legacy
+                else "files with recsys artifact names that recsys did not write (or that changed since)")
+        raise RecsysError(f"--out {out}: holds {what} ({blocking}); recsys never replaces them and nothing was "
+                          "written: textualize into a new directory", exit_code=2)
     if foreign and not force:
-        shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
-        what = "files recsys did not write" if has_run else "files that are not a recsys run directory"
-        raise RecsysError(f"--out {out}: holds {what} ({shown}); choose an empty directory, or pass --force to write beside them (they are never deleted)", exit_code=2)
-    if not has_run and any((out / n).exists() for n in RUN_OWNERS["textualize"]):
-        if not force:
-            raise RecsysError(f"--out {out}: holds artifact-named files without a recsys manifest.json; pass --force to replace them", exit_code=2)
-    return "forced" if foreign else "rerun"
+        raise RecsysError(f"--out {out}: holds files that are not part of a recsys run ({', '.join(foreign)}); nothing "
+                          "was written: choose an empty directory, or pass --force to write beside them (they are "
+                          "left untouched)", exit_code=2)
+    return "forced" if foreign else ("rerun" if present else "new")
 
 
 def retire_downstream(out: Path, old_fingerprint: str | None, new_fingerprint: str | None) -> list[str]:
@@ -140,23 +166,32 @@ def retire_downstream(out: Path, old_fingerprint: str | None, new_fingerprint: s
     return move_aside(out, DOWNSTREAM_OF_DATA, old_fingerprint[:12])
 
 
-def claim_checkpoint_dir(out: Path, resume: bool, overwrite: bool) -> str:
-    """Before pretrain writes C: 'new' (missing or empty), 'resume' or 'overwrite'. A trained
-    checkpoint is never replaced without --overwrite; other files make C unusable."""
+def claim_checkpoint_dir(out: Path, resume: bool, overwrite: bool, inputs: Iterable[Path] = ()) -> str:
+    """Before pretrain writes C: 'new' (missing, empty, or no checkpoint in it yet), 'resume' or
+    'overwrite'. Every entry of C must be recsys's: pretrain's files recorded in C's ledger as
+    `checkpoint` outputs with their content (artifacts/outputs.py), infer's predictions/, stale/.
+    Anything else is listed and refused; no flag ever touches it, so none is suggested."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise RecsysError(f"--out {out}: exists and is not a directory", exit_code=2)
+        raise RecsysError(f"--out {out}: exists and is not a directory; choose another path", exit_code=2)
     if resume and overwrite:
         raise RecsysError("--resume and --overwrite exclude each other", exit_code=2)
-    empty = not out.exists() or not any(out.iterdir())
-    if empty:
+    check_not_inside(out, inputs)
+    above = outputs.inside_owned(out)
+    if above is not None:
+        raise RecsysError(f"--out {out}: {above}; choose another directory", exit_code=2)
+    ckpt_names = CKPT_OWNERS["pretrain"]
+    present = [n for n in ckpt_names if (out / n).exists() or (out / n).is_symlink()]
+    foreign = foreign_entries(out, CKPT_OWNERS) if out.is_dir() else []
+    blocking = sorted(foreign + outputs.unowned(out, outputs.CHECKPOINT, present))
+    if blocking:
+        raise RecsysError(f"--out {out}: holds files recsys's pretrain did not write, or that changed since "
+                          f"({', '.join(blocking)}); nothing was written: choose another directory (recsys never replaces "
+                          "them)", exit_code=2)
+    if not present:
         if resume:
             raise RecsysError(f"{out}: nothing to resume (no checkpoint there); drop --resume to start fresh", exit_code=2)
         return "new"
-    foreign = foreign_entries(out, CKPT_OWNERS)
-    if foreign:
-        shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
-        raise RecsysError(f"--out {out}: holds files that are not part of a recsys checkpoint ({shown}); choose another directory", exit_code=2)
     if resume:
         return "resume"
     if not overwrite:

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
-from recsys_cli.artifacts import provenance, schemas
+from recsys_cli.artifacts import outputs, provenance, schemas
 from recsys_cli.artifacts.io import read_artifact, write_parquet
 from recsys_cli.data import split as loo
 from recsys_cli.errors import RecsysError
@@ -159,7 +159,8 @@ def make_provenance(data: Path, name: str, config: dict[str, Any], split: str, t
     return provenance.make(Path(data), producer, settings, extra)
 
 
-def write_predictions(df: pl.DataFrame, out: Path, prov: dict[str, Any] | None = None) -> Path:
+def write_predictions(df: pl.DataFrame, out: Path, prov: dict[str, Any] | None, name: str) -> Path:
+    """Baseline `name`'s predictions file; it replaces only that baseline's own earlier file (artifacts/outputs.py)."""
     meta = provenance.encode(prov) if prov is not None else None
-    write_parquet(df, Path(out), schemas.PREDICTIONS_SCHEMA, metadata=meta)
+    write_parquet(df, Path(out), schemas.PREDICTIONS_SCHEMA, metadata=meta, kind=outputs.baseline_predictions(name))
     return Path(out)

@@ -7,6 +7,10 @@ NDCG@10) and `items[-1]` the test target, predicted from `items[:-1]`. For train
 (`training_sequences`): it learns from `items[:-3]` and stops early on `items[-3]`, so no valid
 or test target reaches it. Test prompts (`refit`, on by default) are scored by a fresh model
 trained on `items[:-1]` for the epoch count early stopping chose (baselines/sasrec_train.py).
+Valid prompts with `refit` get the same protocol shifted one position earlier, so the
+validation retriever is built exactly like the test one: early stopping on `items[-3]` (trained
+on `items[:-3]`), then a refit on `items[:-2]`; the valid target is never a label and never
+selects an epoch. `protocol` says which one answered a split (recorded in the provenance).
 
 Loss: softmax cross-entropy at every real position over all items (`negatives=0`, the default),
 or against K uniform negatives shared by the batch. Early stopping ranks all items but the
@@ -30,6 +34,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from recsys_cli.data import split as loo
+from recsys_cli.evaluation.metrics import ranking_from_ranks
 
 
 @dataclass
@@ -67,13 +72,31 @@ def encode_sequences(sequences: Sequence[Sequence[str]]) -> tuple[list[list[int]
     return [[index[i] for i in seq] for seq in sequences], vocab
 
 
-def training_sequences(sequences: Sequence[Sequence[int]], split: str) -> list[list[int]]:
+def shifted(split: str, refit: bool) -> bool:
+    """Whether early stopping for `split` happens one position early, on items[-3]: for train prompts,
+    and for valid prompts with the refit (the test protocol moved back by one position)."""
+    return split == "train" or (split == "valid" and refit)
+
+
+def training_sequences(sequences: Sequence[Sequence[int]], split: str, refit: bool = False) -> list[list[int]]:
     """What `train` gets for a split: whole sequences for valid/test (it holds out the last two
-    itself); for train prompts the sequences without their test target, so the model trains on
-    items[:-3] and stops early on items[-3] (no valid or test target reaches it)."""
-    if split == "train":
+    itself); for train prompts, and valid prompts with the refit, the sequences without their test
+    target, so the model trains on items[:-3] and stops early on items[-3] (no valid or test
+    target reaches it). `refit` trains on these sequences but their last item (sasrec_train.refit)."""
+    if shifted(split, refit):
         return [list(loo.history(s, "test")) for s in sequences]
     return [list(s) for s in sequences]
+
+
+def protocol(split: str, refit: bool) -> str:
+    """How the model that answers `split`'s prompts is trained, in words (provenance and summary)."""
+    if split == "train":
+        return "trained on items[:-3], early-stopped on items[-3]"
+    if not refit:
+        return "trained on items[:-2], early-stopped on items[-2] (the valid target)"
+    if split == "valid":
+        return "early-stopped on items[-3] (trained on items[:-3]), refit on items[:-2] for the chosen epochs"
+    return "early-stopped on items[-2] (trained on items[:-2]), refit on items[:-1] for the chosen epochs"
 
 
 def _left_pad(seqs: Sequence[Sequence[int]], max_len: int) -> np.ndarray:
@@ -167,16 +190,6 @@ def score_all(model, histories: Sequence[Sequence[int]], max_len: int, batch: in
     return np.concatenate(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
 
-def _metrics(rank: np.ndarray, ks=(1, 5, 10), prefix: str = "") -> dict[str, float]:
-    out = {}
-    for k in ks:
-        hit = rank < k
-        out[f"{prefix}HR@{k}"] = float(hit.mean())
-        if k > 1:
-            out[f"{prefix}NDCG@{k}"] = float((hit / np.log2(rank + 2.0)).mean())
-    return out
-
-
 def rank_metrics(model, histories, targets, max_len: int, ks=(1, 5, 10), batch: int = 512) -> dict[str, float]:
     """Full-ranking HR@k / NDCG@k over all items under both protocols (ties count against the
     target): `HR@10` ranks every item (P5), `x_HR@10` leaves out each user's whole history."""
@@ -192,7 +205,7 @@ def rank_metrics(model, histories, targets, max_len: int, ks=(1, 5, 10), batch: 
         cols = torch.as_tensor(np.concatenate([np.asarray(h, dtype=np.int64) for h in hists]) - 1)  # [S]
         logits[rows, cols] = float("-inf")  # [B, N]; a target inside its own history ranks last
         ranks_x.append(((logits >= t_score).sum(1) - 1).numpy())  # [B]
-    return {**_metrics(np.concatenate(ranks), ks), **_metrics(np.concatenate(ranks_x), ks, "x_")}
+    return {**ranking_from_ranks(np.concatenate(ranks), ks), **ranking_from_ranks(np.concatenate(ranks_x), ks, "x_")}
 
 
 @dataclass
@@ -201,21 +214,23 @@ class Fitted:
     history: list  # per-epoch rows of `train` (early stopping)
     item_ids: list  # item_ids[j] is row j + 1 of the item table (= ctx.items)
     score: Callable  # (users, histories as item id lists) -> float64 [B, N] over ctx.items
-    selected: object  # the early-stopped items[:-2] model (= `model` unless refitted); its weights are the saved embeddings
+    selected: object  # the early-stopped model (= `model` unless refitted): items[:-2], or items[:-3] when `shifted`
     refit_history: list  # per-epoch rows of `refit` (empty without one)
 
 
 def fit(ctx, cfg: SASRecConfig, split: str, on_epoch=None, on_refit_epoch=None) -> Fitted:
     """Train SASRec for the prompts of `split` on the context's sequences
-    (recsys_cli.baselines.context.Context); see `training_sequences`. Test prompts with
-    `cfg.refit` get the refit model (baselines/sasrec_train.refit) trained on items[:-1]."""
+    (recsys_cli.baselines.context.Context); see `training_sequences` and `protocol`. Test and
+    valid prompts with `cfg.refit` get the refit model (baselines/sasrec_train.refit), trained up to
+    the prompts' target (test: items[:-1]; valid: items[:-2])."""
     from recsys_cli.baselines.sasrec_train import refit, train
 
     seqs = [[ctx.index[i] + 1 for i in full] for full in ctx.sequences.values()]  # 1..N, 0 = padding
-    selected, history = train(training_sequences(seqs, split), len(ctx.items), cfg, on_epoch=on_epoch)
+    early = training_sequences(seqs, split, cfg.refit)
+    selected, history = train(early, len(ctx.items), cfg, on_epoch=on_epoch)
     model, refit_history = selected, []
-    if split == "test" and cfg.refit and history:
-        model, refit_history = refit(seqs, len(ctx.items), cfg, history, on_epoch=on_refit_epoch)
+    if split in ("valid", "test") and cfg.refit and history:  # refit trains on `early` but its last item
+        model, refit_history = refit(early, len(ctx.items), cfg, history, on_epoch=on_refit_epoch)
 
     return Fitted(model, history, list(ctx.items), scorer(ctx, model, cfg), selected, refit_history)
 

@@ -171,7 +171,8 @@ def refit(
 ):
     """A fresh model on items[:-1] of every sequence (the valid target is one more label; the
     test target stays out) for `best_epoch(history)` epochs, with the lr cuts `train` made before
-    that epoch. No target is evaluated. The time cap is `cfg.max_minutes` again.
+    that epoch. No target is evaluated. The time cap is `cfg.max_minutes` again. Given sequences
+    without their test target (the valid refit, sasrec.training_sequences), it learns items[:-2].
 
     Returns (model, rows: one dict per epoch with `loss` and `elapsed_s`)."""
     epochs = int(best_epoch(history, cfg).get("epoch", 0))

@@ -8,7 +8,8 @@ Add a command: write commands/<name>.py and add one line below.
 
 from __future__ import annotations
 
-from recsys_cli.commands import baseline, build_entities, infer, mask_preview, merge, pretrain, score, show, textualize
+from recsys_cli.commands import baseline, build_entities, infer, mask_preview, merge, pretrain, score, show
+from recsys_cli.commands import textualize, tune
 
 COMMANDS = [
     ("build-entities", build_entities.command),
@@ -16,6 +17,7 @@ COMMANDS = [
     ("pretrain", pretrain.command),
     ("infer", infer.command),
     ("score", score.command),
+    ("tune", tune.command),
     ("merge-predictions", merge.command),
 ]
 GROUPS = [

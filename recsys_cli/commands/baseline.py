@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 import typer
 
 from recsys_cli import console
-from recsys_cli.options import AsJson, DataDir, Quiet, Seed
+from recsys_cli.options import ABOVE_0, AT_LEAST_0, AT_LEAST_1, DROPOUT, AsJson, DataDir, Quiet, Range, Seed, ranged
 
 app = typer.Typer(help="Reference baselines: popularity, itemknn, sasrec (sequential/direct), mf and mean (rating), retrieval (explanation/review).")
 
@@ -36,7 +36,7 @@ SasSplit = Annotated[
     ),
 ]
 TopK = Annotated[
-    int, typer.Option("--top-k", min=1, max=200, help="Length of the full-ranking lists, with scores (sequential prompts; at most 200).")
+    int, ranged("--top-k", rule=Range(low=1, high=200), help="Length of the full-ranking lists, with scores (sequential prompts).")
 ]
 ExcludeHistory = Annotated[
     bool,
@@ -54,20 +54,32 @@ def _out_path(data: Path, out: Optional[Path], split: str, name: str) -> Path:
     return out if out is not None else Path(data) / schemas.PREDICTIONS_DIR / split / f"{name}.parquet"
 
 
+def _claim(data: Path, name: str, out: Path, *more) -> None:
+    """Refuse, before any work, outputs that would replace a file recsys did not write, another
+    command's file or an input (artifacts/outputs.py); `more`: further outputs.Target."""
+    from recsys_cli.artifacts import layout, outputs
+
+    inputs = [Path(data) / n for n in (*layout.RUN_OWNERS["textualize"], *layout.RUN_OWNERS["build-entities"])]
+    outputs.claim([outputs.Target(out, outputs.baseline_predictions(name), "--out"), *more], inputs)
+
+
 def _finish(name: str, df, path: Path, summary: dict, as_json: bool, started: float, prov: dict | None = None) -> None:
     from recsys_cli.baselines.context import write_predictions
 
-    write_predictions(df, path, prov)
+    write_predictions(df, path, prov, name)
     summary = {"baseline": name, "out": str(path), "rows": df.height, "seconds": round(time.perf_counter() - started, 2), **summary}
     console.emit(summary, as_json=as_json, title=f"baseline {name}")
 
 
-def _ranking(name: str, data: Path, out, split: str, top_k: int, exclude: bool, as_json: bool, quiet: bool, make_scorer) -> None:
+def _ranking(name: str, data: Path, out, split: str, top_k: int, exclude: bool, as_json: bool, quiet: bool, make_scorer,
+             more_outputs=()) -> None:
     """`make_scorer(ctx)` -> (score for rank_prompts, producer config, summary). The summary's
-    reproducible facts (not seconds or paths) go into the provenance's `extra`."""
+    reproducible facts (not seconds or paths) go into the provenance's `extra`. `more_outputs`:
+    the other files the scorer writes (outputs.Target), claimed with --out before any work."""
     from recsys_cli.baselines.context import load_context, make_provenance, rank_prompts
 
     console.set_quiet(quiet)
+    _claim(data, name, _out_path(data, out, split, name), *more_outputs)
     started = time.perf_counter()
     ctx = load_context(data, split)
     score, config, summary = make_scorer(ctx)
@@ -78,8 +90,9 @@ def _ranking(name: str, data: Path, out, split: str, top_k: int, exclude: bool, 
 
 
 def _facts(summary: dict) -> dict:
-    """The summary's reproducible facts (not seconds or paths), for the provenance's `extra`."""
-    return {k: v for k, v in summary.items() if k not in ("train_seconds", "embeddings", "valid_out")}
+    """The summary's reproducible facts (not seconds or paths), for the provenance's `extra` (a SASRec
+    file's training protocol is in its producer config, which names the retriever)."""
+    return {k: v for k, v in summary.items() if k not in ("train_seconds", "embeddings", "valid_out", "protocol")}
 
 
 def _no_train_split(split: str) -> None:
@@ -109,7 +122,7 @@ def itemknn(
     out: Out = None,
     split: Split = "test",
     top_k: TopK = 20,
-    window: Annotated[int, typer.Option("--window", help="Last history items that vote.")] = 20,
+    window: Annotated[int, ranged("--window", rule=AT_LEAST_1, help="Last history items that vote.")] = 20,
     exclude_history: ExcludeHistory = True,
     as_json: AsJson = False,
     quiet: Quiet = False,
@@ -133,45 +146,52 @@ def sasrec(
     embeddings_out: Annotated[
         Optional[Path],
         typer.Option("--embeddings-out", help="Item embeddings + encoder state (safetensors, with the data fingerprint) of the "
-                     "model trained on items[:-2]; default R/baselines/sasrec.safetensors. Not written for --split train."),
+                     "model trained on items[:-2]; default R/baselines/sasrec.safetensors. Written by test runs and "
+                     "--no-refit valid runs only."),
     ] = None,
     seed: Seed = 0,
-    max_epochs: Annotated[int, typer.Option("--max-epochs")] = 200,
-    patience: Annotated[int, typer.Option("--patience", help="Epochs without valid NDCG@10 gain before stopping.")] = 8,
-    hidden: Annotated[int, typer.Option("--hidden")] = 64,
-    blocks: Annotated[int, typer.Option("--blocks")] = 2,
-    heads: Annotated[int, typer.Option("--heads")] = 1,
-    max_len: Annotated[int, typer.Option("--max-len")] = 50,
-    dropout: Annotated[float, typer.Option("--dropout")] = 0.3,
-    lr: Annotated[float, typer.Option("--lr")] = 2e-3,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
+    max_epochs: Annotated[int, ranged("--max-epochs", rule=AT_LEAST_1, help="Epochs at most.")] = 200,
+    patience: Annotated[int, ranged("--patience", rule=AT_LEAST_1, help="Epochs without valid NDCG@10 gain before stopping.")] = 8,
+    hidden: Annotated[int, ranged("--hidden", rule=AT_LEAST_1, help="Embedding size.")] = 64,
+    blocks: Annotated[int, ranged("--blocks", rule=AT_LEAST_1, help="Self-attention blocks.")] = 2,
+    heads: Annotated[int, ranged("--heads", rule=AT_LEAST_1, help="Attention heads (must divide --hidden).")] = 1,
+    max_len: Annotated[int, ranged("--max-len", rule=AT_LEAST_1, help="Last history items the model reads.")] = 50,
+    dropout: Annotated[float, ranged("--dropout", rule=DROPOUT, help="Dropout rate.")] = 0.3,
+    lr: Annotated[float, ranged("--lr", rule=ABOVE_0, help="Adam learning rate.")] = 2e-3,
+    batch_size: Annotated[int, ranged("--batch-size", rule=AT_LEAST_1, help="Sequences per step.")] = 128,
     negatives: Annotated[
-        int, typer.Option("--negatives", help="0 = full softmax over all items (the default); K = sampled softmax with K shared negatives.")
+        int, ranged("--negatives", rule=AT_LEAST_0, help="0 = full softmax over all items (the default); K = sampled softmax with K shared negatives.")
     ] = 0,
-    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads.")] = 2,
-    max_minutes: Annotated[float, typer.Option("--max-minutes", help="Training time cap (best weights kept); the test refit gets it again.")] = 18.0,
+    threads: Annotated[int, ranged("--threads", rule=AT_LEAST_1, help="torch CPU threads.")] = 2,
+    max_minutes: Annotated[float, ranged("--max-minutes", rule=ABOVE_0, help="Training time cap (best weights kept); the test refit gets it again.")] = 18.0,
     refit: Annotated[
-        bool, typer.Option("--refit/--no-refit", help="Test prompts: retrain on items[:-1] for the epoch count early stopping chose.")
+        bool,
+        typer.Option("--refit/--no-refit", help="Test prompts: retrain on items[:-1] for the epoch count early "
+                     "stopping on items[-2] chose. Valid prompts, the same one position earlier: early stopping on "
+                     "items[-3], retrain on items[:-2] (the valid target is never seen). --no-refit: the "
+                     "early-stopped items[:-2] model answers both.")
     ] = True,
     valid_out: Annotated[
         Optional[Path],
-        typer.Option("--valid-out", help="With --split test: also write the validation prompts' predictions of the early-stopped "
-                     "model, the same file `--split valid` writes, without training that model a second time."),
+        typer.Option("--valid-out", help="With --split test: also write the validation prompts' predictions, the "
+                     "same file `--split valid` writes (with --refit its own early stopping and refit run; with "
+                     "--no-refit the early-stopped model, not trained a second time)."),
     ] = None,
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
     """SASRec: causal self-attention over the item sequence, full-softmax cross-entropy (history items left out of the
-    softmax with --exclude-history), early stopping on valid NDCG@10 of items[-2] (items[-3] for --split train)."""
-    from recsys_cli.baselines.sasrec import SASRecConfig, fit
-    from recsys_cli.baselines.sasrec_train import best_epoch
+    softmax with --exclude-history), early stopping on valid NDCG@10 of items[-2] (items[-3] for --split train and,
+    with --refit, --split valid), then a refit up to the prompts' target (baselines/sasrec.py `protocol`)."""
+    from recsys_cli.baselines.sasrec import SASRecConfig
 
     if hidden % heads:
         raise typer.BadParameter(f"--hidden {hidden} must be divisible by --heads {heads}")
     if valid_out is not None and (split != "test" or valid_out.resolve() == _out_path(data, out, split, "sasrec").resolve()):
         raise typer.BadParameter("--valid-out: only with --split test, and a path other than the test predictions' --out")
-    if split == "train" and embeddings_out is not None:
-        raise typer.BadParameter("--embeddings-out: only the valid/test model (trained on items[:-2]) is saved; drop it with --split train")
+    if embeddings_out is not None and not _saves_embeddings(split, refit):
+        raise typer.BadParameter("--embeddings-out: only the early-stopped items[:-2] model is saved (by --split "
+                                 "test, or --split valid --no-refit); drop it here")
     cfg = SASRecConfig(
         max_len=max_len, hidden=hidden, blocks=blocks, heads=heads, dropout=dropout, lr=lr, batch_size=batch_size,
         max_epochs=max_epochs, patience=patience, seed=seed, threads=threads, max_minutes=max_minutes, negatives=negatives,
@@ -179,56 +199,97 @@ def sasrec(
     )
 
     def make(ctx):
-        with console.progress() as prog:
-            task = prog.add_task("sasrec epochs", total=max_epochs)
-
-            history: list[dict] = []
-
-            def on_epoch(epoch: int, loss: float, row: dict) -> None:
-                history.append(row)
-                prog.update(task, completed=epoch, description=f"sasrec loss {loss:.3f} valid NDCG@10 {row.get('valid_NDCG@10', 0):.4f}")
-
-            def on_refit_epoch(epoch: int, loss: float, row: dict) -> None:
-                total = best_epoch(history, cfg).get("epoch", epoch)
-                prog.update(task, completed=epoch, total=total, description=f"sasrec refit on items[:-1] loss {loss:.3f}")
-
-            fitted = fit(ctx, cfg, split, on_epoch=on_epoch, on_refit_epoch=on_refit_epoch)
-        best = best_epoch(fitted.history, cfg)
-        seconds = sum(rows[-1]["elapsed_s"] for rows in (fitted.history, fitted.refit_history) if rows)
-        summary = {"epochs": len(fitted.history), "best_epoch": best.get("epoch", 0), "refit_epochs": len(fitted.refit_history),
-                   "train_seconds": round(seconds, 1),
-                   **{k: round(v, 4) for k, v in best.items() if k.startswith("valid_") and not k.endswith("@1")}}
-        if split != "train":
+        fitted, summary = _fit_sasrec(ctx, cfg, split)
+        if _saves_embeddings(split, refit):
             summary["embeddings"] = str(_save_embeddings(data, embeddings_out, fitted.selected, fitted.item_ids, cfg))
         if valid_out is not None:
-            summary["valid_out"] = str(_write_valid(data, valid_out, ctx, fitted.selected, cfg, top_k, exclude_history, summary))
-        return fitted.score, cfg.as_dict(), summary
+            summary["valid_out"] = str(_write_valid(data, valid_out, ctx, fitted, cfg, top_k, exclude_history, summary))
+        return fitted.score, _sasrec_config(cfg, split), summary
 
-    _ranking("sasrec", data, out, split, top_k, exclude_history, as_json, quiet, make)
+    from recsys_cli.artifacts import outputs
+
+    more = [] if valid_out is None else [outputs.Target(valid_out, outputs.baseline_predictions("sasrec"), "--valid-out")]
+    if _saves_embeddings(split, refit):
+        more.append(outputs.Target(_embeddings_path(data, embeddings_out), outputs.BASELINE_MODEL, "--embeddings-out"))
+    _ranking("sasrec", data, out, split, top_k, exclude_history, as_json, quiet, make, more)
 
 
-def _write_valid(data: Path, path: Path, ctx, selected, cfg, top_k: int, exclude: bool, summary: dict) -> Path:
-    """The validation predictions of the early-stopped model, with the provenance a `--split valid`
-    run of the same settings writes (the same model: valid and test train it on the same items[:-2])."""
+def _fit_sasrec(ctx, cfg, split: str):
+    """Train (and refit) SASRec for `split` with a progress bar: (Fitted, the run's summary)."""
+    from recsys_cli.baselines.sasrec import fit, protocol
+    from recsys_cli.baselines.sasrec_train import best_epoch
+
+    with console.progress() as prog:
+        task = prog.add_task(f"sasrec epochs ({split})", total=cfg.max_epochs)
+        history: list[dict] = []
+
+        def on_epoch(epoch: int, loss: float, row: dict) -> None:
+            history.append(row)
+            ndcg = row.get("valid_NDCG@10", 0)
+            prog.update(task, completed=epoch, description=f"sasrec loss {loss:.3f} valid NDCG@10 {ndcg:.4f}")
+
+        def on_refit_epoch(epoch: int, loss: float, row: dict) -> None:
+            total = best_epoch(history, cfg).get("epoch", epoch)
+            prog.update(task, completed=epoch, total=total, description=f"sasrec refit ({split}) loss {loss:.3f}")
+
+        fitted = fit(ctx, cfg, split, on_epoch=on_epoch, on_refit_epoch=on_refit_epoch)
+    best = best_epoch(fitted.history, cfg)
+    seconds = sum(rows[-1]["elapsed_s"] for rows in (fitted.history, fitted.refit_history) if rows)
+    summary = {"protocol": protocol(split, cfg.refit), "epochs": len(fitted.history),
+               "best_epoch": best.get("epoch", 0), "refit_epochs": len(fitted.refit_history),
+               "train_seconds": round(seconds, 1),
+               **{k: round(v, 4) for k, v in best.items() if k.startswith("valid_") and not k.endswith("@1")}}
+    return fitted, summary
+
+
+def _sasrec_config(cfg, split: str) -> dict:
+    """The producer config of a SASRec predictions file: the settings and the training protocol of its split."""
+    from recsys_cli.baselines.sasrec import protocol
+
+    return {**cfg.as_dict(), "protocol": protocol(split, cfg.refit)}
+
+
+def _saves_embeddings(split: str, refit: bool) -> bool:
+    """The embeddings file holds the early-stopped items[:-2] model: test runs and --no-refit valid runs train it."""
+    from recsys_cli.baselines.sasrec import shifted
+
+    return not shifted(split, refit)
+
+
+def _write_valid(data: Path, path: Path, ctx, fitted, cfg, top_k: int, exclude: bool, summary: dict) -> Path:
+    """The validation predictions with the provenance a `--split valid` run of the same settings writes: with
+    --refit from their own run (early stopping on items[-3], refit on items[:-2]); without, from the test run's
+    early-stopped model (valid and test train it on the same items[:-2], so it is the same model)."""
     from recsys_cli.baselines.context import load_context, make_provenance, rank_prompts, write_predictions
     from recsys_cli.baselines.sasrec import scorer
 
     vctx = load_context(data, "valid")
-    df = rank_prompts(vctx, scorer(ctx, selected, cfg), k=top_k, exclude_history=exclude)
-    facts = _facts({**summary, "refit_epochs": 0})  # a valid run does not refit
-    return write_predictions(df, path, make_provenance(data, "sasrec", cfg.as_dict(), "valid", top_k, exclude, extra=facts))
+    if cfg.refit:
+        valid_fit, valid_summary = _fit_sasrec(vctx, cfg, "valid")
+        score, facts = valid_fit.score, _facts(valid_summary)
+    else:
+        score, facts = scorer(ctx, fitted.selected, cfg), _facts(summary)
+    df = rank_prompts(vctx, score, k=top_k, exclude_history=exclude)
+    prov = make_provenance(data, "sasrec", _sasrec_config(cfg, "valid"), "valid", top_k, exclude, extra=facts)
+    return write_predictions(df, path, prov, "sasrec")
 
 
 def _save_embeddings(data: Path, path: Optional[Path], model, item_ids: list, cfg) -> Path:
     """R/baselines/sasrec.safetensors (artifacts/item_embeddings.py) of the items[:-2] model (never the refit,
     which has learned the valid targets that RSLLM's validation must not see)."""
-    from recsys_cli.artifacts import item_embeddings, schemas
+    from recsys_cli.artifacts import item_embeddings
     from recsys_cli.artifacts.io import data_fingerprint
     from recsys_cli.baselines.sasrec_encoder import to_item_embeddings
 
-    path = Path(path) if path is not None else Path(data) / schemas.BASELINE_MODELS_DIR / "sasrec.safetensors"
+    path = _embeddings_path(data, path)
     item_embeddings.save(path, to_item_embeddings(model, cfg, item_ids, data_fingerprint(Path(data))))
     return path
+
+
+def _embeddings_path(data: Path, path: Optional[Path]) -> Path:
+    from recsys_cli.artifacts import schemas
+
+    return Path(path) if path is not None else Path(data) / schemas.BASELINE_MODELS_DIR / "sasrec.safetensors"
 
 
 @app.command("mf")
@@ -237,8 +298,8 @@ def mf(
     out: Out = None,
     split: Split = "test",
     seed: Seed = 0,
-    dim: Annotated[int, typer.Option("--dim")] = 32,
-    max_epochs: Annotated[int, typer.Option("--max-epochs", help="Full-batch Adam steps.")] = 300,
+    dim: Annotated[int, ranged("--dim", rule=AT_LEAST_1, help="Factor size.")] = 32,
+    max_epochs: Annotated[int, ranged("--max-epochs", rule=AT_LEAST_1, help="Full-batch Adam steps.")] = 300,
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
@@ -252,6 +313,7 @@ def mf(
     console.set_quiet(quiet)
     if split not in ("test", "valid"):
         raise RecsysError(f"--split {split!r}: expected test or valid", 2)
+    _claim(data, "mf", _out_path(data, out, split, "mf"))
     started = time.perf_counter()
     check_ratings(data)
     cfg = MFConfig(dim=dim, max_epochs=max_epochs, seed=seed)
@@ -276,6 +338,7 @@ def _text_baseline(name: str, data: Path, out, split: str, as_json: bool, quiet:
         from recsys_cli.errors import RecsysError
 
         raise RecsysError(f"--split {split!r}: expected test or valid", 2)
+    _claim(data, name, _out_path(data, out, split, name))
     started = time.perf_counter()
     df, summary = run()
     prov = provenance.make(data, {"kind": "baseline", "name": name, "config": config}, {"split": split})

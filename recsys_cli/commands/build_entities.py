@@ -16,16 +16,16 @@ from typing import Annotated
 import typer
 
 from recsys_cli import console
-from recsys_cli.options import AsJson, DataDir, ModelOpt, Quiet, TrustRemoteCode
+from recsys_cli.options import AsJson, DataDir, ModelOpt, Quiet, Range, TrustRemoteCode, ranged
 
 
 def command(
     data: DataDir,
     model: ModelOpt = None,
     threshold: Annotated[
-        float, typer.Option("--threshold", min=0.1, max=1.0, help="Jaccard similarity at which two titles are near-duplicates.")
+        float, ranged("--threshold", rule=Range(low=0.1, high=1.0), help="Jaccard similarity at which two titles are near-duplicates.")
     ] = 0.8,
-    num_perm: Annotated[int, typer.Option("--num-perm", min=16, max=1024, help="MinHash permutations per title.")] = 64,
+    num_perm: Annotated[int, ranged("--num-perm", rule=Range(low=16, high=1024), help="MinHash permutations per title.")] = 64,
     trust_remote_code: TrustRemoteCode = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
@@ -34,8 +34,8 @@ def command(
     import polars as pl
     from rich.table import Table
 
-    from recsys_cli.artifacts import schemas
-    from recsys_cli.artifacts.io import manifest, write_json, write_parquet
+    from recsys_cli.artifacts import outputs, schemas
+    from recsys_cli.artifacts.io import manifest, require, write_json, write_parquet
     from recsys_cli.data import entities as ent
     from recsys_cli.errors import RecsysError
     from recsys_cli.modeling.registry import resolve_model
@@ -44,6 +44,8 @@ def command(
     data = Path(data)
     if not data.is_dir():
         raise RecsysError(f"{data}: not a directory (run `recsys textualize ... --out {data}` first)", exit_code=2)
+    require(data, schemas.ITEMS, schemas.CORPUS, schemas.PROMPTS)  # a complete run, not a mix of two
+    _claim(data)
     spec = resolve_model(model)
     with console.progress() as bar:
         task = bar.add_task("build-entities", total=5)
@@ -65,7 +67,7 @@ def command(
         agreement = ent.in_context_agreement(data, {r["entity_id"]: r["token_ids"] for r in rows}, tokenizer)
         bar.advance(task)
 
-    write_parquet(pl.DataFrame(rows, schema=schemas.ENTITIES_SCHEMA), data / schemas.ENTITIES)
+    write_parquet(pl.DataFrame(rows, schema=schemas.ENTITIES_SCHEMA), data / schemas.ENTITIES, kind=outputs.ENTITIES)
     mh = pl.DataFrame(
         {
             "entity_id": [r["entity_id"] for r in items],
@@ -75,13 +77,13 @@ def command(
         },
         schema=schemas.ENTITIES_MINHASH_SCHEMA,
     )
-    write_parquet(mh, data / schemas.ENTITIES_MINHASH)
+    write_parquet(mh, data / schemas.ENTITIES_MINHASH, kind=outputs.ENTITIES)
     dup_rows = [
         {"cluster": c, "entity_id": items[i]["entity_id"], "item_id": items[i]["item_ids"][0], "text": items[i]["text"]}
         for c, members in enumerate(clusters)
         for i in members
     ]
-    write_parquet(pl.DataFrame(dup_rows, schema=schemas.NEAR_DUPLICATES_SCHEMA), data / schemas.NEAR_DUPLICATES)
+    write_parquet(pl.DataFrame(dup_rows, schema=schemas.NEAR_DUPLICATES_SCHEMA), data / schemas.NEAR_DUPLICATES, kind=outputs.ENTITIES)
 
     counts = {k: sum(r["kind"] == k for r in rows) for k in schemas.ENTITY_KINDS}
     summary = {
@@ -96,7 +98,8 @@ def command(
     inputs = [data / n for n in (schemas.ITEMS, schemas.CORPUS, schemas.PROMPTS) if (data / n).is_file()]
     opts = {"data": data, "model": spec.name, "threshold": threshold, "num_perm": num_perm, "minhash_seed": ent.MINHASH_SEED}
     rows_out = {schemas.ENTITIES: len(rows), schemas.ENTITIES_MINHASH: len(items), schemas.NEAR_DUPLICATES: len(dup_rows)}
-    write_json({**manifest("build-entities", opts, inputs, rows_out), "summary": summary}, data / schemas.ENTITIES_MANIFEST)
+    write_json({**manifest("build-entities", opts, inputs, rows_out), "summary": summary}, data / schemas.ENTITIES_MANIFEST,
+               kind=outputs.ENTITIES)
 
     table = Table(title=f"entities in {data}")
     table.add_column("kind")
@@ -108,3 +111,12 @@ def command(
     share = f"{agreement['match']}/{checked}" if checked else "n/a"
     table.add_row("in-context ids match corpus spans", share)
     console.emit(summary, as_json=as_json, title="build-entities", tables=[table])
+
+
+def _claim(data: Path) -> None:
+    """Before any work: R's entity files may be replaced only when build-entities wrote them
+    (artifacts/outputs.py); a user's file of that name is listed and left alone."""
+    from recsys_cli.artifacts import layout, outputs
+
+    targets = [outputs.Target(data / n, outputs.ENTITIES, "output") for n in layout.RUN_OWNERS["build-entities"]]
+    outputs.claim(targets, [data / n for n in layout.RUN_OWNERS["textualize"]], hint="move them away first")

@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 
 from recsys_cli import console
-from recsys_cli.options import AsJson, DataDir, ModelOpt, Quiet, Seed, TrustRemoteCode
+from recsys_cli.options import AT_LEAST_1, AsJson, DataDir, ModelOpt, Quiet, Seed, TrustRemoteCode, ranged
 
 _LEVELS = ("entity", "sentence", "document", "prompt")
 
@@ -53,7 +53,7 @@ def _render(ex, tokens: list[str], targets: list[str], text: str, char_entities:
 
 def command(
     data: DataDir,
-    n: Annotated[int, typer.Option("-n", "--num", min=1, help="How many documents or prompts to show.")] = 3,
+    n: Annotated[int, ranged("-n", "--num", rule=AT_LEAST_1, help="How many documents or prompts to show.")] = 3,
     level: Annotated[str, typer.Option("--level", help="entity | sentence | document | prompt.")] = "entity",
     seed: Seed = 0,
     model: ModelOpt = None,

@@ -23,7 +23,7 @@ from typing import Annotated, Optional
 import typer
 
 from recsys_cli import console
-from recsys_cli.options import AsJson, DataDir, ModelOpt, Quiet, TrustRemoteCode
+from recsys_cli.options import AT_LEAST_0, AsJson, DataDir, ModelOpt, Quiet, TrustRemoteCode, ranged, recipe_flag
 
 # flag name -> recipe key (the shortcuts; everything else goes through --set)
 FLAG_KEYS = {
@@ -51,28 +51,28 @@ def command(
     config: Annotated[Optional[Path], typer.Option("--config", help="Recipe YAML (recipes/pretrain/*.yaml); --set and flags override it.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any recipe key: --set train.lr=1e-4 (repeatable).")] = None,
     model: ModelOpt = None,
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="train.max_steps: optimizer steps.")] = None,
-    lora_rank: Annotated[Optional[int], typer.Option("--lora-rank", help="lora.rank (the paper: 8).")] = None,
-    lora_alpha: Annotated[Optional[int], typer.Option("--lora-alpha", help="lora.alpha.")] = None,
-    lora_dropout: Annotated[Optional[float], typer.Option("--lora-dropout", help="lora.dropout.")] = None,
+    max_steps: Annotated[Optional[int], recipe_flag("--max-steps", "train.max_steps", help="train.max_steps: optimizer steps.")] = None,
+    lora_rank: Annotated[Optional[int], recipe_flag("--lora-rank", "lora.rank", help="lora.rank (the paper: 8).")] = None,
+    lora_alpha: Annotated[Optional[int], recipe_flag("--lora-alpha", "lora.alpha", help="lora.alpha.")] = None,
+    lora_dropout: Annotated[Optional[float], recipe_flag("--lora-dropout", "lora.dropout", help="lora.dropout.")] = None,
     lora_targets: Annotated[Optional[str], typer.Option("--lora-targets", help="lora.targets: comma-separated module names (default: every attention and MLP projection).")] = None,
     modules_to_save: Annotated[Optional[str], typer.Option("--modules-to-save", help="lora.modules_to_save: modules trained in full next to LoRA (e.g. embed_tokens for a random model); 'none' clears the recipe's.")] = None,
     positions: Annotated[Optional[str], typer.Option("--positions", help="model.positions: glm (2D: inter + intra) or linear (the ablation).")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="train.lr: peak learning rate.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="train.batch_size: sequences per device per micro-step.")] = None,
-    grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", help="train.grad_accum.")] = None,
-    max_length: Annotated[Optional[int], typer.Option("--max-length", help="train.max_length: tokens per sequence (Part A + Part B).")] = None,
-    save_every: Annotated[Optional[int], typer.Option("--save-every", help="train.save_every: checkpoint every N steps.")] = None,
-    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="eval.eval_every: validation loss every N steps.")] = None,
+    lr: Annotated[Optional[float], recipe_flag("--lr", "train.lr", help="train.lr: peak learning rate.")] = None,
+    batch_size: Annotated[Optional[int], recipe_flag("--batch-size", "train.batch_size", help="train.batch_size: sequences per device per micro-step.")] = None,
+    grad_accum: Annotated[Optional[int], recipe_flag("--grad-accum", "train.grad_accum", help="train.grad_accum.")] = None,
+    max_length: Annotated[Optional[int], recipe_flag("--max-length", "train.max_length", help="train.max_length: tokens per sequence (Part A + Part B).")] = None,
+    save_every: Annotated[Optional[int], recipe_flag("--save-every", "train.save_every", help="train.save_every: checkpoint every N steps.")] = None,
+    eval_every: Annotated[Optional[int], recipe_flag("--eval-every", "eval.eval_every", help="eval.eval_every: validation loss every N steps.")] = None,
     gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="train.gradient_checkpointing (less memory, ~30% slower).")] = None,
     precision: Annotated[Optional[str], typer.Option("--precision", help="train.precision: auto (bf16 where the GPU or CPU computes it natively), fp32 or bf16.")] = None,
     deepspeed: Annotated[Optional[Path], typer.Option("--deepspeed", help="train.deepspeed: DeepSpeed JSON config (recipes/deepspeed/zero2.json, zero3.json).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/train_state exactly (data, base model and recipe must match).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the checkpoint in OUT (only the files pretrain writes).")] = False,
     allow_changed: Annotated[Optional[list[str]], typer.Option("--allow-changed", help="With --resume: accept a changed recipe key (e.g. train.max_steps) or 'data' (repeatable).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="train.seed: data order, masking, init.")] = None,
+    seed: Annotated[Optional[int], recipe_flag("--seed", "train.seed", help="train.seed: data order, masking, init.")] = None,
     trust_remote_code: TrustRemoteCode = False,
-    local_rank: Annotated[Optional[int], typer.Option("--local_rank", "--local-rank", hidden=True, help="Set by the deepspeed launcher; the rank comes from LOCAL_RANK.")] = None,
+    local_rank: Annotated[Optional[int], ranged("--local_rank", "--local-rank", rule=AT_LEAST_0, hidden=True, help="Set by the deepspeed launcher; the rank comes from LOCAL_RANK.")] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:

@@ -34,7 +34,12 @@ def command(
         Optional[list[Path]], typer.Argument(help="More predictions files (with --compare: one table, in this order).")
     ] = None,
     compare: Annotated[
-        bool, typer.Option("--compare", help="Compare several predictions files: --compare A.parquet B.parquet ...")
+        bool,
+        typer.Option(
+            "--compare",
+            help="Compare several predictions files: --compare A.parquet B.parquet ...; ranking rows of B, C, ... get "
+            "the paired 95% interval of their NDCG@10 and HR@10 difference from A on the prompts both answered.",
+        ),
     ] = False,
     task: Annotated[str, typer.Option("--task", help="rating|sequential|explanation|review|direct|all")] = "all",
     common: Annotated[
@@ -42,7 +47,7 @@ def command(
     ] = False,
     p5_compatible: Annotated[bool, typer.Option("--p5-compatible", help="Reproduce P5's BLEU/ROUGE conventions.")] = False,
     markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Also write the tables as Markdown.")] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the comparison as a PNG (matplotlib).")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the comparison (matplotlib; the format from the extension: .png, .pdf, .svg, ...).")] = None,
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
@@ -57,12 +62,19 @@ def command(
         raise typer.BadParameter("give --predictions FILE (repeatable) or --compare FILE FILE ...")
     if compare and len(paths) < 2:
         raise typer.BadParameter("--compare needs at least two predictions files")
+    _claim(data, paths, markdown_out, plot)
     rows = score_files(data, paths, task=task, p5=p5_compatible, common=common)
+    if compare:
+        from recsys_cli.evaluation.compare import add_paired_intervals
+
+        add_paired_intervals(data, paths, rows)
     if not rows:
         raise RecsysError(f"no predictions of task {task!r} found in {', '.join(map(str, paths))}", 1)
     note = P5_NOTE if p5_compatible else STD_NOTE
     if markdown_out is not None:
-        _write_text(markdown_out, tables.markdown(rows, note))
+        from recsys_cli.artifacts import outputs
+
+        outputs.write_text(markdown_out, tables.markdown(rows, note), outputs.REPORT)
     if plot is not None:
         from recsys_cli.evaluation.plot import plot_rows
 
@@ -77,12 +89,19 @@ def _finite(value):
     return None if isinstance(value, float) and value != value else value
 
 
-def _write_text(path: Path, text: str) -> None:
-    import os
-    import tempfile
+def _claim(data: Path, paths: list[Path], markdown_out: Optional[Path], plot: Optional[Path]) -> None:
+    """Before scoring: --markdown and --plot may replace only recsys's own report / plot
+    (artifacts/outputs.py), never an input, and --plot names a format matplotlib writes."""
+    from recsys_cli.artifacts import layout, outputs
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    targets = []
+    if markdown_out is not None:
+        targets.append(outputs.Target(markdown_out, outputs.REPORT, "--markdown"))
+    if plot is not None:
+        targets.append(outputs.Target(plot, outputs.PLOT, "--plot"))
+    inputs = [Path(data) / n for n in (*layout.RUN_OWNERS["textualize"], *layout.RUN_OWNERS["build-entities"])]
+    outputs.claim(targets, inputs + list(paths))
+    if plot is not None:
+        from recsys_cli.evaluation.plot import check_format
+
+        check_format(plot)

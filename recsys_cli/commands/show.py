@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from recsys_cli import console
-from recsys_cli.options import AsJson, DataDir
+from recsys_cli.options import AT_LEAST_1, AsJson, DataDir, ranged
 
 app = typer.Typer(help="Show predictions as text: answers next to references, or one user's recommendations.")
 
@@ -26,7 +26,7 @@ def answers(
     predictions: Predictions,
     family: Annotated[Optional[str], typer.Option("--family", help="Only this task family.")] = None,
     prompt_id: Annotated[Optional[list[str]], typer.Option("--prompt-id", help="Exactly these prompts (repeatable).")] = None,
-    n: Annotated[int, typer.Option("-n", min=1, help="How many answers.")] = 1,
+    n: Annotated[int, ranged("-n", rule=AT_LEAST_1, help="How many answers.")] = 1,
     as_json: AsJson = False,
 ) -> None:
     """Prompt, model output and reference of the first N answered prompts."""
@@ -51,8 +51,8 @@ def user(
     data: DataDir,
     predictions: Predictions,
     user_id: Annotated[Optional[str], typer.Option("--user", help="The user (default: the first with a ranked answer).")] = None,
-    k: Annotated[int, typer.Option("-k", min=1, help="Recommended titles to show.")] = 5,
-    history: Annotated[int, typer.Option("--history", min=1, help="Last history titles to show.")] = 10,
+    k: Annotated[int, ranged("-k", rule=AT_LEAST_1, help="Recommended titles to show.")] = 5,
+    history: Annotated[int, ranged("--history", rule=AT_LEAST_1, help="Last history titles to show.")] = 10,
     as_json: AsJson = False,
 ) -> None:
     """A user's history titles and the top-k titles the predictions rank for them."""

@@ -7,9 +7,11 @@ corpus / prompts (Parquet) + manifest.json, written atomically into --out.
         --users fixtures/table/users.csv --user-col reviewerID --item-col asin --out runs/table
     recsys textualize recbole --dataset-dir fixtures/recbole/ml-100k --out runs/ml100k
 
-Each subcommand only reads its input (recsys_cli/data/sources/); the shared `_run` claims
---out (artifacts/layout.py), textualizes, runs the data-quality checks (--strict: an error
-before anything is written) and writes textualize's own files. docs/data.md has the details.
+Each subcommand only reads its input (recsys_cli/data/sources/); the shared `_run` locks and
+claims --out (artifacts/layout.py: only files recsys's ledger proves are textualize's own are
+replaced), textualizes, runs the data-quality checks (--strict: an error before anything is
+written), writes the run into a stage inside --out and swaps it in whole (artifacts/runswap.py):
+Ctrl-C leaves the old run or the new one, never a mix. docs/data.md has the details.
 """
 
 from __future__ import annotations
@@ -19,29 +21,30 @@ from typing import Annotated, Optional
 
 import typer
 
-from recsys_cli.options import AsJson, Quiet, Seed
+from recsys_cli.options import AT_LEAST_0, AT_LEAST_1, AsJson, Quiet, Range, Seed, ranged
 
 app = typer.Typer(help="Turn interaction data into the artifacts every later stage reads.", no_args_is_help=True)
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="Run directory: new, empty, or an earlier textualize output (only textualize's own files are replaced).")]
-Force = Annotated[bool, typer.Option("--force", help="Write into a directory that also holds other files (they are never deleted).")]
-DocsPerUser = Annotated[int, typer.Option("--docs-per-user", min=1, help="Corpus documents per user (10% long, 30% medium, 60% short).")]
-PromptsPerUser = Annotated[int, typer.Option("--prompts-per-user", min=0, help="Training positions per user for sequential and direct prompts.")]
-MinUser = Annotated[int, typer.Option("--min-user-items", min=3, help="Drop users with fewer distinct items (5-core on users).")]
-ReviewCap = Annotated[int, typer.Option("--review-prompts-per-user", min=0, help="At most this many reviews per user and split become rating/explanation/review prompts (0: all).")]
-MinItem = Annotated[int, typer.Option("--min-item-users", min=0, help="Also drop items with fewer users, iterated (0: off).")]
-MinItemAuto = Annotated[Optional[int], typer.Option("--min-item-users", min=0, help="Also drop items with fewer users, iterated (0: off; default 0 for the 5-core 2014/2018 files, 5 for raw 2023 files).")]
+Force = Annotated[bool, typer.Option("--force", help="Write into a directory that also holds other files (left "
+                                      "untouched; a file with an artifact's name that recsys did not write is never replaced).")]
+DocsPerUser = Annotated[int, ranged("--docs-per-user", rule=AT_LEAST_1, help="Corpus documents per user (10% long, 30% medium, 60% short).")]
+PromptsPerUser = Annotated[int, ranged("--prompts-per-user", rule=AT_LEAST_0, help="Training positions per user for sequential and direct prompts.")]
+MinUser = Annotated[int, ranged("--min-user-items", rule=Range(low=3), help="Drop users with fewer distinct items (5-core on users).")]
+ReviewCap = Annotated[int, ranged("--review-prompts-per-user", rule=AT_LEAST_0, help="At most this many reviews per user and split become rating/explanation/review prompts (0: all).")]
+MinItem = Annotated[int, ranged("--min-item-users", rule=AT_LEAST_0, help="Also drop items with fewer users, iterated (0: off).")]
+MinItemAuto = Annotated[Optional[int], ranged("--min-item-users", rule=AT_LEAST_0, help="Also drop items with fewer users, iterated (0: off; default 0 for the 5-core 2014/2018 files, 5 for raw 2023 files).")]
 TimeUnit = Annotated[str, typer.Option("--time-unit", help="Timestamps: auto (milliseconds when the median is above 1e11), s or ms.")]
 Strict = Annotated[bool, typer.Option("--strict", help="Fail (writing nothing) when a data-quality check is above its threshold (docs/data.md).")]
 
 
 def _run(command: str, load, out: Path, options: dict, seed: int, docs: int, per_user: int, cap: int, quiet: bool,
          as_json: bool, force: bool = False, strict: bool = False) -> None:
+    """Read the input, then, holding R's lock, claim R, textualize and swap the whole run in
+    (artifacts/runswap.py): Ctrl-C or SIGTERM at any point leaves the old run or the new one."""
     from recsys_cli import console
-    from recsys_cli.artifacts import layout, schemas
-    from recsys_cli.artifacts.io import data_fingerprint, manifest, write_json, write_parquet
-    from recsys_cli.data import quality
-    from recsys_cli.data.textualize import textualize
+    from recsys_cli.artifacts import layout, runswap
+    from recsys_cli.artifacts.io import data_fingerprint
 
     console.set_quiet(quiet)
     unit = options.get("time_unit", "auto")
@@ -49,33 +52,53 @@ def _run(command: str, load, out: Path, options: dict, seed: int, docs: int, per
         from recsys_cli.errors import RecsysError
 
         raise RecsysError(f"--time-unit {unit!r}: expected auto, s or ms", exit_code=2)
-    steps = ["sequences", "items and users", "interactions", "corpus", "prompts", "write"]
     console.log("textualize: reading input")
     src = load()  # input errors surface here, before anything is written
-    mode = layout.claim_run_dir(out, src.inputs, force)
-    old_fp = data_fingerprint(out) if mode != "new" else None
-    with console.progress() as bar:
-        task = bar.add_task("textualize", total=len(steps))
+    layout.claim_run_dir(out, src.inputs, force)  # refused here, nothing is written, not even the lock file
+    with runswap.terminate_as_exit(), runswap.locked_run_dir(out):
+        mode = layout.claim_run_dir(out, src.inputs, force)  # again, now that no other writer can change R
+        old_fp = data_fingerprint(out)
+        with console.progress() as bar:
+            task = bar.add_task("textualize", total=6)  # 5 steps + write
+            frames, summary = _textualize(src, seed, docs, per_user, cap, lambda name: bar.update(
+                task, advance=1, description=f"textualize: {name}"))
+            if strict:
+                from recsys_cli.data import quality
 
-        def step(name: str) -> None:
-            bar.update(task, advance=1, description=f"textualize: {name}")
-
-        frames, summary = textualize(src, seed=seed, docs_per_user=docs, prompts_per_user=per_user, review_cap=cap, progress=step)
-        if strict:
-            quality.enforce(summary["quality"])
-        bar.update(task, description="textualize: write")
-        for name in schemas.TEXTUALIZE_FILES:  # each file replaced atomically; only textualize's own
-            write_parquet(frames[name], out / name)
-        rows = {name: frames[name].height for name in schemas.TEXTUALIZE_FILES}
-        write_json(manifest(command, options | {"seed": seed}, src.inputs, rows) | {"summary": summary}, out / schemas.MANIFEST)
-        bar.update(task, advance=1)
-    moved = layout.retire_downstream(out, old_fp, data_fingerprint(out))
+                quality.enforce(summary["quality"])
+            bar.update(task, description="textualize: write")
+            moved = _write_run(out, frames, summary, command, options | {"seed": seed}, src.inputs, old_fp)
+            bar.update(task, advance=1)
     if moved:
         summary["notes"].append(f"the data changed: outputs computed from the old data were moved aside: {', '.join(moved)}")
     if mode == "forced":
         summary["notes"].append(f"--force: {out} also holds files recsys did not write; they were left untouched")
     summary["out"] = str(out)
     console.emit(summary, as_json=as_json, title="textualize", tables=[summary_table(summary)], notes=summary["notes"])
+
+
+def _textualize(src, seed: int, docs: int, per_user: int, cap: int, step):
+    from recsys_cli.data.textualize import textualize
+
+    return textualize(src, seed=seed, docs_per_user=docs, prompts_per_user=per_user, review_cap=cap, progress=step)
+
+
+def _write_run(out: Path, frames: dict, summary: dict, command: str, options: dict, inputs: list, old_fp) -> list[str]:
+    """Write the run into a stage inside R, the manifest (with every file's size and sha256) last,
+    then swap it in; returns the outputs of the old data moved into stale/."""
+    from recsys_cli.artifacts import layout, runswap, schemas
+    from recsys_cli.artifacts.io import file_records, file_sha256, manifest, write_json, write_parquet
+
+    with runswap.staged(out) as stage:
+        for name in schemas.TEXTUALIZE_FILES:
+            write_parquet(frames[name], stage / name)
+        files = file_records(stage, schemas.TEXTUALIZE_FILES)
+        rows = {name: frames[name].height for name in schemas.TEXTUALIZE_FILES}
+        run_manifest = manifest(command, options, inputs, rows) | {"files": files, "summary": summary}
+        write_json(run_manifest, stage / schemas.MANIFEST)
+        new_fp = file_sha256(stage / schemas.MANIFEST)
+        hashes = {name: f["sha256"] for name, f in files.items()} | {schemas.MANIFEST: new_fp}
+        return runswap.commit(out, stage, hashes, then=lambda: layout.retire_downstream(out, old_fp, new_fp))
 
 
 def summary_table(summary: dict):

@@ -24,6 +24,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+from recsys_cli.artifacts import schemas
 from recsys_cli.data import masking
 from recsys_cli.data import split as loo
 from recsys_cli.data.masking import IGNORE, Example, MaskConfig
@@ -63,6 +64,48 @@ def history_rows(sequence: Sequence[str], split: str, target: str | None, rows: 
     """Rows of the items a prompt's user had before its target (data/split.history), unknown
     items skipped: the recommender's input for the user-alignment loss."""
     return [r for r in (int(rows.get(i, 0)) for i in loo.history(sequence, split, target)) if r > 0]
+
+
+def carries_history(family: str | None) -> bool:
+    """Whether a prompt of `family` shows the user's history (sequential, direct): only these
+    take part in the user-alignment loss. Rating, explanation and review prompts hold none."""
+    return family in schemas.RANKING_FAMILIES
+
+
+def shown_position(sequence: Sequence[str], shown_entity_ids: Sequence[str]) -> int | None:
+    """Position t of a prompt in `sequence`, found from the history items its text shows (its
+    item entities that are in the sequence, in text order): the end of their leftmost match as
+    a subsequence. A prompt shows items[t - 10:t] (data/prompts.py), so the match never ends
+    after the true t. None when the text shows no item of the sequence or they do not match."""
+    seen = set(sequence)
+    items = (e[len(ITEM_PREFIX):] for e in shown_entity_ids if e.startswith(ITEM_PREFIX))
+    shown = [i for i in items if i in seen]
+    if not shown:
+        return None
+    j = 0
+    for t, item in enumerate(sequence):
+        if item == shown[j]:
+            j += 1
+            if j == len(shown):
+                return t + 1
+    return None
+
+
+def prompt_history(sequence: Sequence[str], family: str | None, split: str, target: str | None,
+                   shown_entity_ids: Sequence[str], rows: Mapping[str, int]) -> list[int]:
+    """The user-loss history rows of a prompt (docs/rsllm.md): none unless its family carries a
+    history. A train prompt whose item is not in the sequence (a negative yes/no prompt) takes
+    its position from the history its text shows (`shown_position`) and sees only the items
+    before that position (data/split.history's rule for that train position); no position, or
+    one outside the training part: no history (never the whole training part)."""
+    if not carries_history(family):
+        return []
+    if split == "train" and target not in sequence:
+        t = shown_position(sequence, shown_entity_ids)
+        if t is None or t not in loo.train_positions(len(sequence)):
+            return []
+        target = sequence[t]
+    return history_rows(sequence, split, target, rows)
 
 
 def _checked_ids(ex: Example, entity_ids: Sequence[str]) -> Sequence[str]:

@@ -192,9 +192,21 @@ def tokenize_document(text: str, entities: Iterable[Any] | None, tokenizer: Any)
 
 def tokenize_target(target: str, entities: Iterable[Any] | None, tokenizer: Any) -> TokenizedDoc:
     """A prompt answer, tokenized as " " + target (entities shift by one char), so its entities
-    carry their in-context ids, the ids stored in entities.parquet."""
+    carry their in-context ids, the ids stored in entities.parquet. Where the leading space
+    stays a token of its own (SmolLM2 and Llama-3 split digits: " 4" is "Ġ" + "4") and no
+    entity starts there, that lone space is dropped: the answer's first token is the answer
+    ("4"), the token the rating scorer reads at [START] (inference/rating.py)."""
     shifted = [
         {"start": int(_field(e, "start")) + 1, "end": int(_field(e, "end")) + 1, "kind": _field(e, "kind"), "entity_id": _field(e, "entity_id")}
         for e in (entities or [])
     ]
-    return tokenize_document(" " + target, shifted, tokenizer)
+    doc = tokenize_document(" " + target, shifted, tokenizer)
+    if len(doc.ids) < 2 or (doc.entity_spans and doc.entity_spans[0][0] == 0) or doc.ids[0] != lone_space_id(tokenizer):
+        return doc
+    return doc.slice(1, len(doc.ids))
+
+
+def lone_space_id(tokenizer: Any) -> int | None:
+    """The id of " " when the tokenizer makes it one token, else None."""
+    ids = encode_batch(tokenizer, [" "])[0][0]
+    return ids[0] if len(ids) == 1 else None

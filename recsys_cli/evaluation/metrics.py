@@ -58,16 +58,27 @@ def truth_ranks(ranked: pl.Series, truth: pl.Series, depth: int = max(KS)) -> np
     return rank
 
 
-def ranking_from_ranks(rank: np.ndarray, ks: Sequence[int] = KS) -> dict[str, float]:
-    """HR@k and NDCG@k (k > 1) from 0-based ranks (rank >= k means a miss)."""
+def per_prompt(rank: np.ndarray, metric: str) -> np.ndarray:
+    """One value per prompt of `metric` ("HR@k" or "NDCG@k") from 0-based ranks: float64 [N].
+    HR@k = 1[rank < k]; NDCG@k = 1[rank < k] / log2(rank + 2). The averages below and the paired
+    bootstrap (evaluation/bootstrap.py) are built on it."""
+    name, _, k_text = metric.partition("@")
+    if name not in ("HR", "NDCG") or not k_text.isdigit():
+        raise ValueError(f"metric {metric!r}: expected HR@k or NDCG@k")
+    rank = np.asarray(rank)
+    hit = rank < int(k_text)  # [N]
+    if name == "HR":
+        return hit.astype(np.float64)
+    return np.where(hit, 1.0 / np.log2(rank + 2.0), 0.0)
+
+
+def ranking_from_ranks(rank: np.ndarray, ks: Sequence[int] = KS, prefix: str = "") -> dict[str, float]:
+    """HR@k and NDCG@k (k > 1) from 0-based ranks (rank >= k means a miss); keys start with `prefix`."""
     out: dict[str, float] = {}
-    if len(rank) == 0:
-        return {**{f"HR@{k}": 0.0 for k in ks}, **{f"NDCG@{k}": 0.0 for k in ks if k > 1}}
     for k in ks:
-        hit = rank < k
-        out[f"HR@{k}"] = float(hit.mean())
-        if k > 1:
-            out[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(rank + 2.0), 0.0).mean())
+        for name in ("HR", "NDCG") if k > 1 else ("HR",):
+            values = per_prompt(rank, f"{name}@{k}")
+            out[f"{prefix}{name}@{k}"] = float(values.mean()) if len(values) else 0.0
     return out
 
 

@@ -11,7 +11,7 @@ from recsys_cli.errors import RecsysError
 from recsys_cli.evaluation.tables import NOT_RANKED, columns_for, group_rows
 
 
-def plot_rows(rows: list[dict], path: Path) -> None:
+def _pyplot():
     try:
         import matplotlib
 
@@ -19,6 +19,29 @@ def plot_rows(rows: list[dict], path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise RecsysError("--plot needs matplotlib: pip install 'recsys[plot]'", 2)
+    return plt
+
+
+def image_format(path: Path) -> str:
+    """The format matplotlib writes for `path`: its extension, png without one."""
+    return Path(path).suffix[1:].lower() or "png"
+
+
+def check_format(path: Path) -> None:
+    """Refuse, before any scoring, a --plot extension matplotlib cannot write."""
+    plt = _pyplot()
+    fig = plt.figure()
+    known = sorted(fig.canvas.get_supported_filetypes())
+    plt.close(fig)
+    if image_format(path) not in known:
+        raise RecsysError(f"--plot {path}: expected an image file name ending in one of .{', .'.join(known)}", 2)
+
+
+def plot_rows(rows: list[dict], path: Path) -> None:
+    """Draw `rows` into `path` atomically; it replaces only recsys's own plot (artifacts/outputs.py)."""
+    from recsys_cli.artifacts import outputs
+
+    plt = _pyplot()
     groups = group_rows(rows)
     if not groups:
         raise RecsysError("--plot: nothing to plot (no scored rows)", 2)
@@ -36,8 +59,8 @@ def plot_rows(rows: list[dict], path: Path) -> None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with outputs.write_file(path, outputs.PLOT, suffix=f".{image_format(path)}") as tmp:
+            fig.savefig(tmp, dpi=100, format=image_format(path))
+    finally:
+        plt.close(fig)

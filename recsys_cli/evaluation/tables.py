@@ -10,6 +10,8 @@ import math
 
 from rich.table import Table
 
+from recsys_cli.evaluation.bootstrap import format_interval
+
 COLUMNS = {
     "rating": ["RMSE", "MAE", "unparsable", "n"],
     "ranking": ["HR@1", "HR@5", "NDCG@5", "HR@10", "NDCG@10", "validity", "empty", "n"],
@@ -66,6 +68,16 @@ def fmt(col: str, value) -> str:
     return f"{value:.4f}"
 
 
+def paired_columns(fam_rows: list[dict]) -> list[tuple[str, list[str]]]:
+    """`score --compare`: (header, one cell per row) for each paired interval against the first file
+    (evaluation/compare.py); none when no row has one."""
+    first = next((r["vs_first"] for r in fam_rows if r.get("vs_first")), None)
+    if first is None:
+        return []
+    return [(f"Δ{m} vs {first['against']} [95% CI]", [format_interval(r["vs_first"][m]) if r.get("vs_first") else ""
+                                                      for r in fam_rows]) for m in ("NDCG@10", "HR@10")]
+
+
 def rich_tables(rows: list[dict], note: str) -> list[Table]:
     tables = []
     for fam, fam_rows in group_rows(rows).items():
@@ -76,9 +88,13 @@ def rich_tables(rows: list[dict], note: str) -> list[Table]:
         table.add_column("templates", no_wrap=True)
         for c in cols:
             table.add_column(c, justify="right", no_wrap=True)
+        paired = paired_columns(fam_rows)
+        for header, _ in paired:
+            table.add_column(header, justify="right")
         for i, r in enumerate(fam_rows):
             cells = [fmt(c, r["metrics"].get(c)) for c in cols]
             cells = [f"[bold]{v}[/bold]" if (i, c) in bold else v for v, c in zip(cells, cols)]
+            cells += [values[i] for _, values in paired]
             table.add_row(r["method"], "seen" if r["seen"] else "unseen", *cells, style=None if r["seen"] else "dim")
         tables.append(table)
     if tables:
@@ -92,11 +108,13 @@ def markdown(rows: list[dict], note: str) -> str:
         cols = columns_for(fam_rows)
         bold = best_cells(fam_rows, cols)
         parts.append(f"### {fam}\n")
-        parts.append("| method | templates | " + " | ".join(cols) + " |")
-        parts.append("|---|---|" + "---:|" * len(cols))
+        paired = paired_columns(fam_rows)
+        parts.append("| method | templates | " + " | ".join(cols + [h for h, _ in paired]) + " |")
+        parts.append("|---|---|" + "---:|" * (len(cols) + len(paired)))
         for i, r in enumerate(fam_rows):
             cells = [fmt(c, r["metrics"].get(c)) for c in cols]
             cells = [f"**{v}**" if (i, c) in bold else v for v, c in zip(cells, cols)]
+            cells += [values[i] for _, values in paired]
             parts.append(f"| {r['method']} | {'seen' if r['seen'] else 'unseen'} | " + " | ".join(cells) + " |")
         parts.append("")
     parts.append(f"_{note}_\n")

@@ -1,8 +1,9 @@
 """Scoring fixed answers instead of generating them.
 
 * `score_candidates`: log-likelihood of each candidate answer (`[START] title [END]`) after one
-  prompt. The prompt's KV cache is computed once and shared by all candidates (expanded
-  across the candidate batch), so 100 candidates cost one prompt pass plus 100 short ones.
+  prompt. The prompt's KV cache is computed once and shared by all candidates, so 100
+  candidates cost one prompt pass plus 100 short ones. `score_candidates_batch` prefills
+  several prompts in one pass and runs the candidate rows of all of them in shared forwards.
 * `score_candidates_constrained`: log P of each candidate under decoding constrained to the
   candidate titles (softmax over the allowed next tokens). The candidates' trie is walked
   exhaustively, but only up to the point where a prefix identifies one candidate (the rest is
@@ -22,49 +23,84 @@ from recsys_cli.data.intra import part_b_intra
 from recsys_cli.data.trie import ROOT, EntityTrie
 
 
+# candidate rows per forward: on 2 CPU cores 32 beat 256 (the [rows, W, V] logits dominate); a GPU
+# wants larger forwards (scripts/gpu-bench.sh measures 32 against 256)
+CHUNK_ROWS = {"cpu": 32, "cuda": 256}
+
+
 def score_candidates(model, part_a: Sequence[int], part_a_intra: Sequence[int], start_id: int, end_id: int,
-                     candidates: Sequence[Sequence[int]], trie: EntityTrie | None, chunk: int = 32,
+                     candidates: Sequence[Sequence[int]], trie: EntityTrie | None, chunk: int | None = None,
                      dynamic: bool = True, soft: Sequence[tuple[int, int]] | None = None) -> list[float]:
-    """Summed log-prob of `candidate tokens + [END]` for each candidate, after one prompt."""
+    """Summed log-prob of `candidate tokens + [END]` for each candidate, after one prompt
+    (one prompt of `score_candidates_batch`)."""
+    return score_candidates_batch(model, [part_a], [part_a_intra], start_id, end_id, [candidates], trie, chunk=chunk,
+                                  dynamic=dynamic, soft=None if soft is None else [soft])[0]
+
+
+def score_candidates_batch(model, part_a: Sequence[Sequence[int]], part_a_intra: Sequence[Sequence[int]], start_id: int,
+                           end_id: int, candidates: Sequence[Sequence[Sequence[int]]], trie: EntityTrie | None,
+                           chunk: int | None = None, dynamic: bool = True,
+                           soft: Sequence[Sequence[tuple[int, int]]] | None = None) -> list[list[float]]:
+    """Per prompt b, the summed log-prob of `tokens + [END]` of each of `candidates[b]`. The
+    prompts are prefilled as one left-padded batch; then every (prompt, candidate) row, the
+    rows of all prompts sorted by length together, runs in forwards of `chunk` rows, each on
+    its own prompt's cached keys (so chunks stay full across prompts, with little padding).
+    `chunk` None: CHUNK_ROWS for the model's device type."""
     import torch
 
-    dt = decode._dtype(model)
-    dev = decode._device(model)
-    base = decode.prefill(model, [part_a], [part_a_intra], start_id, trie, dynamic=dynamic, soft=None if soft is None else [soft])
-    first = torch.log_softmax(base.logits[0], -1)  # [V] next token after [START]
-    past = base.key_ok.shape[1]
-    order = sorted(range(len(candidates)), key=lambda i: len(candidates[i]))  # length-sorted chunks: little padding
-    out = [0.0] * len(candidates)
-    for c0 in range(0, len(order), chunk):
-        members = order[c0:c0 + chunk]
-        group = [list(candidates[i]) for i in members]
-        n = len(group)
-        width = max(len(c) for c in group)
-        ids = torch.zeros(n, width, dtype=torch.long)  # [N, W] right-padded candidate tokens
-        intra = torch.ones(n, width, dtype=torch.long)  # [N, W]
-        lens = torch.tensor([len(c) for c in group])  # [N]
-        for i, c in enumerate(group):
-            ids[i, :len(c)] = torch.tensor(c)
-            if dynamic and trie is not None:
-                intra[i, :len(c)] = torch.tensor(part_b_intra(c, trie)[1:])
-        q = torch.arange(width)
-        allowed_new = (q[None, :] <= q[:, None])[None] & (q[None, None, :] < lens[:, None, None])  # [N, W, W]
-        allowed_new |= torch.eye(width, dtype=torch.bool)[None]  # pad rows see themselves
-        allowed = torch.cat([base.key_ok.cpu()[:1, None, :].expand(n, width, past), allowed_new], -1)  # [N, W, past+W]
-        mask = torch.zeros(n, 1, width, past + width, dtype=dt)  # [N, 1, W, past+W]
-        mask.masked_fill_(~allowed[:, None], torch.finfo(dt).min)
-        cache = _expand_cache(base.cache, n)
-        inter = base.inter[:1].cpu().expand(n, width)  # [N, W]
-        logits, _ = decode.forward(model, ids.to(dev), inter.to(dev), intra.to(dev), mask.to(dev), cache)
-        nxt = torch.cat([ids[:, 1:], torch.zeros(n, 1, dtype=torch.long)], 1)  # [N, W] token predicted at each pos
-        nxt[torch.arange(n), lens - 1] = end_id
-        logits = logits.float()  # [N, W, V]
-        tok_lp = logits.gather(-1, nxt[..., None].to(dev))[..., 0] - torch.logsumexp(logits, -1)  # [N, W]
-        valid = q[None, :] < lens[:, None]  # [N, W]
-        total = (tok_lp.cpu() * valid).sum(1) + first[ids[:, 0].to(first.device)].cpu()  # [N]
-        for i, v in zip(members, total.tolist()):
-            out[i] = v
+    chunk = chunk or CHUNK_ROWS.get(decode._device(model).type, CHUNK_ROWS["cpu"])
+
+    out = [[0.0] * len(c) for c in candidates]
+    live = [b for b, c in enumerate(candidates) if c]
+    if not live:
+        return out
+    base = decode.prefill(model, [part_a[b] for b in live], [part_a_intra[b] for b in live], start_id, trie, dynamic=dynamic,
+                          soft=None if soft is None else [soft[b] for b in live])
+    first = torch.log_softmax(base.logits, -1).cpu()  # [P, V] next token after [START]
+    key_ok, inter = base.key_ok.cpu(), base.inter.cpu()  # [P, past], [P]
+    rows = sorted(((p, i) for p, b in enumerate(live) for i in range(len(candidates[b]))),
+                  key=lambda pi: len(candidates[live[pi[0]]][pi[1]]))  # length-sorted chunks: little padding
+    for c0 in range(0, len(rows), chunk):
+        members = rows[c0:c0 + chunk]
+        src = torch.tensor([p for p, _ in members])  # [N] prompt of each row
+        group = [list(candidates[live[p]][i]) for p, i in members]
+        ids, total = _candidate_logprobs(model, base.cache, src, key_ok, inter, group, end_id, trie, dynamic)
+        total = total + first[src, ids[:, 0]]  # [N]
+        for (p, i), v in zip(members, total.tolist()):
+            out[live[p]][i] = v
     return out
+
+
+def _candidate_logprobs(model, cache, src, key_ok, inter, group: list[list[int]], end_id: int, trie, dynamic: bool):
+    """One forward of candidate rows, row r after the cached keys of prompt src[r] (`key_ok`
+    [P, past]: which are real; `inter` [P]: [gM]'s position). -> (ids [N, W], summed log-prob of
+    each row's tokens 2.. and [END] [N]), on the host."""
+    import torch
+
+    dt, dev = decode._dtype(model), decode._device(model)
+    n, past = len(group), key_ok.shape[1]
+    width = max(len(c) for c in group)
+    ids = torch.zeros(n, width, dtype=torch.long)  # [N, W] right-padded candidate tokens
+    intra = torch.ones(n, width, dtype=torch.long)  # [N, W]
+    lens = torch.tensor([len(c) for c in group])  # [N]
+    for i, c in enumerate(group):
+        ids[i, :len(c)] = torch.tensor(c)
+        if dynamic and trie is not None:
+            intra[i, :len(c)] = torch.tensor(part_b_intra(c, trie)[1:])
+    q = torch.arange(width)
+    allowed_new = (q[None, :] <= q[:, None])[None] & (q[None, None, :] < lens[:, None, None])  # [N, W, W]
+    allowed_new |= torch.eye(width, dtype=torch.bool)[None]  # pad rows see themselves
+    allowed = torch.cat([key_ok[src][:, None, :].expand(n, width, past), allowed_new], -1)  # [N, W, past+W]
+    mask = torch.zeros(n, 1, width, past + width, dtype=dt)  # [N, 1, W, past+W]
+    mask.masked_fill_(~allowed[:, None], torch.finfo(dt).min)
+    logits, _ = decode.forward(model, ids.to(dev), inter[src][:, None].expand(n, width).to(dev), intra.to(dev), mask.to(dev),
+                               _cache_rows(cache, src.to(dev)))
+    nxt = torch.cat([ids[:, 1:], torch.zeros(n, 1, dtype=torch.long)], 1)  # [N, W] token predicted at each pos
+    nxt[torch.arange(n), lens - 1] = end_id
+    logits = logits.float()  # [N, W, V]
+    tok_lp = logits.gather(-1, nxt[..., None].to(dev))[..., 0] - torch.logsumexp(logits, -1)  # [N, W]
+    valid = q[None, :] < lens[:, None]  # [N, W]
+    return ids, (tok_lp.cpu() * valid).sum(1)
 
 
 def score_candidates_constrained(model, part_a: Sequence[int], part_a_intra: Sequence[int], start_id: int,
@@ -140,20 +176,19 @@ def score_batch(model, part_a: Sequence[Sequence[int]], part_a_intra: Sequence[S
                 candidates: Sequence[Sequence[Sequence[int]]], trie: EntityTrie | None, scoring: str = "constrained",
                 dynamic: bool = True, soft: Sequence[Sequence[tuple[int, int]]] | None = None) -> list[list[float]]:
     """Scores of each prompt's candidates under `--item-scoring` (constrained: the batched
-    walker; full: summed full-vocabulary log-probs, one prompt at a time)."""
+    walker; full: summed full-vocabulary log-probs, the prompts batched too)."""
     if scoring != "full":
         return score_candidates_constrained_batch(model, part_a, part_a_intra, start_id, end_id, candidates, trie, dynamic=dynamic, soft=soft)
-    return [score_candidates(model, a, ai, start_id, end_id, c, trie, dynamic=dynamic, soft=None if soft is None else soft[k])
-            for k, (a, ai, c) in enumerate(zip(part_a, part_a_intra, candidates))]
+    return score_candidates_batch(model, part_a, part_a_intra, start_id, end_id, candidates, trie, dynamic=dynamic, soft=soft)
 
 
-def _expand_cache(cache, n: int):
-    """A new DynamicCache whose every layer repeats the (batch-1) prompt cache n times."""
+def _cache_rows(cache, rows):
+    """A new DynamicCache whose row r is row rows[r] of `cache` in every layer."""
     from transformers import DynamicCache
 
     new = DynamicCache()
     for i, layer in enumerate(cache.layers):
-        new.update(layer.keys.expand(n, *layer.keys.shape[1:]), layer.values.expand(n, *layer.values.shape[1:]), i)
+        new.update(layer.keys.index_select(0, rows), layer.values.index_select(0, rows), i)
     return new
 
 

@@ -33,6 +33,7 @@ class Engine:
         self.no_ids = sorted({self._first(" " + w) for w in NO_WORDS})
         self._title_tokens: dict[str, list[int]] = {}
         self.retriever = None  # inference.retriever.Retriever for the `rerank` mode
+        self.listwise = None  # inference.listwise.ListwiseScorer (--item-scoring listwise; listwise.prepare)
         # RSLLM checkpoint (docs/rsllm.md): item id -> recommender row; Part A gets the soft ID tokens
         self.hybrid_rows, self.id_tokens = hybrid_rows, id_tokens
 
@@ -86,6 +87,10 @@ class Engine:
         return decode.prefill(self.model, a, ai, self.special.start, trie, dynamic=self.opts.dynamic, soft=soft)
 
     def _candidates(self, rows, excluded):
+        if self.opts.item_scoring == "listwise":
+            from recsys_cli.inference.listwise import candidate_rows
+
+            return candidate_rows(self, rows, excluded)
         out = []
         a, ai, soft = self.part_a(rows)
         cands = [[c for c in r["candidates"] if c not in excl] for r, excl in zip(rows, excluded)]
@@ -158,6 +163,10 @@ class Engine:
         return [self.tok.decode(t, skip_special_tokens=True).strip() for t in toks]
 
     def _rating(self, rows, excluded):
+        if self.opts.rating_scoring != "generate":  # the star tokens' distribution at [START]
+            from recsys_cli.inference.rating import rating_rows
+
+            return rating_rows(self, rows)
         texts = self._generate(rows, 1, 8)
         out = []
         for r, text in zip(rows, texts):

@@ -11,8 +11,8 @@ prompt, so each becomes log P(item | the K candidates) under that model:
 
 W = 1 is the LLM alone, W = 0 the retriever alone (its order). The K items are sorted by
 `fused` (ties: the retriever's order); the rest of the retriever's list follows in its order
-and has no score (null). A W = 1 run stores llm_n; with the retriever file, `sweep.py`
-recomputes the list of every W from it without the LLM (see there for smaller K).
+and has no score (null). A W = 1 run stores llm_n; with the retriever file, `recsys tune`
+(evaluation/tune.py) recomputes the list of every W from it without the LLM.
 """
 
 from __future__ import annotations

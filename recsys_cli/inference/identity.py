@@ -46,6 +46,58 @@ def checkpoint_producer(ckpt: Path, cfg, model_name: str | None) -> dict[str, An
             "config_sha256": file_sha256(ckpt / schemas.CKPT_CONFIG), "weights_sha256": weights_sha256(ckpt)}
 
 
+def data_differences(cfg, data: Path) -> list[str]:
+    """How `data` differs from the data checkpoint `cfg` was trained on ([] when it is the same:
+    equal textualize manifest sha256): the manifest hash, then rows, inputs, options and command
+    where the checkpoint recorded its training data's manifest (CheckpointConfig.data_summary)."""
+    from recsys_cli.artifacts.checkpoint import data_summary
+    from recsys_cli.artifacts.io import data_fingerprint
+
+    now = data_fingerprint(data)
+    if now == cfg.data_fingerprint:
+        return []
+    diffs = [f"manifest sha256 {str(cfg.data_fingerprint)[:12]} -> {str(now)[:12]}"]
+    old, new = cfg.data_summary or {}, data_summary(data) or {}
+    if not old:
+        return diffs
+    old_rows, new_rows = old.get("rows") or {}, new.get("rows") or {}
+    for name in sorted(set(old_rows) | set(new_rows)):
+        if old_rows.get(name) != new_rows.get(name):
+            diffs.append(f"{name.removesuffix('.parquet')} {old_rows.get(name)} -> {new_rows.get(name)}")
+    old_in, new_in = old.get("inputs") or {}, new.get("inputs") or {}
+    for name in sorted(set(old_in) | set(new_in)):
+        if old_in.get(name) != new_in.get(name):
+            what = "missing" if name not in new_in else "new" if name not in old_in else "other content"
+            diffs.append(f"input {name}: {what}")
+    old_opt, new_opt = old.get("options") or {}, new.get("options") or {}
+    for key in sorted(set(old_opt) | set(new_opt)):
+        if key != "data_dir" and old_opt.get(key) != new_opt.get(key):
+            diffs.append(f"option {key} {old_opt.get(key)!r} -> {new_opt.get(key)!r}")
+    if old.get("command") != new.get("command"):
+        diffs.append(f"made by {old.get('command')!r} -> {new.get('command')!r}")
+    return diffs
+
+
+def check_trained_on(ckpt: Path, cfg, data: Path, allow_other: bool) -> None:
+    """`infer` on data other than the checkpoint's training data: refused in one line saying what
+    differs, unless `allow_other` (--allow-other-data): then one warning line."""
+    from recsys_cli import console
+    from recsys_cli.errors import RecsysError
+
+    if cfg.data_fingerprint is None:
+        console.warn(f"{ckpt}: the checkpoint does not record its training data; not checked against {data}")
+        return
+    diffs = data_differences(cfg, data)
+    if not diffs:
+        return
+    where = (cfg.data_summary or {}).get("path")
+    shown = "; ".join(diffs[:6]) + (f"; {len(diffs) - 6} more" if len(diffs) > 6 else "")
+    what = f"{data}: not the data checkpoint {ckpt} was trained on{f' ({where})' if where else ''}: {shown}"
+    if not allow_other:
+        raise RecsysError(f"{what}; pass --allow-other-data to use this checkpoint on it anyway", exit_code=2)
+    console.warn(f"{what}; going on (--allow-other-data)")
+
+
 def base_producer(model_name: str | None) -> dict[str, Any]:
     from recsys_cli.modeling.registry import resolve_model
 
@@ -82,13 +134,12 @@ def check_overwrite(out: Path) -> None:
 
 
 def clear(out: Path) -> None:
-    """--overwrite: remove the old file and infer's own chunk files (nothing else)."""
+    """--overwrite: remove the old file and infer's own chunk files (nothing else: each is checked
+    against the ledger, artifacts/outputs.py)."""
+    from recsys_cli.artifacts import outputs
     from recsys_cli.inference.runner import parts_dir
 
-    out.unlink(missing_ok=True)
+    outputs.remove(out, outputs.PREDICTIONS)
     for f in parts(out):
-        f.unlink()
-    try:
-        parts_dir(out).rmdir()
-    except OSError:
-        pass  # absent, or holds files infer did not write: left alone
+        outputs.remove(f, outputs.PREDICTIONS)
+    outputs.remove_dir_if_bare(parts_dir(out))  # absent, or holds files infer did not write: left alone

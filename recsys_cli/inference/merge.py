@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import polars as pl
 
-from recsys_cli.artifacts import provenance, schemas
+from recsys_cli.artifacts import outputs, provenance, schemas
 from recsys_cli.artifacts.io import write_parquet
 from recsys_cli.errors import InputError, RecsysError
 from recsys_cli.inference import identity, selection
@@ -53,6 +53,12 @@ def merge(paths: Sequence[Path], out: Path, overwrite: bool = False) -> dict[str
             raise RecsysError(f"{p}: shard file not found", exit_code=2)
         if p.resolve() == Path(out).resolve():
             raise RecsysError(f"{out}: --out must not be one of the shard files", exit_code=2)
+    outputs.claim([outputs.Target(Path(out), outputs.PREDICTIONS, "--out")], paths)  # a user's file is never replaced
+    if Path(out).exists():
+        if not overwrite:
+            raise RecsysError(f"{out}: recsys's predictions file already exists (pass --overwrite to replace a file "
+                              "written by `recsys infer` or merge-predictions)", exit_code=2)
+        identity.check_overwrite(Path(out))
     provs = [provenance.read(p) for p in paths]
     shards = [_shard_of(p, pv) for p, pv in zip(paths, provs)]
     n = shards[0][1]
@@ -88,11 +94,7 @@ def merge(paths: Sequence[Path], out: Path, overwrite: bool = False) -> dict[str
         frames.append(df.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) * n + i).alias("_o")))
     merged = pl.concat(frames, how="vertical_relaxed").sort("_o").drop("_o")
     prov = _merged_provenance(ref, provs)
-    if Path(out).exists():
-        if not overwrite:
-            raise RecsysError(f"{out}: already exists (pass --overwrite to replace a file written by `recsys infer` or merge-predictions)", exit_code=2)
-        identity.check_overwrite(Path(out))
-    write_parquet(merged, Path(out), schemas.PREDICTIONS_SCHEMA, metadata=provenance.encode(prov))
+    write_parquet(merged, Path(out), schemas.PREDICTIONS_SCHEMA, metadata=provenance.encode(prov), kind=outputs.PREDICTIONS)
     return {"out": str(out), "shards": n, "rows": merged.height, "selected": total}
 
 

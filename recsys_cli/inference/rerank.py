@@ -6,8 +6,9 @@ ranking prompt and the list is reordered (docs/rerank.md).
 Per prompt (a batch of --batch-size prompts walks together): drop excluded (history) items from the retriever's list, take its first K, score
 their titles with the constrained candidate walker (one prompt pass, a shared KV cache,
 hypotheses end once a title is decided; --item-scoring full sums full-vocabulary log-probs
-instead), fuse with the retriever's scores (inference/fusion.py), and append the rest of the
-retriever's list in its order. Every id comes from the checked retriever list, so the output
+instead; --item-scoring listwise lists the K in one labelled prompt, inference/listwise.py),
+fuse with the retriever's scores (inference/fusion.py), and append the rest of the retriever's
+list in its order. Every id comes from the checked retriever list, so the output
 holds real, distinct items. With --fusion 0 the LLM is not run at all.
 """
 
@@ -22,11 +23,14 @@ def rerank_rows(engine, rows: list[dict], excluded: list[set]) -> list[dict]:
     heads = [head(*engine.retriever.lists[r["prompt_id"]], excl, o.rerank_k) for r, excl in zip(rows, excluded)]
     llm: list[list[float] | None] = [None] * len(rows)
     need = [k for k, (items, _, _) in enumerate(heads) if items and o.fusion != 0.0]
-    if need:
+    if need and o.item_scoring == "listwise":  # one labelled prompt per candidate list (inference/listwise.py)
+        got = engine.listwise.score([rows[k] for k in need], [heads[k][0] for k in need])
+    elif need:
         a, ai, soft = engine.part_a([rows[k] for k in need])
         toks = [[engine.title_tokens(i) for i in heads[k][0]] for k in need]
         got = candidates.score_batch(engine.model, a, ai, engine.special.start, engine.special.end, toks, engine.entity_trie,
                                      o.item_scoring, dynamic=o.dynamic, soft=soft)
+    if need:
         for k, g in zip(need, got):
             llm[k] = g
     out = []

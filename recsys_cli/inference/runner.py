@@ -4,7 +4,8 @@ length, write predictions in atomic chunks (resumable), merge at the end.
 Modes: `candidates` (ranking prompts with a candidate list: log-likelihood, shared prompt
 cache), `yesno` (answers yes/no: P(yes) vs P(no)), `items` (ranking prompts without
 candidates: trie-constrained beam search, or free text grounded by MinHash with
---unconstrained), `rating` (numeric answers: greedy, parsed, clipped to [1, 5]),
+--unconstrained), `rating` (numeric answers: the five star tokens' distribution at the answer
+position, inference/rating.py; --rating-scoring generate: greedy text, parsed, clipped to [1, 5]),
 `text` (explanation / review: greedy or beam search up to --max-new-tokens).
 
     recsys infer --data runs/toys --checkpoint runs/ckpt --split test --limit 50
@@ -13,13 +14,13 @@ candidates: trie-constrained beam search, or free text grounded by MinHash with
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from recsys_cli.artifacts import schemas
+from recsys_cli.artifacts import outputs, schemas
 from recsys_cli.artifacts.io import write_parquet
 from recsys_cli.data.split import history as split_history
 
@@ -39,10 +40,21 @@ class InferOptions:
     max_prompt_len: int = 1024
     dynamic: bool = True
     chunk_rows: int = 64
-    item_scoring: str = "constrained"  # constrained | full (see decode.Constraint)
+    item_scoring: str = "constrained"  # constrained | full (see decode.Constraint) | listwise (inference/listwise.py)
     rerank_k: int | None = None  # two-stage: rerank the retriever's first K (inference/rerank.py)
     fusion: float = 1.0  # W in W * llm + (1 - W) * retriever (inference/fusion.py)
     precision: str = "fp32"  # fp32 | bf16 | auto (modeling/precision.py)
+    rating_scoring: str = "distribution"  # distribution | argmax | generate (inference/rating.py)
+    listwise_orders: int = 1  # listwise: candidate orders averaged per prompt
+    listwise_max_length: int = field(default_factory=lambda: _listwise_default())  # the recipe's listwise.max_length
+    listwise_candidate_ids: bool | None = None  # RSLLM: soft ID tokens after candidate titles (None: the recipe's)
+    seed: int = 0  # listwise: the candidate orders and templates
+
+
+def _listwise_default() -> int:
+    from recsys_cli.training.recipe import ListwiseArgs
+
+    return ListwiseArgs().max_length
 
 
 def mode_of(family: str, target: str | None, candidates: Any, rerank: bool = False) -> str:
@@ -68,6 +80,19 @@ def parts_dir(out: Path) -> Path:
     return out.parent / f".{out.name}.parts"
 
 
+def claim_outputs(out: Path, inputs: list[Path]) -> None:
+    """Before any work: `out` and each unfinished chunk beside it must be missing or recsys's own
+    predictions (artifacts/outputs.py), and none of them an input; else one line lists them all."""
+    chunks = parts_dir(out)
+    targets = [outputs.Target(out, outputs.PREDICTIONS, "--out")]
+    if chunks.is_dir():
+        targets += [outputs.Target(f, outputs.PREDICTIONS, "chunk of --out")
+                    for f in sorted(chunks.glob("part-*.parquet"))]
+    elif chunks.exists() or chunks.is_symlink():
+        targets.append(outputs.Target(chunks, outputs.PREDICTIONS, "chunk folder of --out"))  # a file: never ours
+    outputs.claim(targets, inputs)
+
+
 def done_prompt_ids(out: Path) -> set[str]:
     """prompt_ids already written by an earlier (possibly interrupted) run."""
     done: set[str] = set()
@@ -87,13 +112,10 @@ def merge_parts(out: Path, order: list[str], metadata: dict[str, str] | None = N
     df = pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed").unique("prompt_id", keep="first")
     rank = pl.DataFrame({"prompt_id": order, "_o": list(range(len(order)))})
     df = df.join(rank, on="prompt_id", how="left").sort("_o", "prompt_id", nulls_last=True).drop("_o")
-    write_parquet(df, out, schemas.PREDICTIONS_SCHEMA, metadata=metadata)
+    write_parquet(df, out, schemas.PREDICTIONS_SCHEMA, metadata=metadata, kind=outputs.PREDICTIONS)
     for f in chunks:
-        f.unlink()
-    try:
-        parts_dir(out).rmdir()
-    except OSError:
-        pass  # holds files infer did not write: left alone
+        outputs.remove(f, outputs.PREDICTIONS)
+    outputs.remove_dir_if_bare(parts_dir(out))  # one holding files infer did not write is left alone
     return df.height
 
 
@@ -116,6 +138,7 @@ class ChunkWriter:
         if not self.rows:
             return
         df = pl.DataFrame(self.rows, schema=schemas.PREDICTIONS_SCHEMA)
-        write_parquet(df, self.dir / f"part-{self.n:06d}.parquet", schemas.PREDICTIONS_SCHEMA, metadata=self.metadata)
+        write_parquet(df, self.dir / f"part-{self.n:06d}.parquet", schemas.PREDICTIONS_SCHEMA, metadata=self.metadata,
+                      kind=outputs.PREDICTIONS)
         self.n += 1
         self.rows = []

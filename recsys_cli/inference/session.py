@@ -19,8 +19,9 @@ from recsys_cli import console
 from recsys_cli.artifacts import provenance, schemas
 from recsys_cli.artifacts.io import read_artifact
 from recsys_cli.errors import RecsysError
-from recsys_cli.inference import identity, selection
-from recsys_cli.inference.runner import ChunkWriter, InferOptions, done_prompt_ids, history_of, merge_parts, mode_of
+from recsys_cli.inference import identity, listwise, selection
+from recsys_cli.inference.runner import (ChunkWriter, InferOptions, claim_outputs, done_prompt_ids, history_of,
+                                        merge_parts, mode_of)
 
 
 @dataclass
@@ -41,6 +42,7 @@ class InferRequest:
     trust_remote_code: bool = False
     hybrid_embeddings: Path | None = None  # RSLLM: override the checkpoint's SASRec file (same content)
     hybrid_emb: Any = None  # the loaded, checked embeddings (set by _producer)
+    allow_other_data: bool = False  # --allow-other-data: a checkpoint trained on other data (one warning)
 
 
 def inference_device() -> str:
@@ -75,16 +77,21 @@ def _producer(req: InferRequest) -> dict[str, Any]:
     o = req.opts
     if req.checkpoint.lower() == "none":
         o.max_new_tokens = 64 if o.max_new_tokens is None else o.max_new_tokens
+        o.listwise_candidate_ids = listwise.candidate_ids_of(o, None)  # refused without a hybrid checkpoint
         return identity.base_producer(req.model_name)
-    from recsys_cli.artifacts.checkpoint import CheckpointConfig
+    from recsys_cli.artifacts.checkpoint import CheckpointConfig, verify_files
     from recsys_cli.modeling.registry import check_fingerprint, resolve_model
 
     ckpt = Path(req.checkpoint)
     cfg = CheckpointConfig.read(ckpt)
+    verify_files(ckpt, cfg)  # complete and as saved, before any work (the producer hashes these files)
+    identity.check_trained_on(ckpt, cfg, req.data, req.allow_other_data)
     if req.model_name is not None:  # --model must be the base the checkpoint was trained on
         check_fingerprint(cfg, resolve_model(req.model_name), ckpt / schemas.CKPT_CONFIG)
     if o.max_new_tokens is None:
         o.max_new_tokens = int(((cfg.recipe or {}).get("eval") or {}).get("max_new_tokens") or 64)
+    o.listwise_max_length = int(((cfg.recipe or {}).get("listwise") or {}).get("max_length") or o.listwise_max_length)
+    o.listwise_candidate_ids = listwise.candidate_ids_of(o, cfg)
     if cfg.positions == "linear":
         o.dynamic = False
     producer = identity.checkpoint_producer(ckpt, cfg, req.model_name)
@@ -118,9 +125,11 @@ def _settings(req: InferRequest, retr) -> dict[str, Any]:
     return {"split": req.split, **{k: req.filters.get(k) for k in ("family", "template", "seen", "kind")},
             "top_k": o.top_k, "beams": o.beams, "item_scoring": o.item_scoring, "dynamic_positions": o.dynamic,
             "unconstrained": o.unconstrained, "max_new_tokens": o.max_new_tokens, "text_beams": o.text_beams,
+            "rating_scoring": o.rating_scoring,
             "exclude_history": o.exclude_history, "retriever": None if retr is None else retr.identity,
             "rerank_k": o.rerank_k if retr is not None else None, "fusion": o.fusion if retr is not None else None,
-            "shard": None if req.shard is None else f"{req.shard[0]}/{req.shard[1]}", "precision": _precision(req)}
+            "shard": None if req.shard is None else f"{req.shard[0]}/{req.shard[1]}", "precision": _precision(req),
+            **({"listwise": listwise.settings(o)} if o.item_scoring == "listwise" else {})}
 
 
 def _precision(req: InferRequest) -> str:
@@ -140,6 +149,19 @@ def _out_path(req: InferRequest) -> Path:
     return selection.shard_path(Path(out), req.shard)
 
 
+def _inputs(req: InferRequest) -> list[Path]:
+    """Every file `infer` reads: the run's artifacts, the checkpoint's files and the option files."""
+    from recsys_cli.artifacts import layout
+
+    found = [req.data / n for names in (layout.RUN_OWNERS["textualize"], layout.RUN_OWNERS["build-entities"]) for n in names]
+    if req.checkpoint.lower() != "none":
+        for name in layout.CKPT_OWNERS["pretrain"]:
+            entry = Path(req.checkpoint) / name
+            found += [entry, *(entry.rglob("*") if entry.is_dir() else [])]
+    ids = (req.selection.get("prompt_ids") or {}).get("path")
+    return found + [Path(p) for p in (req.candidates_from, req.hybrid_embeddings, ids) if p is not None]
+
+
 def run_inference(req: InferRequest) -> dict:
     import torch
 
@@ -148,10 +170,13 @@ def run_inference(req: InferRequest) -> dict:
     torch.manual_seed(req.seed)
     o = req.opts
     out = _out_path(req)
+    claim_outputs(out, _inputs(req))
     rows_df = selection.shard_rows(req.prompts, req.shard)
     rows = rows_df.to_dicts()
     rerank = req.candidates_from is not None
     modes = [mode_of(r["family"], r["target"], r["candidates"], rerank) for r in rows]
+    if o.item_scoring == "listwise":
+        listwise.check_modes(modes)
     need_items = any(m == "items" for m in modes) and not o.unconstrained
     if need_items and not (req.data / schemas.ENTITIES).is_file():
         _tries(req.data, True, 0)  # one clear line before the model loads
@@ -189,6 +214,8 @@ def run_inference(req: InferRequest) -> dict:
     if todo:
         engine = _engine(req, need_items, todo)
         engine.retriever = retr
+        if o.item_scoring == "listwise":  # every prompt's K candidates checked before the first is scored
+            listwise.prepare(engine, req.data, req.split, todo, excluded)
         _run_modes(engine, todo, o, excluded, ChunkWriter(out, o.chunk_rows, meta), summary)
     summary["rows"] = merge_parts(out, rows_df["prompt_id"].to_list(), meta)
     return summary

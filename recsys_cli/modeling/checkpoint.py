@@ -11,13 +11,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from recsys_cli.artifacts import schemas
-from recsys_cli.artifacts.checkpoint import CheckpointConfig
-from recsys_cli.artifacts.io import atomic_dir
+from recsys_cli.artifacts import outputs, schemas
+from recsys_cli.artifacts.checkpoint import CheckpointConfig, hash_files, verify_files
 from recsys_cli.errors import InputError, RecsysError
 
 
@@ -60,8 +57,8 @@ def _new_rows(lm):
     import torch
 
     emb = lm.base.get_input_embeddings()
-    with torch.no_grad():
-        return emb(torch.tensor(lm.new_token_ids, dtype=torch.long)).float().contiguous()
+    with torch.no_grad():  # the index lives where the embedding does (a CUDA model: cuda)
+        return emb(torch.tensor(lm.new_token_ids, dtype=torch.long, device=emb.weight.device)).float().contiguous()
 
 
 def save_checkpoint(lm, tokenizer, out: Path, cfg: CheckpointConfig) -> None:
@@ -72,22 +69,21 @@ def save_checkpoint(lm, tokenizer, out: Path, cfg: CheckpointConfig) -> None:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_dir(out / schemas.CKPT_ADAPTER) as tmp:
+    with outputs.write_dir(out / schemas.CKPT_ADAPTER, outputs.CHECKPOINT) as tmp:  # recorded in C's ledger
         # new rows live in trainable_token_indices (or in a modules_to_save embedding, which peft
         # saves whole); the resize is deterministic -> no other embedding copy
         lm.base.save_pretrained(str(tmp), safe_serialization=True, save_embedding_layers=False)
-    with atomic_dir(out / schemas.CKPT_TOKENIZER) as tmp:
+    with outputs.write_dir(out / schemas.CKPT_TOKENIZER, outputs.CHECKPOINT) as tmp:
         tokenizer.save_pretrained(str(tmp))
     tensors = {"intra_embed.weight": lm.intra_embed.weight.detach().float().contiguous().cpu()}
     if getattr(lm, "new_token_ids", None):
         tensors["new_token_rows"] = _new_rows(lm).cpu()
     tensors.update(getattr(lm, "extra_tensors", dict)())  # e.g. the RSLLM projector
-    fd, tmpf = tempfile.mkstemp(prefix=".extras.", suffix=".tmp", dir=out)
-    os.close(fd)
-    save_file(tensors, tmpf)
-    os.replace(tmpf, out / schemas.CKPT_EXTRAS)
+    with outputs.write_file(out / schemas.CKPT_EXTRAS, outputs.CHECKPOINT) as tmpf:
+        save_file(tensors, str(tmpf))
     cfg.positions, cfg.max_intra, cfg.vocab_size = lm.positions, lm.max_intra, len(tokenizer)
     cfg.new_token_ids = list(getattr(lm, "new_token_ids", []))
+    cfg.files_sha256 = hash_files(out)  # checked by load_checkpoint (artifacts/checkpoint.verify_files)
     cfg.write(out)
 
 
@@ -112,19 +108,18 @@ def load_checkpoint(path, base_model: str | None = None, device: str = "cpu", me
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from recsys_cli.modeling.registry import check_fingerprint, load_base_model, resolve_model
+    from recsys_cli.modeling.registry import check_fingerprint, go_offline, load_base_model, resolve_model
 
     from .wrapper import RecsysLM
 
+    go_offline()  # local files only: a missing file is an error, never a download
     path = Path(path)
     cfg = CheckpointConfig.read(path)
+    verify_files(path, cfg)  # every file present and, where recorded, with its saved sha256
     spec = resolve_model(base_model if base_model is not None else cfg.base_model)
     check_fingerprint(cfg, spec, path / schemas.CKPT_CONFIG)
     adapter = path / schemas.CKPT_ADAPTER
-    for need in (adapter / "adapter_config.json", path / schemas.CKPT_TOKENIZER):
-        if not need.exists():
-            raise RecsysError(f"{need}: not found; the checkpoint is incomplete (re-run `recsys pretrain`)", exit_code=2)
-    tok = AutoTokenizer.from_pretrained(str(path / schemas.CKPT_TOKENIZER))
+    tok = AutoTokenizer.from_pretrained(str(path / schemas.CKPT_TOKENIZER), local_files_only=True)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     if len(tok) != cfg.vocab_size:
@@ -134,7 +129,7 @@ def load_checkpoint(path, base_model: str | None = None, device: str = "cpu", me
         raise RecsysError(f"{path / schemas.CKPT_TOKENIZER}: vocabulary ({len(tok)}) is smaller than the base model's ({base.get_input_embeddings().weight.shape[0]})")
     resize_for_tokens(base, tok)
     try:
-        model = PeftModel.from_pretrained(base, str(adapter), is_trainable=not merge)
+        model = PeftModel.from_pretrained(base, str(adapter), is_trainable=not merge, local_files_only=True)
     except Exception as exc:  # corrupt weights, a config of another model, ...
         raise InputError.at(adapter, None, f"a peft adapter for this base model ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})")
     if merge:

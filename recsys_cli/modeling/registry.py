@@ -31,6 +31,16 @@ EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
+def go_offline() -> None:
+    """recsys never downloads: hub look-ups are off for this process and its children, even when a
+    local file is missing (huggingface_hub reads HF_HUB_OFFLINE once, at import: set it there too)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    import huggingface_hub.constants
+
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
+
+
 def recsys_home() -> Path:
     return Path(os.environ.get("RECSYS_HOME", Path.home() / ".cache" / "recsys"))
 
@@ -85,12 +95,14 @@ def _convert_embedded(target: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
+    go_offline()
     gguf = _embedded_gguf()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".convert.", dir=target.parent))
     try:
-        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        gmodel = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
+        gmodel = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32,
+                                                      local_files_only=True)
         model = LlamaForCausalLM(gmodel.config)
         model.load_state_dict(gmodel.state_dict())
         model.config.name_or_path = EMBEDDED
@@ -125,6 +137,7 @@ def resolve_model(name: str | None, convert: bool = True) -> ModelSpec:
         return ModelSpec(str(path), path, None)
     if path.suffix or "/" not in name:
         raise RecsysError(f"{name}: no such model directory (expected a local directory, a cached hub id or 'embedded')")
+    go_offline()
     try:  # a hub id, from the local cache only
         from huggingface_hub import snapshot_download
 
@@ -138,7 +151,8 @@ def load_tokenizer(spec: ModelSpec, trust_remote_code: bool = False):
     """The fast tokenizer of the base model (offsets are needed for entity spans)."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(spec.path), trust_remote_code=trust_remote_code)
+    go_offline()
+    tok = AutoTokenizer.from_pretrained(str(spec.path), trust_remote_code=trust_remote_code, local_files_only=True)
     if not getattr(tok, "is_fast", False):
         raise RecsysError(f"{spec.path}: needs a fast tokenizer (tokenizer.json) for character offsets")
     if tok.pad_token_id is None:
@@ -151,14 +165,16 @@ def load_base_model(spec: ModelSpec, dtype=None, trust_remote_code: bool = False
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    go_offline()
     dtype = dtype or torch.float32
     if spec.random_init_seed is not None:
-        config = AutoConfig.from_pretrained(str(spec.path))
+        config = AutoConfig.from_pretrained(str(spec.path), local_files_only=True)
         config._attn_implementation = "eager"
         torch.manual_seed(spec.random_init_seed)
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     else:
         model = AutoModelForCausalLM.from_pretrained(
-            str(spec.path), dtype=dtype, attn_implementation="eager", trust_remote_code=trust_remote_code
+            str(spec.path), dtype=dtype, attn_implementation="eager", trust_remote_code=trust_remote_code,
+            local_files_only=True,
         )
     return model

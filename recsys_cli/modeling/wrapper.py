@@ -95,6 +95,7 @@ class RecsysLM(nn.Module):
         hidden: bool = False,  # also return out.hidden [B, q, H]: last layer, after the final norm
         allowed=None,  # rerank prompts: ([R, 2] (row, position), [R, A] allowed token ids, -1 padded)
         last_only: bool = False,  # project only the last position onto the vocabulary (prefill)
+        keep=None,  # with labels: [k] long, the columns where some row has a target (else found here, a device sync)
     ):
         if attn_mask_4d.dtype == torch.bool:
             raise TypeError("attn_mask_4d must be a float mask (0 allowed, finfo.min blocked), not bool")
@@ -113,7 +114,8 @@ class RecsysLM(nn.Module):
         if labels is not None:
             # Only Part B positions carry targets: project just those columns onto the
             # vocabulary (the [B, q, V] logits dominate memory and time on small models).
-            keep = (labels != -100).any(dim=0).nonzero().squeeze(1)  # [k]
+            if keep is None:
+                keep = (labels != -100).any(dim=0).nonzero().squeeze(1)  # [k]
             labels = labels[:, keep]  # [B, k]
             extra["logits_to_keep"] = keep
         elif last_only:
@@ -156,4 +158,4 @@ def _token_loss(logits: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor, 
         target = rows.gather(1, labels[where[:, 0], col].clamp(min=0)[:, None])[:, 0]  # [R]
         ce = ce.index_put((where[:, 0] * k + col,), torch.logsumexp(sub, 1) - target)  # [B*k]
     valid = labels.reshape(-1) != -100
-    return ce[valid].sum() / valid.sum().clamp(min=1)
+    return ce.sum() / valid.sum().clamp(min=1)  # ignored positions are 0 in ce (no boolean indexing: no device sync)

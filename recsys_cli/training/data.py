@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from recsys_cli.artifacts import schemas
 from recsys_cli.artifacts.io import read_artifact
 from recsys_cli.data import masking, tokenize
-from recsys_cli.data.hybrid import fit_source, history_rows, hybrid_document, hybridize
+from recsys_cli.data.hybrid import fit_source, hybrid_document, hybridize, prompt_history
 from recsys_cli.data.masking import Example
 from recsys_cli.data.special_tokens import SpecialIds
 from recsys_cli.data.tokenize import TokenizedDoc
@@ -31,9 +32,11 @@ class Sources:
     valid: list[tuple[TokenizedDoc, TokenizedDoc]] = field(default_factory=list)  # valid prompts for the val loss
     trie: EntityTrie | None = None  # the entity pool: Part B intra ids (data/intra.py)
     rerank: list = field(default_factory=list)  # training/rerank.RerankPrompt: retriever top-K of train prompts
+    listwise: Any = None  # training/listwise.ListwiseData: retriever top-K of train positions, listwise prompts
     keys: dict[str, list[PromptKey]] = field(default_factory=dict)  # family -> key of each prompt (same order)
     valid_keys: list[PromptKey] = field(default_factory=list)
     sequences: dict[str, list[str]] = field(default_factory=dict)  # user_id -> items (sequences.parquet)
+    star_ids: list[int] | None = None  # the stars 1..5 at the answer position (inference/rating.py)
 
     @property
     def n_train(self) -> int:
@@ -73,8 +76,11 @@ def load_sources(data_dir, tokenizer, eval_prompts: int = 64, need_corpus: bool 
     if not docs and not by_family:
         raise RecsysError(f"{data_dir}: no training data (empty corpus.parquet and no train prompts)", exit_code=2)
     seqs = read_artifact(data_dir, schemas.SEQUENCES, ["user_id", "items"])
+    from recsys_cli.inference.rating import star_token_ids
+
     return Sources(docs, by_family, _pairs(valid, tokenizer) if valid.height else [], pool_trie(data_dir, tokenizer),
-                   keys=keys, valid_keys=_keys(valid), sequences=dict(zip(seqs["user_id"].to_list(), seqs["items"].to_list())))
+                   keys=keys, valid_keys=_keys(valid), sequences=dict(zip(seqs["user_id"].to_list(), seqs["items"].to_list())),
+                   star_ids=star_token_ids(tokenizer))
 
 
 @dataclass
@@ -106,25 +112,35 @@ class ExampleStream:
         if not sources.docs and not fams:
             raise RecsysError("no training examples: the corpus is empty and no family has train prompts with weight > 0")
         self.rerank_weight = recipe.rerank.weight if sources.rerank else 0.0
+        self.listwise_weight = recipe.listwise.weight if sources.listwise is not None else 0.0
+        self.star_ids = sources.star_ids if recipe.train.rating_stars else None  # rating answers: CE over the 5 stars
 
     def example(self, i: int, stage: int = 1) -> Example:
         """Example i; `stage` 2 (with a HybridSpec) builds the same draw as a Text-ID hybrid example."""
         rng = random.Random(f"{self.r.train.seed}:{i}")
         hyb = self.hybrid is not None and stage == 2
-        if self.rerank_weight > 0 and rng.random() < self.rerank_weight:  # no draw at all when off
+        side = self.rerank_weight + self.listwise_weight
+        u = rng.random() if side > 0 else 1.0  # no draw at all when both are off
+        if u < self.rerank_weight:
             from recsys_cli.training.rerank import restrict
 
             rp = self.src.rerank[rng.randrange(len(self.src.rerank))]
             if hyb:
-                return self.prompt(rp.source, rp.target, (rp.user_id, rp.item_id, "train"), rp.candidates)
+                return self.prompt(rp.source, rp.target, (rp.user_id, rp.item_id, "train"), rp.candidates,
+                                   family="sequential")  # rerank prompts: sequential / direct, with a history
             return restrict(self.prompt(rp.source, rp.target), rp.candidates, self.special.end)
+        if u < side:
+            from recsys_cli.training.listwise import listwise_example
+
+            hybrid = self.hybrid if hyb else None
+            return listwise_example(self.src.listwise, rng, self.special, hybrid, self.src.sequences)
         if rng.random() < self.corpus_ratio:
             return self._doc_example(self.src.docs[rng.randrange(len(self.src.docs))], rng, hyb)
         fam = rng.choices(self.families, weights=self.family_w)[0]
         pool = self.src.prompts[fam]
         j = rng.randrange(len(pool))
         keys = self.src.keys.get(fam)
-        return self.prompt(*pool[j], keys[j] if hyb and keys else None) if hyb else self.prompt(*pool[j])
+        return self.prompt(*pool[j], keys[j] if hyb and keys else None, family=fam) if hyb else self.prompt(*pool[j])
 
     def _doc_example(self, doc: TokenizedDoc, rng: random.Random, hyb: bool = False) -> Example:
         level = masking.sample_level(rng, self.cfg)
@@ -147,11 +163,14 @@ class ExampleStream:
             window = int(window * 0.8)
 
     def prompt(self, source: TokenizedDoc, target: TokenizedDoc, key: PromptKey | None = None,
-               candidates: list[list[int]] | None = None) -> Example:
+               candidates: list[list[int]] | None = None, family: str | None = None) -> Example:
         """A prompt as Part A (+[gM]) and its answer as Part B, cut to max_length (keeping the
         end of the prompt, where the question is). With a key (user, item, split) and a
-        HybridSpec: the hybrid example (soft tokens counted in the budget, the user's history
-        for the user loss); `candidates` (rerank) restricts the answer's softmax."""
+        HybridSpec: the hybrid example (soft tokens counted in the budget; the user's history for
+        the user loss when `family` carries one, data/hybrid.prompt_history); `candidates` (rerank)
+        restricts the answer's softmax. A one-star answer ("4") takes its answer position's softmax
+        over the five star tokens (the recipe's train.rating_stars; inference/rating.py reads the
+        same distribution)."""
         max_len = self.max_length
         if len(target.ids) + 1 > max_len // 2:
             target = target.slice(0, max_len // 2 - 1)
@@ -159,17 +178,27 @@ class ExampleStream:
         if key is None or self.hybrid is None:
             if len(source.ids) > keep:
                 source = source.slice(len(source.ids) - keep, len(source.ids))
-            return masking.prompt_example(source, target, self.special, self.src.trie)
+            return self._stars(masking.prompt_example(source, target, self.special, self.src.trie), target)
         h = self.hybrid
         user, item, split = key
-        hist = history_rows(self.src.sequences.get(user, []), split, item, h.rows)
+        hist = prompt_history(self.src.sequences.get(user, []), family, split, item, source.entity_ids, h.rows)
         source = fit_source(source, keep, h.rows)
-        ex = masking.prompt_example(source, target, self.special, self.src.trie)
+        ex = self._stars(masking.prompt_example(source, target, self.special, self.src.trie), target)
         if candidates is not None:
             from recsys_cli.training.rerank import restrict
 
             ex = restrict(ex, candidates, self.special.end)
         return hybridize(ex, [*source.entity_ids, *target.entity_ids], h.rows, h.placeholder, h.id_tokens, hist)
+
+    def _stars(self, ex: Example, target: TokenizedDoc) -> Example:
+        """`ex` with its answer position ([START], index part_a_len) restricted to the star tokens
+        when the answer is one star; other answers unchanged."""
+        from recsys_cli.inference.rating import star_restriction
+
+        stars = star_restriction(target.ids, self.star_ids)
+        if stars is not None:
+            ex.allowed = {ex.part_a_len: stars}
+        return ex
 
     def valid_examples(self, stage: int = 1) -> list[Example]:
         """The valid prompts as examples (hybrid ones in stage 2)."""

@@ -7,9 +7,11 @@ alignment losses, and the two-stage schedule.
             + user_loss_weight * InfoNCE(user_head(h at [START]), SASRec last state of the history)
 
 Both InfoNCE terms are symmetric (a->b and b->a cross-entropy, averaged) with in-batch
-negatives and temperature hybrid.temperature. Item: one row per distinct item of the batch
-(its title representations averaged over its occurrences). User: one row per prompt with a
-history; prompts with identical histories are not each other's negatives. A weight of 0 skips
+negatives and temperature hybrid.temperature. Item: one row per distinct item of the batch;
+its title is encoded alone in extra rows of the same forward (`pack_titles`), so the text side
+never sees the item's own soft token and the loss cannot be met by copying it. User: one row
+per prompt with a history (sequential / direct prompts: data/hybrid.prompt_history); prompts
+with identical histories are not each other's negatives. A weight of 0 skips
 the term entirely (no hidden states requested, no head forward): the LM loss is unchanged.
 """
 
@@ -23,22 +25,26 @@ from recsys_cli.training.data import collate
 ITEM_TEXT = ("hidden", "embedding")
 
 
-def collate_hybrid(examples: list[HybridExample], pad_id: int, dtype, pad_multiple: int = 8, history_len: int = 50) -> dict:
+def collate_hybrid(examples: list[HybridExample], pad_id: int, dtype, pad_multiple: int = 8, history_len: int = 50,
+                   title_rows: bool = True) -> dict:
     """training/data.collate + the hybrid tensors (all long):
-    soft_b/soft_pos/soft_row [S]: the soft tokens; title_row [T] and tok_title/tok_b/tok_pos [P]:
-    every Part A title token and the title it belongs to; user_b/user_pos [U] (the [START]
-    position) and user_hist [U, Lh] (left-padded history rows) for prompts with a history."""
+    soft_b/soft_pos/soft_row [S]: the soft tokens; title_row [I]: the distinct items whose title
+    is in some Part A, title_tok [P] / title_ids [P]: each title's tokens (the longest occurrence);
+    user_b/user_pos [U] (the [START] position) and user_hist [U, Lh] (left-padded history rows)
+    for prompts with a history. With `title_rows`, the titles are also packed into extra batch
+    rows after the examples (`pack_titles`): title_b/title_pos [P] locate each token there."""
     import torch
 
     from recsys_cli.baselines.sasrec_encoder import left_pad
 
     out = collate(examples, pad_id, dtype, pad_multiple)
     soft = [(b, p, r) for b, e in enumerate(examples) for p, r in getattr(e, "soft", [])]
-    title_row, toks, users, hists = [], [], [], []
+    titles: dict[int, tuple[list[int], list[int]]] = {}  # row -> (token ids, intra ids), longest occurrence
+    users, hists = [], []
     for b, e in enumerate(examples):
         for s, t, r in getattr(e, "titles", []):
-            toks.extend((len(title_row), b, p) for p in range(s, t))
-            title_row.append(r)
+            if t - s > len(titles.get(r, ((), ()))[0]):
+                titles[r] = (list(e.input_ids[s:t]), list(e.intra[s:t]))
         hist = getattr(e, "history", [])
         if hist and len(e) > e.part_a_len:  # a prompt with a Part B: [START] sits at part_a_len
             users.append((b, e.part_a_len))
@@ -47,12 +53,54 @@ def collate_hybrid(examples: list[HybridExample], pad_id: int, dtype, pad_multip
     def cols(rows: list[tuple], n: int) -> list:
         return [torch.tensor([r[i] for r in rows], dtype=torch.long) for i in range(n)]  # n x [K]
 
+    order = sorted(titles)
     out["soft_b"], out["soft_pos"], out["soft_row"] = cols(soft, 3)
-    out["tok_title"], out["tok_b"], out["tok_pos"] = cols(toks, 3)
-    out["title_row"] = torch.tensor(title_row, dtype=torch.long)  # [T]
+    out["title_row"] = torch.tensor(order, dtype=torch.long)  # [I]
+    toks = [(k, tok) for k, r in enumerate(order) for tok in titles[r][0]]
+    out["title_tok"], out["title_ids"] = cols(toks, 2)  # [P], [P]
     out["user_b"], out["user_pos"] = cols(users, 2)
     out["user_hist"] = left_pad(hists, history_len) if hists else torch.zeros(0, 1, dtype=torch.long)  # [U, Lh]
+    if title_rows and order:
+        pack_titles(out, [titles[r] for r in order], pad_id)
     return out
+
+
+def pack_titles(out: dict, titles: list[tuple[list[int], list[int]]], pad_id: int) -> None:
+    """Append the titles to the batch `out` (in place) as extra rows, several per row, each title
+    its own bidirectional block (it sees only its own tokens: no soft token, no prompt), inter
+    positions 0..n-1 and its Part A intra ids; no labels. One forward then gives every title's
+    own representation beside the examples' (the item loss: it cannot copy its soft token).
+    title_b/title_pos [P]: where each title token sits. Every title comes from an example's Part
+    A, so it fits the batch's width."""
+    import torch
+
+    width = out["input_ids"].shape[1]
+    packed: list[list[tuple[int, int, int, int]]] = [[]]  # row -> (token id, inter, intra, block)
+    where = []
+    for k, (ids, intra) in enumerate(titles):
+        if len(packed[-1]) + len(ids) > width:
+            packed.append([])
+        row = packed[-1]
+        where.extend((len(packed) - 1, len(row) + j) for j in range(len(ids)))
+        row.extend((tok, j, intra[j], k) for j, tok in enumerate(ids))
+    n, m = out["input_ids"].shape[0], len(packed)
+    ids = torch.full((m, width), pad_id, dtype=torch.long)  # [M, W]
+    inter = torch.zeros((m, width), dtype=torch.long)  # [M, W]
+    intra = torch.zeros((m, width), dtype=torch.long)  # [M, W]
+    block = torch.full((m, width), -1, dtype=torch.long)  # [M, W]: title index, -1 = padding
+    for i, row in enumerate(packed):
+        ids[i, : len(row)], inter[i, : len(row)], intra[i, : len(row)], block[i, : len(row)] = torch.tensor(row).T
+    allowed = (block[:, :, None] == block[:, None, :]) & (block[:, None, :] >= 0)  # [M, W, W]
+    allowed |= (block[:, :, None] < 0) & torch.eye(width, dtype=torch.bool)  # padding queries: self only
+    mask_dtype = out["attn_mask_4d"].dtype
+    mask = torch.zeros((m, 1, width, width), dtype=mask_dtype)  # [M, 1, W, W]
+    mask.masked_fill_(~allowed[:, None], torch.finfo(mask_dtype).min)
+    out["input_ids"] = torch.cat([out["input_ids"], ids])
+    out["labels"] = torch.cat([out["labels"], torch.full((m, width), -100, dtype=torch.long)])
+    out["inter"], out["intra"] = torch.cat([out["inter"], inter]), torch.cat([out["intra"], intra])
+    out["attn_mask_4d"] = torch.cat([out["attn_mask_4d"], mask])  # [B + M, 1, W, W]
+    out["title_b"] = torch.tensor([n + r for r, _ in where], dtype=torch.long)  # [P]
+    out["title_pos"] = torch.tensor([p for _, p in where], dtype=torch.long)  # [P]
 
 
 def info_nce(a, b, temperature: float, keys=None):
@@ -72,26 +120,28 @@ def info_nce(a, b, temperature: float, keys=None):
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
-def item_loss(lm, batch: dict, hidden, temperature: float, text: str = "hidden"):
-    """Projected ID embedding of each distinct batch item vs the mean representation of its
-    title tokens in Part A: the last layer's hidden states (text="hidden") or the input token
-    embeddings (text="embedding", context-free)."""
+def title_text(lm, batch: dict, hidden, text: str = "hidden"):
+    """The text side of the item loss: one row per distinct item (batch["title_row"]), the mean
+    over its title tokens of the last layer's states in the title's own block of the packed rows
+    (text="hidden": the title alone, so it never sees its soft token, see pack_titles) or of the
+    input token embeddings (text="embedding", context-free).  -> [I, H] float"""
     import torch
 
-    tb, tp, tt, rows = batch["tok_b"], batch["tok_pos"], batch["tok_title"], batch["title_row"]
     if text == "hidden":
-        h = hidden[tb, tp]  # [P, H]
+        if "title_b" not in batch:
+            raise ValueError("item_text hidden needs the packed title rows (collate_hybrid(..., title_rows=True))")
+        h = hidden[batch["title_b"], batch["title_pos"]]  # [P, H]
     else:
-        h = lm.base.get_input_embeddings()(batch["input_ids"][tb, tp])  # [P, H]
-    h = h.float()
-    t = rows.shape[0]
-    per_title = torch.zeros(t, h.shape[1], device=h.device).index_add(0, tt, h)  # [T, H]
-    per_title = per_title / torch.bincount(tt, minlength=t).clamp(min=1)[:, None]  # [T, H]
-    uniq, inv = torch.unique(rows, return_inverse=True)  # [I], [T]
-    txt = torch.zeros(len(uniq), h.shape[1], device=h.device).index_add(0, inv, per_title)  # [I, H]
-    txt = txt / torch.bincount(inv, minlength=len(uniq)).clamp(min=1)[:, None]  # [I, H]
-    z_id = lm.hybrid.project(uniq)  # [I, H]
-    return info_nce(z_id, txt, temperature)
+        h = lm.base.get_input_embeddings()(batch["title_ids"])  # [P, H]
+    h, tt, n = h.float(), batch["title_tok"], batch["title_row"].shape[0]
+    txt = torch.zeros(n, h.shape[1], device=h.device, dtype=h.dtype).index_add(0, tt, h)  # [I, H]
+    return txt / torch.bincount(tt, minlength=n).clamp(min=1)[:, None].to(h.dtype)  # [I, H]
+
+
+def item_loss(lm, batch: dict, hidden, temperature: float, text: str = "hidden"):
+    """Projected ID embedding of each distinct batch item vs its title's representation
+    (`title_text`)."""
+    return info_nce(lm.hybrid.project(batch["title_row"]), title_text(lm, batch, hidden, text), temperature)
 
 
 def user_loss(lm, batch: dict, hidden, encoder, temperature: float):

@@ -1,6 +1,7 @@
 """RSLLM inside the `pretrain` loop (docs/rsllm.md): the SASRec file, the hybrid modules, the
 continuation from a stage-1 checkpoint and the stage-2 step.
 
+    recsys pretrain --data R --config recipes/pretrain/rsllm-cpu.yaml --out C_rsllm   # both stages
     recsys pretrain --data R --config recipes/pretrain/tiny-cpu.yaml --out C_rsllm \\
         --set hybrid.embeddings=R/baselines/sasrec.safetensors --set hybrid.stage1_steps=20
 
@@ -20,6 +21,7 @@ from recsys_cli.errors import RecsysError
 from recsys_cli.training.data import HybridSpec
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+DATA_DIR = "{data}"  # hybrid.embeddings may start with it: the run's --data directory
 
 
 def _refuse(ckpt: Path, what: str) -> RecsysError:
@@ -34,11 +36,12 @@ def load_init_checkpoint(lm, ckpt: Path, spec, r, vocab_size: int) -> None:
     from safetensors.torch import load_file
 
     from recsys_cli.artifacts import schemas
-    from recsys_cli.artifacts.checkpoint import CheckpointConfig
+    from recsys_cli.artifacts.checkpoint import CheckpointConfig, verify_files
     from recsys_cli.modeling.checkpoint import _read_extras
 
     ckpt = Path(ckpt)
     cfg = CheckpointConfig.read(ckpt)
+    verify_files(ckpt, cfg)  # present and as saved (sha256), before any weight is read
     lo = r.lora
     checks = [
         (cfg.base_fingerprint == spec.fingerprint, f"base model {cfg.base_model} differs from this run's"),
@@ -65,6 +68,14 @@ def load_init_checkpoint(lm, ckpt: Path, spec, r, vocab_size: int) -> None:
         lm.intra_embed.weight.copy_(w.to(lm.intra_embed.weight.dtype))
 
 
+def embeddings_path(value: str, data_dir: Path) -> Path:
+    """hybrid.embeddings as a path: a leading DATA_DIR is the run's --data directory, so a recipe
+    can name `{data}/baselines/sasrec.safetensors` (where `recsys baseline sasrec` writes it)."""
+    if value.startswith(DATA_DIR):
+        return (Path(data_dir) / value[len(DATA_DIR):].lstrip("/\\")).resolve()
+    return Path(value).resolve()
+
+
 class HybridRun:
     def __init__(self, trainer):
         from recsys_cli.artifacts import item_embeddings
@@ -75,7 +86,7 @@ class HybridRun:
 
         r = trainer.r
         self.h = h = r.hybrid
-        self.path = Path(h.embeddings).resolve()
+        self.path = embeddings_path(h.embeddings, trainer.data_dir)
         emb = item_embeddings.load(self.path)
         want = data_fingerprint(trainer.data_dir)
         if emb.data_fingerprint != want:
@@ -86,7 +97,14 @@ class HybridRun:
         self.mods = build_hybrid(trainer.lm, emb, h, seed=r.train.seed)
         self.item_ids = list(emb.item_ids)
         self.history_len = int(sasrec_config(emb.config).max_len)
-        self.encoder = UserEncoder(emb, trainer.device) if h.user_loss_weight > 0 else None
+        self.encoder = None
+        if h.user_loss_weight > 0:
+            import torch
+
+            # building SASRec draws an init: leave the run's RNG (dropout) as it was, so that
+            # stage 1 is exactly the text-only run of the same recipe
+            with torch.random.fork_rng(devices=[]):
+                self.encoder = UserEncoder(emb, trainer.device)
         self.spec = HybridSpec(item_rows(emb.item_ids), int(trainer.tok.pad_token_id), h.id_tokens)
         self.trainer = trainer
 
@@ -94,13 +112,16 @@ class HybridRun:
         """CheckpointConfig.hybrid."""
         return self.mods.describe(str(self.path), self.item_ids)
 
-    def batch(self, examples) -> dict:
+    def batch(self, examples, title_rows: bool = True) -> dict:
+        """Collated stage-2 batch on the device; the titles' own rows only when the item loss
+        reads hidden states (training/hybrid.pack_titles)."""
         import torch
 
         from recsys_cli.training.hybrid import collate_hybrid
 
-        t = self.trainer
-        b = collate_hybrid(examples, t.tok.pad_token_id, torch.float32, history_len=self.history_len)
+        t, h = self.trainer, self.h
+        packed = title_rows and h.item_loss_weight > 0 and h.item_text == "hidden"
+        b = collate_hybrid(examples, t.tok.pad_token_id, torch.float32, history_len=self.history_len, title_rows=packed)
         return {k: v.to(t.device) for k, v in b.items()}
 
     def loss(self, model, examples) -> tuple[dict, dict]:
@@ -120,7 +141,7 @@ class HybridRun:
         import torch
 
         t = self.trainer
-        b = self.batch(examples)
+        b = self.batch(examples, title_rows=False)
         soft = (b["soft_b"], b["soft_pos"], b["soft_row"]) if len(b["soft_b"]) else None
         with torch.autocast(t.device_type, dtype=torch.bfloat16, enabled=t.bf16 and t.engine is None):
             return model(b["input_ids"], b["inter"], b["intra"], b["attn_mask_4d"], labels=b["labels"], soft=soft).loss

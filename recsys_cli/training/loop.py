@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from recsys_cli import console
-from recsys_cli.artifacts import schemas
-from recsys_cli.artifacts.checkpoint import CheckpointConfig, LoraSettings
+from recsys_cli.artifacts import outputs, schemas
+from recsys_cli.artifacts.checkpoint import CheckpointConfig, LoraSettings, data_summary
 from recsys_cli.artifacts.io import data_fingerprint, manifest, write_json
 from recsys_cli.modeling.precision import use_bf16
-from recsys_cli.training.data import ExampleStream, collate, load_sources
+from recsys_cli.training.data import ExampleStream, load_sources
 from recsys_cli.training.hybrid import schedule_step, stage_of
+from recsys_cli.training import speed
+from recsys_cli.training.profile import NO_TIMER
 from recsys_cli.training.recipe import Recipe
 
 
@@ -137,6 +139,12 @@ class Trainer:
             from recsys_cli.training.rerank import load_rerank_prompts
 
             self.sources.rerank = load_rerank_prompts(self.data_dir, Path(r.rerank.candidates), r.rerank.k, tok)
+        if r.listwise.candidates and r.listwise.weight > 0:
+            from recsys_cli.training.listwise import load_listwise
+
+            lw = r.listwise
+            self.sources.listwise = load_listwise(self.data_dir, Path(lw.candidates), lw.k, tok, lw.max_length,
+                                                  self.sources.sequences, lw.candidate_ids)
         self.max_intra, self.intra_clipped = intra_table_size(r, self.sources.trie)
         self.lm, self.tok, self.spec, self.special_map = build_model(r, self.device, self.max_intra, tok)
         self.special = SpecialIds.from_tokenizer(self.tok)
@@ -149,8 +157,9 @@ class Trainer:
         t = r.train
         per_step = t.batch_size * t.grad_accum * self.world
         self.total = int(t.max_steps) if t.max_steps is not None else max(1, math.ceil(t.epochs * self.sources.n_train / per_step))
+        speed.prepare(self.lm, t)  # attention kernel, compiled layers
         params = [p for p in self.lm.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+        self.opt = speed.make_optimizer(params, t.lr, t.weight_decay, self.device, fused_ok=not t.deepspeed)
         # self.model runs the training forward: lm itself, DDP(lm) or the DeepSpeed engine
         self.engine, self.model, self.kind = None, self.lm, "torch"
         if t.deepspeed:
@@ -159,6 +168,7 @@ class Trainer:
         elif self.world > 1:
             self.model, self.kind = dist.wrap_ddp(self.lm, self.device, find_unused=self.hyb is not None), "ddp"
         self.command = command
+        self.timer = NO_TIMER  # training/profile.StepTimer while a profile runs
 
     def examples(self, step: int, micro: int) -> list:
         """This rank's examples for micro-step `micro` of optimizer step `step`."""
@@ -172,17 +182,23 @@ class Trainer:
         return stage_of(step, self.r.hybrid) if self.hyb is not None else 1
 
     def collate(self, examples) -> dict:
+        """The batch on the device, `lengths` on the host (training/packing.py; packed rows with train.packing)."""
         import torch
 
-        b = collate(examples, self.tok.pad_token_id, torch.float32)
-        return {k: v.to(self.device) for k, v in b.items()}
+        from recsys_cli.training import packing
+
+        with self.timer.phase("collate"):
+            b = packing.collate_rows(examples, self.tok.pad_token_id, self.r.train.max_length if self.r.train.packing else None)
+            self.timer.count(b["input_ids"].numel())
+        with self.timer.phase("h2d"):
+            return packing.to_device(b, self.device, torch.float32)
 
     def _loss(self, model, b: dict):
         """Token mean of the cross-entropy over `b`'s targets."""
         import torch
 
-        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16 and self.engine is None):
-            out = model(b["input_ids"], b["inter"], b["intra"], b["attn_mask_4d"], labels=b["labels"],
+        with self.timer.phase("forward"), torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16 and self.engine is None):
+            out = model(b["input_ids"], b["inter"], b["intra"], b["attn_mask_4d"], labels=b["labels"], keep=b.get("keep"),
                         allowed=(b["allowed"], b["allowed_ids"]) if "allowed" in b else None)
         return out.loss
 
@@ -246,7 +262,7 @@ class Trainer:
             max_intra=self.lm.max_intra, vocab_size=len(self.tok), special_tokens=self.special_map,
             new_token_ids=list(self.lm.new_token_ids), lora=LoraSettings(lo.rank, lo.alpha, lo.dropout, lo.targets, lo.modules_to_save),
             step=step, recipe=self.r.to_dict(), data_fingerprint=data_fingerprint(self.data_dir),
-            hybrid=self.hyb.describe() if self.hyb is not None else None,
+            hybrid=self.hyb.describe() if self.hyb is not None else None, data_summary=data_summary(self.data_dir),
         )
         weights = None
         with ds.gathered(self.lm, self.ds_config) if self.engine is not None else contextlib.nullcontext():
@@ -261,7 +277,8 @@ class Trainer:
         if self.main:
             inputs = [self.data_dir / schemas.CORPUS, self.data_dir / schemas.PROMPTS] + ([self.hyb.path] if self.hyb is not None else [])
             rows = {"steps": step, "train_examples": self.sources.n_train, "processes": self.world}
-            write_json(manifest(self.command, self.r.to_dict(), inputs, rows), self.out / schemas.MANIFEST)
+            write_json(manifest(self.command, self.r.to_dict(), inputs, rows), self.out / schemas.MANIFEST,
+                       kind=outputs.CHECKPOINT)
         dist.barrier()
 
     def restore(self) -> int:
@@ -276,6 +293,19 @@ class Trainer:
             self.opt.load_state_dict(opt_state)
         return step
 
+    @staticmethod
+    def _open_metrics(metrics: Path, resume: bool, start: int):
+        """C/metrics.jsonl for appending: cut back to `start` on resume, else begun afresh. C's files were
+        claimed as recsys's (layout.claim_checkpoint_dir); the ledger records the file as it grows."""
+        if resume and metrics.exists():
+            kept = [ln for ln in metrics.read_text().splitlines() if json.loads(ln)["step"] <= start]
+            outputs.write_text(metrics, "".join(ln + "\n" for ln in kept), outputs.CHECKPOINT)
+        elif metrics.exists():
+            outputs.remove(metrics, outputs.CHECKPOINT)
+        fh = open(metrics, "a")
+        outputs.record(metrics, outputs.CHECKPOINT)
+        return fh
+
     def train(self, resume: bool = False, stop_at: int | None = None) -> dict[str, Any]:
         """Run to the recipe's total; `stop_at` stops early like Ctrl-C (save, resumable)."""
         import torch
@@ -288,30 +318,29 @@ class Trainer:
         start = 0
         if resume:
             start = self.restore()
-        if self.main and resume and metrics.exists():
-            kept = [ln for ln in metrics.read_text().splitlines() if json.loads(ln)["step"] <= start]
-            metrics.write_text("".join(ln + "\n" for ln in kept))
-        elif self.main and metrics.exists():
-            metrics.unlink()
         self.lm.train()
         t0 = time.perf_counter()
         last_loss, val = float("nan"), None
         step = start
         interrupted = False
+        window = speed.LossWindow(r.train.log_every, self.device)  # loss values read back every log_every steps
+        since = t0
         from rich.progress import TextColumn
 
-        log = open(metrics, "a") if self.main else contextlib.nullcontext()
+        log = self._open_metrics(metrics, resume, start) if self.main else contextlib.nullcontext()
         with console.progress(TextColumn("loss {task.fields[loss]}")) as prog, log as mf, dist.StopOnSignal() as signals:
             task = prog.add_task("pretrain", total=self.total, completed=start, loss="-")
             try:
                 while step < self.total:
-                    ts = time.perf_counter()
+                    self.timer.start_step(step)
+                    since = since if window.steps else time.perf_counter()  # tokens/s: from the window's first step
                     stage = self.stage(step)
                     at, span = schedule_step(step, r.hybrid, self.total)  # stage 2 may restart the schedule
                     lr = lr_at(at, r, span)
                     for g in self.opt.param_groups:
                         g["lr"] = lr
-                    micro_examples = [self.examples(step, m) for m in range(r.train.grad_accum)]
+                    with self.timer.phase("examples"):
+                        micro_examples = [self.examples(step, m) for m in range(r.train.grad_accum)]
                     n_local = [_targets(exs) for exs in micro_examples]
                     (n_global,) = dist.all_sum([sum(n_local)], self.device)
                     loss_sum, tokens, parts = 0.0, 0, [0.0, 0.0, 0.0, 0.0, 0.0]  # lm sum; item, user sums and counts
@@ -323,34 +352,36 @@ class Trainer:
                         else:
                             b = self.collate(exs)
                             loss = self._loss(self.model, b)  # mean over this micro-batch's targets
-                            parts[0] += loss.detach().item() * n_local[micro]
+                            parts[0] = parts[0] + loss.detach().double() * n_local[micro]  # on the device
                         tokens += int(b["lengths"].sum())
                         # the gradient of the mean over the global batch: DDP and ZeRO average
                         # over the ranks, hence the factor world (exactly 1.0 for one process)
                         scale = n_local[micro] * self.world / max(n_global, 1)
-                        self._backward(loss * scale, last_micro=micro == r.train.grad_accum - 1)
-                        loss_sum += loss.detach().item() * n_local[micro]
-                    self._optimizer_step()
+                        with self.timer.phase("backward"):
+                            self._backward(loss * scale, last_micro=micro == r.train.grad_accum - 1)
+                        loss_sum = loss_sum + loss.detach().double() * n_local[micro]  # on the device
+                    with self.timer.phase("optimizer"):
+                        self._optimizer_step()
                     step += 1
-                    loss_sum, stop, tokens, *parts = dist.all_sum([loss_sum, float(signals.requested), tokens, *parts], self.device)
-                    last_loss = loss_sum / max(n_global, 1)
-                    dt = time.perf_counter() - ts
-                    row = {"step": step, "loss": round(last_loss, 6), "lr": lr, "tokens_per_s": round(tokens / dt, 2), "elapsed": round(time.perf_counter() - t0, 3)}
-                    if self.hyb is not None:
-                        row.update(_part_row(stage, parts, n_global))
-                    if step % r.eval.eval_every == 0 or step == self.total:
-                        val = self.evaluate(stage)
-                        if val is not None:
-                            row["val_loss"] = round(val, 6)
-                    if self.main:
-                        mf.write(json.dumps(row) + "\n")
-                        mf.flush()
-                    prog.update(task, advance=1, loss=f"{last_loss:.4f}")
-                    if step % r.train.save_every == 0 and step < self.total:
+                    window.add(step, [loss_sum, float(signals.requested), tokens, *parts], lr=lr, stage=stage, n=n_global,
+                               elapsed=time.perf_counter() - t0)
+                    evaluate = step % r.eval.eval_every == 0 or step == self.total
+                    save = step % r.train.save_every == 0 and step < self.total
+                    stop = False
+                    if window.due(step, evaluate or save or (stop_at is not None and step >= stop_at)):
+                        with self.timer.phase("sync"):
+                            done = window.read()
+                        with self.timer.phase("log"):
+                            last_loss, got, stop = speed.log_steps(self, done, since, evaluate, _part_row, mf, prog, task)
+                        val = got if evaluate else val
+                    self.timer.end_step(tokens)
+                    if save:
                         self.save(step)
                     if stop or (stop_at is not None and step >= stop_at):
                         raise KeyboardInterrupt
             except KeyboardInterrupt:
+                if self.world == 1 and window.due(step, True):  # rows of the steps not read back yet
+                    last_loss = speed.log_steps(self, window.read(), since, False, _part_row, mf, prog, task)[0]
                 interrupted = True
                 console.log(f"interrupted: saving the checkpoint at step {step} to {out} (continue with --resume)")
         self.save(step)

@@ -1,5 +1,5 @@
-"""Pretrain recipes: grouped, typed settings (model, lora, mask, train, eval, hybrid, rerank),
-loaded from YAML under recipes/pretrain/ and overridden generically with `--set key=value`.
+"""Pretrain recipes: grouped, typed settings (model, lora, mask, train, eval, rerank, listwise,
+hybrid), loaded from YAML under recipes/pretrain/ and overridden generically with `--set key=value`.
 
     python -c "from recsys_cli.training.recipe import load_recipe; print(load_recipe('recipes/pretrain/tiny-cpu.yaml').train)"
     recsys pretrain --data runs/toys --config recipes/pretrain/tiny-cpu.yaml --set train.lr=1e-4 --set lora.rank=16
@@ -20,6 +20,7 @@ from typing import Any
 
 from recsys_cli.data.masking import MaskConfig
 from recsys_cli.errors import InputError, RecsysError
+from recsys_cli.options import RECIPE_RANGES
 
 
 @dataclass
@@ -27,7 +28,7 @@ class ModelArgs:
     name: str | None = None  # None -> the embedded SmolLM2 (`--model`)
     positions: str = "glm"  # glm (2D: inter + intra) | linear (plain positions, the ablation)
     max_intra: int | None = None  # rows of the intra table; None -> longest pool entity + 2
-    trust_remote_code: bool = False
+    trust_remote_code: bool = False  # only from the --trust-remote-code flag (a recipe or --set saying true is refused)
 
 
 @dataclass
@@ -54,6 +55,7 @@ class TrainArgs:
     grad_accum: int = 1
     max_length: int = 256
     corpus_ratio: float = 0.5  # share of examples drawn from corpus.parquet; the rest are training prompts
+    rating_stars: bool = True  # a one-star answer's loss: CE over the 5 star tokens at [START] (inference/rating.py)
     family_weights: dict[str, float] = field(
         default_factory=lambda: {"rating": 1.0, "sequential": 1.0, "explanation": 1.0, "review": 1.0, "direct": 1.0}
     )
@@ -62,6 +64,11 @@ class TrainArgs:
     precision: str = "auto"  # auto (bf16 where native: a bf16 GPU, a CPU with avx512_bf16/AMX; modeling/precision.py) | fp32 | bf16
     gradient_checkpointing: bool = False
     deepspeed: str | None = None  # path to a DeepSpeed JSON config
+    # speed (training/packing.py, training/speed.py); none of these changes the loss curve
+    packing: bool = False  # several examples per row, block-diagonal GLM mask: same loss terms, less padding
+    attention: str = "eager"  # eager | sdpa (torch scaled_dot_product_attention, same float mask added)
+    compile: bool = False  # torch.compile each decoder layer (the first steps compile)
+    log_every: int = 1  # read the loss back from the device every N steps (metrics rows are still per step)
 
 
 @dataclass
@@ -82,10 +89,22 @@ class RerankArgs:
 
 
 @dataclass
+class ListwiseArgs:
+    """Listwise examples (docs/rerank.md "Listwise scoring"): a training position's retriever
+    top-K in one labelled prompt; the loss is the cross-entropy over the K labels."""
+
+    candidates: str | None = None  # predictions file of the retriever on split=train prompts
+    k: int = 20  # candidates per example (at most 52: one-token labels)
+    weight: float = 0.0  # share of examples that are listwise prompts (0: off; with rerank.weight <= 1)
+    max_length: int = 512  # the whole listwise example's length, in training and in `infer` (data/listwise.py)
+    candidate_ids: bool = False  # RSLLM: each candidate title also carries its soft ID token (needs hybrid.embeddings)
+
+
+@dataclass
 class HybridArgs:
     """RSLLM Text-ID hybrid prompts (docs/rsllm.md)."""
 
-    embeddings: str | None = None  # item embeddings safetensors from `recsys baseline sasrec`
+    embeddings: str | None = None  # the SASRec file of `recsys baseline sasrec`; "{data}/..." = under --data
     projector: str = "mlp2"  # mlp2 (Linear-GELU-Linear, LLaRA's shape) | linear
     projector_hidden: int = 256
     projector_norm: str = "rms"  # rms: output RMS-normalised x a trained gain (init: token-embedding RMS) | none
@@ -108,6 +127,7 @@ class Recipe:
     train: TrainArgs = field(default_factory=TrainArgs)
     eval: EvalArgs = field(default_factory=EvalArgs)
     rerank: RerankArgs = field(default_factory=RerankArgs)
+    listwise: ListwiseArgs = field(default_factory=ListwiseArgs)
     hybrid: HybridArgs = field(default_factory=HybridArgs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,7 +143,7 @@ SECTIONS = {f.name: f.type for f in fields(Recipe)}
 
 def _section_class(name: str):
     return {"model": ModelArgs, "lora": LoraArgs, "mask": MaskConfig, "train": TrainArgs, "eval": EvalArgs,
-            "rerank": RerankArgs, "hybrid": HybridArgs}[name]
+            "rerank": RerankArgs, "listwise": ListwiseArgs, "hybrid": HybridArgs}[name]
 
 
 def _hints(cls) -> dict[str, Any]:
@@ -170,15 +190,34 @@ def _coerce(value: Any, tp: Any) -> Any:
     return value
 
 
-def _line_of(text: str, key: str) -> int | None:
+def _line_of(text: str, key: str, after: int = 1) -> int | None:
+    """The line of `key:` in a recipe's YAML: the first at or after line `after` (its section's)."""
     for i, line in enumerate(text.splitlines(), 1):
-        if line.lstrip().startswith(f"{key}:"):
+        if i >= after and line.lstrip().startswith(f"{key}:"):
             return i
     return None
 
 
+# string keys with a fixed set of values (train.precision's: modeling/precision.py)
+CHOICES = {"model.positions": ("glm", "linear"), "train.attention": ("eager", "sdpa"), "hybrid.projector": ("mlp2", "linear"),
+           "hybrid.projector_norm": ("rms", "none"), "hybrid.item_text": ("hidden", "embedding")}
+
+
+def _allowed(dotted: str, value: Any) -> str | None:
+    """None when `value` suits the key's range or choices (RECIPE_RANGES, CHOICES), else what was expected."""
+    from recsys_cli.modeling.precision import PRECISIONS
+
+    rule = RECIPE_RANGES.get(dotted)
+    if rule is not None and value is not None and rule.violation(value) is not None:
+        return f"{dotted} in the range {rule.text}; got {value!r}"
+    choices = PRECISIONS if dotted == "train.precision" else CHOICES.get(dotted)
+    if choices is not None and value not in choices:
+        return f"{dotted} one of {', '.join(choices)}; got {value!r}"
+    return None
+
+
 def set_value(r: Recipe, dotted: str, value: Any, where: str, line: int | None = None) -> None:
-    """r.<section>.<key> = value, type-checked. `where` names the source for errors."""
+    """r.<section>.<key> = value, type- and range-checked. `where` names the source for errors."""
     section, _, key = dotted.partition(".")
     if section not in SECTIONS or not key:
         raise InputError.at(where, line, f"a recipe key section.key with section one of {', '.join(SECTIONS)}; got {dotted!r}")
@@ -188,7 +227,13 @@ def set_value(r: Recipe, dotted: str, value: Any, where: str, line: int | None =
         raise InputError.at(where, line, f"a key of {section!r} ({', '.join(hints)}); got {key!r}")
     if not _fits(value, hints[key]):
         raise InputError.at(where, line, f"{dotted} as {_type_name(hints[key])}; got {value!r}")
+    expected = _allowed(dotted, value)
+    if expected is not None:
+        raise InputError.at(where, line, expected)
     setattr(obj, key, _coerce(value, hints[key]))
+
+
+REMOTE_CODE_KEY = "model.trust_remote_code"  # set only by the --trust-remote-code flag, never by a recipe or --set
 
 
 def parse_set(items: list[str] | None) -> list[tuple[str, Any]]:
@@ -206,6 +251,9 @@ def parse_set(items: list[str] | None) -> list[tuple[str, Any]]:
             value = raw
         if isinstance(value, str) and _looks_numeric(value):
             value = float(value)
+        if key.strip() == REMOTE_CODE_KEY and value is True:
+            raise RecsysError(f"--set {REMOTE_CODE_KEY}=true: remote code is enabled only by --trust-remote-code",
+                              exit_code=2)
         out.append((key.strip(), value))
     return out
 
@@ -220,10 +268,12 @@ def _looks_numeric(text: str) -> bool:
 
 def load_recipe(path: str | Path | None, overrides: list[tuple[str, Any]] | None = None) -> Recipe:
     """Recipe from YAML (or the defaults when `path` is None), then `overrides`
-    (dotted key, value) on top, in order; None values are skipped (flag not given)."""
+    (dotted key, value) on top, in order; None values are skipped (flag not given).
+    A bad value is an error naming where it came from: the recipe file and line, or the command line."""
     import yaml
 
     r = Recipe()
+    origins: dict[str, str] = {}  # dotted key -> where its value came from, for check()'s messages
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -235,60 +285,54 @@ def load_recipe(path: str | Path | None, overrides: list[tuple[str, Any]] | None
             mark = getattr(exc, "problem_mark", None)
             raise InputError.at(path, mark.line + 1 if mark else None, f"invalid YAML ({getattr(exc, 'problem', exc)})")
         if not isinstance(data, dict):
-            raise InputError.at(path, 1, "a mapping of recipe sections (model, lora, mask, train, eval, rerank, hybrid)")
+            raise InputError.at(path, 1, "a mapping of recipe sections (model, lora, mask, train, eval, rerank, listwise, hybrid)")
         for section, keys in data.items():
+            at = _line_of(text, str(section))
             if section not in SECTIONS:
-                raise InputError.at(path, _line_of(text, str(section)), f"a recipe section ({', '.join(SECTIONS)}); got {section!r}")
+                raise InputError.at(path, at, f"a recipe section ({', '.join(SECTIONS)}); got {section!r}")
             if not isinstance(keys, dict):
-                raise InputError.at(path, _line_of(text, str(section)), f"section {section!r} as a mapping of keys")
+                raise InputError.at(path, at, f"section {section!r} as a mapping of keys")
             for k, v in keys.items():
-                set_value(r, f"{section}.{k}", v, str(path), _line_of(text, str(k)))
+                line = _line_of(text, str(k), at or 1) or at
+                if f"{section}.{k}" == REMOTE_CODE_KEY and v is True:  # only the user's flag runs a model's own code
+                    raise InputError.at(path, line, f"no {REMOTE_CODE_KEY}: true (a recipe cannot enable remote code; "
+                                                    "remove the key and pass --trust-remote-code)")
+                set_value(r, f"{section}.{k}", v, str(path), line)
+                origins[f"{section}.{k}"] = f"{path}, line {line}" if line else str(path)
     for dotted, value in overrides or []:
         if value is not None:
             set_value(r, dotted, value, "command line")
-    check(r, str(path) if path is not None else "command line")
+            origins[dotted] = "command line"
+    check(r, str(path) if path is not None else "command line", origins)
     return r
 
 
-def check(r: Recipe, where: str) -> None:
-    """Value ranges the types cannot express."""
-    def bad(msg: str) -> RecsysError:
-        return RecsysError(f"{where}: {msg}", exit_code=2)
+def check(r: Recipe, where: str, origins: dict[str, str] | None = None) -> None:
+    """Rules between keys (each key's own range and choices are checked as it is set: set_value).
+    An error names where the first of its keys that was set came from (`origins`), else `where`."""
+    def bad(msg: str, *keys: str) -> RecsysError:
+        source = next((origins[k] for k in keys if origins and k in origins), where)
+        return RecsysError(f"{source}: {msg}", exit_code=2)
 
-    if r.model.positions not in ("glm", "linear"):
-        raise bad(f"model.positions must be glm or linear, got {r.model.positions!r}")
-    from recsys_cli.modeling.precision import PRECISIONS
-
-    if r.train.precision not in PRECISIONS:
-        raise bad(f"train.precision must be auto, fp32 or bf16, got {r.train.precision!r}")
     if r.train.max_steps is None and r.train.epochs is None:
-        raise bad("set train.max_steps or train.epochs")
-    for k in ("lora.rank", "train.batch_size", "train.grad_accum", "eval.eval_every", "train.save_every", "eval.max_new_tokens"):
-        if r.flat()[k] < 1:
-            raise bad(f"{k} must be >= 1")
-    if r.model.max_intra is not None and r.model.max_intra < 2:
-        raise bad("model.max_intra must be >= 2 (or null: derived from the entity pool)")
-    if r.train.max_length < 16:
-        raise bad("train.max_length must be >= 16")
-    if not 0.0 <= r.train.corpus_ratio <= 1.0:
-        raise bad("train.corpus_ratio must be in [0, 1]")
-    if r.train.lr <= 0:
-        raise bad("train.lr must be > 0")
-    if not 0.0 <= r.rerank.weight <= 1.0 or r.rerank.k < 2:
-        raise bad("rerank.weight must be in [0, 1] and rerank.k >= 2")
+        raise bad("set train.max_steps or train.epochs", "train.max_steps", "train.epochs")
+    from recsys_cli.data.listwise import MAX_K
+
+    if r.listwise.k > MAX_K or r.rerank.weight + r.listwise.weight > 1.0:
+        raise bad(f"listwise.k must be <= {MAX_K} (one-token labels) and rerank.weight + listwise.weight <= 1",
+                  "listwise.k", "listwise.weight", "rerank.weight")
     h = r.hybrid
-    if h.projector not in ("mlp2", "linear"):
-        raise bad(f"hybrid.projector must be mlp2 or linear, got {h.projector!r}")
-    if h.projector_norm not in ("rms", "none") or h.item_text not in ("hidden", "embedding"):
-        raise bad(f"hybrid.projector_norm must be rms or none and hybrid.item_text hidden or embedding; got {h.projector_norm!r}, {h.item_text!r}")
-    if h.projector_hidden < 1 or h.stage1_steps < 0 or h.temperature <= 0 or h.item_loss_weight < 0 or h.user_loss_weight < 0:
-        raise bad("hybrid: projector_hidden >= 1, stage1_steps >= 0, temperature > 0 and loss weights >= 0 are required")
+    if r.listwise.candidate_ids and h.embeddings is None:
+        raise bad("listwise.candidate_ids needs an RSLLM run (hybrid.embeddings: the SASRec file of "
+                  "`recsys baseline sasrec`)", "listwise.candidate_ids", "hybrid.embeddings")
     if h.embeddings is None and (h.stage1_steps or h.init_checkpoint):
-        raise bad("hybrid.stage1_steps / hybrid.init_checkpoint need hybrid.embeddings (the SASRec file of `recsys baseline sasrec`)")
+        raise bad("hybrid.stage1_steps / hybrid.init_checkpoint need hybrid.embeddings (the SASRec file of `recsys baseline sasrec`)",
+                  "hybrid.stage1_steps", "hybrid.init_checkpoint")
     if r.train.max_steps is not None and h.embeddings is not None and h.stage1_steps >= r.train.max_steps:
-        raise bad(f"hybrid.stage1_steps ({h.stage1_steps}) must be below train.max_steps ({r.train.max_steps}) so stage 2 runs")
+        raise bad(f"hybrid.stage1_steps ({h.stage1_steps}) must be below train.max_steps ({r.train.max_steps}) so stage 2 runs",
+                  "hybrid.stage1_steps", "train.max_steps")
     try:
         MaskConfig(**asdict(r.mask))  # its own range checks
     except RecsysError as exc:
-        raise bad(f"mask: {exc}")
+        raise bad(f"mask: {exc}", *(f"mask.{f.name}" for f in fields(MaskConfig)))
     assert all(is_dataclass(getattr(r, s)) for s in SECTIONS)

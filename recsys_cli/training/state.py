@@ -20,7 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
-from recsys_cli.artifacts import schemas
+from recsys_cli.artifacts import outputs, schemas
 from recsys_cli.errors import RecsysError
 from recsys_cli.training import dist
 
@@ -80,10 +80,12 @@ def save_state(out: Path, step: int, weights: dict | None, optimizer: dict, engi
         meta = {"format": FORMAT, "step": step, "world_size": dist.world(), "engine": engine,
                 "sha256": {n: _sha256(tmp / n) for n in names}}
         (tmp / META).write_text(json.dumps(meta, indent=1) + "\n")
+        outputs.claim([outputs.Target(final, outputs.CHECKPOINT, "--out")])  # still recsys's own state
         shutil.rmtree(_old(out), ignore_errors=True)
         if final.exists():
             os.replace(final, _old(out))
         os.replace(tmp, final)
+        outputs.record(final, outputs.CHECKPOINT)  # in C's ledger, like every checkpoint entry
         shutil.rmtree(_old(out), ignore_errors=True)
     dist.barrier()
 
@@ -125,7 +127,8 @@ def load_state(out: Path, engine: str) -> tuple[int, dict, dict]:
     if was != (engine, dist.world()):
         raise RecsysError(f"{d}: saved by {was[1]} process(es) with {was[0]}; this run is {dist.world()} with {engine}: resume with the same launcher, process count and --deepspeed config", exit_code=2)
     weights = load_file(str(_checked(d, WEIGHTS, meta)))
-    rank_state = torch.load(_checked(d, RANK_FILE.format(dist.rank()), meta), weights_only=True)
+    # on the CPU: the optimizer's load_state_dict moves each moment to its parameter's device
+    rank_state = torch.load(_checked(d, RANK_FILE.format(dist.rank()), meta), weights_only=True, map_location="cpu")
     torch.set_rng_state(rank_state["rng"])
     if "cuda_rng" in rank_state and torch.cuda.is_available():
         torch.cuda.set_rng_state(rank_state["cuda_rng"])
@@ -190,7 +193,8 @@ def claim_output(out: Path, r, data_dir: Path, resume: bool, overwrite: bool, al
     from recsys_cli.modeling.registry import resolve_model
 
     require(data_dir, schemas.CORPUS, schemas.PROMPTS)
-    mode = layout.claim_checkpoint_dir(out, resume, overwrite)
+    inputs = [Path(data_dir) / n for n in (*schemas.TEXTUALIZE_FILES, schemas.MANIFEST)]
+    mode = layout.claim_checkpoint_dir(out, resume, overwrite, inputs)
     if mode == "resume":
         check_resume(out, r, data_fingerprint(data_dir), resolve_model(r.model.name).fingerprint, allow)
     if mode == "overwrite" and main:

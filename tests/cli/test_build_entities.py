@@ -36,11 +36,20 @@ def test_build_entities_outputs_and_determinism(toys_entities, tiny_model, tmp_p
         assert (again / name).read_bytes() == (toys_entities / name).read_bytes(), name
 
 
-def test_build_entities_errors(tmp_path, tiny_model):
+def test_build_entities_errors(tmp_path, tiny_model, toys_data):
     code, out, err = run_cli("build-entities", "--data", str(tmp_path / "missing"), "--model", tiny_model, "--quiet")
     assert code == 2 and err.startswith("Error: ") and "missing" in err and "Traceback" not in err
     (tmp_path / "R").mkdir()
     (tmp_path / "R" / schemas.ITEMS).write_text("not parquet")
     code, out, err = run_cli("build-entities", "--data", str(tmp_path / "R"), "--model", tiny_model, "--quiet")
-    assert code == 2 and "items.parquet: not a readable Parquet file" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "R: not a complete recsys run (no manifest.json)" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "R" / schemas.ENTITIES).exists()
+    # a run from a recsys whose manifest kept no file hashes (nothing to compare), its items table broken
+    old = tmp_path / "old"
+    shutil.copytree(toys_data, old)
+    man = json.loads((old / schemas.MANIFEST).read_text())
+    (old / schemas.MANIFEST).write_text(json.dumps({k: v for k, v in man.items() if k != "files"}))
+    (old / schemas.ITEMS).write_text("not parquet")
+    code, out, err = run_cli("build-entities", "--data", str(old), "--model", tiny_model, "--quiet")
+    assert code == 2 and "items.parquet: not a readable Parquet file" in err and len(err.strip().splitlines()) == 1
+    assert not (old / schemas.ENTITIES).exists()

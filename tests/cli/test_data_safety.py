@@ -112,8 +112,9 @@ def test_artifact_named_files_without_manifest_are_refused(tmp_path):
     out = tmp_path / "R"
     out.mkdir()
     (out / schemas.ITEMS).write_text("not ours\n")
-    code, _, err = _textualize(*TOYS14, "--out", str(out))
-    assert code != 0 and "manifest" in err
+    for force in ((), ("--force",)):  # never replaced, and no flag is suggested (issue 26)
+        code, _, err = _textualize(*TOYS14, "--out", str(out), *force)
+        assert code != 0 and "recsys artifact names" in err and "items.parquet" in err and "--force" not in err
     assert (out / schemas.ITEMS).read_text() == "not ours\n"
 
 

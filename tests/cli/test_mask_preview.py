@@ -50,4 +50,4 @@ def test_mask_preview_errors(toys_data, tiny_model, tmp_path):
     code, _, err = run_cli("mask-preview", "--data", str(toys_data), "--level", "word", "--model", tiny_model)
     assert code != 0 and "--level" in err
     code, _, err = run_cli("mask-preview", "--data", str(tmp_path), "--model", tiny_model)
-    assert code == 2 and "corpus.parquet: file not found" in err
+    assert code == 2 and f"{tmp_path}: not a complete recsys run (no manifest.json)" in err

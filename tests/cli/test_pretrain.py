@@ -34,7 +34,7 @@ def test_pretrain_writes_a_loadable_checkpoint(toys_data, tmp_path):
 
 def test_pretrain_errors_are_one_line(toys_data, tmp_path):
     code, _, err = run_cli("pretrain", "--data", str(tmp_path / "nope"), "--config", TINY, "--out", str(tmp_path / "C"), "--quiet")
-    assert code != 0 and err.startswith("Error: ") and "corpus.parquet" in err and len(err.strip().splitlines()) == 1
+    assert code != 0 and err.startswith("Error: ") and "nope" in err and "manifest.json" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli("pretrain", "--data", str(toys_data), "--config", TINY, "--out", str(tmp_path / "C2"), "--resume", "--quiet")
     assert code != 0 and "nothing to resume" in err
     bad = tmp_path / "r.yaml"

@@ -8,6 +8,7 @@ path, and Part A positions around soft tokens equal in training and inference.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -101,6 +102,9 @@ def test_hybrid_checkpoint_infers_every_mode_reproducibly_with_its_projector(run
     ex["hybrid.projector.net.2.weight"].zero_()
     ex["hybrid.projector.net.2.bias"].zero_()
     save_file(ex, str(zero / "extras.safetensors"))
+    cfg = json.loads((zero / "recsys_checkpoint.json").read_text())  # a deliberate edit: its new sha256 recorded
+    cfg["files_sha256"]["extras.safetensors"] = hashlib.sha256((zero / "extras.safetensors").read_bytes()).hexdigest()
+    (zero / "recsys_checkpoint.json").write_text(json.dumps(cfg))
     z, _ = _infer(run, zero, tmp_path / "z.parquet")
     assert z["scores"].to_list() != a["scores"].to_list()
     # rerank (two-stage, --candidates-from) runs with the soft tokens too

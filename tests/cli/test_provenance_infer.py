@@ -12,7 +12,7 @@ import shutil
 
 import polars as pl
 
-from recsys_cli.artifacts import provenance
+from recsys_cli.artifacts import outputs, provenance
 from recsys_cli.artifacts.io import data_fingerprint
 from tests.conftest import run_cli
 
@@ -52,6 +52,7 @@ def test_infer_refuses_mixed_settings_and_models(toys_entities, tiny_model, tmp_
     parts = tmp_path / ".q.parquet.parts"
     parts.mkdir()
     shutil.copy(out, parts / "part-000000.parquet")
+    outputs.record(parts / "part-000000.parquet", outputs.PREDICTIONS)  # as infer's chunk writer records it (issue 26)
     q = ["infer", "--data", str(toys_entities), "--checkpoint", "none", "--model", tiny_model, "--family", "sequential", "--out", str(tmp_path / "q.parquet")]
     assert "part-000000.parquet" in one_error(q + ["--top-k", "5", "--limit", "3"])
     code, stdout, err = run_cli(*q, "--top-k", "3", "--limit", "3", "--quiet", "--json")
@@ -64,19 +65,20 @@ def test_overwrite_replaces_only_infer_files(toys_entities, tiny_model, tmp_path
     user_file = tmp_path / "mine.parquet"
     pl.DataFrame({"prompt_id": ["x"]}).write_parquet(user_file)
     before = user_file.read_bytes()
-    assert "no recsys provenance" in one_error(common + ["--out", str(user_file), "--overwrite"])
-    assert "has none" in one_error(common + ["--out", str(user_file)])
+    # issue 26: a file recsys did not write is refused by the ledger (artifacts/outputs.py) before its content is read
+    assert "was not written by recsys" in one_error(common + ["--out", str(user_file), "--overwrite"])
+    assert "was not written by recsys" in one_error(common + ["--out", str(user_file)])
     assert user_file.read_bytes() == before
     pop = tmp_path / "pop.parquet"
     code, _, err = run_cli("baseline", "popularity", "--data", str(toys_entities), "--out", str(pop), "--quiet")
     assert code == 0, err
     baseline_bytes = pop.read_bytes()
     msg = one_error(common + ["--out", str(pop), "--overwrite"])
-    assert "no recsys provenance" in msg or "'baseline' producer" in msg
+    assert "baseline-predictions:popularity output, which this command does not write" in msg  # issue 26: another command's kind
     assert pop.read_bytes() == baseline_bytes
     text = tmp_path / "notes.parquet"
     text.write_text("my notes")
-    assert "readable Parquet" in one_error(common + ["--out", str(text)])
+    assert "was not written by recsys" in one_error(common + ["--out", str(text)])
     assert text.read_text() == "my notes"
     out = tmp_path / "p.parquet"
     code, _, err = run_cli(*common, "--out", str(out), "--quiet")

@@ -1,5 +1,5 @@
 """Two-stage ranking: `recsys infer --candidates-from PRED --rerank-k K [--fusion W]` on the
-Toys slice with the tiny model and baseline retrievers; the validation sweep.
+Toys slice with the tiny model and baseline retrievers; the validation sweep (evaluation/tune.py).
 
     python -m pytest tests/cli/test_rerank.py -q
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -102,7 +101,7 @@ def test_fusion_formula_and_zero_weight_is_the_retriever(toys_entities, tiny_mod
 
 def test_sweep_recomputes_every_k_and_w_on_validation(toys_entities, tiny_model, retrievers, tmp_path):
     from recsys_cli.errors import RecsysError
-    from recsys_cli.inference import sweep
+    from recsys_cli.evaluation import tune as sweep
 
     retr = retrievers / "knn-valid.parquet"
     pick = ["--split", "valid", "--family", "sequential", "--limit", "4"]
@@ -135,15 +134,13 @@ def test_sweep_recomputes_every_k_and_w_on_validation(toys_entities, tiny_model,
     assert code == 0, err
     with pytest.raises(RecsysError, match="validation split"):
         sweep.load_cases(toys_entities, test_run, retrievers / "knn-test.parquet")
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "bench/fusion_sweep.py", "--data", str(toys_entities), "--rerank", str(runs["c10"]), str(runs["f10"]),
-                          "--retriever", str(retr), "--ks", "5", "--ws", "0:1:0.5", "--json", str(tmp_path / "sweep.json")],
-                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
-    assert out.returncode == 0, out.stderr
-    table = json.loads((tmp_path / "sweep.json").read_text())
-    assert len(table["rows"]) == 12 and table["best"]["exact"] and "best by NDCG@10" in out.stdout
+    code, out, err = run_cli("tune", "--data", str(toys_entities), "--rerank", str(runs["c10"]), str(runs["f10"]),
+                             "--retriever", str(retr), "--ws", "0,0.5,1", "--out", str(tmp_path / "tuning.json"),
+                             "--quiet")
+    assert code == 0, err
+    table = json.loads((tmp_path / "tuning.json").read_text())
+    assert len(table["rows"]) == 6 and {r["scorer"] for r in table["rows"]} == {"constrained", "full"}
+    assert "rule: keep W = 0" in out and "outcome:" in out
 
 
 def test_bad_candidates_files_are_one_line_errors(toys_entities, tiny_model, retrievers, tmp_path):

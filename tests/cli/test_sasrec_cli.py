@@ -15,6 +15,7 @@ import torch
 
 from recsys_cli.artifacts import item_embeddings, provenance, schemas
 from recsys_cli.artifacts.io import data_fingerprint
+from recsys_cli.baselines import sasrec
 from recsys_cli.baselines.sasrec import SASRecConfig
 from recsys_cli.baselines.sasrec_encoder import UserEncoder
 from tests.conftest import run_cli
@@ -45,6 +46,7 @@ def test_predictions_carry_provenance_and_scored_top_n(toys_data, test_run):
     assert prov["settings"] == {"split": "test", "top_k": 60, "exclude_history": True}
     assert summary["epochs"] == 2 and "valid_x_NDCG@10" in summary
     assert prov["producer"]["config"]["refit"] is True and summary["refit_epochs"] == summary["best_epoch"] >= 1
+    assert prov["producer"]["config"]["protocol"] == summary["protocol"] == sasrec.protocol("test", True)
     df = pl.read_parquet(d / "test.parquet")
     seq = df.filter(pl.col("family") == "sequential")
     assert (seq["ranked"].list.len() == 60).all() and (seq["scores"].list.len() == 60).all()
@@ -56,12 +58,11 @@ def test_saved_embeddings_are_the_early_stopped_model_not_the_refit(toys_data, t
     emb = item_embeddings.load(d / "emb.safetensors", data_dir=toys_data)  # checks the data fingerprint
     assert emb.model == "sasrec" and emb.dim == 8 and emb.config["max_len"] == 10
     enc = UserEncoder(emb)  # rebuilt from the stored config, strict state_dict
-    _sasrec(toys_data, "--split", "valid", "--top-k", "60", "--out", str(tmp_path / "valid.parquet"),
+    _sasrec(toys_data, "--split", "valid", "--no-refit", "--top-k", "60", "--out", str(tmp_path / "valid.parquet"),
             "--embeddings-out", str(tmp_path / "valid.safetensors"))
-    assert (tmp_path / "valid.safetensors").read_bytes() == (d / "emb.safetensors").read_bytes()  # the same items[:-2] model
-    # ... so the test run's --valid-out is, byte for byte, the file this valid run wrote
-    assert (tmp_path / "valid.parquet").read_bytes() == (d / "valid.parquet").read_bytes()
-    assert provenance.read(d / "valid.parquet")["settings"]["split"] == "valid"
+    valid_emb = item_embeddings.load(tmp_path / "valid.safetensors")  # the same items[:-2] model (config: refit False)
+    assert torch.equal(valid_emb.table, emb.table) and valid_emb.encoder.keys() == emb.encoder.keys()
+    assert all(torch.equal(valid_emb.encoder[k], emb.encoder[k]) for k in emb.encoder)
     seqs = pl.read_parquet(toys_data / schemas.SEQUENCES)
     items = dict(zip(seqs["user_id"].to_list(), seqs["items"].to_list()))
     for split, cut, same in (("valid", 2, True), ("test", 1, False)):
@@ -74,6 +75,22 @@ def test_saved_embeddings_are_the_early_stopped_model_not_the_refit(toys_data, t
         close = [np.allclose([row[r - 1] for r in emb.rows(ranked)], got, atol=1e-4)
                  for row, ranked, got in zip(scores, preds["ranked"].to_list(), preds["scores"].to_list())]
         assert all(close) if same else not any(close)  # test prompts are scored by the refit model
+
+
+def test_valid_predictions_come_from_the_test_protocol_shifted_by_one(toys_data, test_run, tmp_path):
+    d, _ = test_run
+    summary = _sasrec(toys_data, "--split", "valid", "--top-k", "60", "--out", str(tmp_path / "valid.parquet"))
+    prov = provenance.read(tmp_path / "valid.parquet")
+    protocol = sasrec.protocol("valid", True)
+    assert summary["protocol"] == prov["producer"]["config"]["protocol"] == protocol
+    assert "refit on items[:-2]" in protocol and summary["refit_epochs"] == summary["best_epoch"] >= 1
+    assert "embeddings" not in summary  # it trains no early-stopped items[:-2] model
+    # the test run's --valid-out runs the same protocol: byte for byte the file this valid run wrote
+    assert (tmp_path / "valid.parquet").read_bytes() == (d / "valid.parquet").read_bytes()
+    assert provenance.read(d / "valid.parquet")["settings"]["split"] == "valid"
+    code, _, err = run_cli("baseline", "sasrec", "--data", str(toys_data), "--split", "valid",
+                           "--embeddings-out", str(tmp_path / "e"))
+    assert code == 2 and "--embeddings-out" in err and not (tmp_path / "e").exists()
 
 
 def test_seeded_runs_are_identical_and_include_history_differs(toys_data, test_run, tmp_path):

@@ -88,6 +88,30 @@ def test_compare_markdown_plot(toys_data, toys_preds, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_compare_gives_paired_intervals_against_the_first_file(toys_data, toys_preds, tmp_path):
+    few = pl.read_parquet(toys_preds / "oracle.parquet").filter(pl.col("family") == "sequential").head(7)
+    write_parquet(few, tmp_path / "few.parquet", schemas.PREDICTIONS_SCHEMA)
+    md = tmp_path / "t.md"
+    rows = score_json("--data", str(toys_data), "--compare", str(toys_preds / "wrong.parquet"),
+                      str(toys_preds / "oracle.parquet"), str(tmp_path / "few.parquet"), "--task", "sequential",
+                      "--markdown", str(md))
+    assert rows and all("vs_first" not in r for r in rows if r["method"] == "wrong")
+    for r in (r for r in rows if r["method"] == "oracle"):  # every prompt: rank 0 against a miss
+        paired = r["vs_first"]
+        assert paired["against"] == "wrong" and paired["n"] == r["metrics"]["n"]
+        for m in ("NDCG@10", "HR@10"):
+            assert paired[m]["diff"] == 1.0 and paired[m]["ci95"] == [1.0, 1.0] and paired[m]["excludes_0"]
+    few_rows = [r for r in rows if r["method"] == "few"]
+    assert sum(r["vs_first"]["n"] for r in few_rows) == 7  # paired on the prompts both files answered
+    text = md.read_text()
+    assert "ΔNDCG@10 vs wrong [95% CI]" in text and "+1.0000 [+1.0000, +1.0000] *" in text
+    code, out, err = run_cli("score", "--data", str(toys_data), "--compare", str(toys_preds / "wrong.parquet"),
+                             str(toys_preds / "oracle.parquet"), "--task", "sequential")
+    assert code == 0 and "+1.0000" in out, err
+    single = score_json("--data", str(toys_data), "-p", str(toys_preds / "oracle.parquet"), "--task", "sequential")
+    assert all("vs_first" not in r for r in single)
+
+
 def test_unknown_prompt_is_one_line_error(toys_data, toys_preds, tmp_path):
     df = pl.read_parquet(toys_preds / "oracle.parquet")
     df = df.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("nope")).otherwise(pl.col("prompt_id")).alias("prompt_id"))

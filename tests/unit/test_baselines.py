@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from recsys_cli.artifacts import schemas
-from recsys_cli.artifacts.io import write_parquet
+from recsys_cli.artifacts.io import file_records, write_json, write_parquet
 from recsys_cli.baselines import itemknn, popularity
 from recsys_cli.baselines.context import load_context, per_user, rank_prompts
 
@@ -35,7 +35,14 @@ def make_data(tmp_path, sequences: dict[str, list[str]], items: list[str], direc
                          "candidates": direct[user]})
     schema = {c: schemas.PROMPTS_SCHEMA[c] for c in rows[0]}
     write_parquet(pl.DataFrame(rows, schema=schema), tmp_path / schemas.PROMPTS, schema)
-    return tmp_path
+    return as_run(tmp_path)
+
+
+def as_run(data):
+    """The manifest.json commands need to read a run directory (artifacts/io.py check_run_file)."""
+    names = [n for n in schemas.TEXTUALIZE_FILES if (data / n).is_file()]
+    write_json({"command": "textualize (test data)", "files": file_records(data, names)}, data / schemas.MANIFEST)
+    return data
 
 
 def test_context_leave_one_out(tmp_path):
@@ -144,6 +151,7 @@ def test_mf_fits_ratings_and_answers_like_prompts(tmp_path):
     cols = ["prompt_id", "family", "template_id", "seen", "split", "user_id", "item_id", "target"]
     write_parquet(pl.concat([prompts.select(cols), like.select(cols)]), tmp_path / schemas.PROMPTS,
                   {c: schemas.PROMPTS_SCHEMA[c] for c in cols})
+    as_run(tmp_path)
     df, summary = fit_predict(tmp_path, "test", MFConfig(seed=0, threads=1))
     assert summary["train_ratings"] == inter.height - 40  # held-out pairs never trained on
     test = prompts.filter(pl.col("split") == "test").sort("prompt_id")

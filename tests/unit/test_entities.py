@@ -144,7 +144,7 @@ def test_minhash_clusters_synthetic():
 
 
 def test_build_pool_requires_items(tmp_path):
-    with pytest.raises(RecsysError, match="items.parquet: file not found"):
+    with pytest.raises(RecsysError, match=r"not a complete recsys run \(no manifest.json\)"):
         build_pool(tmp_path)
 
 

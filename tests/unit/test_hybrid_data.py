@@ -164,10 +164,18 @@ def test_collate_hybrid_tensors(toys, special):
     assert b["soft_b"].tolist() == [i for i, e in enumerate(exs) for _ in e.soft]
     assert (b["input_ids"][b["soft_b"], b["soft_pos"]] == PH).all()
     assert b["soft_row"].tolist() == [r for e in exs for _, r in e.soft]
-    assert b["title_row"].tolist() == [r for e in exs for *_, r in e.titles]
+    assert b["title_row"].tolist() == sorted({r for e in exs for *_, r in e.titles})  # one row per distinct item
     first = exs[0].titles[0]
-    pos = b["tok_pos"][b["tok_title"] == 0].tolist()
-    assert pos == list(range(first[0], first[1]))
+    k = b["title_row"].tolist().index(first[2])
+    toks = b["title_tok"] == k
+    assert b["title_ids"][toks].tolist() == exs[0].input_ids[first[0]:first[1]]
+    # the packed title rows: after the examples, this title alone, inter 0..n-1, its Part A intra ids, no labels
+    rows, pos = b["title_b"][toks], b["title_pos"][toks]
+    assert (rows >= len(exs)).all() and b["input_ids"][rows, pos].tolist() == exs[0].input_ids[first[0]:first[1]]
+    assert b["inter"][rows, pos].tolist() == list(range(first[1] - first[0]))
+    assert b["intra"][rows, pos].tolist() == exs[0].intra[first[0]:first[1]] and (b["labels"][len(exs):] == -100).all()
+    blocked = b["attn_mask_4d"][rows[0], 0, pos[0]] < 0  # what the title's first token may not see
+    assert not blocked[pos].any() and int((~blocked).sum()) == len(pos)  # its own tokens, nothing else
     assert b["user_b"].tolist() == [0, 1, 2] and b["user_pos"].tolist() == [e.part_a_len for e in exs[:3]]
     assert (b["input_ids"][b["user_b"], b["user_pos"]] == special.start).all()
     assert b["user_hist"].tolist() == [[0, 1], [1, 2], [2, 3]]  # left-padded, last history_len rows

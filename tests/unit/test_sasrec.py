@@ -1,5 +1,6 @@
 """SASRec baseline: the history-excluded objective, seeded training, top-N lists with scores,
-the train-split model that never sees a valid or test target, the test-split refit.
+the train-split model that never sees a valid or test target, the test-split refit and the valid
+refit one position earlier.
 
     python -m pytest tests/unit/test_sasrec.py -q
 """
@@ -167,11 +168,47 @@ def test_refit_learns_the_valid_target_but_never_the_test_target():
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 
 
-@pytest.mark.parametrize(("split", "refit", "refitted"), [("test", True, True), ("test", False, False), ("valid", True, False)])
-def test_only_test_prompts_get_the_refit_model(toys_data, split, refit, refitted):
+@pytest.mark.parametrize(("split", "refit", "refitted"),
+                         [("test", True, True), ("test", False, False), ("valid", True, True), ("valid", False, False)])
+def test_valid_and_test_prompts_get_the_refit_model(toys_data, split, refit, refitted):
     ctx = load_context(toys_data, split)
     fitted = sasrec.fit(ctx, sasrec.SASRecConfig(**{**TINY.as_dict(), "refit": refit}), split)
     assert (fitted.model is not fitted.selected) == refitted and bool(fitted.refit_history) == refitted
     if refitted:
         changed = [not torch.equal(a, b) for a, b in zip(fitted.model.state_dict().values(), fitted.selected.state_dict().values())]
         assert any(changed)
+        assert len(fitted.refit_history) == sasrec_train.best_epoch(fitted.history, TINY)["epoch"]
+
+
+def test_the_valid_refit_trains_up_to_the_position_before_the_valid_target(toys_data):
+    """On the fixture: the valid protocol is the test one shifted by one position. Early stopping reads
+    items[-3] (the test protocol: items[-2]); the refit learns items[:-2] (test: items[:-1])."""
+    from recsys_cli.data import split as loo
+
+    ctx = load_context(toys_data, "valid")
+    seqs = [[ctx.index[i] + 1 for i in s] for s in ctx.sequences.values()]
+    early = sasrec.training_sequences(seqs, "valid", refit=True)
+    assert sasrec.training_sequences(seqs, "test", refit=True) == seqs
+    for full, shifted in zip(seqs, early):
+        n = len(full)
+        assert shifted == loo.history(full, "test")  # the test target is gone
+        assert loo.train_items(shifted) == full[: n - 3]  # early stopping trains on items[:-3] ...
+        assert shifted[loo.target_position(len(shifted), "valid")] == full[n - 3]  # ... and stops on items[-3]
+        assert loo.history(shifted, "test") == full[: n - 2]  # the refit learns items[:-2]: never the valid target
+    valid = sasrec.protocol("valid", True)
+    assert valid.startswith("early-stopped on items[-3]") and "refit on items[:-2]" in valid
+    assert "refit on items[:-1]" in sasrec.protocol("test", True) and "refit" not in sasrec.protocol("valid", False)
+
+
+def test_the_valid_refit_never_learns_the_valid_target():
+    # ring walks of items 1..12, then item 15, the valid target 13 and the test target 14 (13 and 14 occur
+    # nowhere else); the refit gets what `fit` gives it for valid prompts: the sequences without the test target
+    seqs = [[(u + k) % 12 + 1 for k in range(6)] + [15, 13, 14] for u in range(60)]
+    cfg = sasrec.SASRecConfig(hidden=16, blocks=1, max_len=4, dropout=0.0, lr=1e-2, batch_size=32, max_epochs=12,
+                              patience=12, seed=0, threads=1)
+    chosen = [{"epoch": e, "valid_x_NDCG@10": e / 100} for e in range(1, 13)]  # as if early stopping chose epoch 12
+    valid_model, _ = sasrec_train.refit(sasrec.training_sequences(seqs, "valid", refit=True), 15, cfg, chosen)
+    test_model, _ = sasrec_train.refit(sasrec.training_sequences(seqs, "test", refit=True), 15, cfg, chosen)
+    valid_hist = [s[:-2] for s in seqs]
+    assert (_rank_excluding_history(test_model, valid_hist, 13, cfg.max_len) == 0).mean() > 0.9  # a label: learned
+    assert (_rank_excluding_history(valid_model, valid_hist, 13, cfg.max_len) > 0).mean() > 0.9  # never a label

@@ -173,11 +173,17 @@ def test_resume_refuses_a_state_it_did_not_write(toys_data, tiny_model, tmp_path
     assert torch.load(st / "rank-0.pt", weights_only=True)["optimizer"]["state"]  # no pickled objects
     good = (st / "rank-0.pt").read_bytes()
     (st / "rank-0.pt").write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    with pytest.raises(RecsysError, match=r"did not write, or that changed since \(train_state\)"):  # C's ledger (issue 26)
+        Trainer(r, toys_data, tmp_path / "C", resume=True).train(resume=True)
+    from recsys_cli.artifacts import outputs
+
+    outputs.record(st, outputs.CHECKPOINT)  # past the ledger: state.json's own sha256 still catches it
     with pytest.raises(RecsysError, match="rank-0.pt: missing or not the file recsys saved"):
         Trainer(r, toys_data, tmp_path / "C", resume=True).train(resume=True)
     (st / "rank-0.pt").write_bytes(good)
     meta = js.loads((st / "state.json").read_text())
     (st / "state.json").write_text(js.dumps({**meta, "world_size": 2, "engine": "ddp"}))
+    outputs.record(st, outputs.CHECKPOINT)
     with pytest.raises(RecsysError, match="saved by 2 process"):
         Trainer(r, toys_data, tmp_path / "C", resume=True).train(resume=True)
 

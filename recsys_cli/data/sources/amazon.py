@@ -30,6 +30,7 @@ import polars as pl
 
 from recsys_cli.data.sources import INTER_COLS, ITEM_COLS, Source, conform
 from recsys_cli.data.sources.lines import json_lines, text_lines
+from recsys_cli.data.sources.plausible import review_times
 from recsys_cli.data.sources.reviews import filter_reviews, items_for, kcore  # noqa: F401 (kcore: public)
 from recsys_cli.data.sources.timeunit import to_seconds, unit_note
 from recsys_cli.data.text import clean
@@ -193,8 +194,8 @@ def load_raw(path: Path, meta_path: Path | None, kind: str, min_user: int, min_i
     rows, lines = [], []
     for lineno, obj in json_lines(path):
         user, item = obj.get("reviewerID"), obj.get("asin")
-        if not isinstance(user, str) or not isinstance(item, str) or not user or not item:
-            raise InputError.at(path, lineno, "'reviewerID' and 'asin' string fields")
+        if not isinstance(user, str) or not isinstance(item, str) or not user.strip() or not item.strip():
+            raise InputError.at(path, lineno, "'reviewerID' and 'asin' as non-empty text")
         ts, rating = obj.get("unixReviewTime"), obj.get("overall")
         if ts is not None and (not isinstance(ts, (int, float)) or isinstance(ts, bool)):
             raise InputError.at(path, lineno, f"'unixReviewTime' as a unix time number; got {ts!r}")
@@ -208,11 +209,14 @@ def load_raw(path: Path, meta_path: Path | None, kind: str, min_user: int, min_i
     raw = pl.DataFrame(rows, schema={"user_id": pl.Utf8, "item_id": pl.Utf8, "rating": pl.Float64, "ts": pl.Float64,
                                      "review": pl.Utf8, "summary": pl.Utf8, "order": pl.Int64}, orient="row")
     seconds, used = to_seconds(raw["ts"].alias("unixReviewTime"), time_unit, path, lines)
+    warned: list[str] = []
+    review_times(seconds, path, lines, "check --time-unit", warned)
     raw = raw.with_columns(timestamp=seconds).drop("ts")
     inter, filters = filter_reviews(raw, path, min_user, min_item)
     meta = read_meta(meta_path) if meta_path else None
     items_df, fallback = items_for(inter["item_id"].unique().sort(), meta)
     notes = [unit_note("unixReviewTime", used, time_unit)] if used != "s" or time_unit != "auto" else []
+    notes += warned
     if meta is None:
         notes.append(f"no meta_<Category>.json(.gz) beside {path.name}: item titles are Amazon asins")
     inputs = [path] + ([meta_path] if meta_path else [])

@@ -36,6 +36,7 @@ import polars as pl
 
 from recsys_cli.data.sources import ITEM_COLS, Source
 from recsys_cli.data.sources.lines import json_lines
+from recsys_cli.data.sources.plausible import review_times
 from recsys_cli.data.sources.reviews import filter_reviews, items_for
 from recsys_cli.data.sources.timeunit import to_seconds, unit_note
 from recsys_cli.data.text import clean
@@ -57,14 +58,15 @@ def _str_or_none(path: Path, lineno: int, obj: dict, key: str) -> str | None:
     return v
 
 
-def read_reviews(path: Path, time_unit: str) -> tuple[pl.DataFrame, int, str]:
-    """(interaction frame, reviews of a variant (asin != parent_asin), time unit used)."""
+def read_reviews(path: Path, time_unit: str, notes: list[str] | None = None) -> tuple[pl.DataFrame, int, str]:
+    """(interaction frame, reviews of a variant (asin != parent_asin), time unit used);
+    warnings about the times are added to `notes`."""
     rows, lines, variants = [], [], 0
     for lineno, obj in json_lines(path):
         user = obj.get("user_id")
         item = obj.get("parent_asin") or obj.get("asin")
-        if not isinstance(user, str) or not user or not isinstance(item, str):
-            raise InputError.at(path, lineno, "'user_id' and 'parent_asin' (or 'asin') string fields")
+        if not isinstance(user, str) or not user.strip() or not isinstance(item, str) or not item.strip():
+            raise InputError.at(path, lineno, "'user_id' and 'parent_asin' (or 'asin') as non-empty text")
         ts = obj.get("timestamp", obj.get("sort_timestamp"))
         if ts is not None and not _number(ts):
             raise InputError.at(path, lineno, f"'timestamp' as unix milliseconds (a number); got {ts!r}")
@@ -79,6 +81,7 @@ def read_reviews(path: Path, time_unit: str) -> tuple[pl.DataFrame, int, str]:
         raise InputError.at(path, None, "at least one review; the file is empty")
     raw = pl.DataFrame(rows, schema=_SCHEMA, orient="row")
     seconds, used = to_seconds(raw["ts"].alias("timestamp"), time_unit, path, lines)
+    review_times(seconds, path, lines, "check --time-unit", notes if notes is not None else [])
     return raw.with_columns(timestamp=seconds).drop("ts"), variants, used
 
 
@@ -134,12 +137,14 @@ def read_meta(path: Path) -> pl.DataFrame:
 
 
 def load_2023(path: Path, meta_path: Path | None, min_user: int, min_item: int, time_unit: str = "auto") -> Source:
-    raw, variants, used = read_reviews(path, time_unit)
+    warned: list[str] = []
+    raw, variants, used = read_reviews(path, time_unit, warned)
     inter, filters = filter_reviews(raw, path, min_user, min_item)
     filters["variant_reviews"] = variants
     meta = read_meta(meta_path) if meta_path else None
     items_df, fallback = items_for(inter["item_id"].unique().sort(), meta)
     notes = [unit_note("timestamp", used, time_unit), "Amazon 2023: items are parent_asins (variants of one product are one item)"]
+    notes += warned
     if meta is None:
         notes.append(f"no meta_<Category>.jsonl(.gz) beside {path.name}: item titles are parent_asins")
     has_text = inter["review"].null_count() < inter.height or inter["rating"].null_count() < inter.height

@@ -14,7 +14,10 @@ reaches the text. How the fields are used:
   ``price`` by name; other fields (``release_year``) are not used;
 * ``.user``: every field but ``user_id`` is a feature, written "age 24; gender M; ..." in the
   user profile, with the field name as given minus its ``:type``.
-Filtering is reviews.py's (the same as every source).
+Filtering is reviews.py's (the same as every source). Strict: a row with fewer fields than
+the header, an empty user_id/item_id or an empty timestamp is an error naming its line (blank
+lines are skipped, as RecBole does); implausible times and an item_id field with a new value on
+every row are plausible.py's checks.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 import polars as pl
 
 from recsys_cli.data.sources import ITEM_COLS, Source, conform, fill_titles
+from recsys_cli.data.sources.plausible import check_items, check_times, require_keys, require_times
 from recsys_cli.data.sources.reviews import filter_reviews
 from recsys_cli.data.sources.timeunit import to_seconds, unit_note
 from recsys_cli.data.text import clean
@@ -48,8 +52,9 @@ def find_dataset(dataset_dir: Path, name: str | None) -> str:
     return stems[0]
 
 
-def read_atomic(path: Path) -> tuple[pl.DataFrame, dict[str, str]]:
-    """(frame with plain field names, all text; {field: type})."""
+def read_atomic(path: Path) -> tuple[pl.DataFrame, dict[str, str], pl.Series]:
+    """(frame with plain field names, all text; {field: type}; the file line of each row).
+    Blank lines are skipped (as RecBole does); a row with fewer fields than the header is an error."""
     with open(path, "rb") as fh:
         first = fh.readline()
     try:
@@ -71,7 +76,30 @@ def read_atomic(path: Path) -> tuple[pl.DataFrame, dict[str, str]]:
         raise _bad_line(path, len(types))
     if df.width != len(types):
         raise _bad_line(path, len(types))
-    return df, types
+    lines = pl.int_range(2, df.height + 2, eager=True).alias("line")  # each line after the header is a row
+    cut = df[list(types)[-1]].is_null()  # a short row (or an empty last field, or a blank line) leaves it null
+    if cut.any():
+        blank = _short_rows(path, list(types), set(lines.filter(cut).to_list()))
+        keep = ~lines.is_in(sorted(blank))
+        df, lines = df.filter(keep), lines.filter(keep)
+    return df, types, lines
+
+
+def _short_rows(path: Path, names: list[str], suspects: set[int]) -> set[int]:
+    """Raise at the first suspect line with fewer fields than the header; return the blank ones."""
+    blank = set()
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if lineno not in suspects:
+                continue
+            line = raw.rstrip(b"\n").rstrip(b"\r")
+            if not line.strip():
+                blank.add(lineno)
+            elif line.count(b"\t") + 1 < len(names):
+                found = line.count(b"\t") + 1
+                raise InputError.at(path, lineno, f"{len(names)} tab-separated fields like the header "
+                                    f"({', '.join(names)}); found {found}: the line is cut short")
+    return blank
 
 
 def _bad_line(path: Path, n: int) -> InputError:
@@ -86,12 +114,12 @@ def _bad_line(path: Path, n: int) -> InputError:
     return InputError.at(path, None, "a readable RecBole atomic file")
 
 
-def _floats(path: Path, df: pl.DataFrame, name: str) -> pl.Series:
+def _floats(path: Path, df: pl.DataFrame, name: str, lines: pl.Series) -> pl.Series:
     out = df[name].cast(pl.Float64, strict=False)
     bad = (out.is_null() & df[name].is_not_null()).arg_true()
     if len(bad):
         k = int(bad[0])
-        raise InputError.at(path, k + 2, f"'{name}' as a number (its type is float); got {df[name][k]!r}")
+        raise InputError.at(path, int(lines[k]), f"'{name}' as a number (its type is float); got {df[name][k]!r}")
     return out
 
 
@@ -103,19 +131,21 @@ def _require(path: Path, types: dict, name: str) -> None:
 def load_recbole(dataset_dir: Path, name: str | None = None, min_user: int = 5, min_item: int = 0, time_unit: str = "auto") -> Source:
     name = find_dataset(dataset_dir, name)
     ipath = dataset_dir / f"{name}.inter"
-    df, types = read_atomic(ipath)
+    df, types, lines = read_atomic(ipath)
+    at = lambda k: int(lines[k])  # noqa: E731 (row -> file line)
     for f in ("user_id", "item_id"):
         _require(ipath, types, f)
-        bad = df[f].is_null().arg_true()
-        if len(bad):
-            raise InputError.at(ipath, int(bad[0]) + 2, f"a non-empty {f}")
+        require_keys(df[f], ipath, at, f"a non-empty {f}")
     raw = {"user_id": df["user_id"], "item_id": df["item_id"], "order": pl.int_range(0, df.height, eager=True)}
-    notes = []
+    notes: list[str] = []
     if "rating" in types:
-        raw["rating"] = _floats(ipath, df, "rating")
+        raw["rating"] = _floats(ipath, df, "rating", lines)
     if "timestamp" in types:
-        raw["timestamp"], used = to_seconds(_floats(ipath, df, "timestamp"), time_unit, ipath, [k + 2 for k in range(df.height)])
+        raw["timestamp"], used = to_seconds(_floats(ipath, df, "timestamp", lines), time_unit, ipath, at)
         notes.append(unit_note("timestamp", used, time_unit))
+        require_times(raw["timestamp"], ipath, at, "timestamp")
+        check_times(raw["timestamp"], ipath, at, "check which header field is timestamp:float, and --time-unit", notes)
+    check_items(df["item_id"], ipath, "check which header field is item_id:token", notes)
     text = next((f for f in ("review", "text") if f in types), None)
     if text:
         raw["review"] = df[text].map_elements(clean, return_dtype=pl.Utf8)
@@ -134,8 +164,9 @@ def _items(path: Path, ids: pl.Series, inputs: list[Path]) -> tuple[pl.DataFrame
         df, fallback = fill_titles(df, pl.lit("item ") + pl.col("item_id"))
         return conform(df, ITEM_COLS).sort("item_id"), fallback, [f"no {path.name}: titles are 'item <id>'"]
     inputs.append(path)
-    df, types = read_atomic(path)
+    df, types, lines = read_atomic(path)
     _require(path, types, "item_id")
+    require_keys(df["item_id"], path, lambda k: int(lines[k]), "a non-empty item_id")
     title = next((n for n in types if n != "item_id" and ("title" in n.lower() or "name" in n.lower())), None)
     cats = next((n for n in types if n.lower() in CATEGORY_NAMES and types[n] == "token_seq" and n != title), None)
     sel = [pl.col("item_id"), pl.lit(True).alias("has_meta")]
@@ -143,7 +174,8 @@ def _items(path: Path, ids: pl.Series, inputs: list[Path]) -> tuple[pl.DataFrame
     sel.append(pl.col(cats).fill_null("").str.split(" ").list.eval(pl.element().filter(pl.element() != "")).list.unique(maintain_order=True).alias("categories")
                if cats else pl.lit([], pl.List(pl.Utf8)).alias("categories"))
     sel.append(pl.col("brand").alias("brand") if "brand" in types else pl.lit(None, pl.Utf8).alias("brand"))
-    sel.append(_floats(path, df, "price").alias("price") if "price" in types else pl.lit(None, pl.Float64).alias("price"))
+    sel.append(_floats(path, df, "price", lines).alias("price") if "price" in types
+               else pl.lit(None, pl.Float64).alias("price"))
     meta = df.select(sel).unique("item_id", keep="first", maintain_order=True)
     out = base.join(meta, on="item_id", how="left").with_columns(pl.col("categories").fill_null(pl.lit([], pl.List(pl.Utf8))))
     out, fallback = fill_titles(out, pl.lit("item ") + pl.col("item_id"))
@@ -155,7 +187,8 @@ def _users(path: Path, inputs: list[Path]) -> pl.DataFrame | None:
     if not path.is_file():
         return None
     inputs.append(path)
-    df, types = read_atomic(path)
+    df, types, lines = read_atomic(path)
     _require(path, types, "user_id")
+    require_keys(df["user_id"], path, lambda k: int(lines[k]), "a non-empty user_id")
     feats = [n for n in types if n != "user_id"]
     return df.select(pl.col("user_id"), *[pl.col(f) for f in feats]).unique("user_id", keep="first", maintain_order=True)

@@ -12,6 +12,9 @@ Read with polars lazy scans (only the mapped columns are materialised). Filterin
 reviews.py's (de-duplicate (user, item), keep the earliest; k-core). Timestamps may be
 numbers (unix seconds or milliseconds: timeunit.py) or date/datetime values. Categories may
 be a list column or text split on "|"; every other column must hold scalars.
+Strict: a CSV row with fewer fields than the header, an empty user or item id, or a row
+without a time (when there is a time column) is an error naming its line; implausible times
+and an item column that looks like a row id are plausible.py's (an error or one warning).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import polars as pl
 
 from recsys_cli.data.sources import ITEM_COLS, Source, conform, fill_titles
 from recsys_cli.data.sources.reviews import filter_reviews
-from recsys_cli.data.sources.tablefile import check_scalar, collect, column_names, first_bad
+from recsys_cli.data.sources.plausible import check_items, check_times, require_keys, require_times
+from recsys_cli.data.sources.tablefile import check_scalar, collect, column_names, first_bad, locate
 from recsys_cli.data.sources.timeunit import to_seconds, unit_note
 from recsys_cli.data.text import clean
 from recsys_cli.errors import InputError
@@ -70,21 +74,32 @@ def resolve(path: Path, found: list[str], cols: Columns, fields: tuple[str, ...]
     return out
 
 
-def _to_seconds(path: Path, s: pl.Series, unit: str) -> tuple[pl.Series, str]:
+def _to_seconds(path: Path, s: pl.Series, unit: str, where) -> tuple[pl.Series, str]:
     if s.dtype.is_numeric():
-        return to_seconds(s, unit, path)
+        return to_seconds(s, unit, path, where)
     if isinstance(s.dtype, (pl.Date, pl.Datetime)) or s.dtype in (pl.Date, pl.Datetime):
         return s.cast(pl.Datetime("us")).dt.epoch("s"), "date"
     text = s.cast(pl.Utf8)
     num = text.cast(pl.Float64, strict=False)
     used = "date"
     if num.drop_nulls().len():
-        secs, used = to_seconds(num, unit, path)
+        secs, used = to_seconds(num, unit, path, where)
     else:
         secs = num.cast(pl.Int64)
-    out = secs.fill_null(text.str.to_datetime(strict=False).dt.epoch("s"))
+    out = secs
+    if num.null_count() > text.null_count():  # some values are not numbers: dates?
+        rest = pl.DataFrame({"t": text, "n": num}).select(pl.when(pl.col("n").is_null()).then(pl.col("t"))).to_series()
+        out = secs.fill_null(_dates(rest))
     first_bad(path, out.is_null() & s.is_not_null(), lambda k: f"'{s.name}' as unix seconds or a date; got {s[k]!r}")
     return out.alias(s.name), used
+
+
+def _dates(text: pl.Series) -> pl.Series:
+    """Unix seconds of date/datetime text (format inferred from the first value); null where it does not parse."""
+    try:
+        return text.str.to_datetime(strict=False).dt.epoch("s")
+    except pl.exceptions.PolarsError:  # no format fits the first value: nothing parses
+        return pl.Series(text.name, [None] * text.len(), pl.Int64)
 
 
 def _interactions(path: Path, cols: Columns, time_unit: str) -> tuple[pl.DataFrame, bool, list[str]]:
@@ -99,15 +114,19 @@ def _interactions(path: Path, cols: Columns, time_unit: str) -> tuple[pl.DataFra
         raise InputError.at(path, None, "at least one interaction row; the table is empty")
     for c in df.columns:
         check_scalar(path, df[c])
+    where = locate(path)
     for c in (cols.user, cols.item):
-        first_bad(path, df[c].is_null(), lambda k, c=c: f"a non-empty '{c}' value")
+        require_keys(df[c], path, where, f"a non-empty '{c}' value ({OPTION['user' if c == cols.user else 'item']})")
     out = {"user_id": df[cols.user].cast(pl.Utf8), "item_id": df[cols.item].cast(pl.Utf8),
            "order": pl.int_range(0, df.height, eager=True).cast(pl.Int64)}
-    notes = []
+    notes: list[str] = []
     if opt["time"]:
-        out["timestamp"], used = _to_seconds(path, df[opt["time"]], time_unit)
+        out["timestamp"], used = _to_seconds(path, df[opt["time"]], time_unit, where)
         if used != "date":
             notes.append(unit_note(opt["time"], used, time_unit))
+        require_times(out["timestamp"], path, where, opt["time"])
+        check_times(out["timestamp"], path, where, "check --time-col and --time-unit", notes)
+    check_items(df[cols.item], path, "check --item-col", notes)
     if opt["rating"]:
         r = df[opt["rating"]].cast(pl.Float64, strict=False)
         first_bad(path, r.is_null() & df[opt["rating"]].is_not_null(), lambda k: f"'{opt['rating']}' as a number; got {df[opt['rating']][k]!r}")

@@ -7,7 +7,10 @@ print(collect(Path('fixtures/table/items.csv'), ['asin', 'title']).head(2))"
 Polars reads the file (lazily, only the wanted columns). When it fails, the file is walked
 again with the standard library to find the first bad line: a CSV row whose field count
 differs from the header's, a quote that is never closed, an undecodable byte, or a JSONL
-line that is not a JSON object. "row N" counts data rows from 1 (the header is not a row).
+line that is not a JSON object. A bad value is named by `locate`: "line N (row M)" in a
+CSV/TSV/JSONL table (N as an editor shows it, header counted; row M counts data rows from 1),
+"row M" in Parquet. A CSV row with fewer fields than the header (polars would fill them with
+nulls) is an error too.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Callable
 
 import polars as pl
 
-from recsys_cli.data.sources.lines import json_lines
+from recsys_cli.data.sources.lines import json_lines, text_lines
 from recsys_cli.errors import InputError
 
 CSV_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": ","}
@@ -60,14 +63,54 @@ def column_names(path: Path) -> list[str]:
 
 
 def collect(path: Path, columns: list[str]) -> pl.DataFrame:
-    """The named columns (each once, in order) of the table at `path`."""
+    """The named columns (each once, in order) of the table at `path`; a CSV row cut short is an error."""
     lf = scan(path)
+    names = list(dict.fromkeys(columns))
     try:
-        return lf.select(list(dict.fromkeys(columns))).collect()
+        last = lf.collect_schema().names()[-1] if path.suffix.lower() in CSV_SUFFIXES else None
+        df = lf.select(names + ([last] if last is not None and last not in names else [])).collect()
     except InputError:
         raise
     except Exception as exc:
         raise _located(path, exc)
+    if last is not None and df[last].null_count():  # a short row leaves its last field null: look for one
+        short = _bad_csv_line(path, CSV_SUFFIXES[path.suffix.lower()])
+        if short is not None:
+            raise short
+    return df.select(names)
+
+
+def locate(path: Path) -> Callable[[int], str]:
+    """Data row k (0-based, as polars reads it) -> "line N (row k+1)", or "row k+1" for Parquet."""
+
+    def at(k: int) -> str:
+        line = _line_of_row(path, k)
+        return f"row {k + 1}" if line is None else f"line {line} (row {k + 1})"
+
+    return at
+
+
+def _line_of_row(path: Path, k: int) -> int | None:
+    """The file line where data row k starts. Polars reads a blank CSV line as a row of nulls
+    (csv.reader: an empty record) and skips blank JSONL lines (as text_lines does)."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in CSV_SUFFIXES:
+            with open(path, encoding="utf-8", newline="") as fh:
+                reader = csv.reader(fh, delimiter=CSV_SUFFIXES[suffix])
+                next(reader, None)
+                start = reader.line_num + 1
+                for n, _ in enumerate(reader):
+                    if n == k:
+                        return start
+                    start = reader.line_num + 1
+        elif suffix in JSON_SUFFIXES:
+            for n, (lineno, _) in enumerate(text_lines(path)):
+                if n == k:
+                    return lineno
+    except (csv.Error, UnicodeDecodeError, InputError):
+        return None
+    return None
 
 
 def _located(path: Path, exc: Exception) -> InputError:
@@ -109,7 +152,8 @@ def _bad_csv_line(path: Path, sep: str) -> InputError | None:
             start = reader.line_num + 1
             for row in reader:
                 if row and len(row) != len(header):
-                    what = f"{len(header)} fields like the header; found {len(row)}"
+                    names = ", ".join(header[:8]) + (", ..." if len(header) > 8 else "")
+                    what = f"{len(header)} fields like the header ({names}); found {len(row)}"
                     if reader.line_num > start:
                         what += f" (a quoted field runs on to line {reader.line_num}: is a quote left open?)"
                     return InputError.at(path, start, what)
@@ -126,7 +170,7 @@ def first_bad(path: Path, mask: pl.Series, what: Callable[[int], str]) -> None:
     idx = mask.arg_true()
     if len(idx):
         k = int(idx[0])
-        raise InputError.at(path, f"row {k + 1}", what(k))
+        raise InputError.at(path, locate(path)(k), what(k))
 
 
 def check_scalar(path: Path, s: pl.Series, allow_list: bool = False) -> None:
@@ -136,5 +180,5 @@ def check_scalar(path: Path, s: pl.Series, allow_list: bool = False) -> None:
         return
     k = int(s.is_not_null().arg_true()[0]) if s.is_not_null().any() else 0
     value = str(s.slice(k, 1).to_list()[0])[:60]
-    raise InputError.at(path, f"row {k + 1}", f"'{s.name}' as a single value (text or a number); got a "
+    raise InputError.at(path, locate(path)(k), f"'{s.name}' as a single value (text or a number); got a "
                         f"{'list' if isinstance(s.dtype, (pl.List, pl.Array)) else 'record'} {value}")

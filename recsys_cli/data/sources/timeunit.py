@@ -15,6 +15,7 @@ one reading. Milliseconds are floored to whole seconds.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import polars as pl
 
@@ -32,9 +33,11 @@ def detect(values: pl.Series) -> str:
     return "ms" if float(v.abs().median()) > MS_THRESHOLD else "s"
 
 
-def to_seconds(values: pl.Series, unit: str, path: str | Path, lines: list[int] | None = None) -> tuple[pl.Series, str]:
+def to_seconds(values: pl.Series, unit: str, path: str | Path,
+               lines: list[int] | Callable[[int], int | str] | None = None) -> tuple[pl.Series, str]:
     """(Int64 unix seconds, the unit used) for an integer or float series. Errors name
-    `row k` (1-based data row) or, with `lines` (the file line of each value), `line n`."""
+    `row k` (1-based data row) or, with `lines` (the file line of each value, or a function
+    of the 0-based row giving its line number or place), `line n`."""
     if unit not in UNITS:
         raise InputError(f"--time-unit {unit!r}: expected one of {', '.join(UNITS)}")
     num = values.cast(pl.Float64)
@@ -47,7 +50,7 @@ def to_seconds(values: pl.Series, unit: str, path: str | Path, lines: list[int] 
         idx = bad.arg_true()
         if len(idx):
             k = int(idx[0])
-            where = lines[k] if lines is not None else f"row {k + 1}"
+            where = f"row {k + 1}" if lines is None else lines(k) if callable(lines) else lines[k]
             raise InputError.at(path, where, f"timestamps in one unit; '{values.name}' is mostly "
                                 f"{'milliseconds' if used == 'ms' else 'seconds'} but this value is {values[k]!r}; "
                                 "pass --time-unit s or --time-unit ms")

@@ -1,0 +1,297 @@
+"""The GPU speed bench behind scripts/gpu-bench.sh: the training step breakdown and throughput at
+several batch sizes (bench/pretrain.py --profile on the real loop), and the inference modes
+(`recsys infer --json` prompts/s; batched vs one-at-a-time full scoring in-process). Runs with the
+machine's own python and torch, the repository on PYTHONPATH; installs and downloads nothing.
+
+    python scripts/gpu_bench.py cuda                                  # one line; exit 2 unless a CUDA GPU is visible
+    python scripts/gpu_bench.py run --model DIR_OR_GGUF [--data R] [--work W] [--budget 540] [--out FILE]
+    python scripts/gpu_bench.py scoring --checkpoint C --data R      # full scoring: one prompt at a time vs batched
+    GPU_BENCH_ALLOW_CPU=1 python scripts/gpu_bench.py run --model fixtures/tiny-model --quick   # the flow, on the CPU
+
+`run` writes bench/results/gpu-<device>.json (`--out` elsewhere). Every stage runs in its own
+process under a timeout, so an out-of-memory batch size or a failing mode is recorded and the rest
+still runs; stages are skipped, and say so, once the time budget is spent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RECIPE = ROOT / "recipes" / "pretrain" / "quality-gpu.yaml"
+BEFORE_TOKENS_PER_S = 9300.0  # issue 30: quality-gpu.yaml as written on one H200, median tokens/s
+TARGET_MFU = 0.25
+FAST = ["train.packing=true", "train.attention=sdpa", "train.log_every=50"]
+
+
+def cuda() -> int:
+    try:
+        import torch
+    except ImportError as exc:
+        print(f"gpu-bench: {sys.executable} cannot import torch ({exc}); nothing was run", file=sys.stderr)
+        return 2
+    if not torch.cuda.is_available() and os.environ.get("GPU_BENCH_ALLOW_CPU") != "1":
+        print(f"gpu-bench: no CUDA GPU visible to {sys.executable} (torch {torch.__version__}); nothing was run",
+              file=sys.stderr)
+        return 2
+    name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    print(f"{name}, torch {torch.__version__}")
+    return 0
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "device"
+
+
+def model_dir(model: str, work: Path) -> str:
+    """A model directory for every stage: a .gguf file is converted once into WORK/model (the
+    embedded model's converter, modeling/registry.py); a directory or 'embedded' is used as is."""
+    path = Path(model).expanduser()
+    if not (path.is_file() and path.suffix == ".gguf"):
+        return model
+    target = work / "model"
+    if not (target / "model.safetensors").is_file():
+        from recsys_cli.modeling import registry
+
+        registry._embedded_gguf = lambda: path.resolve()  # the one converter, pointed at this file
+        registry._convert_embedded(target)
+    return str(target)
+
+
+class Stages:
+    """Runs commands under a shared time budget; records each one's seconds, status and output."""
+
+    def __init__(self, budget: float, log_dir: Path):
+        self.t0, self.budget, self.logs = time.monotonic(), budget, log_dir
+        self.env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+                        PYTHONPATH=str(ROOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""))
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def left(self) -> float:
+        return self.budget - (time.monotonic() - self.t0)
+
+    def run(self, name: str, args: list[str], timeout: float) -> dict:
+        if self.left() < 15:
+            print(f"SKIP  {name}: time budget spent", flush=True)
+            return {"status": "skipped: time budget spent"}
+        t0 = time.monotonic()
+        log = self.logs / (slug(name) + ".log")
+        try:
+            p = subprocess.run([sys.executable, *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
+                               timeout=min(timeout, self.left()))
+            status = "ok" if p.returncode == 0 else f"failed (exit {p.returncode}): {_last_error(p.stderr + p.stdout)}"
+            out = p.stdout
+            log.write_text(p.stdout + "\n--- stderr\n" + p.stderr)
+        except subprocess.TimeoutExpired:
+            status, out = "timed out", ""
+        dt = round(time.monotonic() - t0, 1)
+        print(f"{'PASS' if status == 'ok' else 'FAIL'}  {name} ({dt} s){'' if status == 'ok' else ': ' + status}", flush=True)
+        return {"status": status, "seconds": dt, "stdout": out}
+
+
+def _last_error(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    hits = [ln for ln in lines if re.match(r"^(Error|\w*Error|RuntimeError|torch\.\w+\.\w*Error)", ln.strip())]
+    return (hits[-1] if hits else (lines[-1] if lines else "no output")).strip()[:300]
+
+
+def training(st: Stages, model: str, data: str, work: Path, quick: bool) -> dict:
+    """The breakdown of quality-gpu.yaml as written, then the fast settings at several batch sizes."""
+    results = work / "profile.json"
+    steps, warm = ("2", "1") if quick else ("6", "2")
+    configs = [("recipe", [], warm), ("fast-b32", FAST, warm), ("fast-b128", FAST + ["train.batch_size=128"], warm),
+               ("fast-b512", FAST + ["train.batch_size=512"], warm),
+               ("fast-b128-compile", FAST + ["train.batch_size=128", "train.compile=true"], "5")]
+    if quick:
+        configs = [(n, s + ["train.max_length=64", "train.batch_size=4"], w) for n, s, w in configs[:2]]
+    out = {}
+    for name, sets, warmup in configs:
+        args = ["bench/pretrain.py", "--profile", "--data", data, "--config", str(RECIPE), "--model", model, "--steps", steps,
+                "--warmup", warmup, "--label", name, "--results", str(results)]
+        for s in sets:
+            args += ["--set", s]
+        res = st.run(f"train {name}", args, 240)
+        row = {"settings": sets, "status": res["status"], "seconds": res.get("seconds")}
+        if res["status"] == "ok":
+            prof = json.loads(results.read_text())[name]
+            row.update({k: v for k, v in prof.items() if k not in ("rows", "machine")})
+        out[name] = row
+    return out
+
+
+def _infer(st: Stages, name: str, args: list[str], timeout: float) -> dict:
+    res = st.run(name, ["-m", "recsys_cli.main", "infer", *args, "--overwrite", "--json", "--quiet"], timeout)
+    row = {"args": args, "status": res["status"], "seconds": res.get("seconds")}
+    if res["status"] == "ok":
+        summary = json.loads(res["stdout"])
+        row["modes"] = {m: {"prompts": v["prompts"], "prompts_per_s": round(v["prompts_per_s"], 2)} for m, v in summary["modes"].items()}
+    return row
+
+
+def inference(st: Stages, model: str, data: str, work: Path, quick: bool) -> dict:
+    """A short checkpoint and SASRec's top 50, then every item-scoring mode at two batch sizes."""
+    ckpt, pred = work / "ckpt", work / "pred"
+    pred.mkdir(exist_ok=True)
+    n_steps = "3" if quick else "20"
+    sets = sum((["--set", s] for s in FAST), []) + (["--set", "train.batch_size=4", "--set", "train.max_length=64"] if quick else [])
+    out = {"checkpoint": st.run("pretrain checkpoint", ["-m", "recsys_cli.main", "pretrain", "--data", data, "--config", str(RECIPE),
+                                                          "--model", model, "--out", str(ckpt), "--max-steps", n_steps,
+                                                          "--save-every", n_steps, "--eval-every", n_steps, "--overwrite",
+                                                          "--quiet", *sets], 300)["status"]}
+    k = "10" if quick else "50"
+    out["sasrec"] = st.run("sasrec top 50", ["-m", "recsys_cli.main", "baseline", "sasrec", "--data", data, "--out", str(pred / "sasrec.parquet"),
+                                             "--top-k", k, "--max-epochs", "2" if quick else "5", "--seed", "0", "--quiet"], 180)["status"]
+    if out["checkpoint"] != "ok":
+        return out
+    limit = {"walker": "8" if quick else "256", "full": "4" if quick else "128"}
+    base = ["--data", data, "--checkpoint", str(ckpt), "--split", "test", "--precision", "auto"]
+    rer = ["--family", "sequential", "--candidates-from", str(pred / "sasrec.parquet"), "--rerank-k", k]
+    runs = []
+    for bs in (("8", "32") if not quick else ("4",)):
+        if out["sasrec"] == "ok":
+            runs += [(f"rerank {k} constrained b{bs}", rer + ["--limit", limit["walker"]], bs),
+                     (f"rerank {k} full b{bs}", rer + ["--item-scoring", "full", "--limit", limit["full"]], bs),
+                     (f"rerank 20 listwise b{bs}", rer[:-1] + ["20", "--item-scoring", "listwise", "--limit", limit["walker"]], bs)]
+        runs += [(f"direct 100 constrained b{bs}", ["--family", "direct", "--kind", "rank", "--limit", limit["walker"]], bs),
+                 (f"direct 100 full b{bs}", ["--family", "direct", "--kind", "rank", "--item-scoring", "full", "--limit", limit["full"]], bs)]
+    for name, args, bs in runs:
+        out[name] = _infer(st, name, base + args + ["--batch-size", bs, "--out", str(pred / (slug(name) + ".parquet"))], 120)
+    res = st.run("full scoring one-at-a-time vs batched", ["scripts/gpu_bench.py", "scoring", "--checkpoint", str(ckpt), "--data", data,
+                                                            "--prompts", "8" if quick else "64"], 180)
+    out["full_scoring_batched"] = json.loads(res["stdout"]) if res["status"] == "ok" else {"status": res["status"]}
+    return out
+
+
+def scoring(args) -> dict:
+    """Direct test prompts (100 candidates each) scored by full-vocabulary log-probs: one prompt at a
+    time (the old `score_batch`) vs batched at two chunk sizes; prompts/s and the largest difference."""
+    import polars as pl
+    import torch
+
+    from recsys_cli.inference import candidates
+    from recsys_cli.inference.engine import Engine
+    from recsys_cli.inference.runner import InferOptions
+    from recsys_cli.inference.session import _tries, inference_device, load_model
+    from recsys_cli.modeling.precision import to_bf16_inference, use_bf16
+
+    lm, tok, _ = load_model(args.checkpoint, None, False)
+    if use_bf16("auto", inference_device()):
+        to_bf16_inference(lm)
+    ent, _ = _tries(Path(args.data), False, len(tok))
+    items = pl.read_parquet(Path(args.data) / "items.parquet")
+    prompts = pl.read_parquet(Path(args.data) / "prompts.parquet").filter(
+        (pl.col("family") == "direct") & (pl.col("split") == "test") & pl.col("candidates").is_not_null()).head(args.prompts)
+    eng = Engine(lm, tok, InferOptions(), ent, None, dict(zip(items["item_id"].to_list(), items["title"].to_list())))
+    rows = prompts.to_dicts()
+    a, ai, _ = eng.part_a(rows)
+    toks = [[eng.title_tokens(c) for c in r["candidates"]] for r in rows]
+    sp = eng.special
+
+    def timed(fn):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        got = fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0, got
+
+    out = {"prompts": len(rows), "candidates_per_prompt": len(toks[0]), "batch": args.batch,
+           "precision": "bf16" if use_bf16("auto", inference_device()) else "fp32"}
+    with torch.inference_mode():
+        candidates.score_candidates(lm, a[0], ai[0], sp.start, sp.end, toks[0][:4], ent)  # warm-up
+        dt, ref = timed(lambda: [candidates.score_candidates(lm, x, y, sp.start, sp.end, c, ent) for x, y, c in zip(a, ai, toks)])
+        out["one_at_a_time_prompts_per_s"] = round(len(rows) / dt, 2)
+        for chunk in (32, 256):
+            dt, got = timed(lambda: [s for b in range(0, len(rows), args.batch) for s in candidates.score_candidates_batch(
+                lm, a[b:b + args.batch], ai[b:b + args.batch], sp.start, sp.end, toks[b:b + args.batch], ent, chunk=chunk)])
+            out[f"batched_chunk{chunk}_prompts_per_s"] = round(len(rows) / dt, 2)
+            out[f"batched_chunk{chunk}_max_abs_diff"] = max(abs(x - y) for r, g in zip(ref, got) for x, y in zip(r, g))
+    return out
+
+
+def checks(train: dict) -> list[dict]:
+    """Issue 30's GPU targets, on the fastest batch size that ran."""
+    ran = [v for v in train.values() if v.get("tokens_per_s")]
+    if not ran:
+        return [{"name": "training ran", "value": False, "target": True, "ok": False}]
+    best = max(ran, key=lambda v: v["tokens_per_s"])
+    mfu = best.get("mfu") or 0.0
+    return [{"name": "MFU of the fastest configuration (6 * params * tokens / s over the dense bf16 peak)", "value": mfu,
+             "target": f">= {TARGET_MFU}", "ok": mfu >= TARGET_MFU},
+            {"name": f"tokens/s over issue 30's {BEFORE_TOKENS_PER_S:.0f}", "value": round(best["tokens_per_s"] / BEFORE_TOKENS_PER_S, 2),
+             "target": ">= 5", "ok": best["tokens_per_s"] >= 5 * BEFORE_TOKENS_PER_S}]
+
+
+def run(args) -> int:
+    import platform
+
+    import torch
+
+    if cuda() != 0:
+        return 2
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    work = Path(args.work or f"/tmp/recsys-gpu-bench-{os.getpid()}").resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    st = Stages(args.budget, work / "logs")
+    model = model_dir(args.model, work)
+    data = args.data
+    if data is None:
+        data = str(work / "toys")
+        if not (work / "toys" / "entities.parquet").is_file():
+            st.run("textualize toys (fixture)", ["-m", "recsys_cli.main", "textualize", "amazon", "--category", "toys", "--data-dir",
+                                                 "fixtures/amazon/toys", "--out", data, "--seed", "0", "--quiet"], 120)
+            st.run("build-entities", ["-m", "recsys_cli.main", "build-entities", "--data", data, "--model", model, "--quiet"], 120)
+    res = {"device": device, "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
+           "model": args.model, "data": data, "recipe": str(RECIPE.relative_to(ROOT)), "fast_settings": FAST,
+           "before_tokens_per_s": BEFORE_TOKENS_PER_S}
+    res["training"] = training(st, model, data, work, args.quick)
+    res["inference"] = inference(st, model, data, work, args.quick)
+    res["checks"] = checks(res["training"])
+    res["wall_s"] = round(time.monotonic() - st.t0, 1)
+    out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"gpu-{slug(device)}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(res, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(f"gpu-bench: {device}, {res['wall_s']} s; wrote {out}")
+    for c in res["checks"]:
+        print(f"{'PASS' if c['ok'] else 'MISS'}  {c['name']}: {c['value']} (target {c['target']})")
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("cuda")
+    r = sub.add_parser("run")
+    r.add_argument("--model", default="embedded", help="model directory, a .gguf file, or 'embedded'")
+    r.add_argument("--data", help="textualized data (default: the Toys fixture, textualized into WORK)")
+    r.add_argument("--work", help="scratch directory (default /tmp/recsys-gpu-bench-PID)")
+    r.add_argument("--budget", type=float, default=540, help="seconds for all stages (default 540)")
+    r.add_argument("--out", help="results JSON (default bench/results/gpu-<device>.json)")
+    r.add_argument("--quick", action="store_true", help="tiny sizes: checks the flow (CPU smoke)")
+    s = sub.add_parser("scoring")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--prompts", type=int, default=64)
+    s.add_argument("--batch", type=int, default=8)
+    args = ap.parse_args()
+    if args.cmd == "cuda":
+        return cuda()
+    if args.cmd == "scoring":
+        print(json.dumps(scoring(args)))
+        return 0
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
