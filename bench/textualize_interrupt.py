@@ -102,6 +102,8 @@ def _drain(fd: int, sink: list[bytes]) -> None:
 
 def _own_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # after setsid: the pty becomes the controlling terminal
+    # a shell's background job inherits an ignored SIGINT; a terminal's foreground command does not
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def interrupt(args: list[str], delay: float) -> dict:

@@ -183,7 +183,8 @@ def scoring(args) -> dict:
     from recsys_cli.modeling.precision import to_bf16_inference, use_bf16
 
     lm, tok, _ = load_model(args.checkpoint, None, False)
-    if use_bf16("auto", inference_device()):
+    bf16 = use_bf16(args.precision, inference_device())
+    if bf16:
         to_bf16_inference(lm)
     ent, _ = _tries(Path(args.data), False, len(tok))
     items = pl.read_parquet(Path(args.data) / "items.parquet")
@@ -205,7 +206,7 @@ def scoring(args) -> dict:
         return time.perf_counter() - t0, got
 
     out = {"prompts": len(rows), "candidates_per_prompt": len(toks[0]), "batch": args.batch,
-           "precision": "bf16" if use_bf16("auto", inference_device()) else "fp32"}
+           "precision": "bf16" if bf16 else "fp32"}
     with torch.inference_mode():
         candidates.score_candidates(lm, a[0], ai[0], sp.start, sp.end, toks[0][:4], ent)  # warm-up
         dt, ref = timed(lambda: [candidates.score_candidates(lm, x, y, sp.start, sp.end, c, ent) for x, y, c in zip(a, ai, toks)])
@@ -284,6 +285,7 @@ def main() -> int:
     s.add_argument("--data", required=True)
     s.add_argument("--prompts", type=int, default=64)
     s.add_argument("--batch", type=int, default=8)
+    s.add_argument("--precision", default="auto", help="fp32, bf16 or auto (bf16 where native)")
     args = ap.parse_args()
     if args.cmd == "cuda":
         return cuda()

@@ -210,10 +210,14 @@ CTRL_C_PROBE = """
 import os, signal, sys
 from recsys_cli.main import main
 
-def press_ctrl_c(event, args):  # the user presses Ctrl-C the moment the recipe is opened
-    if event == "open" and str(args[0]).endswith("tiny-cpu.yaml"):
+armed = [True]
+
+def press_ctrl_c(event, args):  # the user presses Ctrl-C at the command's first file access
+    if armed[0] and event == "open":
+        armed[0] = False
         os.kill(os.getpid(), signal.SIGINT)
 
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as on a terminal, even under a background CI job
 sys.addaudithook(press_ctrl_c)
 main(sys.argv[1:])
 """
