@@ -237,7 +237,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", help="textualized data (speed modes)")
     ap.add_argument("--model", help="base model (default: the recipe's, else embedded)")
-    ap.add_argument("--profile", action="store_true", help="step-time breakdown of the real loop (--config, --set, --steps)")
+    ap.add_argument("--profile", action="store_true",
+                    help="step-time breakdown of the real loop (--config, --set, --steps)")
     ap.add_argument("--config", help="recipe YAML for --profile")
     ap.add_argument("--set", action="append", help="recipe override for --profile (repeatable)")
     ap.add_argument("--warmup", type=int, default=1, help="--profile: untimed first steps")

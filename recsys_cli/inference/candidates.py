@@ -54,8 +54,8 @@ def score_candidates_batch(model, part_a: Sequence[Sequence[int]], part_a_intra:
     live = [b for b, c in enumerate(candidates) if c]
     if not live:
         return out
-    base = decode.prefill(model, [part_a[b] for b in live], [part_a_intra[b] for b in live], start_id, trie, dynamic=dynamic,
-                          soft=None if soft is None else [soft[b] for b in live])
+    base = decode.prefill(model, [part_a[b] for b in live], [part_a_intra[b] for b in live], start_id, trie,
+                          dynamic=dynamic, soft=None if soft is None else [soft[b] for b in live])
     first = torch.log_softmax(base.logits, -1).cpu()  # [P, V] next token after [START]
     key_ok, inter = base.key_ok.cpu(), base.inter.cpu()  # [P, past], [P]
     rows = sorted(((p, i) for p, b in enumerate(live) for i in range(len(candidates[b]))),
@@ -93,7 +93,8 @@ def _candidate_logprobs(model, cache, src, key_ok, inter, group: list[list[int]]
     allowed = torch.cat([key_ok[src][:, None, :].expand(n, width, past), allowed_new], -1)  # [N, W, past+W]
     mask = torch.zeros(n, 1, width, past + width, dtype=dt)  # [N, 1, W, past+W]
     mask.masked_fill_(~allowed[:, None], torch.finfo(dt).min)
-    logits, _ = decode.forward(model, ids.to(dev), inter[src][:, None].expand(n, width).to(dev), intra.to(dev), mask.to(dev),
+    inter_rows = inter[src][:, None].expand(n, width)  # [N, W] every candidate token sits at [gM]'s position
+    logits, _ = decode.forward(model, ids.to(dev), inter_rows.to(dev), intra.to(dev), mask.to(dev),
                                _cache_rows(cache, src.to(dev)))
     nxt = torch.cat([ids[:, 1:], torch.zeros(n, 1, dtype=torch.long)], 1)  # [N, W] token predicted at each pos
     nxt[torch.arange(n), lens - 1] = end_id
@@ -179,7 +180,8 @@ def score_batch(model, part_a: Sequence[Sequence[int]], part_a_intra: Sequence[S
     walker; full: summed full-vocabulary log-probs, the prompts batched too)."""
     if scoring != "full":
         return score_candidates_constrained_batch(model, part_a, part_a_intra, start_id, end_id, candidates, trie, dynamic=dynamic, soft=soft)
-    return score_candidates_batch(model, part_a, part_a_intra, start_id, end_id, candidates, trie, dynamic=dynamic, soft=soft)
+    return score_candidates_batch(model, part_a, part_a_intra, start_id, end_id, candidates, trie, dynamic=dynamic,
+                                  soft=soft)
 
 
 def _cache_rows(cache, rows):

@@ -175,7 +175,8 @@ class Trainer:
         t = self.r.train
         first = ((step * t.grad_accum + micro) * self.world + self.rank) * t.batch_size
         stage = self.stage(step)
-        return [self.stream.example(first + j, stage) for j in range(t.batch_size)]
+        with self.timer.phase("examples"):
+            return [self.stream.example(first + j, stage) for j in range(t.batch_size)]
 
     def stage(self, step: int) -> int:
         """RSLLM stage of optimizer step `step` (1 = text only; always 1 without hybrid)."""
@@ -188,7 +189,8 @@ class Trainer:
         from recsys_cli.training import packing
 
         with self.timer.phase("collate"):
-            b = packing.collate_rows(examples, self.tok.pad_token_id, self.r.train.max_length if self.r.train.packing else None)
+            capacity = self.r.train.max_length if self.r.train.packing else None  # None: one example per row
+            b = packing.collate_rows(examples, self.tok.pad_token_id, capacity)
             self.timer.count(b["input_ids"].numel())
         with self.timer.phase("h2d"):
             return packing.to_device(b, self.device, torch.float32)
@@ -197,9 +199,10 @@ class Trainer:
         """Token mean of the cross-entropy over `b`'s targets."""
         import torch
 
-        with self.timer.phase("forward"), torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16 and self.engine is None):
-            out = model(b["input_ids"], b["inter"], b["intra"], b["attn_mask_4d"], labels=b["labels"], keep=b.get("keep"),
-                        allowed=(b["allowed"], b["allowed_ids"]) if "allowed" in b else None)
+        bf16 = self.bf16 and self.engine is None
+        with self.timer.phase("forward"), torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(b["input_ids"], b["inter"], b["intra"], b["attn_mask_4d"], labels=b["labels"],
+                        allowed=(b["allowed"], b["allowed_ids"]) if "allowed" in b else None, keep=b.get("keep"))
         return out.loss
 
     def _backward(self, loss, last_micro: bool) -> None:
@@ -324,7 +327,6 @@ class Trainer:
         step = start
         interrupted = False
         window = speed.LossWindow(r.train.log_every, self.device)  # loss values read back every log_every steps
-        since = t0
         from rich.progress import TextColumn
 
         log = self._open_metrics(metrics, resume, start) if self.main else contextlib.nullcontext()
@@ -333,14 +335,13 @@ class Trainer:
             try:
                 while step < self.total:
                     self.timer.start_step(step)
-                    since = since if window.steps else time.perf_counter()  # tokens/s: from the window's first step
+                    window.begin()
                     stage = self.stage(step)
                     at, span = schedule_step(step, r.hybrid, self.total)  # stage 2 may restart the schedule
                     lr = lr_at(at, r, span)
                     for g in self.opt.param_groups:
                         g["lr"] = lr
-                    with self.timer.phase("examples"):
-                        micro_examples = [self.examples(step, m) for m in range(r.train.grad_accum)]
+                    micro_examples = [self.examples(step, m) for m in range(r.train.grad_accum)]
                     n_local = [_targets(exs) for exs in micro_examples]
                     (n_global,) = dist.all_sum([sum(n_local)], self.device)
                     loss_sum, tokens, parts = 0.0, 0, [0.0, 0.0, 0.0, 0.0, 0.0]  # lm sum; item, user sums and counts
@@ -366,13 +367,9 @@ class Trainer:
                     window.add(step, [loss_sum, float(signals.requested), tokens, *parts], lr=lr, stage=stage, n=n_global,
                                elapsed=time.perf_counter() - t0)
                     evaluate = step % r.eval.eval_every == 0 or step == self.total
-                    save = step % r.train.save_every == 0 and step < self.total
-                    stop = False
+                    save, stop = step % r.train.save_every == 0 and step < self.total, False
                     if window.due(step, evaluate or save or (stop_at is not None and step >= stop_at)):
-                        with self.timer.phase("sync"):
-                            done = window.read()
-                        with self.timer.phase("log"):
-                            last_loss, got, stop = speed.log_steps(self, done, since, evaluate, _part_row, mf, prog, task)
+                        last_loss, got, stop = speed.log_window(self, window, evaluate, _part_row, mf, prog, task)
                         val = got if evaluate else val
                     self.timer.end_step(tokens)
                     if save:
@@ -381,7 +378,7 @@ class Trainer:
                         raise KeyboardInterrupt
             except KeyboardInterrupt:
                 if self.world == 1 and window.due(step, True):  # rows of the steps not read back yet
-                    last_loss = speed.log_steps(self, window.read(), since, False, _part_row, mf, prog, task)[0]
+                    last_loss = speed.log_window(self, window, False, _part_row, mf, prog, task)[0]
                 interrupted = True
                 console.log(f"interrupted: saving the checkpoint at step {step} to {out} (continue with --resume)")
         self.save(step)

@@ -167,7 +167,8 @@ def summarize(rows: list[dict], n_params: int, device_name: str | None, cuda: bo
     flops = 6.0 * n_params * tokens / step_s if step_s else None
     peak = peak_bf16_tflops(device_name) if cuda else None
     return {
-        "device": device_name, "steps_detailed": len(detailed), "steps_plain": len([r for r in rows if not r["detailed"]]),
+        "device": device_name, "steps_detailed": len(detailed),
+        "steps_plain": len([r for r in rows if not r["detailed"]]),
         "step_s": round(step_s, 6) if step_s else None, "step_s_detailed": round(step_d, 6) if step_d else None,
         "phases_s": phases, "phases_share": share,
         "host_share": round(host / step_d, 4) if step_d else None,
@@ -204,8 +205,10 @@ def table(summary: dict) -> str:
     lines = [f"{'phase':<10} {'s/step':>9} {'share':>7}"]
     for p, v in summary["phases_s"].items():
         lines.append(f"{p:<10} {v:>9.4f} {summary['phases_share'].get(p, 0):>7.1%}")
-    lines.append(f"{'step':<10} {summary['step_s_detailed'] or 0:>9.4f}   (plain steps: {summary['step_s'] or 0:.4f} s)")
+    step, plain = summary["step_s_detailed"] or 0, summary["step_s"] or 0
+    lines.append(f"{'step':<10} {step:>9.4f}   (plain steps: {plain:.4f} s)")
     lines.append(f"host share {summary['host_share']:.1%}; {summary['tokens_per_s']} tokens/s "
                  f"({summary['padded_tokens_per_s']} with padding); {summary['model_tflops_per_s']} model TFLOP/s"
-                 + (f"; MFU {summary['mfu']:.1%} of {summary['peak_bf16_tflops']:.0f}" if summary["mfu"] is not None else ""))
+                 + (f"; MFU {summary['mfu']:.1%} of {summary['peak_bf16_tflops']:.0f}" if summary["mfu"] is not None
+                    else ""))
     return "\n".join(lines)

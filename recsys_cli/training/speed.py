@@ -60,8 +60,18 @@ class LossWindow:
     turns a whole window into host floats with one device read and one all_sum over the ranks."""
 
     def __init__(self, every: int, device: str):
+        import time
+
         self.every, self.device = max(1, int(every)), device
         self.steps: list[tuple[int, list, dict]] = []
+        self.since = time.perf_counter()  # start of the window's first step (its tokens/s)
+
+    def begin(self) -> None:
+        """A step starts: an empty window starts with it."""
+        import time
+
+        if not self.steps:
+            self.since = time.perf_counter()
 
     def add(self, step: int, values: list, **meta) -> None:
         self.steps.append((step, values, meta))
@@ -104,7 +114,17 @@ def metrics_rows(done: list, since: float, part_row=None) -> list[dict]:
     return rows
 
 
-def log_steps(trainer, done: list, since: float, evaluate: bool, part_row, mf, prog, task) -> tuple[float, float | None, bool]:
+def log_window(trainer, window: LossWindow, evaluate: bool, part_row, mf, prog,
+               task) -> tuple[float, float | None, bool]:
+    """Read the window back (the profile's `sync`) and write its rows (`log`): `log_steps`."""
+    with trainer.timer.phase("sync"):
+        done = window.read()
+    with trainer.timer.phase("log"):
+        return log_steps(trainer, done, window.since, evaluate, part_row, mf, prog, task)
+
+
+def log_steps(trainer, done: list, since: float, evaluate: bool, part_row, mf, prog,
+              task) -> tuple[float, float | None, bool]:
     """Write the metrics rows of steps read back together (LossWindow.read) on rank 0, with the
     validation loss on the last when `evaluate`; `part_row` makes a hybrid run's columns.
     -> (last loss, validation loss or None, whether a rank asked to stop)"""
