@@ -1,34 +1,38 @@
-"""Quality on the full P5 Toys split: the LLM alone, two-stage rerank, rerank + fusion and
-RSLLM (with its ablations) against popularity and SASRec, ranking ALL items for a fixed
-seeded sample of test users, with paired-bootstrap intervals against SASRec.
+"""Does the LLM add to SASRec? The ranker protocol of docs/rerank.md on a full P5 split: one
+LLM checkpoint, several ways to score SASRec's top K with it (the walker, summed, length-normalised
+and PMI-calibrated title log-probs, listwise labels, listwise with ID-aware candidates), the
+scorer, K and W chosen on VALIDATION by `recsys tune`, then the test split run once.
 
-    python bench/quality.py --tier cpu                      # 2-core fp32 CPU, measured: 7,094 s with --skip beam,rsllm,ablations,rerank-training
-                                                            # (516 s of it a second SASRec run, now gone), +2,306 s rerank-training;
-                                                            # the beam part takes its budget (30 min); estimated +40-60 min per RSLLM variant
-    python bench/quality.py --tier cpu --data-dir ../shared/data/amazon/beauty   # any P5 split with titles
-    python bench/quality.py --tier cpu-small                # ~1 h: 300 users, 30 + 30 steps, K = 20
-    python bench/quality.py --tier gpu                      # refuses without CUDA
+    python bench/quality.py --tier cpu                       # 2-core fp32 CPU (the cost of each part is in the result)
+    python bench/quality.py --tier cpu --valid-users 1000 --users 1000 --skip ids   # what fits beside other work
+    python bench/quality.py --tier cpu --data-dir ../shared/data/amazon/beauty --category beauty
+    python bench/quality.py --tier gpu                       # refuses without CUDA
 
-Every stage is the `recsys` command a user types; a stage whose output exists under --work is
-reused (an interrupted run continues). Protocol, fixed before any test figure was seen:
-* textualize the whole split; SASRec and popularity train on all of it; the LLM pretrains on all
-  of its training data within the tier's step budget (a budget does not grow with the data);
-* evaluation: --users test users drawn with --seed, one seen-template and one unseen-template
-  sequential prompt each; every method ranks all items with the user's own history excluded
-  (no P5 target repeats a history item);
-* K (rerank depth) and W (fusion weight) are chosen on a seeded sample of VALIDATION users
-  (evaluation/tune.py's sweep); the test split is run once with them;
-* rerank training (the issue's item 3): the text-only run is repeated with rerank.weight = 0 (its
-  own stage 1 and 2) and both rerank the same validation prompts; that comparison is reported on
-  validation only (part `rerank-training`, 2,306 s measured on the cpu tier);
-* RecSysLLM and RSLLM share stage 1 (text-only, `stage1` steps) and get the same stage-2 steps:
-  text-only for RecSysLLM, hybrid prompts + the two InfoNCE losses for RSLLM; the ablations
-  change one thing each. Results: bench/results/quality-<tier>.json with the machine.
+Every stage is the `recsys` command a user types, run under /tmp/recsys-cpu.lock (one torch job
+at a time on a shared machine); a stage whose output exists under --work is reused.
+
+Protocol, fixed before any figure was seen:
+* SASRec for validation is built exactly like the test one, one position earlier: early stopping
+  on items[-3], refit on items[:-2] (`baseline sasrec --split valid --refit`); test: early
+  stopping on items[-2], refit on items[:-1]. A third SASRec, trained on items[:-3] only, gives
+  the candidates of the TRAINING positions that rerank and listwise training use.
+* One LLM checkpoint per tier budget, trained on the paper's objective mixed with rerank prompts
+  and listwise examples (recipe sections rerank/listwise), so every scorer has the same budget.
+  Part `ids`: an RSLLM stage 2 from that checkpoint (same steps) whose candidates carry their
+  SASRec ID token, scored with and without them.
+* Validation: --valid-users users (seed + 1), one seen sequential prompt each, every scorer
+  reranks SASRec's top K at W = 1; `recsys tune` picks (scorer, K, W) by NDCG@10 and keeps W = 0
+  unless the paired 95% interval of the gain over SASRec excludes 0 (evaluation/tune.RULE).
+* Test, once: --users users (seed), one seen and one unseen sequential prompt each; the best
+  validation scorer reranks at its K; the chosen fusion and the best validation row are rebuilt
+  from that one run (evaluation/tune.fused_rankings), with paired 95% intervals against SASRec.
+Results: bench/results/quality-ranker-<tier>[-<category>].json.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import sys
 import time
@@ -37,257 +41,251 @@ from pathlib import Path
 import qlib
 from qlib import ROOT, SHARED, Runner
 
+from recsys_cli.evaluation.tune import fused_rankings
+
 TIERS = {
-    "cpu": {"recipe": "recipes/pretrain/quality-cpu.yaml", "stage1": 100, "stage2": 100, "users": 2000, "valid_users": 500,
-            "beam_minutes": 30.0, "batch": 8, "ablation_seen_only": True},
-    # a reduced run that fits a 2-hour CPU session: fewer users, steps and candidates (same protocol)
-    "cpu-small": {"recipe": "recipes/pretrain/quality-cpu.yaml", "stage1": 30, "stage2": 30, "users": 300, "valid_users": 100,
-                  "beam_minutes": 5.0, "batch": 8, "ablation_seen_only": True, "ks": (20,), "sasrec_minutes": 5.0},
-    "gpu": {"recipe": "recipes/pretrain/quality-gpu.yaml", "stage1": 600, "stage2": 600, "users": 2000, "valid_users": 1000,
-            "beam_minutes": 4.0, "batch": 32, "ablation_seen_only": False},
+    "cpu": {"recipe": "recipes/pretrain/quality-cpu.yaml", "steps": 120, "valid_users": 2000, "users": 2000, "k": 20, "batch": 8},
+    "cpu-small": {"recipe": "recipes/pretrain/quality-cpu.yaml", "steps": 40, "valid_users": 300, "users": 300, "k": 20, "batch": 8,
+                  "sasrec_minutes": 5.0},
+    "gpu": {"recipe": "recipes/pretrain/quality-gpu.yaml", "steps": 600, "valid_users": 2000, "users": 2000, "k": 20, "batch": 32},
 }
-KS = (20, 50)
-# fusion weights tried on validation: finer near 0, where a weak LLM's order can still add to a strong
-# retriever's (grid fixed before the full-split test run)
-WS = [0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
-# name -> recipe overrides of the stage-2 run (all start from the shared stage-1 checkpoint unless noted)
-VARIANTS = {
-    "recsysllm": {"hybrid.id_tokens": False, "hybrid.item_loss_weight": 0.0, "hybrid.user_loss_weight": 0.0},
-    "rsllm": {},
-    "rsllm-no-id-tokens": {"hybrid.id_tokens": False},
-    "rsllm-no-contrastive": {"hybrid.item_loss_weight": 0.0, "hybrid.user_loss_weight": 0.0},
-    "rsllm-frozen-projector": {"hybrid.freeze_projector": True},
-    "rsllm-single-stage": {"_single_stage": True},
+# name -> `infer` flags of one validation scorer (the part `ids` adds its two on the RSLLM checkpoint)
+SCORERS = {
+    "walker": ["--item-scoring", "constrained"],
+    "full": ["--item-scoring", "full"],
+    "full-norm": ["--item-scoring", "full-norm"],
+    "pmi": ["--item-scoring", "pmi"],
+    "listwise": ["--item-scoring", "listwise"],
+    "listwise-3-orders": ["--item-scoring", "listwise", "--listwise-orders", "3"],
 }
+ID_SCORERS = {"rsllm listwise+ids": ["--item-scoring", "listwise", "--listwise-candidate-ids"],
+              "rsllm listwise, no ids": ["--item-scoring", "listwise", "--no-listwise-candidate-ids"]}
+LOCK = Path("/tmp/recsys-cpu.lock")
 COMPARE = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
 
 
-def main() -> None:
+class LockedRunner(Runner):
+    """Runner whose every stage holds LOCK, so other torch jobs on the machine wait between stages."""
+
+    def run(self, stage: str, args: list[str], done: Path | None = None, timeout: float | None = None) -> str:
+        if done is not None and Path(done).exists():
+            return super().run(stage, args, done, timeout)
+        with LOCK.open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            return super().run(stage, args, done, timeout)
+
+
+def parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tier", choices=sorted(TIERS), default="cpu")
     ap.add_argument("--data-dir", type=Path, default=SHARED / "amazon" / "toys", help="a P5 split with titles")
     ap.add_argument("--category", default="toys")
-    ap.add_argument("--work", type=Path, default=None, help="working directory (default runs/quality-<tier>-<category>)")
-    ap.add_argument("--users", type=int, default=None)
+    ap.add_argument("--work", type=Path, default=None, help="working directory (default runs/ranker-<tier>-<category>)")
+    ap.add_argument("--users", type=int, default=None, help="test users (default: the tier's)")
+    ap.add_argument("--valid-users", type=int, default=None, help="validation users (default: the tier's)")
+    ap.add_argument("--steps", type=int, default=None, help="LLM optimizer steps (default: the tier's)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--beam-minutes", type=float, default=None, help="time budget of the full-catalogue beam part (default: the tier's)")
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: beam, rsllm, ablations, rerank-training (the valid-only "
-                    "rerank-prompt ablation), or one ablation by name (rsllm-single-stage, ...)")
-    a = ap.parse_args()
+    ap.add_argument("--skip", default="", help="comma-separated: ids (the RSLLM part), or validation scorers by name "
+                    f"({', '.join(SCORERS)})")
+    return ap.parse_args()
+
+
+def retrievers(run: Runner, a, tier: dict, R: Path, P: Path) -> None:
+    """textualize, entities and the three SASRec runs (validation, test, training positions)."""
+    run.run("textualize", ["textualize", "amazon", "--category", a.category, "--data-dir", a.data_dir, "--out", R,
+                           "--seed", a.seed, "--quiet"], R / "manifest.json")
+    run.run("build-entities", ["build-entities", "--data", R, "--quiet"], R / "entities.parquet")
+    cap = ["--max-minutes", tier["sasrec_minutes"]] if "sasrec_minutes" in tier else []
+    for split, k in (("valid", 100), ("test", 100), ("train", 50)):
+        refit = ["--refit"] if split != "train" else []
+        out = P / f"sasrec-{split}.parquet"
+        run.run(f"sasrec {split}", ["baseline", "sasrec", "--data", R, "--split", split, *refit, "--top-k", k, "--seed", a.seed,
+                                    *cap, "--out", out, "--quiet"], out)
+
+
+def train(run: Runner, a, tier: dict, R: Path, P: Path, work: Path, ids: bool) -> dict[str, Path]:
+    """The shared LLM checkpoint (paper objective + rerank prompts + listwise examples) and, with
+    `ids`, an RSLLM stage 2 from it whose listwise candidates carry their ID tokens."""
+    steps = a.steps or tier["steps"]
+    cands = P / "sasrec-train.parquet"
+    mix = ["--set", f"rerank.candidates={cands}", "--set", "rerank.k=20", "--set", "rerank.weight=0.2",
+           "--set", f"listwise.candidates={cands}", "--set", f"listwise.k={tier['k']}", "--set", "listwise.weight=0.4"]
+    ckpt = work / "ckpt"
+    run.run("pretrain", ["pretrain", "--data", R, "--config", ROOT / tier["recipe"], "--out", ckpt, "--max-steps", steps,
+                         "--seed", a.seed, "--quiet", *mix], ckpt / "train_state")
+    out = {"text": ckpt}
+    if ids:
+        rs = work / "ckpt-rsllm"
+        emb = R / "baselines" / "sasrec.safetensors"
+        run.run("pretrain rsllm", ["pretrain", "--data", R, "--config", ROOT / tier["recipe"], "--out", rs, "--max-steps", steps,
+                                   "--seed", a.seed, "--quiet", *mix, "--set", f"hybrid.embeddings={emb}",
+                                   "--set", f"hybrid.init_checkpoint={ckpt}", "--set", "listwise.candidate_ids=true"], rs / "train_state")
+        out["rsllm"] = rs
+    return out
+
+
+def rerank(run: Runner, R: Path, ckpt: Path, split: str, ids: Path, retr: Path, k: int, flags: list[str], out: Path,
+           batch: int) -> Path:
+    """One W = 1 rerank of the retriever's top k (the LLM's scores for every candidate are kept)."""
+    run.run(f"rerank {out.stem}", ["infer", "--data", R, "--checkpoint", ckpt, "--split", split, "--prompt-ids", ids,
+                                   "--candidates-from", retr, "--rerank-k", k, "--fusion", 1, *flags, "--exclude-history",
+                                   "--top-k", 10, "--batch-size", batch, "--seed", 0, "--out", out, "--quiet"], out)
+    return out
+
+
+def validate(run: Runner, R: Path, P: Path, work: Path, ckpts: dict, tier: dict, skip: set, f_valid: Path) -> tuple[dict, dict]:
+    """Every scorer on the validation prompts at W = 1, then `recsys tune` over all of them."""
+    files: dict[str, Path] = {}
+    retr = P / "sasrec-valid.parquet"
+    for name, flags in SCORERS.items():
+        if name not in skip:
+            files[name] = rerank(run, R, ckpts["text"], "valid", f_valid, retr, tier["k"], flags,
+                                 P / f"valid-{name}-k{tier['k']}.parquet", tier["batch"])
+    for name, flags in (ID_SCORERS.items() if "rsllm" in ckpts else ()):
+        files[name] = rerank(run, R, ckpts["rsllm"], "valid", f_valid, retr, tier["k"], flags,
+                             P / f"valid-{_slug(name)}-k{tier['k']}.parquet", tier["batch"])
+    tuning = work / "tuning.json"
+    if not tuning.exists():
+        # the RSLLM run without ID tokens is a measurement only: as a scorer it is "listwise" again
+        tuned = [f for name, f in files.items() if name != "rsllm listwise, no ids"]
+        run.run("tune", ["tune", "--data", R, "--rerank", *tuned, "--retriever", retr, "--out", tuning, "--quiet"])
+    return files, json.loads(tuning.read_text())
+
+
+def valid_table(R: Path, files: dict[str, Path], retr: Path, f_valid: Path, seed: int) -> dict:
+    """Per scorer: the LLM alone (W = 1) and its best fusion on validation, each against SASRec (paired)."""
+    ids = read_ids(f_valid)
+    base = qlib.ranks(R, retr, ids)
+    table = {"sasrec": qlib.metrics(base)}
+    for name, f in files.items():
+        have = qlib.prompts_in(f, ids)
+        alone = qlib.ranks(R, f, have)
+        table[name] = {**qlib.metrics(alone), "ndcg10_vs_sasrec": qlib.paired_bootstrap(alone, qlib.ranks(R, retr, have), "NDCG@10",
+                                                                                         seed=seed)}
+    return table
+
+
+def test_lists(run: Runner, R: Path, P: Path, ckpts: dict, tier: dict, tuning: dict, f_test: Path) -> dict[str, object]:
+    """The test split, once: the best validation scorer at its K (W = 1), and from that one run the
+    chosen fusion (the rule's) and the best validation row's fusion."""
+    best, chosen = tuning["best"], tuning["chosen"]
+    retr = P / "sasrec-test.parquet"
+    name = next(n for n, f in _valid_files(P, tier).items() if str(Path(f).resolve()) == best["file"])
+    ckpt = ckpts["rsllm"] if name.startswith("rsllm") else ckpts["text"]
+    flags = {**SCORERS, **ID_SCORERS}[name]
+    f = rerank(run, R, ckpt, "test", f_test, retr, int(best["k"]), flags, P / f"test-{_slug(name)}-k{best['k']}.parquet", tier["batch"])
+    lists: dict[str, object] = {"sasrec": retr, f"{name} alone (W = 1)": f,
+                                f"{name} fused, best valid W = {best['w']}": fused_rankings(R, f, retr, float(best["w"]), "test")}
+    lists[f"chosen by the rule (W = {chosen['w']})"] = fused_rankings(R, f, retr, float(chosen["w"]), "test") if chosen["w"] else retr
+    return lists
+
+
+def read_ids(path: Path) -> list[str]:
+    return [line for line in Path(path).read_text().splitlines() if line]
+
+
+def _slug(name: str) -> str:
+    return name.replace(" ", "-").replace(",", "").replace("+", "-")
+
+
+def _valid_files(P: Path, tier: dict) -> dict[str, Path]:
+    names = list(SCORERS) + list(ID_SCORERS)
+    return {n: P / f"valid-{_slug(n)}-k{tier['k']}.parquet" for n in names if (P / f"valid-{_slug(n)}-k{tier['k']}.parquet").exists()}
+
+
+def test_table(R: Path, lists: dict[str, object], groups: dict[str, list[str]], seed: int) -> dict:
+    """Per template group, every list's metrics and its paired interval against SASRec."""
+    table: dict[str, dict] = {}
+    for group, ids in groups.items():
+        for name, src in lists.items():
+            have = qlib.prompts_in(src, ids)
+            r = qlib.ranks(R, src, have)
+            row = qlib.metrics(r)
+            if name != "sasrec":
+                b = qlib.ranks(R, lists["sasrec"], have)
+                row["vs_sasrec"] = {m: qlib.paired_bootstrap(r, b, m, seed=seed) for m in ("NDCG@10", "HR@10")}
+            table.setdefault(group, {})[name] = row
+    return table
+
+
+def checks(R: Path, valid: dict, table: dict, lists: dict, all_ids: list[str], speed: dict | None) -> list[dict]:
+    """The issue's must-reach lines, each with its figures."""
+    out = []
+    if "listwise" in valid and "walker" in valid:
+        out.append({"name": "listwise alone beats the walker alone on validation NDCG@10 (same checkpoint, same budget)",
+                    "ok": valid["listwise"]["NDCG@10"] > valid["walker"]["NDCG@10"],
+                    "listwise": valid["listwise"]["NDCG@10"], "walker": valid["walker"]["NDCG@10"]})
+    chosen = next(n for n in lists if n.startswith("chosen"))
+    for group, rows in table.items():
+        c, s = rows[chosen], rows["sasrec"]
+        ci = c.get("vs_sasrec", {}).get("NDCG@10", {"ci95": [0.0, 0.0]})
+        out.append({"name": f"the chosen method beats SASRec on test ({group}): NDCG@10 and HR@10, the NDCG@10 interval excludes 0",
+                    "ok": c["NDCG@10"] > s["NDCG@10"] and c["HR@10"] > s["HR@10"] and ci["ci95"][0] > 0,
+                    "chosen": {m: c[m] for m in COMPARE}, "sasrec": {m: s[m] for m in COMPARE}, "ndcg10_diff_ci95": ci["ci95"]})
+    forms = {name: qlib.list_check(R, src, qlib.prompts_in(src, all_ids)) for name, src in lists.items()}
+    out.append({"name": "100% valid, distinct item ids (>= 10 per list) in every test list",
+                "ok": all(f["ok"] == f["lists"] for f in forms.values()), "lists": forms})
+    if speed:
+        out.append({"name": "listwise K=20 >= 5x faster per prompt than the walker (bench/listwise_speed.py, same run)",
+                    "ok": speed.get("speedup", 0) >= 5, "value": speed.get("speedup"), "machine": speed.get("machine")})
+    return out
+
+
+def report(table: dict, valid: dict, checks_: list[dict], tuning: dict) -> None:
+    print(f"\nvalidation ({next(iter(valid.values()))['n']} prompts), W = 1 unless SASRec")
+    for name, m in valid.items():
+        ci = m.get("ndcg10_vs_sasrec")
+        extra = f"   {ci['diff']:+.4f} [{ci['ci95'][0]:+.4f}, {ci['ci95'][1]:+.4f}]" if ci else ""
+        print(f"{name:<28}" + "".join(f"{m[k]:>9.4f}" for k in COMPARE) + extra)
+    print(f"tune: best {tuning['best']['scorer']} K={tuning['best']['k']} W={tuning['best']['w']}; {tuning['outcome']}")
+    for group, rows in table.items():
+        print(f"\nsequential, {group} templates (test, history excluded)")
+        print(f"{'method':<44}{'n':>6}" + "".join(f"{k:>9}" for k in COMPARE) + "   NDCG@10 vs SASRec [95% CI]")
+        for name, m in rows.items():
+            ci = m.get("vs_sasrec", {}).get("NDCG@10")
+            extra = f"   {ci['diff']:+.4f} [{ci['ci95'][0]:+.4f}, {ci['ci95'][1]:+.4f}]" if ci else ""
+            print(f"{name:<44}{m['n']:>6}" + "".join(f"{m[k]:>9.4f}" for k in COMPARE) + extra)
+    for c in checks_:
+        print(f"{'ok  ' if c['ok'] else 'MISS'} {c['name']}")
+
+
+def main() -> None:
+    a = parse()
     tier = dict(TIERS[a.tier])
-    if a.beam_minutes is not None:
-        tier["beam_minutes"] = a.beam_minutes
     if a.tier == "gpu":
         import torch
 
         if not torch.cuda.is_available():
             sys.exit("bench/quality.py --tier gpu needs a CUDA GPU (torch.cuda.is_available() is False); use --tier cpu")
     skip = set(filter(None, a.skip.split(",")))
-    work = (a.work or ROOT / "runs" / f"quality-{a.tier}-{a.category}").resolve()
-    run = Runner(work)
-    t0 = time.perf_counter()
+    work = (a.work or ROOT / "runs" / f"ranker-{a.tier}-{a.category}").resolve()
+    run, t0 = LockedRunner(work), time.perf_counter()
     R, P = work / "data", work / "predictions"
     P.mkdir(parents=True, exist_ok=True)
-
-    # --- data and the ID models -------------------------------------------------------------
-    run.run("textualize", ["textualize", "amazon", "--category", a.category, "--data-dir", a.data_dir, "--out", R, "--seed", a.seed, "--quiet"], R / "manifest.json")
-    run.run("build-entities", ["build-entities", "--data", R, "--quiet"], R / "entities.parquet")
-    run.run("popularity", ["baseline", "popularity", "--data", R, "--split", "test", "--top-k", 200, "--out", P / "popularity.parquet", "--quiet"], P / "popularity.parquet")
-    cap = ["--max-minutes", tier["sasrec_minutes"]] if "sasrec_minutes" in tier else []
-    # one early-stopping run answers valid (its own model) and test (the refit); the test file is written last
-    run.run("sasrec test", ["baseline", "sasrec", "--data", R, "--split", "test", "--top-k", 200, "--seed", a.seed, *cap,
-                            "--out", P / "sasrec-test.parquet", "--valid-out", P / "sasrec-valid.parquet", "--quiet"], P / "sasrec-test.parquet")
-    run.run("sasrec train", ["baseline", "sasrec", "--data", R, "--split", "train", "--top-k", 50, "--seed", a.seed, *cap,
-                             "--out", P / "sasrec-train.parquet", "--quiet"], P / "sasrec-train.parquet")
-    emb = R / "baselines" / "sasrec.safetensors"
-
-    # --- evaluation samples -----------------------------------------------------------------
+    retrievers(run, a, tier, R, P)
+    valid_users = qlib.sample_users(R, a.valid_users or tier["valid_users"], a.seed + 1)
+    f_valid = qlib.write_ids(work / "valid-ids.txt", qlib.prompt_ids(R, valid_users, "valid", "sequential", True))
     users = qlib.sample_users(R, a.users or tier["users"], a.seed)
-    test_seen = qlib.prompt_ids(R, users, "test", "sequential", True)
-    test_unseen = qlib.prompt_ids(R, users, "test", "sequential", False)
-    test_ids = test_seen + test_unseen
-    valid_users = qlib.sample_users(R, tier["valid_users"], a.seed + 1)
-    valid_ids = qlib.prompt_ids(R, valid_users, "valid", "sequential", True)
-    f_test, f_valid = qlib.write_ids(work / "test-ids.txt", test_ids), qlib.write_ids(work / "valid-ids.txt", valid_ids)
-    f_seen = qlib.write_ids(work / "test-seen-ids.txt", test_seen)
-
-    # --- LLM training: shared stage 1, then one stage-2 run per variant ---------------------
-    recipe = ROOT / tier["recipe"]
-    common = ["--set", f"rerank.candidates={P / 'sasrec-train.parquet'}", "--set", "rerank.k=20", "--set", "rerank.weight=0.3"]
-    s1 = work / "ckpt-stage1"
-    run.run("pretrain stage 1", ["pretrain", "--data", R, "--config", recipe, "--out", s1, "--max-steps", tier["stage1"],
-                                 "--seed", a.seed, "--quiet", *common], s1 / "train_state")
-    variants = ["recsysllm"] + ([] if "rsllm" in skip else ["rsllm"]) + ([] if "ablations" in skip or "rsllm" in skip else
-                                                                         [v for v in VARIANTS if v.startswith("rsllm-") and v not in skip])
-    ckpts = {}
-    for name in variants:
-        c = work / f"ckpt-{name}"
-        over = dict(VARIANTS[name])
-        single = over.pop("_single_stage", False)
-        sets = _sets(over)
-        steps = tier["stage1"] + tier["stage2"] if single else tier["stage2"]
-        init = [] if single else ["--set", f"hybrid.init_checkpoint={s1}"]
-        run.run(f"pretrain {name}", ["pretrain", "--data", R, "--config", recipe, "--out", c, "--max-steps", steps, "--seed", a.seed,
-                                     "--set", f"hybrid.embeddings={emb}", *init, *sets, *common, "--quiet"], c / "train_state")
-        ckpts[name] = c
-
-    def rerank(name: str, split: str, ids: Path, k: int, tag: str) -> Path:
-        out = P / f"{name}-{split}-k{k}{tag}.parquet"
-        retr = P / f"sasrec-{split}.parquet"
-        run.run(f"rerank {name} {split} K={k}{tag}", ["infer", "--data", R, "--checkpoint", ckpts[name], "--split", split,
-                                                      "--prompt-ids", ids, "--candidates-from", retr, "--rerank-k", k, "--fusion", 1,
-                                                      "--exclude-history", "--top-k", 10, "--out", out, "--quiet"], out)
-        return out
-
-    # --- choose K and W on validation (the text-only model), then apply them everywhere -----
-    sweeps = {}
-    from recsys_cli.evaluation.tune import best_row, fused_rankings, sweep
-
-    for k in tier.get("ks", KS):
-        sweeps[k] = sweep(R, rerank("recsysllm", "valid", f_valid, k, ""), P / "sasrec-valid.parquet", [k], WS)
-    best = best_row([row for s in sweeps.values() for row in s["rows"]])
-    K, W = int(best["k"]), float(best["w"])
-    print(f"== chosen on validation: K={K} W={W} (valid NDCG@10 {best['NDCG@10']:.4f})", file=sys.stderr)
-
-    # --- does rerank training help? The same two-stage text-only run without rerank prompts,
-    # compared on VALIDATION only (the issue asks for the evidence there, not on test) -----------
-    rerank_ablation = None
-    if "rerank-training" not in skip:
-        rerank_ablation = rerank_training_ablation(run, R, recipe, tier, a.seed, work, ckpts, rerank, sweeps[K], K, W)
-
-    # --- test runs -------------------------------------------------------------------------
-    lists: dict[str, object] = {"popularity": P / "popularity.parquet", "sasrec": P / "sasrec-test.parquet"}
-    for name in variants:
-        ids = f_seen if (name.startswith("rsllm-") and tier["ablation_seen_only"]) else f_test
-        f = rerank(name, "test", ids, K, "" if ids == f_test else "-seen")
-        lists[f"{name} rerank"] = f
-        lists[f"{name} rerank+fusion"] = fused_rankings(R, f, P / "sasrec-test.parquet", W, "test")
-    beam = None
-    if "beam" not in skip:
-        beam = llm_alone(run, R, ckpts["recsysllm"], P, test_seen, work, tier)
-        lists["recsysllm alone (beam)"] = Path(beam["file"])
-
-    # --- metrics, intervals ----------------------------------------------------------------
-    table = {}
-    for group, ids in (("seen", test_seen), ("unseen", test_unseen)):
-        base = qlib.ranks(R, lists["sasrec"], ids)
-        for name, src in lists.items():
-            have = qlib.prompts_in(src, ids)
-            if not have:
-                continue
-            r = qlib.ranks(R, src, have)
-            row = qlib.metrics(r)
-            if name != "sasrec":
-                b = qlib.ranks(R, lists["sasrec"], have)
-                row["vs_sasrec"] = {m: qlib.paired_bootstrap(r, b, m, seed=a.seed) for m in ("NDCG@10", "HR@10")}
-            table.setdefault(group, {})[name] = row
-        table[group]["sasrec"]["n"] = len(base)
-    checks = []
-    forms = {name: qlib.list_check(R, src, qlib.prompts_in(src, test_ids)) for name, src in lists.items()}
-    checks.append({"name": "100% valid, distinct item ids (>= 10 per list) in every ranked list of every method",
-                   "ok": all(f["ok"] == f["lists"] for f in forms.values()), "lists": forms})
-    for group in ("seen", "unseen"):
-        fused, sas = table[group].get("recsysllm rerank+fusion"), table[group]["sasrec"]
-        if fused:
-            ci = fused["vs_sasrec"]["NDCG@10"]
-            checks.append({"name": f"rerank+fusion beats SASRec ({group}): NDCG@10, HR@10, CI of the NDCG@10 difference excludes 0",
-                           "ok": fused["NDCG@10"] > sas["NDCG@10"] and fused["HR@10"] > sas["HR@10"] and ci["ci95"][0] > 0,
-                           "fusion": {m: fused[m] for m in COMPARE}, "sasrec": {m: sas[m] for m in COMPARE}, "ndcg10_diff_ci95": ci["ci95"]})
-        ids = test_seen if group == "seen" else test_unseen
-        for a_name, b_name, claim in (("rsllm", "recsysllm", "RSLLM beats text-only RecSysLLM"),
-                                      ("rsllm", "rsllm-no-id-tokens", "ablation: RSLLM beats RSLLM without ID tokens")):
-            a_row, b_row = table[group].get(f"{a_name} rerank"), table[group].get(f"{b_name} rerank")
-            if not (a_row and b_row):
-                continue
-            both = [i for i in qlib.prompts_in(lists[f"{a_name} rerank"], ids) if i in set(qlib.prompts_in(lists[f"{b_name} rerank"], ids))]
-            ci = qlib.paired_bootstrap(qlib.ranks(R, lists[f"{a_name} rerank"], both), qlib.ranks(R, lists[f"{b_name} rerank"], both), "NDCG@10", seed=a.seed)
-            checks.append({"name": f"{claim} on NDCG@10 ({group}, rerank, same budget)", "ok": a_row["NDCG@10"] > b_row["NDCG@10"],
-                           a_name: a_row["NDCG@10"], b_name: b_row["NDCG@10"], "ndcg10_diff_ci95": ci["ci95"], "ci_excludes_0": ci["excludes_0"]})
-    result = {
-        "stage": "quality", "tier": a.tier, "machine": qlib.machine(), "loadavg_end": open("/proc/loadavg").read().split()[:3],
-        "setup": {"data_dir": str(a.data_dir), "users": len(users), "seed": a.seed, "valid_users": len(valid_users),
-                  "recipe": tier["recipe"], "stage1_steps": tier["stage1"], "stage2_steps": tier["stage2"], "history_excluded": True,
-                  "chosen_on_valid": {"K": K, "W": W, "valid": best}, "valid_sweep": sweeps,
-                  "ablations_seen_only": tier["ablation_seen_only"], "llm_alone": beam and {k: v for k, v in beam.items() if k != "file"},
-                  "rerank_training_ablation_valid": rerank_ablation},
-        "seconds": run.seconds, "total_seconds_this_invocation": round(time.perf_counter() - t0, 1), "results": table, "checks": checks,
-    }
-    dest = qlib.write_result(f"quality-{a.tier}{'' if a.category == 'toys' else '-' + a.category}.json", result)
-    for group, rows in table.items():
-        print(f"\nsequential, {group} templates (test, history excluded)")
-        print(f"{'method':<34}{'n':>6}" + "".join(f"{k:>9}" for k in COMPARE) + "   NDCG@10 vs SASRec [95% CI]")
-        for name, m in rows.items():
-            ci = m.get("vs_sasrec", {}).get("NDCG@10")
-            extra = f"   {ci['diff']:+.4f} [{ci['ci95'][0]:+.4f}, {ci['ci95'][1]:+.4f}]" if ci else ""
-            print(f"{name:<34}{m['n']:>6}" + "".join(f"{m[k]:>9.4f}" for k in COMPARE) + extra)
-    for c in checks:
-        ci = f"  (NDCG@10 difference 95% CI [{c['ndcg10_diff_ci95'][0]:+.4f}, {c['ndcg10_diff_ci95'][1]:+.4f}])" if "ndcg10_diff_ci95" in c else ""
-        print(f"{'ok  ' if c['ok'] else 'MISS'} {c['name']}{ci}")
-    print(f"wrote {dest}")
-
-
-def _sets(overrides: dict) -> list[str]:
-    """Recipe overrides as `--set key=value` arguments (booleans lower-case, as YAML reads them)."""
-    return [x for k, v in overrides.items() for x in ("--set", f"{k}={str(v).lower() if isinstance(v, bool) else v}")]
-
-
-def rerank_training_ablation(run: Runner, R: Path, recipe: Path, tier: dict, seed: int, work: Path, ckpts: dict,
-                             rerank, chosen: dict, K: int, W: float) -> dict:
-    """The text-only recipe trained with rerank.weight = 0 (its own stage 1 and stage 2, same steps
-    and seed), reranking the same validation prompts at the chosen K: the rerank alone (W = 1) and
-    fused at the chosen W, each against the model trained with rerank prompts (paired bootstrap)."""
-    name = "recsysllm-no-rerank"
-    s1, c = work / "ckpt-stage1-no-rerank", work / f"ckpt-{name}"
-    off = ["--set", "rerank.weight=0"]
-    run.run("pretrain stage 1 (no rerank prompts)", ["pretrain", "--data", R, "--config", recipe, "--out", s1, "--max-steps", tier["stage1"],
-                                                     "--seed", seed, "--quiet", *off], s1 / "train_state")
-    run.run(f"pretrain {name}", ["pretrain", "--data", R, "--config", recipe, "--out", c, "--max-steps", tier["stage2"], "--seed", seed,
-                                 "--set", f"hybrid.embeddings={R / 'baselines' / 'sasrec.safetensors'}", "--set", f"hybrid.init_checkpoint={s1}",
-                                 *_sets(VARIANTS["recsysllm"]),
-                                 *off, "--quiet"], c / "train_state")
-    ckpts[name] = c
-    P = R.parent / "predictions"
-    retr = P / "sasrec-valid.parquet"
-    from recsys_cli.evaluation.tune import load_cases, ranking, sweep
-
-    without = sweep(R, rerank(name, "valid", work / "valid-ids.txt", K, ""), retr, [K], WS)
-    out = {"K": K, "W": W, "best_with_rerank_prompts": chosen["best"], "best_without": without["best"], "without_sweep": without["rows"], "at": {}}
-    with_cases = load_cases(R, P / f"recsysllm-valid-k{K}.parquet", retr)[1]  # read once, ranked at both weights
-    without_cases = load_cases(R, P / f"{name}-valid-k{K}.parquet", retr)[1]
-    for w in (1.0, W):
-        a = {c[0]: ranking(c, K, w) for c in with_cases}
-        b = {c[0]: ranking(c, K, w) for c in without_cases}
-        ids = sorted(set(a) & set(b))
-        ra, rb = qlib.ranks(R, a, ids), qlib.ranks(R, b, ids)
-        out["at"][f"W={w}"] = {"with": qlib.metrics(ra), "without": qlib.metrics(rb),
-                               "ndcg10_with_minus_without": qlib.paired_bootstrap(ra, rb, "NDCG@10", seed=seed)}
-        print(f"== rerank training (valid, K={K}, W={w}): NDCG@10 with rerank prompts {out['at'][f'W={w}']['with']['NDCG@10']:.4f}, "
-              f"without {out['at'][f'W={w}']['without']['NDCG@10']:.4f}", file=sys.stderr)
-    return out
-
-
-def llm_alone(run: Runner, R: Path, ckpt: Path, P: Path, seen_ids: list[str], work: Path, tier: dict) -> dict:
-    """Full-catalogue constrained beam search on as many sampled users' seen prompts as
-    `beam_minutes` allow: a 5-prompt probe sets the count."""
-    record = work / "beam.json"  # the count chosen by the first probe: a continued run reuses its output
-    if record.exists():
-        beam = json.loads(record.read_text())
-        if Path(beam["file"]).exists():
-            return beam
-    probe_ids = qlib.write_ids(work / "beam-probe-ids.txt", seen_ids[:5])
-    probe = P / "beam-probe.parquet"
-    probe.unlink(missing_ok=True)
-    summary = run.json("beam probe", ["infer", "--data", R, "--checkpoint", ckpt, "--split", "test", "--prompt-ids", probe_ids, "--beams", 20,
-                                      "--top-k", 10, "--exclude-history", "--batch-size", 1, "--out", probe, "--quiet"])
-    per = 1.0 / max(summary["modes"]["items"]["prompts_per_s"], 1e-6)
-    n = max(5, min(len(seen_ids), int(tier["beam_minutes"] * 60 / per)))
-    ids = qlib.write_ids(work / "beam-ids.txt", seen_ids[:n])
-    out = P / f"recsysllm-beam-{n}.parquet"
-    run.run(f"beam {n} prompts", ["infer", "--data", R, "--checkpoint", ckpt, "--split", "test", "--prompt-ids", ids, "--beams", 20,
-                                 "--top-k", 10, "--exclude-history", "--batch-size", tier["batch"], "--out", out, "--quiet"], out)
-    beam = {"file": str(out), "prompts": n, "probe_seconds_per_prompt": round(per, 2), "budget_minutes": tier["beam_minutes"]}
-    qlib.write_json(record, beam, indent=1)
-    return beam
+    groups = {"seen": qlib.prompt_ids(R, users, "test", "sequential", True), "unseen": qlib.prompt_ids(R, users, "test", "sequential", False)}
+    f_test = qlib.write_ids(work / "test-ids.txt", groups["seen"] + groups["unseen"])
+    ckpts = train(run, a, tier, R, P, work, ids="ids" not in skip)
+    files, tuning = validate(run, R, P, work, ckpts, tier, skip, f_valid)
+    valid = valid_table(R, files, P / "sasrec-valid.parquet", f_valid, a.seed)
+    lists = test_lists(run, R, P, ckpts, tier, tuning, f_test)
+    table = test_table(R, lists, groups, a.seed)
+    speed_file = qlib.HERE / "results" / "listwise-speed.json"
+    speed = json.loads(speed_file.read_text()) if speed_file.exists() else None
+    checks_ = checks(R, valid, table, lists, groups["seen"] + groups["unseen"], speed)
+    result = {"stage": "quality-ranker", "tier": a.tier, "machine": qlib.machine(), "loadavg_end": open("/proc/loadavg").read().split()[:3],
+              "setup": {"data_dir": str(a.data_dir), "seed": a.seed, "valid_prompts": len(read_ids(f_valid)), "test_users": len(users),
+                        "recipe": tier["recipe"], "steps": a.steps or tier["steps"], "k": tier["k"], "skipped": sorted(skip),
+                        "history_excluded": True},
+              "valid": valid, "tuning": {k: tuning[k] for k in ("best", "gain", "chosen", "outcome", "rule", "rows")},
+              "results": table, "checks": checks_, "seconds": run.seconds,
+              "total_seconds_this_invocation": round(time.perf_counter() - t0, 1)}
+    name = f"quality-ranker-{a.tier}{'' if a.category == 'toys' else '-' + a.category}.json"
+    report(table, valid, checks_, tuning)
+    print(f"wrote {qlib.write_result(name, result)}")
 
 
 if __name__ == "__main__":

@@ -116,7 +116,11 @@ def command(
 
     tuned = None
     if tuning is not None:
-        rerank_k, fusion, item_scoring, tuned = _tuned(tuning, data, candidates_from, rerank_k, fusion, item_scoring)
+        rerank_k, fusion, tuned_scorer, tuned = _tuned(tuning, data, candidates_from, rerank_k, fusion, item_scoring)
+        from recsys_cli.evaluation.tune import parse_scorer
+
+        item_scoring, listwise_orders, tuned_ids = parse_scorer(tuned_scorer)
+        listwise_candidate_ids = tuned_ids if item_scoring == "listwise" else listwise_candidate_ids
     item_scoring = "constrained" if item_scoring is None else item_scoring
     fusion = 1.0 if fusion is None else fusion
     if precision not in PRECISIONS:

@@ -51,8 +51,13 @@ FORMAT, VERSION = "recsys-tuning", 1
 
 
 def scorer_of(settings: dict[str, Any]) -> str:
-    """The LLM scorer a rerank run used (its --item-scoring)."""
-    return str(settings.get("item_scoring") or "constrained")
+    """The LLM scorer a rerank run used: its --item-scoring, with a listwise run's order count and
+    ID-aware candidates spelled out ("listwise x3+ids"), so two listwise files stay apart."""
+    name = str(settings.get("item_scoring") or "constrained")
+    lw = settings.get("listwise") or {}
+    if int(lw.get("orders") or 1) > 1:
+        name += f" x{int(lw['orders'])}"
+    return name + ("+ids" if lw.get("candidate_ids") else "")
 
 
 def _check(rerank: Path, retr_path: Path, data: Path, split: str = "valid") -> dict[str, Any]:
@@ -243,6 +248,13 @@ def read_tuning(path: Path, data: Path) -> dict[str, Any]:
     return obj
 
 
+def parse_scorer(name: str) -> tuple[str, int, bool]:
+    """A scorer name of scorer_of back into (--item-scoring, --listwise-orders, --listwise-candidate-ids)."""
+    base, ids = (name[:-4], True) if name.endswith("+ids") else (name, False)
+    item_scoring, _, orders = base.partition(" x")
+    return item_scoring, int(orders or 1), ids
+
+
 def tuned_settings(path: Path, data: Path, candidates_from: Path, rerank_k: int | None, w: float | None,
                    scorer: str | None) -> tuple[int, float, str, dict[str, Any]]:
     """`infer --tuning`: (K, W, scorer) from the file, refusing an explicit flag that disagrees and
@@ -250,7 +262,7 @@ def tuned_settings(path: Path, data: Path, candidates_from: Path, rerank_k: int 
     obj = read_tuning(path, data)
     chosen = obj["chosen"]
     for flag, given, want in (("--rerank-k", rerank_k, chosen["k"]), ("--fusion", w, float(chosen["w"])),
-                              ("--item-scoring", scorer, chosen["scorer"])):
+                              ("--item-scoring", scorer, parse_scorer(chosen["scorer"])[0])):
         if given is not None and given != want:
             raise RecsysError(f"{flag} {given} conflicts with --tuning {path}, which chose {want} on validation; "
                               f"drop {flag} or the tuning file", 2)
@@ -261,4 +273,4 @@ def tuned_settings(path: Path, data: Path, candidates_from: Path, rerank_k: int 
         raise InputError.at(candidates_from, None, f"a {tuned_on!r} retriever, the kind --tuning {path} was tuned for; "
                                                    f"this file comes from {here!r}")
     record = {"path": str(Path(path).resolve()), "sha256": file_sha256(path), **chosen}
-    return int(chosen["k"]), float(chosen["w"]), chosen["scorer"], record
+    return int(chosen["k"]), float(chosen["w"]), chosen["scorer"], record  # scorer: parse_scorer splits it

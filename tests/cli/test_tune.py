@@ -162,3 +162,18 @@ def test_infer_applies_a_tuning_file(toys_entities, tiny_model, runs, tmp_path):
     assert code == 2 and "made on other data" in err
     code, _, err = run_cli(*base[:-3], "--quiet", "--tuning", str(tuning), "--out", str(tmp_path / "x.parquet"))
     assert code == 2 and "--candidates-from" in err and not (tmp_path / "x.parquet").exists()
+
+
+def test_scorer_names_round_trip_listwise_variants():
+    """A listwise run's orders and ID-aware candidates are part of its scorer name (two listwise
+    files stay apart in `recsys tune`), and `infer --tuning` reads them back as flags."""
+    from recsys_cli.evaluation.tune import parse_scorer, scorer_of
+
+    cases = [({"item_scoring": "full"}, "full", ("full", 1, False)),
+             ({}, "constrained", ("constrained", 1, False)),
+             ({"item_scoring": "listwise", "listwise": {"orders": 1, "candidate_ids": False}}, "listwise", ("listwise", 1, False)),
+             ({"item_scoring": "listwise", "listwise": {"orders": 3, "candidate_ids": False}}, "listwise x3", ("listwise", 3, False)),
+             ({"item_scoring": "listwise", "listwise": {"orders": 2, "candidate_ids": True}}, "listwise x2+ids", ("listwise", 2, True))]
+    for settings, name, flags in cases:
+        assert scorer_of(settings) == name
+        assert parse_scorer(name) == flags
