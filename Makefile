@@ -1,10 +1,11 @@
 # make demo : create .venv, install everything, run the pipeline on the embedded defaults
-# make test : create .venv, install everything, run the test suite
+# make test : create .venv, install everything, run the linters (make lint) and the test suite
+# make lint : ruff lint + format check (line length 120), mypy on recsys_cli/artifacts and recsys_cli/evaluation
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test clean
+.PHONY: setup demo lint test clean
 
 $(BIN)/recsys: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,7 +20,12 @@ setup: $(BIN)/recsys
 demo: setup
 	bash scripts/demo.sh
 
-test: setup
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: setup lint
 	$(BIN)/python -m pytest -n 2 tests
 
 clean:

@@ -11,7 +11,7 @@ words) tokenized in context (" " + title) with the real SmolLM2 tokenizer
 
 * `EntityTrie.step` (recsys_cli/data/trie.py), the node tables decoding steps through: one
   dict lookup from the current node per token;
-* `IntraTracker.push` (recsys_cli/data/intra.py), the dynamic-position rule decoding applies per
+* `IntraTracker.push` (recsys_cli/data/positions.py), the dynamic-position rule decoding applies per
   token (one row), which calls `step`;
 * pygtrie's own prefix lookup, `EntityTrie.store.has_node(prefix)`: the pygtrie store inside
   the same EntityTrie, searched from the root for the whole prefix at every token (prefix tuples
@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import shutil
 import subprocess
@@ -42,19 +40,15 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from common import machine, write_json  # noqa: E402
+
 from recsys_cli.artifacts import schemas  # noqa: E402
-from recsys_cli.data.intra import IntraTracker  # noqa: E402
+from recsys_cli.data.positions import IntraTracker  # noqa: E402
 from recsys_cli.data.trie import ROOT as TRIE_ROOT  # noqa: E402
 from recsys_cli.data.trie import EntityTrie  # noqa: E402
 
 OUT = HERE / "results" / "entities.json"
 SIZES = (1_000, 10_000, 100_000)
-
-
-def machine() -> dict:
-    import torch
-
-    return {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__}
 
 
 def time_build(data: Path, model: str | None, repeats: int) -> tuple[list[float], dict]:
@@ -92,14 +86,19 @@ def synthetic_pool(size: int, seed: int) -> list[tuple[int, ...]]:
     rng = random.Random(seed)
     pool: dict[tuple[int, ...], None] = {}
     while len(pool) < size:
-        batch = [" " + " ".join([rng.choice(brands)] + rng.choices(words, k=rng.randint(2, 9))) for _ in range(size - len(pool))]
+        batch = [
+            " " + " ".join([rng.choice(brands)] + rng.choices(words, k=rng.randint(2, 9)))
+            for _ in range(size - len(pool))
+        ]
         for enc in tok.encode_batch(batch, add_special_tokens=False):
             if enc.ids:
                 pool.setdefault(tuple(enc.ids), None)
     return list(pool)[:size]
 
 
-def time_steps(sizes: tuple[int, ...], seed: int = 0, walks_per_pool: int = 1_000, rounds: int = 7) -> tuple[dict, dict]:
+def time_steps(
+    sizes: tuple[int, ...], seed: int = 0, walks_per_pool: int = 1_000, rounds: int = 7
+) -> tuple[dict, dict]:
     """Per pool size: ns per token for EntityTrie.step, IntraTracker.push and pygtrie's
     has_node(prefix), walking the same `walks_per_pool` entities (min over interleaved rounds)."""
     setups, shape = {}, {}
@@ -110,8 +109,21 @@ def time_steps(sizes: tuple[int, ...], seed: int = 0, walks_per_pool: int = 1_00
         prefixes = [w[:k] for w in walks for k in range(1, len(w) + 1)]
         setups[size] = (trie, walks, prefixes)
         lengths = sorted(len(t) for t in pool)
-        shape[size] = {"entries": len(trie), "nodes": trie.num_nodes, "tokens_mean": round(sum(lengths) / len(lengths), 2), "tokens_median": lengths[len(lengths) // 2], "tokens_max": lengths[-1]}
-    best = {n: {"entitytrie_step_ns": float("inf"), "intra_tracker_push_ns": float("inf"), "pygtrie_has_node_ns": float("inf")} for n in sizes}
+        shape[size] = {
+            "entries": len(trie),
+            "nodes": trie.num_nodes,
+            "tokens_mean": round(sum(lengths) / len(lengths), 2),
+            "tokens_median": lengths[len(lengths) // 2],
+            "tokens_max": lengths[-1],
+        }
+    best = {
+        n: {
+            "entitytrie_step_ns": float("inf"),
+            "intra_tracker_push_ns": float("inf"),
+            "pygtrie_has_node_ns": float("inf"),
+        }
+        for n in sizes
+    }
     for _ in range(rounds):
         for size, (trie, walks, prefixes) in setups.items():
             n_tok = len(prefixes)
@@ -141,61 +153,91 @@ def time_steps(sizes: tuple[int, ...], seed: int = 0, walks_per_pool: int = 1_00
     return best, shape
 
 
-def write_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("/tmp/toys_full"), help="a textualized directory (full Toys)")
     ap.add_argument("--model", default=None, help="--model for build-entities (default: embedded SmolLM2)")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--skip-build", action="store_true", help="trie figures only; keep the previous build-entities figures")
+    ap.add_argument(
+        "--skip-build", action="store_true", help="trie figures only; keep the previous build-entities figures"
+    )
     args = ap.parse_args()
 
     previous = json.loads(OUT.read_text()) if OUT.is_file() else {}
     if args.skip_build:
-        build = {k: previous.get(k) for k in ("data", "build_entities_s", "entities", "by_kind", "near_duplicate_clusters")}
+        build = {
+            k: previous.get(k) for k in ("data", "build_entities_s", "entities", "by_kind", "near_duplicate_clusters")
+        }
         build["build_entities_carried_over"] = True
         times = build["build_entities_s"] or []
     else:
         times, summary = time_build(args.data, args.model, args.repeats)
-        build = {"data": str(args.data), "build_entities_s": times, "entities": summary.get("entities"), "by_kind": summary.get("by_kind"), "near_duplicate_clusters": summary.get("near_duplicate_clusters"), "build_entities_carried_over": False}
+        build = {
+            "data": str(args.data),
+            "build_entities_s": times,
+            "entities": summary.get("entities"),
+            "by_kind": summary.get("by_kind"),
+            "near_duplicate_clusters": summary.get("near_duplicate_clusters"),
+            "build_entities_carried_over": False,
+        }
 
     steps, shape = time_steps(SIZES)
     lo, hi = SIZES[0], SIZES[-1]
     per = {}
     for n, v in steps.items():
-        per[str(n)] = {k: round(x, 1) for k, x in v.items()} | {"pygtrie_over_step": round(v["pygtrie_has_node_ns"] / v["entitytrie_step_ns"], 2), "pool": shape[n]}
+        per[str(n)] = {k: round(x, 1) for k, x in v.items()} | {
+            "pygtrie_over_step": round(v["pygtrie_has_node_ns"] / v["entitytrie_step_ns"], 2),
+            "pool": shape[n],
+        }
     growth = {k: round(steps[hi][k] / steps[lo][k], 2) for k in steps[lo]}
     ratio_hi = steps[hi]["pygtrie_has_node_ns"] / steps[hi]["entitytrie_step_ns"]
     checks = [
-        {"name": "trie: pygtrie has_node(prefix) / EntityTrie.step, 100k pool (x)", "value": round(ratio_hi, 2), "target": ">= 2", "ok": ratio_hi >= 2},
-        {"name": "trie: EntityTrie.step growth 100k / 1k entities (x)", "value": growth["entitytrie_step_ns"], "target": "<= 2 (O(1))", "ok": growth["entitytrie_step_ns"] <= 2},
+        {
+            "name": "trie: pygtrie has_node(prefix) / EntityTrie.step, 100k pool (x)",
+            "value": round(ratio_hi, 2),
+            "target": ">= 2",
+            "ok": ratio_hi >= 2,
+        },
+        {
+            "name": "trie: EntityTrie.step growth 100k / 1k entities (x)",
+            "value": growth["entitytrie_step_ns"],
+            "target": "<= 2 (O(1))",
+            "ok": growth["entitytrie_step_ns"] <= 2,
+        },
     ]
     if times:
         best = min(times)
-        checks.insert(0, {"name": "build-entities full Toys (s, incl. tokenizer load)", "value": round(best, 2), "target": "<= 15", "ok": best <= 15})
+        checks.insert(
+            0,
+            {
+                "name": "build-entities full Toys (s, incl. tokenizer load)",
+                "value": round(best, 2),
+                "target": "<= 15",
+                "ok": best <= 15,
+            },
+        )
     result = build | {
         "machine": machine(),
-        "trie_method": "synthetic Toys-word titles, real SmolLM2 tokenizer in context; min over 7 interleaved rounds of 1,000 entity walks",
+        "trie_method": "synthetic Toys-word titles, real SmolLM2 tokenizer in context; "
+        "min over 7 interleaved rounds of 1,000 entity walks",
         "trie_per_token": per,
         "trie_growth_100k_over_1k": growth,
         "checks": checks,
     }
-    write_atomic(OUT, result)
+    write_json(OUT, result)
     if times:
         carried = " (carried over from the previous run)" if build["build_entities_carried_over"] else ""
-        print(f"build-entities on {build['data']}: {', '.join(f'{t:.2f}' for t in times)} s ({build['entities']} entities){carried}")
+        print(
+            f"build-entities on {build['data']}: {', '.join(f'{t:.2f}' for t in times)} s "
+            f"({build['entities']} entities){carried}"
+        )
     for n, v in per.items():
         print(
             f"trie, {int(n):>7,} entities ({v['pool']['nodes']:,} nodes, {v['pool']['tokens_mean']} tokens/entity): "
-            f"EntityTrie.step {v['entitytrie_step_ns']:6.1f} ns, IntraTracker.push {v['intra_tracker_push_ns']:6.1f} ns, "
-            f"pygtrie has_node {v['pygtrie_has_node_ns']:7.1f} ns per token; pygtrie / step {v['pygtrie_over_step']:.2f}x"
+            f"EntityTrie.step {v['entitytrie_step_ns']:6.1f} ns, "
+            f"IntraTracker.push {v['intra_tracker_push_ns']:6.1f} ns, "
+            f"pygtrie has_node {v['pygtrie_has_node_ns']:7.1f} ns per token; "
+            f"pygtrie / step {v['pygtrie_over_step']:.2f}x"
         )
     print("growth 100k / 1k: " + ", ".join(f"{k} {x:.2f}x" for k, x in growth.items()))
     print(f"wrote {OUT}")

@@ -17,16 +17,12 @@ Writes bench/results/listwise-speed[.<model>].json.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(HERE))
+from common import RESULTS, ROOT, loadavg, machine, write_json
+from infer_rerank import cli, note  # in-process `recsys ... --json`
 
-from infer import cli, loadavg, note  # noqa: E402  (bench/infer.py: in-process `recsys ... --json`)
-from qlib import machine, write_json  # noqa: E402
+from recsys_cli.artifacts import schemas
 
 
 def prepare(args) -> tuple[Path, Path, Path]:
@@ -41,18 +37,28 @@ def prepare(args) -> tuple[Path, Path, Path]:
     spec = resolve_model(args.model)
     work = Path("/tmp/recsys-bench-listwise") / f"{args.data_dir.resolve().name}-{spec.fingerprint}"
     data = work / "R"
-    if not (data / "manifest.json").is_file():
+    if not (data / schemas.MANIFEST).is_file():
         note(f"textualize {args.data_dir} -> {data}")
-        cli("textualize", "amazon", "--category", "toys", "--data-dir", str(args.data_dir), "--out", str(data),
-            "--seed", "0")
-    if not (data / "entities.parquet").is_file():
+        cli(
+            "textualize",
+            "amazon",
+            "--category",
+            "toys",
+            "--data-dir",
+            str(args.data_dir),
+            "--out",
+            str(data),
+            "--seed",
+            "0",
+        )
+    if not (data / schemas.ENTITIES).is_file():
         note("build-entities")
         cli("build-entities", "--data", str(data), *(["--model", args.model] if args.model else []))
     retr = work / f"itemknn-test-top{args.k}.parquet"
     if not retr.is_file():
         note("retriever: baseline itemknn")
         cli("baseline", "itemknn", "--data", str(data), "--split", "test", "--top-k", str(args.k), "--out", str(retr))
-    prompts = pl.read_parquet(data / "prompts.parquet", columns=["prompt_id", "split", "family", "seen"])
+    prompts = pl.read_parquet(data / schemas.PROMPTS, columns=["prompt_id", "split", "family", "seen"])
     pool = prompts.filter((pl.col("split") == "test") & (pl.col("family") == "sequential") & pl.col("seen"))
     pool = sorted(pool["prompt_id"])
     chosen = random.Random(args.seed).sample(pool, min(args.prompts, len(pool)))
@@ -98,9 +104,23 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     data, retr, ids = prepare(args)
-    common = ["infer", "--data", str(data), "--checkpoint", "none", "--prompt-ids", str(ids), "--overwrite",
-              "--candidates-from", str(retr), "--rerank-k", str(args.k), "--batch-size", str(args.batch_size),
-              *(["--model", args.model] if args.model else [])]
+    common = [
+        "infer",
+        "--data",
+        str(data),
+        "--checkpoint",
+        "none",
+        "--prompt-ids",
+        str(ids),
+        "--overwrite",
+        "--candidates-from",
+        str(retr),
+        "--rerank-k",
+        str(args.k),
+        "--batch-size",
+        str(args.batch_size),
+        *(["--model", args.model] if args.model else []),
+    ]
     runs: dict[str, list[float]] = {"constrained": [], "listwise": []}
     for rep in range(args.reps):
         for scorer in runs:
@@ -110,26 +130,44 @@ def main() -> None:
             runs[scorer].append(m["seconds"] / max(m["prompts"], 1))
     work: dict[str, dict[str, float]] = {}
     for scorer in runs:  # one more, untimed run: what each scorer asks of the model
-        summary, forwards, positions = counted(lambda: cli(*common, "--item-scoring", scorer,
-                                                           "--out", str(ids.parent / f"{scorer}.parquet")))
+        summary, forwards, positions = counted(
+            lambda: cli(*common, "--item-scoring", scorer, "--out", str(ids.parent / f"{scorer}.parquet"))
+        )
         n = summary["modes"]["rerank"]["prompts"]
         batches = -(-n // args.batch_size)
         work[scorer] = {"forwards_per_batch": forwards / batches, "positions_per_prompt": positions / n}
     walker, listwise = min(runs["constrained"]), min(runs["listwise"])
     ratio = walker / listwise
     name = "embedded" if args.model is None else Path(args.model).name
-    report = {"stage": "listwise-speed", "model": name, "data": str(data), "prompts": args.prompts, "k": args.k,
-              "batch_size": args.batch_size, "machine": {**machine(), "threads": torch.get_num_threads()},
-              "s_per_prompt": {"walker": walker, "listwise": listwise}, "repetitions": runs, "speedup": ratio,
-              "model_work": work,
-              "checks": [{"name": f"listwise K={args.k} >= 5x faster per prompt than the walker",
-                          "value": round(ratio, 2), "target": ">= 5", "ok": ratio >= 5}]}
-    out = args.out or HERE / "results" / f"listwise-speed{'' if args.model is None else '.' + name}.json"
+    report = {
+        "stage": "listwise-speed",
+        "model": name,
+        "data": str(data),
+        "prompts": args.prompts,
+        "k": args.k,
+        "batch_size": args.batch_size,
+        "machine": machine(),
+        "s_per_prompt": {"walker": walker, "listwise": listwise},
+        "repetitions": runs,
+        "speedup": ratio,
+        "model_work": work,
+        "checks": [
+            {
+                "name": f"listwise K={args.k} >= 5x faster per prompt than the walker",
+                "value": round(ratio, 2),
+                "target": ">= 5",
+                "ok": ratio >= 5,
+            }
+        ],
+    }
+    out = args.out or RESULTS / f"listwise-speed{'' if args.model is None else '.' + name}.json"
     write_json(out, report)
     for label, scorer, sec in (("walker (constrained)", "constrained", walker), ("listwise", "listwise", listwise)):
         w = work[scorer]
-        print(f"{label:21s} K={args.k}: {sec * 1000:8.1f} ms/prompt   {w['forwards_per_batch']:5.1f} forwards "
-              f"per batch of {args.batch_size}, {w['positions_per_prompt']:6.0f} token positions per prompt")
+        print(
+            f"{label:21s} K={args.k}: {sec * 1000:8.1f} ms/prompt   {w['forwards_per_batch']:5.1f} forwards "
+            f"per batch of {args.batch_size}, {w['positions_per_prompt']:6.0f} token positions per prompt"
+        )
     print(f"listwise speed-up: {ratio:.2f}x  (target >= 5x)   wrote {out}")
 
 

@@ -19,22 +19,18 @@ os.environ["RAYON_NUM_THREADS"] = "1"  # before `tokenizers` is imported
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import random  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+from common import RESULTS, machine, write_json  # noqa: E402
 
 from recsys_cli.artifacts import schemas  # noqa: E402
 from recsys_cli.data import masking  # noqa: E402
 from recsys_cli.modeling.registry import load_tokenizer, resolve_model  # noqa: E402
+from recsys_cli.training.recipe import MaskArgs  # noqa: E402
 
 
 def pad(examples: list[masking.Example]) -> dict[str, np.ndarray]:
@@ -65,7 +61,7 @@ def main() -> None:
     texts, ents = corpus["text"].to_list(), corpus["entities"].to_list()
     tok = load_tokenizer(resolve_model(args.model))
     special = masking.add_special_tokens(tok)
-    cfg = masking.MaskConfig()
+    cfg = MaskArgs()
 
     t0 = time.perf_counter()
     docs = []
@@ -89,10 +85,8 @@ def main() -> None:
 
     n = len(docs)
     total = n / (t_tok + t_mask)
-    import torch
-
     result = {
-        "machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "cores_used": 1, "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__},
+        "machine": machine(cores_used=1),
         "data": str(args.data),
         "docs": n,
         "sequence_tokens": n_tokens,
@@ -101,16 +95,28 @@ def main() -> None:
         "mask_and_pad_docs_per_s": round(n / t_mask, 1),
         "end_to_end_docs_per_s": round(total, 1),
         "checks": [
-            {"name": "mask + tensor-ready arrays (tokenized once), docs/s on one core", "value": round(n / t_mask, 1), "target": ">= 2000", "ok": n / t_mask >= 2000},
-            {"name": "tokenize + mask + arrays, docs/s on one core", "value": round(total, 1), "target": ">= 2000", "ok": total >= 2000},
+            {
+                "name": "mask + tensor-ready arrays (tokenized once), docs/s on one core",
+                "value": round(n / t_mask, 1),
+                "target": ">= 2000",
+                "ok": n / t_mask >= 2000,
+            },
+            {
+                "name": "tokenize + mask + arrays, docs/s on one core",
+                "value": round(total, 1),
+                "target": ">= 2000",
+                "ok": total >= 2000,
+            },
         ],
     }
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "masking.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    write_json(RESULTS / "masking.json", result)
     print(f"{n} documents ({n_tokens} sequence tokens) from {args.data}, one core")
     print(f"tokenize:        {n / t_tok:9.1f} docs/s")
     print(f"mask + pad:      {n / t_mask:9.1f} docs/s  (target >= 2000; ratio {n / t_mask / 2000:.2f}x)")
-    print(f"end to end:      {total:9.1f} docs/s  (ratio to 2000: {total / 2000:.2f}x; tokenizing once per run, not per epoch, keeps it off the training path)")
+    print(
+        f"end to end:      {total:9.1f} docs/s  (ratio to 2000: {total / 2000:.2f}x; "
+        "tokenizing once per run, not per epoch, keeps it off the training path)"
+    )
 
 
 if __name__ == "__main__":

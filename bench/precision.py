@@ -12,11 +12,10 @@ prints the flags it found next to the ratio, so a missed speed-up is visible as 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from common import RESULTS, machine, write_json
 
 
 def _cpu_flags() -> list[str]:
@@ -58,6 +57,7 @@ def main() -> None:
         def run():
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
                 model(input_ids=prompt, use_cache=True)
+
         return run
 
     def train_step(dtype):
@@ -66,6 +66,7 @@ def main() -> None:
                 out = model(input_ids=batch, labels=batch)
             out.loss.backward()
             model.zero_grad(set_to_none=True)
+
         return run
 
     rows = {}
@@ -75,14 +76,19 @@ def main() -> None:
         rows[name] = {"fp32_s": round(fp32, 3), "bf16_s": round(bf16, 3), "speedup": round(fp32 / bf16, 2)}
         print(f"{name:<11} fp32 {fp32:7.3f} s   bf16 autocast {bf16:7.3f} s   speed-up x{fp32 / bf16:.2f}")
     result = {
-        "stage": "precision", "model": "embedded SmolLM2-135M", "tokens": a.tokens, "train_batch": a.batch, "repeats": a.repeats,
-        "cpu_flags": _cpu_flags(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "loadavg_end": open("/proc/loadavg").read().split()[:3], "results": rows,
-        "note": "prefill = one prompt forward with KV cache (the rerank's cost); train_step = forward + backward of a full-parameter "
-                "graph (an upper bound on a LoRA step's matmul work)",
+        "stage": "precision",
+        "model": "embedded SmolLM2-135M",
+        "tokens": a.tokens,
+        "train_batch": a.batch,
+        "repeats": a.repeats,
+        "cpu_flags": _cpu_flags(),
+        "machine": machine(),
+        "results": rows,  # machine(): its loadavg is the one at the end
+        "note": "prefill = one prompt forward with KV cache (the rerank's cost); "
+        "train_step = forward + backward of a full-parameter "
+        "graph (an upper bound on a LoRA step's matmul work)",
     }
-    dest = HERE / "results" / "precision.json"
-    dest.write_text(json.dumps(result, indent=2) + "\n")
+    dest = write_json(RESULTS / "precision.json", result)
     print(f"cpu flags: {', '.join(result['cpu_flags']) or 'none found'}; wrote {dest}")
 
 

@@ -17,16 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-RESULTS = HERE / "results" / "pretrain.json"
+from common import HERE, loadavg, machine, write_json
+from common import RESULTS as RESULTS_DIR
+
+from recsys_cli.artifacts import schemas
+
+RESULTS = RESULTS_DIR / "pretrain.json"
 TINY_RECIPE = HERE.parent / "recipes" / "pretrain" / "tiny-cpu.yaml"
 TOYS = HERE.parent / "fixtures" / "amazon" / "toys"
 TINY_CHECK = "tiny-cpu.yaml on the Toys fixture"  # prefix of the checks --tiny-loss owns
@@ -42,13 +44,18 @@ def save_results(update: dict, checks: list[dict], owns, keep_only: tuple[str, .
     kept = [c for c in old.get("checks", []) if not owns(c["name"])]
     old.update(update)
     old["checks"] = kept + checks
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(old, indent=2) + "\n")
+    write_json(RESULTS, old)
 
 
 def _cli(*args) -> None:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    subprocess.run([sys.executable, "-m", "recsys_cli.main", *map(str, args)], check=True, env=env, cwd=HERE.parent, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "recsys_cli.main", *map(str, args)],
+        check=True,
+        env=env,
+        cwd=HERE.parent,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def _smoothed(losses: list[float], w: int) -> tuple[float, float]:
@@ -60,35 +67,57 @@ def tiny_loss(steps: int) -> dict:
     written and with LoRA only (`--modules-to-save none`); first vs last smoothed training loss."""
     import tempfile
 
-    import torch
-
-    runs = {"machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "load_avg_start": [round(x, 2) for x in os.getloadavg()]}}
+    runs = {"machine": machine()}  # its loadavg is the one at the start; loadavg_end is added at the end
     with tempfile.TemporaryDirectory(prefix="recsys-tiny-loss.") as tmp:
         data = Path(tmp) / "toys"
         _cli("textualize", "amazon", "--category", "toys", "--data-dir", TOYS, "--out", data, "--seed", "0", "--quiet")
         for label, extra in (("recipe", []), ("lora_only", ["--modules-to-save", "none"])):
             out = Path(tmp) / label
             t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-            _cli("pretrain", "--data", data, "--config", TINY_RECIPE, "--out", out, "--max-steps", steps,
-                 "--save-every", steps, "--eval-every", max(1, steps // 4), "--quiet", *extra)
+            _cli(
+                "pretrain",
+                "--data",
+                data,
+                "--config",
+                TINY_RECIPE,
+                "--out",
+                out,
+                "--max-steps",
+                steps,
+                "--save-every",
+                steps,
+                "--eval-every",
+                max(1, steps // 4),
+                "--quiet",
+                *extra,
+            )
             c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+            rows = [json.loads(line) for line in (out / schemas.CKPT_METRICS).read_text().splitlines()]
             losses = [r["loss"] for r in rows]
             w = max(1, steps // 10)
             first, last = _smoothed(losses, w)
             runs[label] = {
-                "steps": len(rows), "window": w, "first_loss": losses[0], "last_loss": losses[-1],
-                "first_smoothed": round(first, 4), "last_smoothed": round(last, 4), "drop": round(1 - last / first, 4),
+                "steps": len(rows),
+                "window": w,
+                "first_loss": losses[0],
+                "last_loss": losses[-1],
+                "first_smoothed": round(first, 4),
+                "last_smoothed": round(last, 4),
+                "drop": round(1 - last / first, 4),
                 "val_loss": [[r["step"], r["val_loss"]] for r in rows if "val_loss" in r],
                 "wall_s": round(time.perf_counter() - t0, 1),
                 "cpu_s": round(c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime, 1),
             }
             print(label, json.dumps(runs[label]), flush=True)
-    runs["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
-    return {"recipe_file": str(TINY_RECIPE.relative_to(HERE.parent)), "data": "fixtures/amazon/toys (textualize --seed 0)",
-            "smoothing": "mean of the first vs the last steps/10 training losses",
-            "note": "wall_s / cpu_s are whole CLI runs (startup, eval, save) on a machine shared with other jobs (see load_avg); not speed figures",
-            **runs}
+    runs["machine"]["loadavg_end"] = loadavg()
+    return {
+        "recipe_file": str(TINY_RECIPE.relative_to(HERE.parent)),
+        "data": "fixtures/amazon/toys (textualize --seed 0)",
+        "smoothing": "mean of the first vs the last steps/10 training losses",
+        "note": "wall_s / cpu_s are whole CLI runs (startup, eval, save) on a machine shared with other jobs "
+        "(see loadavg); not speed figures",
+        **runs,
+    }
 
 
 def _setup(model: str, data: str, length: int, batch: int, gc: bool):
@@ -99,8 +128,17 @@ def _setup(model: str, data: str, length: int, batch: int, gc: bool):
     from recsys_cli.training.loop import build_model, intra_table_size
     from recsys_cli.training.recipe import load_recipe
 
-    r = load_recipe(None, [("model.name", model), ("train.max_length", length), ("train.batch_size", batch),
-                           ("train.gradient_checkpointing", gc), ("lora.dropout", 0.0), ("train.precision", "fp32")])
+    r = load_recipe(
+        None,
+        [
+            ("model.name", model),
+            ("train.max_length", length),
+            ("train.batch_size", batch),
+            ("train.gradient_checkpointing", gc),
+            ("lora.dropout", 0.0),
+            ("train.precision", "fp32"),
+        ],
+    )
     torch.manual_seed(0)
     lm, tok, _, _ = build_model(r, "cpu", 64)
     sources = load_sources(data, tok, 8)
@@ -157,9 +195,13 @@ def ratio(args) -> dict:
             t_causal.append(t3 - t2)
     g, c, bt = sum(t_glm) / len(t_glm), sum(t_causal) / len(t_causal), sum(t_build) / len(t_build)
     return {
-        "model": args.model, "batch": f"{args.batch}x{args.length}", "steps": args.steps,
-        "glm_s_per_step": round(g, 3), "causal_s_per_step": round(c, 3),
-        "glm_throughput_vs_causal": round(c / g, 3), "batch_build_s": round(bt, 4),
+        "model": args.model,
+        "batch": f"{args.batch}x{args.length}",
+        "steps": args.steps,
+        "glm_s_per_step": round(g, 3),
+        "causal_s_per_step": round(c, 3),
+        "glm_throughput_vs_causal": round(c / g, 3),
+        "batch_build_s": round(bt, 4),
         "batch_build_share_of_step": round(bt / (bt + g), 4),
     }
 
@@ -187,18 +229,20 @@ def memory_child(args) -> dict:
     # VmHWM, not ru_maxrss: Linux carries the parent's RSS at fork into the child's ru_maxrss
     # across exec, so ru_maxrss reported the parent's (ratio run's) peak for both configurations.
     rss_gb = _peak_rss_kib() / 1024**2  # KiB -> GiB
-    return {"gradient_checkpointing": args.gc, "s_per_step": round(sum(times) / len(times), 2), "peak_rss_gb": round(rss_gb, 2)}
+    return {
+        "gradient_checkpointing": args.gc,
+        "s_per_step": round(sum(times) / len(times), 2),
+        "peak_rss_gb": round(rss_gb, 2),
+    }
 
 
-PROFILE_RESULTS = HERE / "results" / "pretrain-profile.json"
+PROFILE_RESULTS = RESULTS_DIR / "pretrain-profile.json"
 
 
 def profile(args) -> dict:
     """The real training loop (training/loop.Trainer) for --warmup + 2 x --steps steps with the
     step-time breakdown (training/profile.py), on the recipe --config with --set overrides."""
     import tempfile
-
-    import torch
 
     from recsys_cli.training.loop import Trainer
     from recsys_cli.training.profile import profile_trainer, table
@@ -218,8 +262,7 @@ def profile(args) -> dict:
     res["recipe"] = str(args.config) if args.config else None
     res["overrides"] = args.set or []
     res["settings"] = {k: v for k, v in r.flat().items() if k.startswith(("train.", "model.name", "lora.rank"))}
-    res["machine"] = {"cpus": os.cpu_count(), "torch": torch.__version__, "platform": platform.platform(),
-                      "load_avg": [round(x, 2) for x in os.getloadavg()]}
+    res["machine"] = machine()
     return res
 
 
@@ -227,18 +270,16 @@ def save_profile(label: str, res: dict, path: Path = PROFILE_RESULTS) -> None:
     """Merge one labelled breakdown into `path` (the others stay); written atomically."""
     old = json.loads(path.read_text()) if path.is_file() else {}
     old[label] = res
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(old, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(path, old)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", help="textualized data (speed modes)")
     ap.add_argument("--model", help="base model (default: the recipe's, else embedded)")
-    ap.add_argument("--profile", action="store_true",
-                    help="step-time breakdown of the real loop (--config, --set, --steps)")
+    ap.add_argument(
+        "--profile", action="store_true", help="step-time breakdown of the real loop (--config, --set, --steps)"
+    )
     ap.add_argument("--config", help="recipe YAML for --profile")
     ap.add_argument("--set", action="append", help="recipe override for --profile (repeatable)")
     ap.add_argument("--warmup", type=int, default=1, help="--profile: untimed first steps")
@@ -260,7 +301,14 @@ def main() -> None:
         steps = args.steps or 200
         res = tiny_loss(steps)
         drop = res["recipe"]["drop"]
-        checks = [{"name": f"{TINY_CHECK}: smoothed loss drop in {steps} steps", "value": drop, "target": f">= {TINY_TARGET}", "ok": drop >= TINY_TARGET}]
+        checks = [
+            {
+                "name": f"{TINY_CHECK}: smoothed loss drop in {steps} steps",
+                "value": drop,
+                "target": f">= {TINY_TARGET}",
+                "ok": drop >= TINY_TARGET,
+            }
+        ]
         save_results({"tiny_loss": res}, checks, lambda n: n.startswith(TINY_CHECK))
         return
     if not args.data:
@@ -271,10 +319,8 @@ def main() -> None:
         return
     args.model = args.model or "embedded"
     args.steps = args.steps or 3
-    import torch
-
     res = {
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "platform": platform.platform(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "machine": machine(),
         "note": "CPU only: no GPU in this session, so the single-GPU recipe figures are not measured.",
         "ratio": ratio(args),
     }
@@ -282,21 +328,65 @@ def main() -> None:
     if not args.skip_memory:
         res["memory"] = []
         for gc in (False, True):
-            cmd = [sys.executable, __file__, "--child", "memory", "--data", args.data, "--model", args.model, "--steps", str(args.steps), "--batch", str(args.batch), "--length", str(args.length)] + (["--gc"] if gc else [])
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                "memory",
+                "--data",
+                args.data,
+                "--model",
+                args.model,
+                "--steps",
+                str(args.steps),
+                "--batch",
+                str(args.batch),
+                "--length",
+                str(args.length),
+            ] + (["--gc"] if gc else [])
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             res["memory"].append(json.loads(out))
             print(out, flush=True)
-    res["targets"] = {"glm_throughput_vs_causal": ">= 0.95", "batch_build_share_of_step": "< 0.05", "s_per_step": "<= 15", "peak_rss_gb": "<= 6.5 (<= 3.5 with checkpointing)"}
+    res["targets"] = {
+        "glm_throughput_vs_causal": ">= 0.95",
+        "batch_build_share_of_step": "< 0.05",
+        "s_per_step": "<= 15",
+        "peak_rss_gb": "<= 6.5 (<= 3.5 with checkpointing)",
+    }
     r = res["ratio"]
     checks = [
-        {"name": "GLM / causal-LM LoRA throughput", "value": r["glm_throughput_vs_causal"], "target": ">= 0.95", "ok": r["glm_throughput_vs_causal"] >= 0.95},
-        {"name": "batch construction share of step", "value": r["batch_build_share_of_step"], "target": "< 0.05", "ok": r["batch_build_share_of_step"] < 0.05},
+        {
+            "name": "GLM / causal-LM LoRA throughput",
+            "value": r["glm_throughput_vs_causal"],
+            "target": ">= 0.95",
+            "ok": r["glm_throughput_vs_causal"] >= 0.95,
+        },
+        {
+            "name": "batch construction share of step",
+            "value": r["batch_build_share_of_step"],
+            "target": "< 0.05",
+            "ok": r["batch_build_share_of_step"] < 0.05,
+        },
     ]
     for m in res.get("memory", []):
         tag = " (activation checkpointing)" if m["gradient_checkpointing"] else ""
         cap = 3.5 if m["gradient_checkpointing"] else 6.5
-        checks.append({"name": f"{args.model} {r['batch']} s/step{tag}", "value": m["s_per_step"], "target": "<= 15", "ok": m["s_per_step"] <= 15})
-        checks.append({"name": f"{args.model} {r['batch']} peak RSS GB{tag}", "value": m["peak_rss_gb"], "target": f"<= {cap}", "ok": m["peak_rss_gb"] <= cap})
+        checks.append(
+            {
+                "name": f"{args.model} {r['batch']} s/step{tag}",
+                "value": m["s_per_step"],
+                "target": "<= 15",
+                "ok": m["s_per_step"] <= 15,
+            }
+        )
+        checks.append(
+            {
+                "name": f"{args.model} {r['batch']} peak RSS GB{tag}",
+                "value": m["peak_rss_gb"],
+                "target": f"<= {cap}",
+                "ok": m["peak_rss_gb"] <= cap,
+            }
+        )
     save_results(res, checks, lambda n: not n.startswith(TINY_CHECK), keep_only=("tiny_loss",))
 
 

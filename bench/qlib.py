@@ -1,6 +1,7 @@
 """Shared pieces of the quality benchmarks (bench/quality.py, bench/quality_text.py): running
 `recsys` commands as a user would, reusing finished stages, seeded samples, per-prompt ranks
-and paired-bootstrap intervals.
+and paired-bootstrap intervals. The machine description and the result writer live in
+bench/common.py; `qlib.machine`, `qlib.write_json` and `qlib.write_result` are the same functions.
 
     python -c "import sys; sys.path.insert(0, 'bench'); import qlib; print(qlib.machine())"
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -17,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from common import HERE, ROOT, machine, write_json, write_result  # noqa: F401  (re-exported for bench/quality*.py)
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 SHARED = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT))
 
 # the bench scripts call qlib.paired_bootstrap; the one implementation is the product's
+from recsys_cli.artifacts import schemas  # noqa: E402
 from recsys_cli.evaluation.bootstrap import paired_bootstrap as paired_bootstrap  # noqa: E402
 from recsys_cli.evaluation.metrics import ranking_from_ranks, truth_ranks  # noqa: E402
 
@@ -50,12 +49,17 @@ class Runner:
         with self.log.open("a") as err:
             err.write(f"\n== {stage}: recsys {' '.join(map(str, args))}\n")
             err.flush()
-            proc = subprocess.run([sys.executable, "-m", "recsys_cli.main", *map(str, args)], stdout=subprocess.PIPE, stderr=err,
-                                  text=True, timeout=timeout)
+            proc = subprocess.run(
+                [sys.executable, "-m", "recsys_cli.main", *map(str, args)],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                timeout=timeout,
+            )
         if proc.returncode != 0:
             sys.exit(f"{stage} failed (exit {proc.returncode}); see {self.log}")
         self.seconds[stage] = round(time.perf_counter() - t, 1)
-        write_json(self.times, self.seconds, indent=1)
+        write_json(self.times, self.seconds)
         print(f"   {stage}: {self.seconds[stage]:.0f} s", file=sys.stderr, flush=True)
         return proc.stdout
 
@@ -63,37 +67,46 @@ class Runner:
         return json.loads(self.run(stage, [*args, "--json"]))
 
 
-def machine() -> dict:
-    import torch
-
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "loadavg_start": open("/proc/loadavg").read().split()[:3]}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
 def sample_users(data: Path, n: int, seed: int) -> list[str]:
     """n users of the textualized directory, drawn with the seed (sorted by user id order)."""
-    users = pl.read_parquet(Path(data) / "sequences.parquet", columns=["user_id"])["user_id"].to_list()
+    users = pl.read_parquet(Path(data) / schemas.SEQUENCES, columns=["user_id"])["user_id"].to_list()
     rng = np.random.default_rng(seed)
     pick = sorted(rng.choice(len(users), size=min(n, len(users)), replace=False).tolist())
     return [users[i] for i in pick]
 
 
-def prompt_ids(data: Path, users: list[str], split: str, family: str, seen: bool, kind_templates: list[str] | None = None,
-               one_per_user: bool = True) -> list[str]:
+def prompt_ids(
+    data: Path,
+    users: list[str],
+    split: str,
+    family: str,
+    seen: bool,
+    kind_templates: list[str] | None = None,
+    one_per_user: bool = True,
+) -> list[str]:
     """The prompts of `users` of one family / seen flag (the first template in id order per user)."""
-    p = pl.read_parquet(Path(data) / "prompts.parquet", columns=["prompt_id", "family", "template_id", "seen", "split", "user_id", "target"])
-    p = p.filter((pl.col("split") == split) & (pl.col("family") == family) & (pl.col("seen") == seen)
-                 & pl.col("user_id").is_in(users) & ~pl.col("target").str.to_lowercase().is_in(["yes", "no"]))
+    p = pl.read_parquet(
+        Path(data) / schemas.PROMPTS,
+        columns=["prompt_id", "family", "template_id", "seen", "split", "user_id", "target"],
+    )
+    p = p.filter(
+        (pl.col("split") == split)
+        & (pl.col("family") == family)
+        & (pl.col("seen") == seen)
+        & pl.col("user_id").is_in(users)
+        & ~pl.col("target").str.to_lowercase().is_in(["yes", "no"])
+    )
     if kind_templates is not None:
         p = p.filter(pl.col("template_id").is_in(kind_templates))
     p = p.sort("user_id", "template_id", "prompt_id")
     if one_per_user:
         p = p.unique("user_id", keep="first", maintain_order=True)
     order = {u: i for i, u in enumerate(users)}
-    return p.with_columns(o=pl.col("user_id").replace_strict(order, default=0)).sort("o", "prompt_id")["prompt_id"].to_list()
+    return (
+        p.with_columns(o=pl.col("user_id").replace_strict(order, default=0))
+        .sort("o", "prompt_id")["prompt_id"]
+        .to_list()
+    )
 
 
 def write_ids(path: Path, ids: list[str]) -> Path:
@@ -114,7 +127,7 @@ def _lists(src: Path | dict[str, list[str]]) -> dict[str, list[str]]:
 
 def ranks(data: Path, preds: Path | dict[str, list[str]], ids: list[str], depth: int = 10) -> np.ndarray:
     """0-based rank of each prompt's target in its list (depth when absent), in `ids` order."""
-    prompts = pl.read_parquet(Path(data) / "prompts.parquet", columns=["prompt_id", "item_id"])
+    prompts = pl.read_parquet(Path(data) / schemas.PROMPTS, columns=["prompt_id", "item_id"])
     truth = dict(zip(prompts["prompt_id"].to_list(), prompts["item_id"].to_list()))
     lists = _lists(preds)
     ranked = pl.Series([list(lists.get(pid) or []) for pid in ids], dtype=pl.List(pl.Utf8))
@@ -124,7 +137,7 @@ def ranks(data: Path, preds: Path | dict[str, list[str]], ids: list[str], depth:
 def list_check(data: Path, src: Path | dict[str, list[str]], ids: list[str], depth: int = 10) -> dict[str, int]:
     """How many of the `ids` lists are well formed: at least `depth` entries (so HR@depth is defined),
     every entry a catalogue item, no item twice. `ok` counts the prompts that pass all three."""
-    items = set(pl.read_parquet(Path(data) / "items.parquet", columns=["item_id"])["item_id"].to_list())
+    items = set(pl.read_parquet(Path(data) / schemas.ITEMS, columns=["item_id"])["item_id"].to_list())
     lists = _lists(src)
     out = {"lists": 0, "ok": 0, "short": 0, "unknown_item": 0, "duplicate": 0}
     for pid in ids:
@@ -140,22 +153,12 @@ def list_check(data: Path, src: Path | dict[str, list[str]], ids: list[str], dep
 
 def prompts_in(src: Path | dict, ids: list[str]) -> list[str]:
     """The ids of `ids` that a predictions file (or {prompt_id: list}) answers, in order."""
-    have = set(src) if isinstance(src, dict) else set(pl.read_parquet(src, columns=["prompt_id"])["prompt_id"].to_list())
+    have = (
+        set(src) if isinstance(src, dict) else set(pl.read_parquet(src, columns=["prompt_id"])["prompt_id"].to_list())
+    )
     return [i for i in ids if i in have]
 
 
 def metrics(rank: np.ndarray) -> dict[str, float]:
     """HR@1/5/10 and NDCG@5/10 from 0-based ranks (recsys_cli/evaluation/metrics.py), with the count."""
     return {"n": int(len(rank)), **ranking_from_ranks(rank)}
-
-
-def write_json(path: Path, obj: dict, indent: int = 2) -> Path:
-    """Write JSON atomically (a temporary file beside it, then rename)."""
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=indent, sort_keys=True, default=str) + "\n")
-    tmp.replace(path)
-    return Path(path)
-
-
-def write_result(name: str, result: dict) -> Path:
-    return write_json(HERE / "results" / name, result)

@@ -34,20 +34,22 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 import qlib
 from qlib import ROOT, SHARED, Runner
+from quality_report import checks, read_ids, report, test_table, valid_table
 
 from recsys_cli.evaluation.tune import fused_rankings
 
+CPU, GPU = "recipes/pretrain/quality-cpu.yaml", "recipes/pretrain/quality-gpu.yaml"
 TIERS = {
-    "cpu": {"recipe": "recipes/pretrain/quality-cpu.yaml", "steps": 120, "valid_users": 2000, "users": 2000, "k": 20, "batch": 8},
-    "cpu-small": {"recipe": "recipes/pretrain/quality-cpu.yaml", "steps": 40, "valid_users": 300, "users": 300, "k": 20, "batch": 8,
-                  "sasrec_minutes": 5.0},
-    "gpu": {"recipe": "recipes/pretrain/quality-gpu.yaml", "steps": 600, "valid_users": 2000, "users": 2000, "k": 20, "batch": 32},
+    "cpu": dict(recipe=CPU, steps=120, valid_users=2000, users=2000, k=20, batch=8),
+    "cpu-small": dict(recipe=CPU, steps=40, valid_users=300, users=300, k=20, batch=8, sasrec_minutes=5.0),
+    "gpu": dict(recipe=GPU, steps=600, valid_users=2000, users=2000, k=20, batch=32),
 }
 # name -> `infer` flags of one validation scorer (the part `ids` adds its two on the RSLLM checkpoint)
 SCORERS = {
@@ -58,10 +60,11 @@ SCORERS = {
     "listwise": ["--item-scoring", "listwise"],
     "listwise-3-orders": ["--item-scoring", "listwise", "--listwise-orders", "3"],
 }
-ID_SCORERS = {"rsllm listwise+ids": ["--item-scoring", "listwise", "--listwise-candidate-ids"],
-              "rsllm listwise, no ids": ["--item-scoring", "listwise", "--no-listwise-candidate-ids"]}
-LOCK = Path("/tmp/recsys-cpu.lock")
-COMPARE = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
+ID_SCORERS = {
+    "rsllm listwise+ids": ["--item-scoring", "listwise", "--listwise-candidate-ids"],
+    "rsllm listwise, no ids": ["--item-scoring", "listwise", "--no-listwise-candidate-ids"],
+}
+LOCK = Path(os.environ.get("RECSYS_BENCH_LOCK", "/tmp/recsys-cpu.lock"))  # a shared machine: one torch job at a time
 
 
 class LockedRunner(Runner):
@@ -85,22 +88,59 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--valid-users", type=int, default=None, help="validation users (default: the tier's)")
     ap.add_argument("--steps", type=int, default=None, help="LLM optimizer steps (default: the tier's)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--skip", default="", help="comma-separated: ids (the RSLLM part), or validation scorers by name "
-                    f"({', '.join(SCORERS)})")
+    ap.add_argument(
+        "--skip",
+        default="",
+        help=f"comma-separated: ids (the RSLLM part), or validation scorers by name ({', '.join(SCORERS)})",
+    )
     return ap.parse_args()
 
 
 def retrievers(run: Runner, a, tier: dict, R: Path, P: Path) -> None:
     """textualize, entities and the three SASRec runs (validation, test, training positions)."""
-    run.run("textualize", ["textualize", "amazon", "--category", a.category, "--data-dir", a.data_dir, "--out", R,
-                           "--seed", a.seed, "--quiet"], R / "manifest.json")
+    run.run(
+        "textualize",
+        [
+            "textualize",
+            "amazon",
+            "--category",
+            a.category,
+            "--data-dir",
+            a.data_dir,
+            "--out",
+            R,
+            "--seed",
+            a.seed,
+            "--quiet",
+        ],
+        R / "manifest.json",
+    )
     run.run("build-entities", ["build-entities", "--data", R, "--quiet"], R / "entities.parquet")
     cap = ["--max-minutes", tier["sasrec_minutes"]] if "sasrec_minutes" in tier else []
     for split, k in (("valid", 100), ("test", 100), ("train", 50)):
         refit = ["--refit"] if split != "train" else []
         out = P / f"sasrec-{split}.parquet"
-        run.run(f"sasrec {split}", ["baseline", "sasrec", "--data", R, "--split", split, *refit, "--top-k", k, "--seed", a.seed,
-                                    *cap, "--out", out, "--quiet"], out)
+        run.run(
+            f"sasrec {split}",
+            [
+                "baseline",
+                "sasrec",
+                "--data",
+                R,
+                "--split",
+                split,
+                *refit,
+                "--top-k",
+                k,
+                "--seed",
+                a.seed,
+                *cap,
+                "--out",
+                out,
+                "--quiet",
+            ],
+            out,
+        )
 
 
 def train(run: Runner, a, tier: dict, R: Path, P: Path, work: Path, ids: bool) -> dict[str, Path]:
@@ -108,61 +148,151 @@ def train(run: Runner, a, tier: dict, R: Path, P: Path, work: Path, ids: bool) -
     `ids`, an RSLLM stage 2 from it whose listwise candidates carry their ID tokens."""
     steps = a.steps or tier["steps"]
     cands = P / "sasrec-train.parquet"
-    mix = ["--set", f"rerank.candidates={cands}", "--set", "rerank.k=20", "--set", "rerank.weight=0.2",
-           "--set", f"listwise.candidates={cands}", "--set", f"listwise.k={tier['k']}", "--set", "listwise.weight=0.4"]
+    mix = [
+        "--set",
+        f"rerank.candidates={cands}",
+        "--set",
+        "rerank.k=20",
+        "--set",
+        "rerank.weight=0.2",
+        "--set",
+        f"listwise.candidates={cands}",
+        "--set",
+        f"listwise.k={tier['k']}",
+        "--set",
+        "listwise.weight=0.4",
+    ]
     ckpt = work / "ckpt"
-    run.run("pretrain", ["pretrain", "--data", R, "--config", ROOT / tier["recipe"], "--out", ckpt, "--max-steps", steps,
-                         "--seed", a.seed, "--quiet", *mix], ckpt / "train_state")
+    run.run(
+        "pretrain",
+        [
+            "pretrain",
+            "--data",
+            R,
+            "--config",
+            ROOT / tier["recipe"],
+            "--out",
+            ckpt,
+            "--max-steps",
+            steps,
+            "--seed",
+            a.seed,
+            "--quiet",
+            *mix,
+        ],
+        ckpt / "train_state",
+    )
     out = {"text": ckpt}
     if ids:
         rs = work / "ckpt-rsllm"
         emb = R / "baselines" / "sasrec.safetensors"
-        run.run("pretrain rsllm", ["pretrain", "--data", R, "--config", ROOT / tier["recipe"], "--out", rs, "--max-steps", steps,
-                                   "--seed", a.seed, "--quiet", *mix, "--set", f"hybrid.embeddings={emb}",
-                                   "--set", f"hybrid.init_checkpoint={ckpt}", "--set", "listwise.candidate_ids=true"], rs / "train_state")
+        run.run(
+            "pretrain rsllm",
+            [
+                "pretrain",
+                "--data",
+                R,
+                "--config",
+                ROOT / tier["recipe"],
+                "--out",
+                rs,
+                "--max-steps",
+                steps,
+                "--seed",
+                a.seed,
+                "--quiet",
+                *mix,
+                "--set",
+                f"hybrid.embeddings={emb}",
+                "--set",
+                f"hybrid.init_checkpoint={ckpt}",
+                "--set",
+                "listwise.candidate_ids=true",
+            ],
+            rs / "train_state",
+        )
         out["rsllm"] = rs
     return out
 
 
-def rerank(run: Runner, R: Path, ckpt: Path, split: str, ids: Path, retr: Path, k: int, flags: list[str], out: Path,
-           batch: int) -> Path:
+def rerank(
+    run: Runner, R: Path, ckpt: Path, split: str, ids: Path, retr: Path, k: int, flags: list[str], out: Path, batch: int
+) -> Path:
     """One W = 1 rerank of the retriever's top k (the LLM's scores for every candidate are kept)."""
-    run.run(f"rerank {out.stem}", ["infer", "--data", R, "--checkpoint", ckpt, "--split", split, "--prompt-ids", ids,
-                                   "--candidates-from", retr, "--rerank-k", k, "--fusion", 1, *flags, "--exclude-history",
-                                   "--top-k", 10, "--batch-size", batch, "--seed", 0, "--out", out, "--quiet"], out)
+    run.run(
+        f"rerank {out.stem}",
+        [
+            "infer",
+            "--data",
+            R,
+            "--checkpoint",
+            ckpt,
+            "--split",
+            split,
+            "--prompt-ids",
+            ids,
+            "--candidates-from",
+            retr,
+            "--rerank-k",
+            k,
+            "--fusion",
+            1,
+            *flags,
+            "--exclude-history",
+            "--top-k",
+            10,
+            "--batch-size",
+            batch,
+            "--seed",
+            0,
+            "--out",
+            out,
+            "--quiet",
+        ],
+        out,
+    )
     return out
 
 
-def validate(run: Runner, R: Path, P: Path, work: Path, ckpts: dict, tier: dict, skip: set, f_valid: Path) -> tuple[dict, dict]:
+def validate(
+    run: Runner, R: Path, P: Path, work: Path, ckpts: dict, tier: dict, skip: set, f_valid: Path
+) -> tuple[dict, dict]:
     """Every scorer on the validation prompts at W = 1, then `recsys tune` over all of them."""
     files: dict[str, Path] = {}
     retr = P / "sasrec-valid.parquet"
     for name, flags in SCORERS.items():
         if name not in skip:
-            files[name] = rerank(run, R, ckpts["text"], "valid", f_valid, retr, tier["k"], flags,
-                                 P / f"valid-{name}-k{tier['k']}.parquet", tier["batch"])
-    for name, flags in (ID_SCORERS.items() if "rsllm" in ckpts else ()):
-        files[name] = rerank(run, R, ckpts["rsllm"], "valid", f_valid, retr, tier["k"], flags,
-                             P / f"valid-{_slug(name)}-k{tier['k']}.parquet", tier["batch"])
+            files[name] = rerank(
+                run,
+                R,
+                ckpts["text"],
+                "valid",
+                f_valid,
+                retr,
+                tier["k"],
+                flags,
+                P / f"valid-{name}-k{tier['k']}.parquet",
+                tier["batch"],
+            )
+    for name, flags in ID_SCORERS.items() if "rsllm" in ckpts else ():
+        files[name] = rerank(
+            run,
+            R,
+            ckpts["rsllm"],
+            "valid",
+            f_valid,
+            retr,
+            tier["k"],
+            flags,
+            P / f"valid-{_slug(name)}-k{tier['k']}.parquet",
+            tier["batch"],
+        )
     tuning = work / "tuning.json"
     if not tuning.exists():
         # the RSLLM run without ID tokens is a measurement only: as a scorer it is "listwise" again
         tuned = [f for name, f in files.items() if name != "rsllm listwise, no ids"]
         run.run("tune", ["tune", "--data", R, "--rerank", *tuned, "--retriever", retr, "--out", tuning, "--quiet"])
     return files, json.loads(tuning.read_text())
-
-
-def valid_table(R: Path, files: dict[str, Path], retr: Path, f_valid: Path, seed: int) -> dict:
-    """Per scorer: the LLM alone (W = 1) and its best fusion on validation, each against SASRec (paired)."""
-    ids = read_ids(f_valid)
-    base = qlib.ranks(R, retr, ids)
-    table = {"sasrec": qlib.metrics(base)}
-    for name, f in files.items():
-        have = qlib.prompts_in(f, ids)
-        alone = qlib.ranks(R, f, have)
-        table[name] = {**qlib.metrics(alone), "ndcg10_vs_sasrec": qlib.paired_bootstrap(alone, qlib.ranks(R, retr, have), "NDCG@10",
-                                                                                         seed=seed)}
-    return table
 
 
 def test_lists(run: Runner, R: Path, P: Path, ckpts: dict, tier: dict, tuning: dict, f_test: Path) -> dict[str, object]:
@@ -173,15 +303,27 @@ def test_lists(run: Runner, R: Path, P: Path, ckpts: dict, tier: dict, tuning: d
     name = next(n for n, f in _valid_files(P, tier).items() if str(Path(f).resolve()) == best["file"])
     ckpt = ckpts["rsllm"] if name.startswith("rsllm") else ckpts["text"]
     flags = {**SCORERS, **ID_SCORERS}[name]
-    f = rerank(run, R, ckpt, "test", f_test, retr, int(best["k"]), flags, P / f"test-{_slug(name)}-k{best['k']}.parquet", tier["batch"])
-    lists: dict[str, object] = {"sasrec": retr, f"{name} alone (W = 1)": f,
-                                f"{name} fused, best valid W = {best['w']}": fused_rankings(R, f, retr, float(best["w"]), "test")}
-    lists[f"chosen by the rule (W = {chosen['w']})"] = fused_rankings(R, f, retr, float(chosen["w"]), "test") if chosen["w"] else retr
+    f = rerank(
+        run,
+        R,
+        ckpt,
+        "test",
+        f_test,
+        retr,
+        int(best["k"]),
+        flags,
+        P / f"test-{_slug(name)}-k{best['k']}.parquet",
+        tier["batch"],
+    )
+    lists: dict[str, object] = {
+        "sasrec": retr,
+        f"{name} alone (W = 1)": f,
+        f"{name} fused, best valid W = {best['w']}": fused_rankings(R, f, retr, float(best["w"]), "test"),
+    }
+    lists[f"chosen by the rule (W = {chosen['w']})"] = (
+        fused_rankings(R, f, retr, float(chosen["w"]), "test") if chosen["w"] else retr
+    )
     return lists
-
-
-def read_ids(path: Path) -> list[str]:
-    return [line for line in Path(path).read_text().splitlines() if line]
 
 
 def _slug(name: str) -> str:
@@ -189,64 +331,8 @@ def _slug(name: str) -> str:
 
 
 def _valid_files(P: Path, tier: dict) -> dict[str, Path]:
-    names = list(SCORERS) + list(ID_SCORERS)
-    return {n: P / f"valid-{_slug(n)}-k{tier['k']}.parquet" for n in names if (P / f"valid-{_slug(n)}-k{tier['k']}.parquet").exists()}
-
-
-def test_table(R: Path, lists: dict[str, object], groups: dict[str, list[str]], seed: int) -> dict:
-    """Per template group, every list's metrics and its paired interval against SASRec."""
-    table: dict[str, dict] = {}
-    for group, ids in groups.items():
-        for name, src in lists.items():
-            have = qlib.prompts_in(src, ids)
-            r = qlib.ranks(R, src, have)
-            row = qlib.metrics(r)
-            if name != "sasrec":
-                b = qlib.ranks(R, lists["sasrec"], have)
-                row["vs_sasrec"] = {m: qlib.paired_bootstrap(r, b, m, seed=seed) for m in ("NDCG@10", "HR@10")}
-            table.setdefault(group, {})[name] = row
-    return table
-
-
-def checks(R: Path, valid: dict, table: dict, lists: dict, all_ids: list[str], speed: dict | None) -> list[dict]:
-    """The issue's must-reach lines, each with its figures."""
-    out = []
-    if "listwise" in valid and "walker" in valid:
-        out.append({"name": "listwise alone beats the walker alone on validation NDCG@10 (same checkpoint, same budget)",
-                    "ok": valid["listwise"]["NDCG@10"] > valid["walker"]["NDCG@10"],
-                    "listwise": valid["listwise"]["NDCG@10"], "walker": valid["walker"]["NDCG@10"]})
-    chosen = next(n for n in lists if n.startswith("chosen"))
-    for group, rows in table.items():
-        c, s = rows[chosen], rows["sasrec"]
-        ci = c.get("vs_sasrec", {}).get("NDCG@10", {"ci95": [0.0, 0.0]})
-        out.append({"name": f"the chosen method beats SASRec on test ({group}): NDCG@10 and HR@10, the NDCG@10 interval excludes 0",
-                    "ok": c["NDCG@10"] > s["NDCG@10"] and c["HR@10"] > s["HR@10"] and ci["ci95"][0] > 0,
-                    "chosen": {m: c[m] for m in COMPARE}, "sasrec": {m: s[m] for m in COMPARE}, "ndcg10_diff_ci95": ci["ci95"]})
-    forms = {name: qlib.list_check(R, src, qlib.prompts_in(src, all_ids)) for name, src in lists.items()}
-    out.append({"name": "100% valid, distinct item ids (>= 10 per list) in every test list",
-                "ok": all(f["ok"] == f["lists"] for f in forms.values()), "lists": forms})
-    if speed:
-        out.append({"name": "listwise K=20 >= 5x faster per prompt than the walker (bench/listwise_speed.py, same run)",
-                    "ok": speed.get("speedup", 0) >= 5, "value": speed.get("speedup"), "machine": speed.get("machine")})
-    return out
-
-
-def report(table: dict, valid: dict, checks_: list[dict], tuning: dict) -> None:
-    print(f"\nvalidation ({next(iter(valid.values()))['n']} prompts), W = 1 unless SASRec")
-    for name, m in valid.items():
-        ci = m.get("ndcg10_vs_sasrec")
-        extra = f"   {ci['diff']:+.4f} [{ci['ci95'][0]:+.4f}, {ci['ci95'][1]:+.4f}]" if ci else ""
-        print(f"{name:<28}" + "".join(f"{m[k]:>9.4f}" for k in COMPARE) + extra)
-    print(f"tune: best {tuning['best']['scorer']} K={tuning['best']['k']} W={tuning['best']['w']}; {tuning['outcome']}")
-    for group, rows in table.items():
-        print(f"\nsequential, {group} templates (test, history excluded)")
-        print(f"{'method':<44}{'n':>6}" + "".join(f"{k:>9}" for k in COMPARE) + "   NDCG@10 vs SASRec [95% CI]")
-        for name, m in rows.items():
-            ci = m.get("vs_sasrec", {}).get("NDCG@10")
-            extra = f"   {ci['diff']:+.4f} [{ci['ci95'][0]:+.4f}, {ci['ci95'][1]:+.4f}]" if ci else ""
-            print(f"{name:<44}{m['n']:>6}" + "".join(f"{m[k]:>9.4f}" for k in COMPARE) + extra)
-    for c in checks_:
-        print(f"{'ok  ' if c['ok'] else 'MISS'} {c['name']}")
+    found = {n: P / f"valid-{_slug(n)}-k{tier['k']}.parquet" for n in [*SCORERS, *ID_SCORERS]}
+    return {n: f for n, f in found.items() if f.exists()}
 
 
 def main() -> None:
@@ -256,7 +342,7 @@ def main() -> None:
         import torch
 
         if not torch.cuda.is_available():
-            sys.exit("bench/quality.py --tier gpu needs a CUDA GPU (torch.cuda.is_available() is False); use --tier cpu")
+            sys.exit("bench/quality.py --tier gpu needs a CUDA GPU (torch.cuda.is_available() is False)")
     skip = set(filter(None, a.skip.split(",")))
     work = (a.work or ROOT / "runs" / f"ranker-{a.tier}-{a.category}").resolve()
     run, t0 = LockedRunner(work), time.perf_counter()
@@ -266,7 +352,10 @@ def main() -> None:
     valid_users = qlib.sample_users(R, a.valid_users or tier["valid_users"], a.seed + 1)
     f_valid = qlib.write_ids(work / "valid-ids.txt", qlib.prompt_ids(R, valid_users, "valid", "sequential", True))
     users = qlib.sample_users(R, a.users or tier["users"], a.seed)
-    groups = {"seen": qlib.prompt_ids(R, users, "test", "sequential", True), "unseen": qlib.prompt_ids(R, users, "test", "sequential", False)}
+    groups = {
+        "seen": qlib.prompt_ids(R, users, "test", "sequential", True),
+        "unseen": qlib.prompt_ids(R, users, "test", "sequential", False),
+    }
     f_test = qlib.write_ids(work / "test-ids.txt", groups["seen"] + groups["unseen"])
     ckpts = train(run, a, tier, R, P, work, ids="ids" not in skip)
     files, tuning = validate(run, R, P, work, ckpts, tier, skip, f_valid)
@@ -276,13 +365,29 @@ def main() -> None:
     speed_file = qlib.HERE / "results" / "listwise-speed.json"
     speed = json.loads(speed_file.read_text()) if speed_file.exists() else None
     checks_ = checks(R, valid, table, lists, groups["seen"] + groups["unseen"], speed)
-    result = {"stage": "quality-ranker", "tier": a.tier, "machine": qlib.machine(), "loadavg_end": open("/proc/loadavg").read().split()[:3],
-              "setup": {"data_dir": str(a.data_dir), "seed": a.seed, "valid_prompts": len(read_ids(f_valid)), "test_users": len(users),
-                        "recipe": tier["recipe"], "steps": a.steps or tier["steps"], "k": tier["k"], "skipped": sorted(skip),
-                        "history_excluded": True},
-              "valid": valid, "tuning": {k: tuning[k] for k in ("best", "gain", "chosen", "outcome", "rule", "rows")},
-              "results": table, "checks": checks_, "seconds": run.seconds,
-              "total_seconds_this_invocation": round(time.perf_counter() - t0, 1)}
+    result = {
+        "stage": "quality-ranker",
+        "tier": a.tier,
+        "machine": qlib.machine(),
+        "loadavg_end": open("/proc/loadavg").read().split()[:3],
+        "setup": {
+            "data_dir": str(a.data_dir),
+            "seed": a.seed,
+            "valid_prompts": len(read_ids(f_valid)),
+            "test_users": len(users),
+            "recipe": tier["recipe"],
+            "steps": a.steps or tier["steps"],
+            "k": tier["k"],
+            "skipped": sorted(skip),
+            "history_excluded": True,
+        },
+        "valid": valid,
+        "tuning": {k: tuning[k] for k in ("best", "gain", "chosen", "outcome", "rule", "rows")},
+        "results": table,
+        "checks": checks_,
+        "seconds": run.seconds,
+        "total_seconds_this_invocation": round(time.perf_counter() - t0, 1),
+    }
     name = f"quality-ranker-{a.tier}{'' if a.category == 'toys' else '-' + a.category}.json"
     report(table, valid, checks_, tuning)
     print(f"wrote {qlib.write_result(name, result)}")

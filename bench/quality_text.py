@@ -3,7 +3,8 @@ full Toys: the families bench/quality.py (sequential) does not cover.
 
     python bench/quality_text.py                              # MI 2014 + Gift Cards 2018 + Toys zero-shot
     python bench/quality_text.py --only gift --steps 20 --users 50   # smaller
-Writes bench/results/quality-text-cpu.json and one PNG per dataset and family (bench/results/quality-text-<name>-<family>.png).
+Writes bench/results/quality-text-cpu.json and one PNG per dataset and family
+(bench/results/quality-text-<name>-<family>.png).
 
 Protocol (fixed before any test figure was seen):
 * the full review file is textualized (5-core users); MF, global-mean, user-mean and the
@@ -12,6 +13,9 @@ Protocol (fixed before any test figure was seen):
 * `--users` test users drawn with --seed; per user one seen and one unseen rating prompt
   (star prompts, not like/dislike), a seen and an unseen explanation prompt without the feature
   hint and the same with it, and a seen and an unseen review-summary prompt;
+* rating rows: the expected star (`recsysllm`, `zero-shot`), its argmax, the old greedy text + parser
+  (`-generate`), and the expected star after the temperature + star-bias calibration fitted on
+  VALIDATION star prompts of --calib-users users (`-calibrated`, `infer --rating-calibration`);
 * every method answers the same prompts (`score --common-prompts`); the base model without an
   adapter (`--checkpoint none`) is the zero-shot row; metrics standard and --p5-compatible;
 * zero-shot direct: the base model ranks each sampled full-Toys test user's 100 candidates
@@ -27,9 +31,11 @@ import sys
 from pathlib import Path
 
 import polars as pl
-
 import qlib
+from common import RESULTS, loadavg
 from qlib import ROOT, SHARED, Runner
+
+from recsys_cli.artifacts import schemas
 
 DATASETS = {
     "mi": ("musical_instruments", SHARED / "amazon" / "musical_instruments"),
@@ -38,6 +44,7 @@ DATASETS = {
 RECIPE = ROOT / "recipes" / "pretrain" / "smollm2-cpu.yaml"
 HINT = ["explanation-3", "explanation-5", "explanation-7"]  # explain_feature templates (seen)
 NO_HINT = ["explanation-1", "explanation-2", "explanation-4", "explanation-6", "explanation-8"]
+SUBSETS = ("rating", "explanation-no-hint", "explanation-hint", "review")
 SUMMARY = ["review-1", "review-2", "review-3", "review-6", "review-8", "review-9"]
 
 
@@ -50,63 +57,220 @@ def _score(run: Runner, R: Path, files: list[Path], task: str, p5: bool, plot: P
     return run.json(f"score {task}{' p5' if p5 else ''} {R.parent.name}", args)["rows"]
 
 
+def _rating_variants(run: Runner, R: Path, ckpt, P: Path, idfile: Path, method: str, name: str, a) -> list[Path]:
+    """The other rating scorings of one model (the default file is the expected star): the argmax, the old
+    greedy text + parser, and the expected star after the calibration fitted on VALIDATION rating prompts
+    (star prompts of up to --calib-users users, `infer --rating-calibration`; test is never used to fit)."""
+    users = qlib.sample_users(R, a.calib_users, a.seed + 1)
+    valid_ids = qlib.write_ids(P / "valid-ids.txt", qlib.prompt_ids(R, users, "valid", "rating", True))
+    valid = P / f"{method}-valid.parquet"
+    common = ["infer", "--data", R, "--checkpoint", ckpt, "--batch-size", 8, "--quiet"]
+    run.run(
+        f"infer {method} rating valid {name}",
+        [*common, "--split", "valid", "--prompt-ids", valid_ids, "--out", valid],
+        valid,
+    )
+    out = []
+    variants = {
+        "argmax": ["--rating-scoring", "argmax"],
+        "generate": ["--rating-scoring", "generate", "--max-new-tokens", 8],
+        "calibrated": ["--rating-calibration", valid],
+    }
+    for variant, args in variants.items():
+        if method == "zero-shot" and variant != "calibrated":
+            continue
+        dest = P / f"{method}-{variant}.parquet"
+        run.run(
+            f"infer {method}-{variant} rating {name}",
+            [*common, "--split", "test", "--prompt-ids", idfile, *args, "--out", dest],
+            dest,
+        )
+        out.append(dest)
+    return out
+
+
+def rating_diagnostics(R: Path, path: Path) -> dict:
+    """Per file: gold and predicted means, the mean star distribution (scores p_1..p_5), and the confusion
+    of gold star (rows) against the predicted star rounded to the nearest (columns), seen and unseen."""
+    gold = pl.read_parquet(R / schemas.PROMPTS, columns=["prompt_id", "target", "seen"])
+    df = pl.read_parquet(path, columns=["prompt_id", "output", "scores"]).join(gold, on="prompt_id")
+    df = df.filter(pl.col("target").is_in(["1", "2", "3", "4", "5"]))
+    out = {}
+    for seen in (True, False):
+        d = df.filter(pl.col("seen") == seen)
+        pred = d["output"].cast(pl.Float64, strict=False)
+        g = d["target"].cast(pl.Int64)
+        conf = [[0] * 5 for _ in range(5)]
+        for gi, pi in zip(g.to_list(), pred.to_list()):
+            if pi is not None:
+                conf[gi - 1][min(4, max(0, int(round(pi)) - 1))] += 1
+        dist = [s for s in d["scores"].to_list() if s is not None and len(s) == 5]
+        out["seen" if seen else "unseen"] = {
+            "n": d.height,
+            "unparsable": int(pred.is_null().sum()),
+            "gold_mean": g.mean(),
+            "pred_mean": pred.mean(),
+            "mean_p": [sum(s[i] for s in dist) / len(dist) for i in range(5)] if dist else None,
+            "confusion": conf,
+        }
+    return out
+
+
 def _text_dataset(run: Runner, name: str, a, work: Path) -> dict:
     category, raw = DATASETS[name]
     R, C, P = work / name / "R", work / name / "ckpt", work / name / "pred"
-    run.run(f"textualize {name}", ["textualize", "amazon", "--category", category, "--data-dir", raw, "--out", R, "--seed", a.seed, "--quiet"], R / "manifest.json")
-    run.run(f"entities {name}", ["build-entities", "--data", R, "--quiet"], R / "entities.parquet")
-    base = {"mf": ["mf", "--seed", a.seed], "global-mean": ["mean", "--by", "global"], "user-mean": ["mean", "--by", "user"], "retrieval": ["retrieval"]}
+    run.run(
+        f"textualize {name}",
+        ["textualize", "amazon", "--category", category, "--data-dir", raw, "--out", R, "--seed", a.seed, "--quiet"],
+        R / schemas.MANIFEST,
+    )
+    run.run(f"entities {name}", ["build-entities", "--data", R, "--quiet"], R / schemas.ENTITIES)
+    base = {
+        "mf": ["mf", "--seed", a.seed],
+        "global-mean": ["mean", "--by", "global"],
+        "user-mean": ["mean", "--by", "user"],
+        "retrieval": ["retrieval"],
+    }
     for method, args in base.items():
-        run.run(f"baseline {method} {name}", ["baseline", *args, "--data", R, "--out", P / f"{method}.parquet", "--quiet"], P / f"{method}.parquet")
-    run.run(f"pretrain {name}", ["pretrain", "--data", R, "--config", RECIPE, "--out", C, "--max-steps", a.steps, "--seed", a.seed, "--quiet"],
-            C / "recsys_checkpoint.json")
+        run.run(
+            f"baseline {method} {name}",
+            ["baseline", *args, "--data", R, "--out", P / f"{method}.parquet", "--quiet"],
+            P / f"{method}.parquet",
+        )
+    run.run(
+        f"pretrain {name}",
+        ["pretrain", "--data", R, "--config", RECIPE, "--out", C, "--max-steps", a.steps, "--seed", a.seed, "--quiet"],
+        C / schemas.CKPT_CONFIG,
+    )
     users = qlib.sample_users(R, a.users, a.seed)
     sets = {
-        "rating": qlib.prompt_ids(R, users, "test", "rating", True) + qlib.prompt_ids(R, users, "test", "rating", False),
+        "rating": qlib.prompt_ids(R, users, "test", "rating", True)
+        + qlib.prompt_ids(R, users, "test", "rating", False),
         "explanation-no-hint": qlib.prompt_ids(R, users, "test", "explanation", True, NO_HINT)
         + qlib.prompt_ids(R, users, "test", "explanation", False, ["explanation-9"]),
         "explanation-hint": qlib.prompt_ids(R, users, "test", "explanation", True, HINT)
         + qlib.prompt_ids(R, users, "test", "explanation", False, ["explanation-10"]),
-        "review": qlib.prompt_ids(R, users, "test", "review", True, SUMMARY) + qlib.prompt_ids(R, users, "test", "review", False, SUMMARY),
+        "review": qlib.prompt_ids(R, users, "test", "review", True, SUMMARY)
+        + qlib.prompt_ids(R, users, "test", "review", False, SUMMARY),
     }
     out: dict = {"users": len(users), "steps": a.steps, "prompts": {k: len(v) for k, v in sets.items()}, "tables": {}}
     for subset, ids in sets.items():
-        if not ids:
+        if not ids or subset not in a.families:
             continue
         idfile = qlib.write_ids(P / subset / "ids.txt", ids)
         files = []
         for method, ckpt in (("recsysllm", C), ("zero-shot", "none")):
             dest = P / subset / f"{method}.parquet"
-            run.run(f"infer {method} {subset} {name}", ["infer", "--data", R, "--checkpoint", ckpt, "--split", "test", "--prompt-ids", idfile,
-                                                         "--max-new-tokens", a.max_new_tokens, "--batch-size", 8, "--out", dest, "--quiet"], dest)
+            run.run(
+                f"infer {method} {subset} {name}",
+                [
+                    "infer",
+                    "--data",
+                    R,
+                    "--checkpoint",
+                    ckpt,
+                    "--split",
+                    "test",
+                    "--prompt-ids",
+                    idfile,
+                    "--max-new-tokens",
+                    a.max_new_tokens,
+                    "--batch-size",
+                    8,
+                    "--out",
+                    dest,
+                    "--quiet",
+                ],
+                dest,
+            )
             files.append(dest)
+            if subset == "rating":
+                files += _rating_variants(run, R, ckpt, P / subset, idfile, method, name, a)
         family = subset.split("-")[0]
-        files += [P / f"{m}.parquet" for m in (("mf", "global-mean", "user-mean") if family == "rating" else ("retrieval",))]
-        plot = ROOT / "bench" / "results" / f"quality-text-{name}-{subset}.png"  # the methods side by side, one PNG per family
-        out["tables"][subset] = {"standard": _score(run, R, files, family, False, plot=plot), "p5_compatible": _score(run, R, files, family, True)}
+        files += [
+            P / f"{m}.parquet" for m in (("mf", "global-mean", "user-mean") if family == "rating" else ("retrieval",))
+        ]
+        plot = (
+            RESULTS / f"{Path(a.out).stem.removesuffix('-cpu')}-{name}-{subset}.png"
+        )  # the methods side by side, one PNG per family
+        if family == "rating":
+            out["rating_diagnostics"] = {f.stem: rating_diagnostics(R, f) for f in files}
+        out["tables"][subset] = {
+            "standard": _score(run, R, files, family, False, plot=plot),
+            "p5_compatible": _score(run, R, files, family, True),
+        }
     return out
 
 
 def _zero_shot_direct(run: Runner, a, work: Path) -> dict:
     R, P = work / "toys" / "R", work / "toys" / "pred"
-    run.run("textualize toys", ["textualize", "amazon", "--category", "toys", "--data-dir", SHARED / "amazon" / "toys", "--out", R, "--seed", a.seed, "--quiet"],
-            R / "manifest.json")
-    run.run("entities toys", ["build-entities", "--data", R, "--quiet"], R / "entities.parquet")
+    run.run(
+        "textualize toys",
+        [
+            "textualize",
+            "amazon",
+            "--category",
+            "toys",
+            "--data-dir",
+            SHARED / "amazon" / "toys",
+            "--out",
+            R,
+            "--seed",
+            a.seed,
+            "--quiet",
+        ],
+        R / schemas.MANIFEST,
+    )
+    run.run("entities toys", ["build-entities", "--data", R, "--quiet"], R / schemas.ENTITIES)
     users = qlib.sample_users(R, 2000, a.seed)[: a.direct_users]  # the first of the quality bench's 2,000 users
     ids = qlib.prompt_ids(R, users, "test", "direct", True, ["direct-1", "direct-2", "direct-5", "direct-7"])
     idfile = qlib.write_ids(P / "ids.txt", ids)
     zs = P / "zero-shot.parquet"
-    run.run("infer zero-shot direct", ["infer", "--data", R, "--checkpoint", "none", "--split", "test", "--prompt-ids", idfile, "--top-k", 10,
-                                       "--out", zs, "--quiet"], zs)
+    run.run(
+        "infer zero-shot direct",
+        [
+            "infer",
+            "--data",
+            R,
+            "--checkpoint",
+            "none",
+            "--split",
+            "test",
+            "--prompt-ids",
+            idfile,
+            "--top-k",
+            10,
+            "--out",
+            zs,
+            "--quiet",
+        ],
+        zs,
+    )
     pop = P / "popularity.parquet"
-    run.run("baseline popularity toys", ["baseline", "popularity", "--data", R, "--out", pop, "--top-k", 100, "--quiet"], pop)
+    run.run(
+        "baseline popularity toys",
+        ["baseline", "popularity", "--data", R, "--out", pop, "--top-k", 100, "--quiet"],
+        pop,
+    )
     rnd = P / "random.parquet"
-    prompts = pl.read_parquet(R / "prompts.parquet", columns=["prompt_id", "family", "template_id", "seen", "candidates"]).filter(pl.col("prompt_id").is_in(ids))
+    prompts = pl.read_parquet(
+        R / schemas.PROMPTS, columns=["prompt_id", "family", "template_id", "seen", "candidates"]
+    ).filter(pl.col("prompt_id").is_in(ids))
     rng = random.Random(a.seed)
     lists = [rng.sample(list(c), len(c)) for c in prompts["candidates"].to_list()]
-    pl.DataFrame({"prompt_id": prompts["prompt_id"], "family": prompts["family"], "template_id": prompts["template_id"], "seen": prompts["seen"],
-                  "output": [x[0] for x in lists], "ranked": lists, "scores": [[0.0] * len(x) for x in lists], "valid": [True] * len(lists)}).write_parquet(rnd)
-    rows = _score(run, R, [zs, pop, rnd], "direct", False, plot=ROOT / "bench" / "results" / "quality-text-toys-direct.png")
+    pl.DataFrame(
+        {
+            "prompt_id": prompts["prompt_id"],
+            "family": prompts["family"],
+            "template_id": prompts["template_id"],
+            "seen": prompts["seen"],
+            "output": [x[0] for x in lists],
+            "ranked": lists,
+            "scores": [[0.0] * len(x) for x in lists],
+            "valid": [True] * len(lists),
+        }
+    ).write_parquet(rnd)
+    rows = _score(run, R, [zs, pop, rnd], "direct", False, plot=RESULTS / "quality-text-toys-direct.png")
     return {"users": len(users), "prompts": len(ids), "rows": rows}
 
 
@@ -119,14 +283,32 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "quality-text")
+    ap.add_argument(
+        "--families",
+        nargs="*",
+        choices=SUBSETS,
+        default=list(SUBSETS),
+        help="Only these prompt sets (e.g. rating); the datasets' other stages still run once.",
+    )
+    ap.add_argument(
+        "--calib-users", type=int, default=500, help="Users whose VALIDATION star prompts fit the rating calibration."
+    )
+    ap.add_argument("--out", default="quality-text-cpu.json", help="Result file name under bench/results.")
     a = ap.parse_args()
     run = Runner(a.work)
-    result = {"stage": "quality-text", "machine": qlib.machine(), "settings": {k: str(v) for k, v in vars(a).items()}, "datasets": {}}
+    result = {
+        "stage": "quality-text",
+        "machine": qlib.machine(),
+        "settings": {k: str(v) for k, v in vars(a).items()},
+        "datasets": {},
+    }
     for name in a.only:
-        result["datasets"][name] = _zero_shot_direct(run, a, a.work) if name == "toys" else _text_dataset(run, name, a, a.work)
+        result["datasets"][name] = (
+            _zero_shot_direct(run, a, a.work) if name == "toys" else _text_dataset(run, name, a, a.work)
+        )
     result["seconds"] = run.seconds
-    result["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
-    dest = qlib.write_result("quality-text-cpu.json", result)
+    result["loadavg_end"] = loadavg()
+    dest = qlib.write_result(a.out, result)
     print(json.dumps({k: v for k, v in result.items() if k != "datasets"}, indent=2), file=sys.stderr)
     print(f"wrote {dest}")
 

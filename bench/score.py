@@ -14,18 +14,17 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
-import platform
 import random
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-MUSICAL = HERE.parent.parent / "shared" / "data" / "amazon" / "musical_instruments" / "reviews_Musical_Instruments_5.json.gz"
+import common
+
+MUSICAL = (
+    common.ROOT.parent / "shared" / "data" / "amazon" / "musical_instruments" / "reviews_Musical_Instruments_5.json.gz"
+)
 
 
 def ranking_bench(rows: int, seed: int) -> dict:
@@ -64,24 +63,42 @@ def ranking_bench(rows: int, seed: int) -> dict:
             }
         )
         write_parquet(prompts, d / schemas.PROMPTS, {c: schemas.PROMPTS_SCHEMA[c] for c in prompts.columns})
-        run_files = file_records(d, [schemas.ITEMS, schemas.PROMPTS])  # a run's manifest: commands read only complete runs
+        run_files = file_records(
+            d, [schemas.ITEMS, schemas.PROMPTS]
+        )  # a run's manifest: commands read only complete runs
         write_json({"command": "textualize (bench data)", "files": run_files}, d / schemas.MANIFEST)
-        preds = pl.DataFrame({"prompt_id": pid, "family": ["sequential"] * rows, "template_id": ["sequential-1"] * rows,
-                              "seen": seen, "output": flat[:, 0], "ranked": ranked,
-                              "scores": pl.Series([None] * rows, dtype=pl.List(pl.Float64)), "valid": [True] * rows})
+        preds = pl.DataFrame(
+            {
+                "prompt_id": pid,
+                "family": ["sequential"] * rows,
+                "template_id": ["sequential-1"] * rows,
+                "seen": seen,
+                "output": flat[:, 0],
+                "ranked": ranked,
+                "scores": pl.Series([None] * rows, dtype=pl.List(pl.Float64)),
+                "valid": [True] * rows,
+            }
+        )
         write_parquet(preds, d / "preds.parquet", schemas.PREDICTIONS_SCHEMA)
         t0 = time.perf_counter()
         out = score_files(d, [d / "preds.parquet"], task="sequential")
         seconds = time.perf_counter() - t0
-    return {"rows": rows, "seconds": round(seconds, 2), "target_seconds": 10.0, "ok": seconds <= 10.0,
-            "HR@10_seen": round(out[0]["metrics"]["HR@10"], 4)}
+    return {
+        "rows": rows,
+        "seconds": round(seconds, 2),
+        "target_seconds": 10.0,
+        "ok": seconds <= 10.0,
+        "HR@10_seen": round(out[0]["metrics"]["HR@10"], 4),
+    }
 
 
 def sentences(limit: int, seed: int) -> list[str]:
     texts = []
     with gzip.open(MUSICAL, "rt") as fh:
         for line in fh:
-            texts.extend(s.strip() for s in re.split(r"(?<=[.!?])\s+", json.loads(line)["reviewText"]) if len(s.split()) >= 3)
+            texts.extend(
+                s.strip() for s in re.split(r"(?<=[.!?])\s+", json.loads(line)["reviewText"]) if len(s.split()) >= 3
+            )
     random.Random(seed).shuffle(texts)
     return texts[:limit]
 
@@ -107,9 +124,14 @@ def text_bench(pairs: int, seed: int) -> dict:
         t_bleu = time.perf_counter() - t0
         rouge = M.rouge_matrix(hyps, refs, p5=p5, workers=2)
         total = time.perf_counter() - t0
-        result[name] = {"BLEU-4": round(bleu, 4), "ROUGE-L": round(float(rouge[:, 2].mean() * 100), 4),
-                        "bleu_seconds": round(t_bleu, 2), "total_seconds": round(total, 2),
-                        "target_seconds": 60.0, "ok": total <= 60.0}
+        result[name] = {
+            "BLEU-4": round(bleu, 4),
+            "ROUGE-L": round(float(rouge[:, 2].mean() * 100), 4),
+            "bleu_seconds": round(t_bleu, 2),
+            "total_seconds": round(total, 2),
+            "target_seconds": 60.0,
+            "ok": total <= 60.0,
+        }
     sample = min(5000, pairs)
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"])
     t0 = time.perf_counter()
@@ -120,8 +142,11 @@ def text_bench(pairs: int, seed: int) -> dict:
     t_ours = time.perf_counter() - t0
     max_diff = max(abs(ours[i, 2] - s["rougeL"].fmeasure) for i, s in enumerate(ref_scores))
     result["rouge_score_reference"] = {
-        "sample": sample, "rouge_score_seconds": round(t_ref, 2), "ours_1_process_seconds": round(t_ours, 2),
-        "speedup": round(t_ref / max(t_ours, 1e-9), 2), "rouge_score_projected_seconds_for_all": round(t_ref * pairs / sample, 1),
+        "sample": sample,
+        "rouge_score_seconds": round(t_ref, 2),
+        "ours_1_process_seconds": round(t_ours, 2),
+        "speedup": round(t_ref / max(t_ours, 1e-9), 2),
+        "rouge_score_projected_seconds_for_all": round(t_ref * pairs / sample, 1),
         "max_abs_diff_rougeL": max_diff,
     }
     return result
@@ -132,20 +157,17 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--pairs", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "score.json")
+    ap.add_argument("--out", type=Path, default=common.RESULTS / "score.json")
     args = ap.parse_args()
     import polars as pl
-    import torch
 
     result = {
         "stage": "score",
         "ranking": ranking_bench(args.rows, args.seed),
         "text": text_bench(args.pairs, args.seed),
-        "machine": {"cpu_count": os.cpu_count(), "torch": torch.__version__, "polars": pl.__version__,
-                    "python": platform.python_version(), "platform": platform.platform()},
+        "machine": common.machine(polars=pl.__version__),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    common.write_json(args.out, result)
     print(json.dumps(result, indent=2))
 
 

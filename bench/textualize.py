@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -30,9 +28,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import psutil
+from common import RESULTS, ROOT, loadavg, machine, write_json
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 TOYS = ROOT.parent / "shared" / "data" / "amazon" / "toys"
 
 CHILD = (
@@ -46,7 +43,8 @@ CHILD = (
     "'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
     "'cpu_s': resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime, "
     "'child_peak_rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, "
-    "'child_cpu_s': resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime + resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime}) + '\\n')\n"
+    "'child_cpu_s': resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime "
+    "+ resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime}) + '\\n')\n"
 )
 
 
@@ -73,7 +71,9 @@ def tree_memory(pid: int, done: threading.Event, peak: dict) -> None:
 
 def run(args: list[str]) -> dict:
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     done, peak = threading.Event(), {"tree_peak_pss_mb": 0.0, "tree_peak_rss_mb": 0.0, "max_processes": 0}
     poll = threading.Thread(target=tree_memory, args=(proc.pid, done, peak))
     poll.start()
@@ -92,8 +92,10 @@ def run(args: list[str]) -> dict:
 
 
 def memory_line(r: dict) -> str:
-    return (f"peak RSS {r['peak_rss_mb']:.0f} MB + helper {r['child_peak_rss_mb']:.0f} MB (sum {r['rss_sum_mb']:.0f}); "
-            f"process tree peak PSS {r['tree_peak_pss_mb']:.0f} MB, RSS {r['tree_peak_rss_mb']:.0f} MB")
+    return (
+        f"peak RSS {r['peak_rss_mb']:.0f} MB + helper {r['child_peak_rss_mb']:.0f} MB (sum {r['rss_sum_mb']:.0f}); "
+        f"process tree peak PSS {r['tree_peak_pss_mb']:.0f} MB, RSS {r['tree_peak_rss_mb']:.0f} MB"
+    )
 
 
 def synthetic(dirpath: Path, n_inter: int, seed: int = 0) -> list[str]:
@@ -106,37 +108,51 @@ def synthetic(dirpath: Path, n_inter: int, seed: int = 0) -> list[str]:
     b = rng.integers(1, n_items, n_users)[:, None]
     items = (a + b * np.arange(per_user)[None, :]) % n_items  # [U, 500], distinct per row
     ts = 1_300_000_000 + np.cumsum(rng.integers(60, 86400, size=(n_users, per_user)), axis=1)
-    pl.DataFrame({
-        "user": np.repeat(np.arange(n_users), per_user).astype(str),
-        "item": items.reshape(-1).astype(str),
-        "ts": ts.reshape(-1),
-        "stars": rng.integers(1, 6, n_users * per_user).astype(np.float64),
-    }).write_parquet(dirpath / "inter.parquet")
+    # the user's own input tables (not recsys artifacts: `textualize table` reads them)
+    raw = {
+        "interactions": dirpath / "raw-interactions.parquet",
+        "items": dirpath / "raw-items.parquet",
+        "users": dirpath / "raw-users.parquet",
+    }
+    pl.DataFrame(
+        {
+            "user": np.repeat(np.arange(n_users), per_user).astype(str),
+            "item": items.reshape(-1).astype(str),
+            "ts": ts.reshape(-1),
+            "stars": rng.integers(1, 6, n_users * per_user).astype(np.float64),
+        }
+    ).write_parquet(raw["interactions"])
     cats = np.array(["Board Games", "Puzzles", "Dolls", "Outdoor Play", "Arts & Crafts", "Building Toys", "Card Games"])
-    pl.DataFrame({
-        "item": np.arange(n_items).astype(str),
-        "title": [f"Synthetic toy {i}" for i in range(n_items)],
-        "categories": cats[np.arange(n_items) % len(cats)],
-    }).write_parquet(dirpath / "items.parquet")
-    pl.DataFrame({
-        "user": np.arange(n_users).astype(str),
-        "age": rng.integers(18, 70, n_users),
-        "gender": np.array(["F", "M"])[rng.integers(0, 2, n_users)],
-    }).write_parquet(dirpath / "users.parquet")
-    return ["--interactions", str(dirpath / "inter.parquet"), "--items", str(dirpath / "items.parquet"),
-            "--users", str(dirpath / "users.parquet"), "--user-col", "user", "--item-col", "item",
-            "--time-col", "ts", "--rating-col", "stars"]
-
-
-def machine() -> dict:
-    try:
-        import torch
-
-        tv = torch.__version__
-    except ImportError:
-        tv = None
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "torch": tv, "polars": pl.__version__, "load_avg_1m_at_start": os.getloadavg()[0]}
+    pl.DataFrame(
+        {
+            "item": np.arange(n_items).astype(str),
+            "title": [f"Synthetic toy {i}" for i in range(n_items)],
+            "categories": cats[np.arange(n_items) % len(cats)],
+        }
+    ).write_parquet(raw["items"])
+    pl.DataFrame(
+        {
+            "user": np.arange(n_users).astype(str),
+            "age": rng.integers(18, 70, n_users),
+            "gender": np.array(["F", "M"])[rng.integers(0, 2, n_users)],
+        }
+    ).write_parquet(raw["users"])
+    return [
+        "--interactions",
+        str(raw["interactions"]),
+        "--items",
+        str(raw["items"]),
+        "--users",
+        str(raw["users"]),
+        "--user-col",
+        "user",
+        "--item-col",
+        "item",
+        "--time-col",
+        "ts",
+        "--rating-col",
+        "stars",
+    ]
 
 
 def main() -> None:
@@ -144,22 +160,52 @@ def main() -> None:
     ap.add_argument("--only", choices=["toys", "table"])
     ap.add_argument("--interactions", type=int, default=10_000_000)
     args = ap.parse_args()
-    result: dict = {"machine": machine(), "checks": []}
+    result: dict = {"machine": machine(polars=pl.__version__), "checks": []}
     with tempfile.TemporaryDirectory(prefix="bench-textualize-") as tmp:
         tmp = Path(tmp)
         if args.only in (None, "toys"):
-            r = run(["textualize", "amazon", "--category", "toys", "--data-dir", str(TOYS), "--out", str(tmp / "toys"), "--quiet", "--json"])
+            r = run(
+                [
+                    "textualize",
+                    "amazon",
+                    "--category",
+                    "toys",
+                    "--data-dir",
+                    str(TOYS),
+                    "--out",
+                    str(tmp / "toys"),
+                    "--quiet",
+                    "--json",
+                ]
+            )
             s = r["summary"]
             counts = (s["users"], s["items"], s["interactions"])
             print(f"P5 Toys: users/items/interactions {counts}, documents {s['documents']}, prompts {s['prompts']}")
-            print(f"P5 Toys: wall {r['wall_s']:.2f} s (target <= 10), CPU {r['cpu_s']:.1f} s (+ {r['child_cpu_s']:.1f} s in the helper process), "
-                  f"load {os.getloadavg()[0]:.2f}")
+            print(
+                f"P5 Toys: wall {r['wall_s']:.2f} s (target <= 10), CPU {r['cpu_s']:.1f} s "
+                f"(+ {r['child_cpu_s']:.1f} s in the helper process), "
+                f"load {loadavg()[0]:.2f}"
+            )
             print(f"P5 Toys: {memory_line(r)} (target: main <= 2048)")
-            result["toys"] = {k: v for k, v in r.items() if k != "summary"} | {"counts": counts, "documents": s["documents"], "prompts": s["prompts"]}
+            result["toys"] = {k: v for k, v in r.items() if k != "summary"} | {
+                "counts": counts,
+                "documents": s["documents"],
+                "prompts": s["prompts"],
+            }
             result["checks"] += [
-                {"name": "P5 Toys counts", "value": list(counts), "target": [19412, 11924, 167597], "ok": counts == (19412, 11924, 167597)},
+                {
+                    "name": "P5 Toys counts",
+                    "value": list(counts),
+                    "target": [19412, 11924, 167597],
+                    "ok": counts == (19412, 11924, 167597),
+                },
                 {"name": "P5 Toys wall s", "value": r["wall_s"], "target": "<= 10", "ok": r["wall_s"] <= 10},
-                {"name": "P5 Toys peak RSS MB", "value": round(r["peak_rss_mb"]), "target": "<= 2048", "ok": r["peak_rss_mb"] <= 2048},
+                {
+                    "name": "P5 Toys peak RSS MB",
+                    "value": round(r["peak_rss_mb"]),
+                    "target": "<= 2048",
+                    "ok": r["peak_rss_mb"] <= 2048,
+                },
             ]
         if args.only in (None, "table"):
             t = time.perf_counter()
@@ -167,28 +213,43 @@ def main() -> None:
             gen = time.perf_counter() - t
             r = run(["textualize", "table", *targs, "--out", str(tmp / "table"), "--quiet", "--json"])
             s = r["summary"]
-            print(f"table ({args.interactions:,} synthetic interactions, generated in {gen:.1f} s): users {s['users']:,}, "
-                  f"interactions {s['interactions']:,}, documents {s['documents']:,}, prompts {s['prompts']:,}")
-            print(f"table: wall {r['wall_s']:.1f} s (target <= 180), CPU {r['cpu_s']:.1f} s (+ {r['child_cpu_s']:.1f} s in the helper process), "
-                  f"load {os.getloadavg()[0]:.2f}")
+            print(
+                f"table ({args.interactions:,} synthetic interactions, generated in {gen:.1f} s): "
+                f"users {s['users']:,}, "
+                f"interactions {s['interactions']:,}, documents {s['documents']:,}, prompts {s['prompts']:,}"
+            )
+            print(
+                f"table: wall {r['wall_s']:.1f} s (target <= 180), CPU {r['cpu_s']:.1f} s "
+                f"(+ {r['child_cpu_s']:.1f} s in the helper process), "
+                f"load {loadavg()[0]:.2f}"
+            )
             print(f"table: {memory_line(r)} (target: tree PSS <= 8192)")
             result["table"] = {k: v for k, v in r.items() if k != "summary"} | {
-                "interactions": s["interactions"], "users": s["users"], "documents": s["documents"], "prompts": s["prompts"]}
+                "interactions": s["interactions"],
+                "users": s["users"],
+                "documents": s["documents"],
+                "prompts": s["prompts"],
+            }
             if args.interactions >= 10_000_000:
                 result["checks"] += [
                     {"name": "10M table wall s", "value": r["wall_s"], "target": "<= 180", "ok": r["wall_s"] <= 180},
-                    {"name": "10M table process tree peak PSS MB", "value": round(r["tree_peak_pss_mb"]), "target": "<= 8192",
-                     "ok": r["tree_peak_pss_mb"] <= 8192},
+                    {
+                        "name": "10M table process tree peak PSS MB",
+                        "value": round(r["tree_peak_pss_mb"]),
+                        "target": "<= 8192",
+                        "ok": r["tree_peak_pss_mb"] <= 8192,
+                    },
                 ]
-    out = HERE / "results" / "textualize.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "textualize.json"
     old = json.loads(out.read_text()) if out.exists() else {}
     if args.only:  # keep the other half's figures from an earlier run
         keep = "table" if args.only == "toys" else "toys"
         if keep in old:
             result[keep] = old[keep]
-            result["checks"] = [c for c in old.get("checks", []) if c["name"].startswith("P5" if keep == "toys" else "10M")] + result["checks"]
-    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+            result["checks"] = [
+                c for c in old.get("checks", []) if c["name"].startswith("P5" if keep == "toys" else "10M")
+            ] + result["checks"]
+    write_json(out, result)
     print(f"wrote {out}")
 
 

@@ -34,7 +34,10 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, machine, write_json
+
+from recsys_cli.artifacts.outputs import LOCK
+
 RECSYS = Path(sys.executable).with_name("recsys")
 FIXTURE_TOYS = ROOT / "fixtures" / "amazon" / "toys"
 SHARED_TOYS = ROOT.parent / "shared" / "data" / "amazon" / "toys"
@@ -42,7 +45,7 @@ EXIT_LIMIT_S = 2.0  # Ctrl-C must end the command within this
 HANG_S = 20.0  # after this the try counts as a hang and the group is killed
 START_S = 0.05  # the first delay: the first ~20 ms are Python's own start-up (its `import re`, before any
 # recsys code runs), where a Ctrl-C still gets Python's default traceback
-IGNORED = {".recsys.lock"}  # the lock file stays (empty; recsys's bookkeeping, like the ledger)
+IGNORED = {LOCK}  # the lock file stays (empty; recsys's bookkeeping, like the ledger)
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 
@@ -67,8 +70,19 @@ def enlarged_toys(dest: Path, copies: int) -> Path:
 
 
 def textualize_args(data_dir: Path, out: Path, seed: int, quiet: bool = True) -> list[str]:
-    args = [str(RECSYS), "textualize", "amazon", "--category", "toys", "--data-dir", str(data_dir),
-            "--out", str(out), "--seed", str(seed)]
+    args = [
+        str(RECSYS),
+        "textualize",
+        "amazon",
+        "--category",
+        "toys",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--seed",
+        str(seed),
+    ]
     return args + (["--quiet"] if quiet else [])
 
 
@@ -77,8 +91,11 @@ def tree(root: Path) -> dict[str, str]:
     root = Path(root)
     if not root.exists():
         return {}
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name not in IGNORED}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name not in IGNORED
+    }
 
 
 def temp_leftovers(root: Path) -> list[str]:
@@ -112,8 +129,16 @@ def interrupt(args: list[str], delay: float) -> dict:
     (^C echo and colours removed), whether any process of its group was left, and hang."""
     master, slave = os.openpty()
     env = dict(os.environ, COLUMNS="100", TERM="xterm")
-    proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                            preexec_fn=_own_terminal, env=env, close_fds=True)
+    proc = subprocess.Popen(
+        args,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        preexec_fn=_own_terminal,
+        env=env,
+        close_fds=True,
+    )
     os.close(slave)
     chunks: list[bytes] = []
     reader = threading.Thread(target=_drain, args=(master, chunks), daemon=True)
@@ -135,8 +160,13 @@ def interrupt(args: list[str], delay: float) -> dict:
     reader.join(timeout=5)
     os.close(master)
     text = _ANSI.sub("", b"".join(chunks).decode("utf-8", "replace")).replace("^C", "")
-    return {"code": proc.returncode, "exit_s": None if sent is None else round(exited - sent, 3), "output": text,
-            "left_processes": left, "hang": hang}
+    return {
+        "code": proc.returncode,
+        "exit_s": None if sent is None else round(exited - sent, 3),
+        "output": text,
+        "left_processes": left,
+        "hang": hang,
+    }
 
 
 def _group_alive(pgid: int) -> bool:
@@ -204,9 +234,22 @@ def sweep(data_dir: Path, work: Path, tries: int, over_new_dir_every: int = 4) -
     """`tries` interrupted re-runs over a copy of the old run (every `over_new_dir_every`-th into a
     new directory instead), the delays spread over the whole run."""
     old_dir, old, new, seconds = reference_runs(data_dir, work)
-    counts = {"tries": tries, "clean_run_s": round(seconds, 2), "interrupted": 0, "finished_first": 0, "hangs": 0,
-              "tracebacks": 0, "bad_output": 0, "processes_left": 0, "temp_left": 0, "old_run": 0, "new_run": 0,
-              "mixed": 0, "max_exit_s": 0.0, "failures": []}
+    counts = {
+        "tries": tries,
+        "clean_run_s": round(seconds, 2),
+        "interrupted": 0,
+        "finished_first": 0,
+        "hangs": 0,
+        "tracebacks": 0,
+        "bad_output": 0,
+        "processes_left": 0,
+        "temp_left": 0,
+        "old_run": 0,
+        "new_run": 0,
+        "mixed": 0,
+        "max_exit_s": 0.0,
+        "failures": [],
+    }
     for k in range(tries):
         delay = START_S + (seconds + 0.3) * k / max(tries - 1, 1)
         out = work / f"R{k}"
@@ -237,8 +280,13 @@ def _count(counts: dict, result: dict, state: dict, old: dict, new: dict, bad: l
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", "--tries", type=int, default=20)
-    ap.add_argument("--copies", type=int, default=0, help="use the Toys fixture with its users repeated this often "
-                    "(default: full P5 Toys from ../shared/data when present, else 20 copies)")
+    ap.add_argument(
+        "--copies",
+        type=int,
+        default=0,
+        help="use the Toys fixture with its users repeated this often "
+        "(default: full P5 Toys from ../shared/data when present, else 20 copies)",
+    )
     ap.add_argument("--json", type=Path, help="also write the counts here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="textualize-interrupt-") as tmp:
@@ -254,7 +302,7 @@ def main() -> None:
     for failure in counts["failures"]:
         print("FAIL", failure)
     if args.json:
-        args.json.write_text(json.dumps(counts, indent=2) + "\n")
+        write_json(args.json, {**counts, "machine": machine()})
     sys.exit(1 if counts["failures"] else 0)
 
 

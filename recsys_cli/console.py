@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,10 +28,6 @@ _quiet = False
 def set_quiet(quiet: bool) -> None:
     global _quiet
     _quiet = quiet
-
-
-def is_quiet() -> bool:
-    return _quiet
 
 
 def log(message: str) -> None:
@@ -56,8 +53,6 @@ def print_table(table: Table) -> None:
     if out.is_terminal:
         out.print(table)
         return
-    from rich.measure import Measurement
-
     need = Measurement.get(out, out.options.update(max_width=1000), table).maximum
     Console(width=max(out.width, need), soft_wrap=True).print(table)
 
@@ -78,7 +73,14 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
     return t
 
 
-def emit(summary: dict[str, Any], *, as_json: bool, title: str, tables: list[Table] | None = None, notes: list[str] | None = None) -> None:
+def emit(
+    summary: dict[str, Any],
+    *,
+    as_json: bool,
+    title: str,
+    tables: list[Table] | None = None,
+    notes: list[str] | None = None,
+) -> None:
     """The one way a command prints its result: `summary` as JSON with --json; otherwise the
     given rich tables (default: a field/value table of the summary), then the notes."""
     if as_json:

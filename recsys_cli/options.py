@@ -12,10 +12,11 @@ and training/recipe.py (recipe YAML and --set values) both check against it.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
@@ -56,6 +57,7 @@ AT_LEAST_1 = Range(low=1)
 ABOVE_0 = Range(low=0, low_open=True)
 UNIT = Range(low=0, high=1)  # a share, a weight in [0, 1]
 DROPOUT = Range(low=0, high=1, high_open=True)
+SHARE = Range(low=0, high=1, low_open=True)  # a non-empty share: 0 < x <= 1
 SEED_RANGE = Range(low=0, high=2**32 - 1)  # numpy's seed range (torch accepts it too)
 
 
@@ -78,13 +80,17 @@ def ranged(*names: str, rule: Range, help: str, **kwargs: Any) -> Any:
     return typer.Option(*names, callback=_range_check(rule), help=f"{help} [{rule.text}]", **kwargs)
 
 
-# Numeric keys of the pretrain recipe (training/recipe.py) and their ranges. Keys not listed are
-# free (mask.* checks itself in data/masking.py).
+# Numeric keys of the pretrain recipe (training/recipe.py) and their ranges. Keys not listed are free.
 RECIPE_RANGES: dict[str, Range] = {
     "model.max_intra": Range(low=2),
     "lora.rank": AT_LEAST_1,
     "lora.alpha": AT_LEAST_1,
     "lora.dropout": DROPOUT,
+    "mask.entity_ratio": SHARE,
+    "mask.sentence_ratio": SHARE,
+    "mask.poisson_lambda": ABOVE_0,
+    "mask.doc_min": SHARE,
+    "mask.doc_max": SHARE,
     "train.lr": ABOVE_0,
     "train.min_lr_ratio": UNIT,
     "train.warmup_steps": AT_LEAST_0,
@@ -118,6 +124,22 @@ RECIPE_RANGES: dict[str, Range] = {
 def recipe_flag(name: str, key: str, help: str) -> Any:
     """A `recsys pretrain` shortcut flag for the recipe key `key`, in that key's range."""
     return ranged(name, rule=RECIPE_RANGES[key], help=help)
+
+
+def with_options(func: Callable[..., Any], options: dict[str, tuple[Any, Any]]) -> Callable[..., Any]:
+    """`func(..., **more)` as Typer sees it: its own parameters, then one keyword option per entry of
+    `options` (name -> (Annotated type, default)), in that order. Typer reads a command's parameters
+    from `inspect.signature`, which follows `__signature__`; the values arrive in `**more`. This lets
+    a table of flags (commands/pretrain.py, commands/baseline.py) declare each flag once."""
+    sig = inspect.signature(func, eval_str=True)  # the annotations as objects, not strings
+    own = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=tp, default=default)
+        for name, (tp, default) in options.items()
+    ]
+    func.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+    return func
+
 
 DataDir = Annotated[
     Path,

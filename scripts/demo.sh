@@ -9,8 +9,9 @@
 # reranking SASRec's top-K, and the LLM alone on direct prompts (100 candidates), on the same
 # 300 sequential and 300 direct test prompts (one seen-template prompt per user; LLM=1 adds the
 # LLM alone on sequential prompts, full-catalogue beam search, about one more minute). Then one
-# rating and one explanation answer on the raw 2018 Gift Cards reviews as text, and one user's
-# history beside their top-5.
+# rating (the star distribution's expected value) and explanation answers on the raw 2018 Gift Cards
+# reviews beside their references; last, one user drawn with the seed: history, SASRec's top 5, the
+# fused top 5 (W chosen on validation by bench/quality.py) and the held-out item's rank in each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -64,11 +65,10 @@ recsys score --data "$DATA" --task sequential --common-prompts --compare \
 recsys score --data "$DATA" --task direct --common-prompts --compare \
   "${dir_files[@]}" "$P/popularity.parquet" "$P/sasrec.parquet" --plot "$RUN/scores-direct.png"
 
-step "8/8 rating and explanation on raw Gift Cards reviews (the Toys adapter, which never saw reviews), and one user's top-5"
-recsys infer --data "$GIFT" --checkpoint "$CKPT" --allow-other-data --split test --family rating --seen --limit 1 --precision auto --quiet --overwrite --out "$P/gift.rating.parquet"
-recsys infer --data "$GIFT" --checkpoint "$CKPT" --allow-other-data --split test --family explanation --seen --limit 1 --max-new-tokens 32 --precision auto --quiet --overwrite --out "$P/gift.explanation.parquet"
-recsys show answers --data "$GIFT" -p "$P/gift.rating.parquet"
-recsys show answers --data "$GIFT" -p "$P/gift.explanation.parquet"
-recsys show user --data "$DATA" -p "$P/llm-rerank.sequential.parquet" -k 5
+step "8/8 rating and explanation on raw Gift Cards reviews (the Toys adapter, which never saw reviews); one user: SASRec vs fused top 5"
+recsys infer --data "$GIFT" --checkpoint "$CKPT" --allow-other-data --split test --family rating --seen --limit 2 --precision auto --quiet --overwrite --out "$P/gift.rating.parquet"
+recsys infer --data "$GIFT" --checkpoint "$CKPT" --allow-other-data --split test --family explanation --seen --limit 2 --max-new-tokens 32 --precision auto --quiet --overwrite --out "$P/gift.explanation.parquet"
+python scripts/demo_last_screen.py --data "$DATA" --sasrec "$P/sasrec.parquet" --rerank "$P/llm-rerank.sequential.parquet" \
+  --text-data "$GIFT" --text "$P/gift.rating.parquet" "$P/gift.explanation.parquet" --seed 0 -k 5
 echo
 echo "demo finished in $((SECONDS - started)) s (install not included)"

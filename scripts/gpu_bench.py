@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from gpu_bench_scoring import scoring
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RECIPE = ROOT / "recipes" / "pretrain" / "quality-gpu.yaml"
@@ -39,8 +41,10 @@ def cuda() -> int:
         print(f"gpu-bench: {sys.executable} cannot import torch ({exc}); nothing was run", file=sys.stderr)
         return 2
     if not torch.cuda.is_available() and os.environ.get("GPU_BENCH_ALLOW_CPU") != "1":
-        print(f"gpu-bench: no CUDA GPU visible to {sys.executable} (torch {torch.__version__}); nothing was run",
-              file=sys.stderr)
+        print(
+            f"gpu-bench: no CUDA GPU visible to {sys.executable} (torch {torch.__version__}); nothing was run",
+            file=sys.stderr,
+        )
         return 2
     name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     print(f"{name}, torch {torch.__version__}")
@@ -72,8 +76,9 @@ class Stages:
     def __init__(self, budget: float, log_dir: Path):
         self.t0, self.budget, self.logs = time.monotonic(), budget, log_dir
         path = str(ROOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
-        self.env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-                        PYTHONPATH=path)
+        self.env = dict(
+            os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=path
+        )
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def left(self) -> float:
@@ -86,8 +91,14 @@ class Stages:
         t0 = time.monotonic()
         log = self.logs / (slug(name) + ".log")
         try:
-            p = subprocess.run([sys.executable, *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
-                               timeout=min(timeout, self.left()))
+            p = subprocess.run(
+                [sys.executable, *args],
+                cwd=ROOT,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=min(timeout, self.left()),
+            )
             status = "ok" if not p.returncode else f"failed (exit {p.returncode}): {_last_error(p.stderr + p.stdout)}"
             out = p.stdout
             log.write_text(p.stdout + "\n--- stderr\n" + p.stderr)
@@ -114,15 +125,35 @@ def training(st: Stages, model: str, data: str, work: Path, quick: bool) -> dict
     """The breakdown of quality-gpu.yaml as written, then the fast settings at several batch sizes."""
     results = work / "profile.json"
     steps, warm = ("2", "1") if quick else ("6", "2")
-    configs = [("recipe", [], warm), ("fast-b32", FAST, warm), ("fast-b128", FAST + ["train.batch_size=128"], warm),
-               ("fast-b512", FAST + ["train.batch_size=512"], warm),
-               ("fast-b128-compile", FAST + ["train.batch_size=128", "train.compile=true"], "5")]
+    configs = [
+        ("recipe", [], warm),
+        ("fast-b32", FAST, warm),
+        ("fast-b128", FAST + ["train.batch_size=128"], warm),
+        ("fast-b512", FAST + ["train.batch_size=512"], warm),
+        ("fast-b128-compile", FAST + ["train.batch_size=128", "train.compile=true"], "5"),
+    ]
     if quick:
         configs = [(n, s + ["train.max_length=64", "train.batch_size=4"], w) for n, s, w in configs[:2]]
     out = {}
     for name, sets, warmup in configs:
-        args = ["bench/pretrain.py", "--profile", "--data", data, "--config", str(RECIPE), "--model", model,
-                "--steps", steps, "--warmup", warmup, "--label", name, "--results", str(results)]
+        args = [
+            "bench/pretrain.py",
+            "--profile",
+            "--data",
+            data,
+            "--config",
+            str(RECIPE),
+            "--model",
+            model,
+            "--steps",
+            steps,
+            "--warmup",
+            warmup,
+            "--label",
+            name,
+            "--results",
+            str(results),
+        ]
         for s in sets:
             args += ["--set", s]
         res = st.run(f"train {name}", args, 240)
@@ -139,8 +170,10 @@ def _infer(st: Stages, name: str, args: list[str], timeout: float) -> dict:
     row = {"args": args, "status": res["status"], "seconds": res.get("seconds")}
     if res["status"] == "ok":
         summary = json.loads(res["stdout"])
-        row["modes"] = {m: {"prompts": v["prompts"], "prompts_per_s": round(v["prompts_per_s"], 2)}
-                        for m, v in summary["modes"].items()}
+        row["modes"] = {
+            m: {"prompts": v["prompts"], "prompts_per_s": round(v["prompts_per_s"], 2)}
+            for m, v in summary["modes"].items()
+        }
     return row
 
 
@@ -150,13 +183,43 @@ def inference(st: Stages, model: str, data: str, work: Path, quick: bool) -> dic
     pred.mkdir(exist_ok=True)
     n_steps = "3" if quick else "20"
     sets = [a for s in FAST + (["train.batch_size=4", "train.max_length=64"] if quick else []) for a in ("--set", s)]
-    train = cli("pretrain", "--data", data, "--config", str(RECIPE), "--model", model, "--out", str(ckpt),
-                "--max-steps", n_steps, "--save-every", n_steps, "--eval-every", n_steps, "--overwrite", "--quiet",
-                *sets)
+    train = cli(
+        "pretrain",
+        "--data",
+        data,
+        "--config",
+        str(RECIPE),
+        "--model",
+        model,
+        "--out",
+        str(ckpt),
+        "--max-steps",
+        n_steps,
+        "--save-every",
+        n_steps,
+        "--eval-every",
+        n_steps,
+        "--overwrite",
+        "--quiet",
+        *sets,
+    )
     out = {"checkpoint": st.run("pretrain checkpoint", train, 300)["status"]}
     k = "10" if quick else "50"
-    sasrec = cli("baseline", "sasrec", "--data", data, "--out", str(pred / "sasrec.parquet"), "--top-k", k,
-                 "--max-epochs", "2" if quick else "5", "--seed", "0", "--quiet")
+    sasrec = cli(
+        "baseline",
+        "sasrec",
+        "--data",
+        data,
+        "--out",
+        str(pred / "sasrec.parquet"),
+        "--top-k",
+        k,
+        "--max-epochs",
+        "2" if quick else "5",
+        "--seed",
+        "0",
+        "--quiet",
+    )
     out["sasrec"] = st.run(f"sasrec top {k}", sasrec, 180)["status"]
     if out["checkpoint"] != "ok":
         return out
@@ -167,15 +230,27 @@ def inference(st: Stages, model: str, data: str, work: Path, quick: bool) -> dic
     direct = ["--family", "direct", "--kind", "rank"]
     full = ["--item-scoring", "full", "--limit", limit["full"]]
     listwise = ["--item-scoring", "listwise", "--limit", limit["walker"]]
-    for bs in (("8", "32") if not quick else ("4",)):  # batch 8 (infer's default) first: the budget may end at 32
+    for bs in ("8", "32") if not quick else ("4",):  # batch 8 (infer's default) first: the budget may end at 32
         if out["sasrec"] == "ok":
-            runs += [(f"rerank {k} constrained b{bs}", rer + ["--limit", limit["walker"]], bs),
-                     (f"rerank {k} full b{bs}", rer + full, bs),
-                     (f"rerank 20 listwise b{bs}", rer[:-1] + ["20"] + listwise, bs)]
-        runs += [(f"direct 100 constrained b{bs}", direct + ["--limit", limit["walker"]], bs),
-                 (f"direct 100 full b{bs}", direct + full, bs)]
-    scoring = ["scripts/gpu_bench.py", "scoring", "--checkpoint", str(ckpt), "--data", data,
-               "--prompts", "8" if quick else "64"]
+            runs += [
+                (f"rerank {k} constrained b{bs}", rer + ["--limit", limit["walker"]], bs),
+                (f"rerank {k} full b{bs}", rer + full, bs),
+                (f"rerank 20 listwise b{bs}", rer[:-1] + ["20"] + listwise, bs),
+            ]
+        runs += [
+            (f"direct 100 constrained b{bs}", direct + ["--limit", limit["walker"]], bs),
+            (f"direct 100 full b{bs}", direct + full, bs),
+        ]
+    scoring = [
+        "scripts/gpu_bench.py",
+        "scoring",
+        "--checkpoint",
+        str(ckpt),
+        "--data",
+        data,
+        "--prompts",
+        "8" if quick else "64",
+    ]
     runs.insert(len(runs) // 2 if not quick else len(runs), ("full_scoring_batched", scoring, None))
     for name, args, bs in runs:
         if bs is None:  # in-process: one prompt at a time against batched
@@ -187,57 +262,6 @@ def inference(st: Stages, model: str, data: str, work: Path, quick: bool) -> dic
     return out
 
 
-def scoring(args) -> dict:
-    """Direct test prompts (100 candidates each) scored by full-vocabulary log-probs: one prompt at a
-    time (the old `score_batch`) vs batched at two chunk sizes; prompts/s and the largest difference."""
-    import polars as pl
-    import torch
-
-    from recsys_cli.inference import candidates
-    from recsys_cli.inference.engine import Engine
-    from recsys_cli.inference.runner import InferOptions
-    from recsys_cli.inference.session import _tries, inference_device, load_model
-    from recsys_cli.modeling.precision import to_bf16_inference, use_bf16
-
-    lm, tok, _ = load_model(args.checkpoint, None, False)
-    bf16 = use_bf16(args.precision, inference_device())
-    if bf16:
-        to_bf16_inference(lm)
-    ent, _ = _tries(Path(args.data), False, len(tok))
-    items = pl.read_parquet(Path(args.data) / "items.parquet")
-    direct = (pl.col("family") == "direct") & (pl.col("split") == "test") & pl.col("candidates").is_not_null()
-    prompts = pl.read_parquet(Path(args.data) / "prompts.parquet").filter(direct).head(args.prompts)
-    eng = Engine(lm, tok, InferOptions(), ent, None, dict(zip(items["item_id"].to_list(), items["title"].to_list())))
-    rows = prompts.to_dicts()
-    a, ai, _ = eng.part_a(rows)
-    toks = [[eng.title_tokens(c) for c in r["candidates"]] for r in rows]
-    sp = eng.special
-
-    def timed(fn):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        got = fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0, got
-
-    out = {"prompts": len(rows), "candidates_per_prompt": len(toks[0]), "batch": args.batch,
-           "precision": "bf16" if bf16 else "fp32"}
-    with torch.inference_mode():
-        candidates.score_candidates(lm, a[0], ai[0], sp.start, sp.end, toks[0][:4], ent)  # warm-up
-        dt, ref = timed(lambda: [candidates.score_candidates(lm, x, y, sp.start, sp.end, c, ent)
-                                 for x, y, c in zip(a, ai, toks)])
-        out["one_at_a_time_prompts_per_s"] = round(len(rows) / dt, 2)
-        n = args.batch
-        for chunk in (32, 256):
-            dt, got = timed(lambda: [s for b in range(0, len(rows), n) for s in candidates.score_candidates_batch(
-                lm, a[b:b + n], ai[b:b + n], sp.start, sp.end, toks[b:b + n], ent, chunk=chunk)])
-            out[f"batched_chunk{chunk}_prompts_per_s"] = round(len(rows) / dt, 2)
-            out[f"batched_chunk{chunk}_max_abs_diff"] = max(abs(x - y) for r, g in zip(ref, got) for x, y in zip(r, g))
-    return out
-
-
 def checks(train: dict) -> list[dict]:
     """Issue 30's GPU targets, on the fastest batch size that ran."""
     ran = [v for v in train.values() if v.get("tokens_per_s")]
@@ -246,10 +270,20 @@ def checks(train: dict) -> list[dict]:
     best = max(ran, key=lambda v: v["tokens_per_s"])
     mfu = best.get("mfu") or 0.0
     gain = best["tokens_per_s"] / BEFORE_TOKENS_PER_S
-    return [{"name": "MFU of the fastest configuration (6 * params * tokens / s over the dense bf16 peak)",
-             "value": mfu, "target": f">= {TARGET_MFU}", "ok": mfu >= TARGET_MFU},
-            {"name": f"tokens/s over issue 30's {BEFORE_TOKENS_PER_S:.0f}", "value": round(gain, 2), "target": ">= 5",
-             "ok": gain >= 5}]
+    return [
+        {
+            "name": "MFU of the fastest configuration (6 * params * tokens / s over the dense bf16 peak)",
+            "value": mfu,
+            "target": f">= {TARGET_MFU}",
+            "ok": mfu >= TARGET_MFU,
+        },
+        {
+            "name": f"tokens/s over issue 30's {BEFORE_TOKENS_PER_S:.0f}",
+            "value": round(gain, 2),
+            "target": ">= 5",
+            "ok": gain >= 5,
+        },
+    ]
 
 
 def run(args) -> int:
@@ -268,14 +302,32 @@ def run(args) -> int:
     if data is None:
         data = str(work / "toys")
         if not (work / "toys" / "entities.parquet").is_file():
-            textualize = cli("textualize", "amazon", "--category", "toys", "--data-dir", "fixtures/amazon/toys",
-                             "--out", data, "--seed", "0", "--quiet")
+            textualize = cli(
+                "textualize",
+                "amazon",
+                "--category",
+                "toys",
+                "--data-dir",
+                "fixtures/amazon/toys",
+                "--out",
+                data,
+                "--seed",
+                "0",
+                "--quiet",
+            )
             st.run("textualize toys (fixture)", textualize, 120)
             st.run("build-entities", cli("build-entities", "--data", data, "--model", model, "--quiet"), 120)
-    res = {"device": device, "torch": torch.__version__, "cuda": torch.version.cuda,
-           "python": platform.python_version(), "model": args.model, "data": data,
-           "recipe": str(RECIPE.relative_to(ROOT)), "fast_settings": FAST,
-           "before_tokens_per_s": BEFORE_TOKENS_PER_S}
+    res = {
+        "device": device,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "model": args.model,
+        "data": data,
+        "recipe": str(RECIPE.relative_to(ROOT)),
+        "fast_settings": FAST,
+        "before_tokens_per_s": BEFORE_TOKENS_PER_S,
+    }
     res["training"] = training(st, model, data, work, args.quick)
     res["inference"] = inference(st, model, data, work, args.quick)
     res["checks"] = checks(res["training"])

@@ -22,9 +22,12 @@ def cuda() -> int:
         print(f"gpu-check: {sys.executable} cannot import torch ({exc}); nothing was run", file=sys.stderr)
         return 2
     if not torch.cuda.is_available():
-        print(f"gpu-check: no CUDA GPU visible to {sys.executable} (torch {torch.__version__}, "
-              "torch.cuda.is_available() is False); nothing was run. "
-              "GPU_CHECK_ALLOW_CPU=1 runs the tiny-model steps on the CPU", file=sys.stderr)
+        print(
+            f"gpu-check: no CUDA GPU visible to {sys.executable} (torch {torch.__version__}, "
+            "torch.cuda.is_available() is False); nothing was run. "
+            "GPU_CHECK_ALLOW_CPU=1 runs the tiny-model steps on the CPU",
+            file=sys.stderr,
+        )
         return 2
     print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, bf16 {torch.cuda.is_bf16_supported()}")
     return 0

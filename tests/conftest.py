@@ -1,6 +1,6 @@
 """Shared test fixtures: real data slices under fixtures/ and the tiny random model.
 
-    python -m pytest -n 2 tests
+python -m pytest -n 2 tests
 """
 
 from __future__ import annotations
@@ -75,7 +75,19 @@ def special(tok):
 def toys_data(tmp_path_factory) -> Path:
     """The committed Toys slice (300 P5 users), textualized once per session. Read-only."""
     out = tmp_path_factory.mktemp("toys") / "R"
-    code, _, err = run_cli("textualize", "amazon", "--category", "toys", "--data-dir", str(TOYS), "--out", str(out), "--seed", "0", "--quiet")
+    code, _, err = run_cli(
+        "textualize",
+        "amazon",
+        "--category",
+        "toys",
+        "--data-dir",
+        str(TOYS),
+        "--out",
+        str(out),
+        "--seed",
+        "0",
+        "--quiet",
+    )
     assert code == 0, err
     return out
 
@@ -85,7 +97,17 @@ def musical_data(tmp_path_factory) -> Path:
     """The committed Musical Instruments 2014 review slice (has ratings, reviews), textualized."""
     out = tmp_path_factory.mktemp("musical") / "R"
     code, _, err = run_cli(
-        "textualize", "amazon", "--category", "Musical_Instruments", "--data-dir", str(MUSICAL), "--out", str(out), "--seed", "0", "--quiet"
+        "textualize",
+        "amazon",
+        "--category",
+        "Musical_Instruments",
+        "--data-dir",
+        str(MUSICAL),
+        "--out",
+        str(out),
+        "--seed",
+        "0",
+        "--quiet",
     )
     assert code == 0, err
     return out

@@ -24,7 +24,16 @@ from recsys_cli.artifacts.io import write_json
 from recsys_cli.errors import InputError, RecsysError
 
 CHECKPOINT_FORMAT = 2
-REQUIRED = ("base_model", "base_fingerprint", "positions", "max_intra", "vocab_size", "special_tokens", "new_token_ids", "lora")
+REQUIRED = (
+    "base_model",
+    "base_fingerprint",
+    "positions",
+    "max_intra",
+    "vocab_size",
+    "special_tokens",
+    "new_token_ids",
+    "lora",
+)
 
 
 @dataclass
@@ -49,7 +58,7 @@ class CheckpointConfig:
     step: int = 0
     recipe: dict[str, Any] = field(default_factory=dict)  # the resolved recipe (training/recipe.py)
     data_fingerprint: str | None = None
-    hybrid: dict[str, Any] | None = None  # RSLLM hybrid prompts (training/hybrid.py), when used
+    hybrid: dict[str, Any] | None = None  # RSLLM hybrid prompts (training/rsllm.py), when used
     data_summary: dict[str, Any] | None = None  # the training data's manifest: path, command, inputs, options, rows
     files_sha256: dict[str, str] | None = None  # path relative to C -> sha256 (set by save_checkpoint)
     format: int = CHECKPOINT_FORMAT
@@ -64,7 +73,10 @@ class CheckpointConfig:
     def read(cls, ckpt: Path) -> "CheckpointConfig":
         f = Path(ckpt) / schemas.CKPT_CONFIG
         if not f.is_file():
-            raise RecsysError(f"{ckpt}: not a recsys checkpoint (no {schemas.CKPT_CONFIG}; run `recsys pretrain --out {ckpt}`)", exit_code=2)
+            raise RecsysError(
+                f"{ckpt}: not a recsys checkpoint (no {schemas.CKPT_CONFIG}; run `recsys pretrain --out {ckpt}`)",
+                exit_code=2,
+            )
         try:
             raw = json.loads(f.read_text())
         except json.JSONDecodeError as exc:
@@ -75,7 +87,12 @@ class CheckpointConfig:
             raise InputError.at(f, 1, "a JSON object")
         fmt = raw.get("format")
         if fmt != CHECKPOINT_FORMAT:
-            raise InputError.at(f, None, f"checkpoint format {CHECKPOINT_FORMAT}; found {fmt!r} (written by another recsys version: re-run `recsys pretrain`)")
+            raise InputError.at(
+                f,
+                None,
+                f"checkpoint format {CHECKPOINT_FORMAT}; found {fmt!r} "
+                "(written by another recsys version: re-run `recsys pretrain`)",
+            )
         known = {x.name for x in fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -89,16 +106,26 @@ class CheckpointConfig:
         except TypeError as exc:
             raise InputError.at(f, "key 'lora'", f"rank, alpha, dropout, targets, modules_to_save ({exc})")
         cfg = cls(**raw)
-        for name, kind in (("max_intra", int), ("vocab_size", int), ("step", int), ("base_model", str), ("positions", str)):
+        for name, kind in (
+            ("max_intra", int),
+            ("vocab_size", int),
+            ("step", int),
+            ("base_model", str),
+            ("positions", str),
+        ):
             if not isinstance(getattr(cfg, name), kind):
                 raise InputError.at(f, f"key {name!r}", f"a {kind.__name__}; found {getattr(cfg, name)!r}")
         return cfg
 
 
 # the files a checkpoint cannot load without (besides recsys_checkpoint.json)
-REQUIRED_FILES = (f"{schemas.CKPT_ADAPTER}/adapter_config.json", f"{schemas.CKPT_ADAPTER}/adapter_model.safetensors",
-                  f"{schemas.CKPT_TOKENIZER}/tokenizer.json", f"{schemas.CKPT_TOKENIZER}/tokenizer_config.json",
-                  schemas.CKPT_EXTRAS)
+REQUIRED_FILES = (
+    f"{schemas.CKPT_ADAPTER}/adapter_config.json",
+    f"{schemas.CKPT_ADAPTER}/adapter_model.safetensors",
+    f"{schemas.CKPT_TOKENIZER}/tokenizer.json",
+    f"{schemas.CKPT_TOKENIZER}/tokenizer_config.json",
+    schemas.CKPT_EXTRAS,
+)
 
 
 _warned_unhashed: set[str] = set()  # one warning per checkpoint and process
@@ -129,8 +156,11 @@ def verify_files(ckpt: Path, cfg: CheckpointConfig) -> None:
             raise RecsysError(f"{ckpt / rel}: missing; the checkpoint is incomplete", exit_code=2)
     for rel, want in sorted(recorded.items()):
         if file_sha256(ckpt / rel) != want:
-            raise RecsysError(f"{ckpt / rel}: sha256 differs from the one {schemas.CKPT_CONFIG} records; "
-                              "the file was changed or damaged after `recsys pretrain` saved it", exit_code=2)
+            raise RecsysError(
+                f"{ckpt / rel}: sha256 differs from the one {schemas.CKPT_CONFIG} records; "
+                "the file was changed or damaged after `recsys pretrain` saved it",
+                exit_code=2,
+            )
     if cfg.files_sha256 is None and str(ckpt.resolve()) not in _warned_unhashed:
         _warned_unhashed.add(str(ckpt.resolve()))
         console.warn(f"{ckpt}: saved without file hashes (an older recsys); its files are not checked")
@@ -147,5 +177,10 @@ def data_summary(data_dir: Path) -> dict[str, Any] | None:
     if not isinstance(man, dict):
         return None
     inputs = {str(i.get("name")): i.get("sha256") for i in man.get("inputs") or [] if isinstance(i, dict)}
-    return {"path": str(data_dir.resolve()), "command": man.get("command"), "inputs": inputs,
-            "options": man.get("options") or {}, "rows": man.get("rows") or {}}
+    return {
+        "path": str(data_dir.resolve()),
+        "command": man.get("command"),
+        "inputs": inputs,
+        "options": man.get("options") or {},
+        "rows": man.get("rows") or {},
+    }

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import polars as pl
 
@@ -26,7 +26,7 @@ def _umask_mode(base: int) -> int:
     return base & ~mask
 
 
-def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def conform(df: pl.DataFrame, schema: Mapping[str, pl.DataType | type[pl.DataType]]) -> pl.DataFrame:
     """Select and cast `df` to `schema` (column order included). Extra columns are dropped;
     a missing column is an error (a bug in the writer, not in user input)."""
     missing = [c for c in schema if c not in df.columns]
@@ -35,8 +35,13 @@ def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     return df.select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
-def write_parquet(df: pl.DataFrame, path: Path, schema: dict[str, pl.DataType] | None = None,
-                  metadata: dict[str, str] | None = None, kind: str | None = None) -> None:
+def write_parquet(
+    df: pl.DataFrame,
+    path: Path,
+    schema: Mapping[str, pl.DataType | type[pl.DataType]] | None = None,
+    metadata: dict[str, str] | None = None,
+    kind: str | None = None,
+) -> None:
     """Write one Parquet file atomically (temp file in the same directory, then rename);
     `metadata`: file-level key-value pairs (the provenance of predictions files). With `kind`
     (an artifacts/outputs.py kind) the file replaces only recsys's own output of that kind and is
@@ -46,8 +51,8 @@ def write_parquet(df: pl.DataFrame, path: Path, schema: dict[str, pl.DataType] |
     if schema is not None:
         df = conform(df, schema)
     if kind is not None:
-        with outputs.write_file(Path(path), kind) as tmp:
-            df.write_parquet(tmp, compression="zstd", statistics=False, row_group_size=1 << 20, metadata=metadata)
+        with outputs.write_file(Path(path), kind) as staged:
+            df.write_parquet(staged, compression="zstd", statistics=False, row_group_size=1 << 20, metadata=metadata)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -151,8 +156,9 @@ def check_run_file(data_dir: Path, name: str) -> None:
             _MANIFESTS[key] = None
     man = _MANIFESTS[key]
     if not isinstance(man, dict) or not str(man.get("command", "")).startswith("textualize"):
-        raise RecsysError(f"{mpath}: not a manifest of `recsys textualize`, so {data_dir} is not a recsys run; {again}",
-                          exit_code=2)
+        raise RecsysError(
+            f"{mpath}: not a manifest of `recsys textualize`, so {data_dir} is not a recsys run; {again}", exit_code=2
+        )
     files = man.get("files")
     if files is None:
         return
@@ -163,8 +169,10 @@ def check_run_file(data_dir: Path, name: str) -> None:
     if not path.is_file():
         raise RecsysError(f"{path}: file not found, though {mpath} lists it; {again}", exit_code=2)
     if path.stat().st_size != entry.get("bytes") or cached_sha256(path) != entry.get("sha256"):
-        raise RecsysError(f"{path}: is not the file {mpath} records (files of different textualize runs, or changed "
-                          f"since); {again}", exit_code=2)
+        raise RecsysError(
+            f"{path}: is not the file {mpath} records (files of different textualize runs, or changed since); {again}",
+            exit_code=2,
+        )
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:

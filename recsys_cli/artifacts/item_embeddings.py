@@ -1,7 +1,8 @@
 """A trained sequential recommender's state as safetensors: the item embeddings RSLLM's
 projector reads, and the sequence encoder that gives its user representations.
 
-    python -c "from recsys_cli.artifacts.item_embeddings import load; e = load('runs/toys/baselines/sasrec.safetensors'); print(e.item_ids[:3], e.table.shape)"
+    python -c "from recsys_cli.artifacts.item_embeddings import load; \
+        e = load('runs/toys/baselines/sasrec.safetensors'); print(e.item_ids[:3], e.table.shape)"
 
 File: `R/baselines/<name>.safetensors` (owned by `recsys baseline`), tensors
   item_embeddings   [N + 1, d] float32, row 0 = padding, row j = item_ids[j - 1]
@@ -56,7 +57,13 @@ def save(path: Path, emb: ItemEmbeddings) -> None:
     path = Path(path)
     tensors = {TABLE: emb.table.detach().float().contiguous().cpu()}
     tensors.update({ENCODER_PREFIX + k: v.detach().float().contiguous().cpu() for k, v in emb.encoder.items()})
-    meta = {"format": FORMAT, "model": emb.model, "data_fingerprint": emb.data_fingerprint, "config": emb.config, "item_ids": emb.item_ids}
+    meta = {
+        "format": FORMAT,
+        "model": emb.model,
+        "data_fingerprint": emb.data_fingerprint,
+        "config": emb.config,
+        "item_ids": emb.item_ids,
+    }
     with outputs.write_file(path, outputs.BASELINE_MODEL) as tmp:
         save_file(tensors, str(tmp), metadata={"recsys": json.dumps(meta, sort_keys=True)})
 
@@ -67,7 +74,9 @@ def load(path: Path, data_dir: Path | None = None) -> ItemEmbeddings:
 
     path = Path(path)
     if not path.is_file():
-        raise RecsysError(f"{path}: item embeddings not found (write them with `recsys baseline sasrec --data R`)", exit_code=2)
+        raise RecsysError(
+            f"{path}: item embeddings not found (write them with `recsys baseline sasrec --data R`)", exit_code=2
+        )
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get("recsys")
@@ -79,18 +88,30 @@ def load(path: Path, data_dir: Path | None = None) -> ItemEmbeddings:
     except ValueError:
         meta = None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise InputError.at(path, "metadata 'recsys'", f"item embeddings written by `recsys baseline` (format {FORMAT})")
+        raise InputError.at(
+            path, "metadata 'recsys'", f"item embeddings written by `recsys baseline` (format {FORMAT})"
+        )
     if TABLE not in tensors:
         raise InputError.at(path, None, f"a tensor {TABLE!r}")
     table, ids = tensors[TABLE], list(meta.get("item_ids") or [])
     if table.ndim != 2 or table.shape[0] != len(ids) + 1:
-        raise InputError.at(path, f"tensor {TABLE!r}", f"shape [{len(ids) + 1}, d] (padding row + one per item id); found {tuple(table.shape)}")
+        raise InputError.at(
+            path,
+            f"tensor {TABLE!r}",
+            f"shape [{len(ids) + 1}, d] (padding row + one per item id); found {tuple(table.shape)}",
+        )
     if data_dir is not None:
         from recsys_cli.artifacts.io import data_fingerprint
 
         want = data_fingerprint(Path(data_dir))
         if meta.get("data_fingerprint") != want:
-            raise InputError.at(path, None, f"embeddings trained on the data in {data_dir}; they were trained on other data "
-                                             f"(manifest sha256 {str(meta.get('data_fingerprint'))[:12]}, expected {str(want)[:12]})")
-    encoder = {k[len(ENCODER_PREFIX):]: v for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)}
-    return ItemEmbeddings(ids, table, str(meta.get("model")), dict(meta.get("config") or {}), meta.get("data_fingerprint"), encoder)
+            raise InputError.at(
+                path,
+                None,
+                f"embeddings trained on the data in {data_dir}; they were trained on other data "
+                f"(manifest sha256 {str(meta.get('data_fingerprint'))[:12]}, expected {str(want)[:12]})",
+            )
+    encoder = {k[len(ENCODER_PREFIX) :]: v for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)}
+    return ItemEmbeddings(
+        ids, table, str(meta.get("model")), dict(meta.get("config") or {}), meta.get("data_fingerprint"), encoder
+    )

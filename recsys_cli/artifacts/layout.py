@@ -39,8 +39,15 @@ RUN_OWNERS: dict[str, tuple[str, ...]] = {
     "baseline": (schemas.PREDICTIONS_DIR, schemas.BASELINE_MODELS_DIR),
 }
 CKPT_OWNERS: dict[str, tuple[str, ...]] = {
-    "pretrain": (schemas.CKPT_ADAPTER, schemas.CKPT_TOKENIZER, schemas.CKPT_EXTRAS, schemas.CKPT_CONFIG,
-                 schemas.CKPT_METRICS, schemas.CKPT_STATE, schemas.MANIFEST),
+    "pretrain": (
+        schemas.CKPT_ADAPTER,
+        schemas.CKPT_TOKENIZER,
+        schemas.CKPT_EXTRAS,
+        schemas.CKPT_CONFIG,
+        schemas.CKPT_METRICS,
+        schemas.CKPT_STATE,
+        schemas.MANIFEST,
+    ),
     "infer": (schemas.PREDICTIONS_DIR,),
 }
 # what goes stale when textualize replaces R's data (everything computed from it)
@@ -91,7 +98,9 @@ def check_not_inside(out: Path, inputs: Iterable[Path], flag: str = "--out") -> 
     for p in inputs:
         q = Path(p).resolve()
         if q == o or o in q.parents:
-            raise RecsysError(f"{flag} {out}: contains the input {p}; choose an output directory outside the inputs", exit_code=2)
+            raise RecsysError(
+                f"{flag} {out}: contains the input {p}; choose an output directory outside the inputs", exit_code=2
+            )
 
 
 def move_aside(root: Path, names: Iterable[str], tag: str) -> list[str]:
@@ -147,14 +156,23 @@ def claim_run_dir(out: Path, inputs: Iterable[Path], force: bool) -> str:
     if theirs:
         blocking = ", ".join(sorted(set(theirs) | (set() if force else set(foreign))))
         legacy = is_run_dir(out) and schemas.MANIFEST not in outputs.read_ledger(out)
-        what = ("a run from an older recsys, which kept no record of the files it wrote" if legacy
-                else "files with recsys artifact names that recsys did not write (or that changed since)")
-        raise RecsysError(f"--out {out}: holds {what} ({blocking}); recsys never replaces them and nothing was "
-                          "written: textualize into a new directory", exit_code=2)
+        what = (
+            "a run from an older recsys, which kept no record of the files it wrote"
+            if legacy
+            else "files with recsys artifact names that recsys did not write (or that changed since)"
+        )
+        raise RecsysError(
+            f"--out {out}: holds {what} ({blocking}); recsys never replaces them and nothing was "
+            "written: textualize into a new directory",
+            exit_code=2,
+        )
     if foreign and not force:
-        raise RecsysError(f"--out {out}: holds files that are not part of a recsys run ({', '.join(foreign)}); nothing "
-                          "was written: choose an empty directory, or pass --force to write beside them (they are "
-                          "left untouched)", exit_code=2)
+        raise RecsysError(
+            f"--out {out}: holds files that are not part of a recsys run ({', '.join(foreign)}); nothing "
+            "was written: choose an empty directory, or pass --force to write beside them (they are "
+            "left untouched)",
+            exit_code=2,
+        )
     return "forced" if foreign else ("rerun" if present else "new")
 
 
@@ -185,18 +203,27 @@ def claim_checkpoint_dir(out: Path, resume: bool, overwrite: bool, inputs: Itera
     foreign = foreign_entries(out, CKPT_OWNERS) if out.is_dir() else []
     blocking = sorted(foreign + outputs.unowned(out, outputs.CHECKPOINT, present))
     if blocking:
-        raise RecsysError(f"--out {out}: holds files recsys's pretrain did not write, or that changed since "
-                          f"({', '.join(blocking)}); nothing was written: choose another directory (recsys never replaces "
-                          "them)", exit_code=2)
+        raise RecsysError(
+            f"--out {out}: holds files recsys's pretrain did not write, or that changed since "
+            f"({', '.join(blocking)}); nothing was written: choose another directory (recsys never replaces "
+            "them)",
+            exit_code=2,
+        )
     if not present:
         if resume:
-            raise RecsysError(f"{out}: nothing to resume (no checkpoint there); drop --resume to start fresh", exit_code=2)
+            raise RecsysError(
+                f"{out}: nothing to resume (no checkpoint there); drop --resume to start fresh", exit_code=2
+            )
         return "new"
     if resume:
         return "resume"
     if not overwrite:
         step = _step_of(out)
-        raise RecsysError(f"--out {out}: already holds a trained checkpoint{step}; pass --resume to continue it or --overwrite to replace it", exit_code=2)
+        raise RecsysError(
+            f"--out {out}: already holds a trained checkpoint{step}; "
+            "pass --resume to continue it or --overwrite to replace it",
+            exit_code=2,
+        )
     return "overwrite"
 
 

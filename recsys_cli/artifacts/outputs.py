@@ -151,7 +151,9 @@ def blocker(target: Target, inputs: Iterable[Path] = ()) -> str | None:
 def claim(targets: Iterable[Target], inputs: Iterable[Path] = (), hint: str = "choose another path") -> None:
     """Refuse, before any work, every target that would replace a file recsys may not replace (or
     that two options name at once). The message lists every blocker and ends with `hint` (never a flag)."""
-    inputs, problems, seen = list(inputs), [], {}
+    inputs = list(inputs)
+    problems: list[str] = []
+    seen: dict[Path, str] = {}
     for t in targets:
         key = Path(t.path).resolve()
         if key in seen:

@@ -1,7 +1,8 @@
 """Where a predictions file came from, stored inside the file (Parquet key-value metadata
 under the key `recsys`), so a copy keeps it and `score` / `infer` can check it.
 
-    python -c "from recsys_cli.artifacts.provenance import read; print(read('runs/toys/predictions/test/sasrec.parquet'))"
+    python -c "from recsys_cli.artifacts.provenance import read; \
+        print(read('runs/toys/predictions/test/sasrec.parquet'))"
 
     {"data_fingerprint": sha256 of the textualize manifest.json the prompts came from,
      "producer": {"kind": "checkpoint" | "base-model" | "baseline", "name": ..., ...identity},
@@ -26,8 +27,15 @@ from recsys_cli.errors import InputError
 KEY = "recsys"
 
 
-def make(data_dir: Path, producer: dict[str, Any], settings: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"data_fingerprint": data_fingerprint(data_dir), "producer": producer, "settings": settings, "extra": extra or {}}
+def make(
+    data_dir: Path, producer: dict[str, Any], settings: dict[str, Any], extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "data_fingerprint": data_fingerprint(data_dir),
+        "producer": producer,
+        "settings": settings,
+        "extra": extra or {},
+    }
 
 
 def encode(prov: dict[str, Any]) -> dict[str, str]:
@@ -71,10 +79,17 @@ def check_same(path: Path, new: dict[str, Any]) -> None:
     """Appending to `path` is allowed only for the same producer, settings and data."""
     old = read(path)
     if old is None:
-        raise InputError.at(path, None, "predictions written with provenance; this file has none (use another --out or --overwrite)")
+        raise InputError.at(
+            path, None, "predictions written with provenance; this file has none (use another --out or --overwrite)"
+        )
     diff = differences(old, new)
     if diff:
-        raise InputError.at(path, None, f"predictions made with the same settings to resume into; changed: {'; '.join(diff)} (use another --out, or --overwrite)")
+        raise InputError.at(
+            path,
+            None,
+            f"predictions made with the same settings to resume into; changed: {'; '.join(diff)} "
+            "(use another --out, or --overwrite)",
+        )
 
 
 def check_data(path: Path, data_dir: Path) -> dict[str, Any] | None:
@@ -86,6 +101,10 @@ def check_data(path: Path, data_dir: Path) -> dict[str, Any] | None:
     want = data_fingerprint(data_dir)
     got = prov.get("data_fingerprint")
     if got != want:
-        raise InputError.at(path, None, f"predictions for the data in {data_dir} (manifest sha256 {str(want)[:12]}); "
-                                         f"this file was made on other data ({str(got)[:12]})")
+        raise InputError.at(
+            path,
+            None,
+            f"predictions for the data in {data_dir} (manifest sha256 {str(want)[:12]}); "
+            f"this file was made on other data ({str(got)[:12]})",
+        )
     return prov

@@ -49,7 +49,7 @@ def deferred_signals() -> Iterator[None]:
         for s, handler in before.items():
             signal.signal(s, handler)
         if came:
-            _deliver(came[0], before[came[0]])
+            _deliver(came[0], before[signal.Signals(came[0])])
 
 
 def _deliver(signum: int, handler) -> None:
@@ -122,8 +122,11 @@ def commit(out: Path, stage: Path, hashes: dict[str, str], then: Callable[[], T]
     names = sorted(hashes, key=lambda n: n == schemas.MANIFEST)  # the manifest last
     blocking = outputs.unowned(out, outputs.TEXTUALIZE, names)  # appeared or changed since the claim
     if blocking:
-        raise RecsysError(f"--out {out}: {', '.join(blocking)} appeared or changed while textualize ran; "
-                          "nothing was replaced: choose another directory", exit_code=2)
+        raise RecsysError(
+            f"--out {out}: {', '.join(blocking)} appeared or changed while textualize ran; "
+            "nothing was replaced: choose another directory",
+            exit_code=2,
+        )
     old = stage / ".replaced"
     old.mkdir()
     with deferred_signals():

@@ -18,6 +18,7 @@ ENTITIES_MINHASH = "entities.minhash.parquet"
 MANIFEST = "manifest.json"
 ENTITIES_MANIFEST = "entities.manifest.json"
 NEAR_DUPLICATES = "entities.near_duplicates.parquet"
+PREDICTIONS = "predictions"  # not a file name: predictions files are named by --out (artifacts/predictions.py)
 
 # checkpoint directory (written by `pretrain`, read by `infer`)
 CKPT_ADAPTER = "adapter"  # peft adapter dir: PeftModel.from_pretrained(base, C/adapter)
@@ -29,7 +30,9 @@ CKPT_STATE = "train_state"  # optimizer/scheduler/rng state for --resume
 PREDICTIONS_DIR = "predictions"  # C/predictions/<split>.parquet
 PREDICTIONS_FILE = "{split}.parquet"  # infer default output inside PREDICTIONS_DIR
 PREDICTIONS_UNCONSTRAINED_FILE = "{split}.unconstrained.parquet"  # infer --unconstrained (grounded free text)
-BASELINE_MODELS_DIR = "baselines"  # R/baselines/<name>.safetensors: trained baseline state (artifacts/item_embeddings.py)
+BASELINE_MODELS_DIR = (
+    "baselines"  # R/baselines/<name>.safetensors: trained baseline state (artifacts/item_embeddings.py)
+)
 
 # --- enumerations -----------------------------------------------------------------------
 FAMILIES = ("rating", "sequential", "explanation", "review", "direct")
@@ -40,7 +43,8 @@ RANKING_FAMILIES = ("sequential", "direct")
 # --- schemas ----------------------------------------------------------------------------
 ENTITY_SPAN = pl.Struct({"start": pl.Int32, "end": pl.Int32, "kind": pl.Utf8, "entity_id": pl.Utf8})
 
-ITEMS_SCHEMA = {
+Schema = dict[str, "pl.DataType | type[pl.DataType]"]  # column -> polars type
+ITEMS_SCHEMA: Schema = {
     "item_id": pl.Utf8,
     "title": pl.Utf8,
     "categories": pl.List(pl.Utf8),
@@ -48,8 +52,8 @@ ITEMS_SCHEMA = {
     "price": pl.Float64,
     "text": pl.Utf8,
 }
-USERS_SCHEMA = {"user_id": pl.Utf8, "text": pl.Utf8}
-INTERACTIONS_SCHEMA = {
+USERS_SCHEMA: Schema = {"user_id": pl.Utf8, "text": pl.Utf8}
+INTERACTIONS_SCHEMA: Schema = {
     "user_id": pl.Utf8,
     "item_id": pl.Utf8,
     "timestamp": pl.Int64,  # unix seconds, nullable
@@ -59,15 +63,15 @@ INTERACTIONS_SCHEMA = {
     "explanation": pl.Utf8,
     "feature": pl.Utf8,  # nullable
 }
-SEQUENCES_SCHEMA = {"user_id": pl.Utf8, "items": pl.List(pl.Utf8)}
-CORPUS_SCHEMA = {
+SEQUENCES_SCHEMA: Schema = {"user_id": pl.Utf8, "items": pl.List(pl.Utf8)}
+CORPUS_SCHEMA: Schema = {
     "doc_id": pl.Utf8,
     "user_id": pl.Utf8,
     "period": pl.Utf8,  # long | medium | short | profile
     "text": pl.Utf8,
     "entities": pl.List(ENTITY_SPAN),  # character offsets into text, end exclusive
 }
-PROMPTS_SCHEMA = {
+PROMPTS_SCHEMA: Schema = {
     "prompt_id": pl.Utf8,
     "family": pl.Utf8,
     "template_id": pl.Utf8,
@@ -81,37 +85,37 @@ PROMPTS_SCHEMA = {
     "source_entities": pl.List(ENTITY_SPAN),  # entity char spans inside `source`
     "target_entities": pl.List(ENTITY_SPAN),  # entity char spans inside `target`
 }
-ENTITIES_SCHEMA = {
+ENTITIES_SCHEMA: Schema = {
     "entity_id": pl.Utf8,
     "kind": pl.Utf8,
     "text": pl.Utf8,
     "token_ids": pl.List(pl.Int64),  # in-context form (as the entity appears after a space)
     "item_ids": pl.List(pl.Utf8),  # items this entity names (title) or describes (category/brand)
 }
-ENTITIES_MINHASH_SCHEMA = {  # written by `build-entities`: one row per item title
+ENTITIES_MINHASH_SCHEMA: Schema = {  # written by `build-entities`: one row per item title
     "entity_id": pl.Utf8,
     "item_id": pl.Utf8,
     "text": pl.Utf8,
     "signature": pl.List(pl.UInt64),  # datasketch MinHash hashvalues (char 3-grams, seed 1)
 }
-NEAR_DUPLICATES_SCHEMA = {  # written by `build-entities`: one row per member of a cluster
+NEAR_DUPLICATES_SCHEMA: Schema = {  # written by `build-entities`: one row per member of a cluster
     "cluster": pl.Int64,
     "entity_id": pl.Utf8,
     "item_id": pl.Utf8,
     "text": pl.Utf8,
 }
-PREDICTIONS_SCHEMA = {
+PREDICTIONS_SCHEMA: Schema = {
     "prompt_id": pl.Utf8,
     "family": pl.Utf8,
     "template_id": pl.Utf8,
     "seen": pl.Boolean,
-    "output": pl.Utf8,
-    "ranked": pl.List(pl.Utf8),  # item ids best first (sequential, direct); null otherwise
-    "scores": pl.List(pl.Float64),  # score per ranked item (log-prob); null otherwise
+    "output": pl.Utf8,  # the answer as readable text: the top item's title, yes/no, "3.87", a sentence
+    "ranked": pl.List(pl.Utf8),  # item ids best first (ranking prompts); null otherwise; the only id column
+    "scores": pl.List(pl.Float64),  # one per ranked item (higher is better); other kinds: see predictions.py
     "valid": pl.Boolean,  # output parsed / names a real item
 }
 
-SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+SCHEMAS: dict[str, Schema] = {
     ITEMS: ITEMS_SCHEMA,
     USERS: USERS_SCHEMA,
     INTERACTIONS: INTERACTIONS_SCHEMA,
@@ -121,6 +125,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     ENTITIES: ENTITIES_SCHEMA,
     ENTITIES_MINHASH: ENTITIES_MINHASH_SCHEMA,
     NEAR_DUPLICATES: NEAR_DUPLICATES_SCHEMA,
+    PREDICTIONS: PREDICTIONS_SCHEMA,  # read and written only by artifacts/predictions.py
 }
 
 # what `textualize` writes (in this order)

@@ -1,13 +1,14 @@
-"""What every baseline shares: the leave-one-out context of a split and the predictions
-file it writes (PREDICTIONS_SCHEMA, one row per ranking prompt, with provenance).
+"""What every baseline shares: the leave-one-out context of a split and the rows of the predictions
+file it writes (artifacts/predictions.py: one row per ranking prompt, `output` the top item's title,
+with provenance).
 
 Leave-one-out on `sequences.parquet` (data/split.py): items[-1] is the test target, items[-2]
 the valid target, the rest train. A prompt sees the items before its target: a test prompt
 items[:-1], a valid prompt items[:-2], a train prompt at position t items[:t]
 (`split.history(items, "train", target)`).
 
-Ranking prompts: sequential prompts, direct prompts with candidates, and direct prompts whose
-answer is an item (the train split's "pick the candidate" prompts, which carry no list); yes/no
+Ranking prompts: the prompts whose template answers an item (data/templates.py): sequential
+prompts and direct "rank" prompts (with candidates; the train split's carry no list); yes/no
 prompts are not ranked. A prompt without candidates gets a full ranking over all items (top
 `k`, with scores). With `exclude_history` (the default) the user's own history items are left
 out of that ranking: in P5-style data a sequence never repeats an item, so the next item is
@@ -15,7 +16,8 @@ always new. With it off every item is ranked, as P5 and the paper rank. A direct
 candidates are always ranked as given. A prompt whose user has no sequence gets an empty list
 (valid=False).
 
-    python -c "from recsys_cli.baselines.context import load_context; print(len(load_context('runs/toys', 'valid').items))"
+    python -c "from recsys_cli.baselines.context import load_context; \\
+print(len(load_context('runs/toys', 'valid').items))"
 """
 
 from __future__ import annotations
@@ -27,14 +29,13 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
-from recsys_cli.artifacts import outputs, provenance, schemas
-from recsys_cli.artifacts.io import read_artifact, write_parquet
+from recsys_cli.artifacts import provenance, schemas
+from recsys_cli.artifacts.io import read_artifact
 from recsys_cli.data import split as loo
+from recsys_cli.data.templates import ITEM, answer_types
 from recsys_cli.errors import RecsysError
 
 BASELINE_SPLITS = ("test", "valid", "train")
-MAX_TOP_K = 200
-YES_NO = ("yes", "no")
 
 
 @dataclass
@@ -42,10 +43,13 @@ class Context:
     split: str
     items: list[str]  # all item ids (items.parquet, plus any only seen in sequences), sorted
     index: dict[str, int]  # item id -> column 0..N-1
-    histories: dict[str, list[str]]  # user -> what the split's models may count (valid/test: the prompt history; train: items[:-2])
+    histories: dict[
+        str, list[str]
+    ]  # user -> what the split's models may count (valid/test: the prompt history; train: items[:-2])
     train: dict[str, list[str]]  # user -> training part (items[:-2])
     sequences: dict[str, list[str]]  # user -> full sequence (for models that hold out the tail themselves)
     prompts: pl.DataFrame  # the split's ranking prompts, by prompt_id
+    titles: dict[str, str]  # item id -> title (a row's `output` is its top item's title)
 
     def prompt_history(self, user: str, target: str | None) -> list[str] | None:
         """The items a prompt of this split sees (None: unknown user)."""
@@ -55,17 +59,12 @@ class Context:
         return loo.history(seq, self.split, target if self.split == "train" else None)
 
 
-def is_ranking_prompt() -> pl.Expr:
-    """Sequential prompts, direct prompts with candidates, and direct prompts answered by an item."""
-    answer_is_item = ~pl.col("target").fill_null("").str.to_lowercase().str.strip_chars().is_in(list(YES_NO))
-    return (pl.col("family") == "sequential") | pl.col("candidates").is_not_null() | answer_is_item
-
-
 def load_context(data: Path, split: str, families=schemas.RANKING_FAMILIES) -> Context:
     if split not in BASELINE_SPLITS:
         raise RecsysError(f"--split {split!r}: expected one of {', '.join(BASELINE_SPLITS)}", 2)
     seqs = read_artifact(data, schemas.SEQUENCES, ["user_id", "items"])
-    item_ids = read_artifact(data, schemas.ITEMS, ["item_id"])["item_id"].to_list()
+    items = read_artifact(data, schemas.ITEMS, ["item_id", "title"])
+    item_ids = items["item_id"].to_list()
     all_items = sorted(set(item_ids) | {i for s in seqs["items"].to_list() for i in s})
     users = seqs["user_id"].to_list()
     lists = seqs["items"].to_list()
@@ -73,6 +72,7 @@ def load_context(data: Path, split: str, families=schemas.RANKING_FAMILIES) -> C
     prompts = read_artifact(data, schemas.PROMPTS, cols).filter(
         (pl.col("split") == split) & pl.col("family").is_in(list(families))
     )
+    ranking = answer_types(prompts["template_id"], str(Path(data) / schemas.PROMPTS)) == ITEM
     visible = "valid" if split == "train" else split  # train: items[:-2] (= the valid prompt's history)
     return Context(
         split=split,
@@ -81,7 +81,8 @@ def load_context(data: Path, split: str, families=schemas.RANKING_FAMILIES) -> C
         histories={u: loo.history(s, visible) for u, s in zip(users, lists)},
         train={u: loo.train_items(s) for u, s in zip(users, lists)},
         sequences=dict(zip(users, lists)),
-        prompts=prompts.filter(is_ranking_prompt()).sort("prompt_id"),
+        prompts=prompts.filter(ranking).sort("prompt_id"),
+        titles=dict(zip(item_ids, items["title"].to_list())),
     )
 
 
@@ -105,11 +106,15 @@ def per_user(score_user: Callable) -> Callable:
     return score
 
 
-def rank_prompts(ctx: Context, score: Callable, k: int = 20, exclude_history: bool = True, batch: int = 512) -> pl.DataFrame:
+def rank_prompts(
+    ctx: Context, score: Callable, k: int = 20, exclude_history: bool = True, batch: int = 512
+) -> pl.DataFrame:
     """Predictions rows for the context's ranking prompts. `score(users, histories)` maps a
     batch of prompt users and their histories (item id lists) to float scores
     [B, len(ctx.items)] (higher is better; a NaN row: the model does not know the user)."""
-    rows = list(ctx.prompts.select("prompt_id", "family", "template_id", "seen", "user_id", "item_id", "candidates").iter_rows())
+    rows = list(
+        ctx.prompts.select("prompt_id", "family", "template_id", "seen", "user_id", "item_id", "candidates").iter_rows()
+    )
     by_key: dict[tuple, list[int]] = {}
     for n, (_, _, _, _, user, target, _) in enumerate(rows):
         by_key.setdefault((user, target if ctx.split == "train" else None), []).append(n)
@@ -143,7 +148,7 @@ def rank_prompts(ctx: Context, score: Callable, k: int = 20, exclude_history: bo
         "family": [r[1] for r in rows],
         "template_id": [r[2] for r in rows],
         "seen": [r[3] for r in rows],
-        "output": [r[0] if r else "" for r in ranked],
+        "output": [ctx.titles.get(r[0]) or r[0] if r else "" for r in ranked],
         "ranked": ranked,
         "scores": vals,
         "valid": [bool(r) for r in ranked],
@@ -151,16 +156,16 @@ def rank_prompts(ctx: Context, score: Callable, k: int = 20, exclude_history: bo
     return pl.DataFrame(out, schema=schemas.PREDICTIONS_SCHEMA)
 
 
-def make_provenance(data: Path, name: str, config: dict[str, Any], split: str, top_k: int, exclude_history: bool,
-                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def make_provenance(
+    data: Path,
+    name: str,
+    config: dict[str, Any],
+    split: str,
+    top_k: int,
+    exclude_history: bool,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A baseline predictions file's provenance (artifacts/provenance.py)."""
     producer = {"kind": "baseline", "name": name, "config": config}
     settings = {"split": split, "top_k": top_k, "exclude_history": exclude_history}
     return provenance.make(Path(data), producer, settings, extra)
-
-
-def write_predictions(df: pl.DataFrame, out: Path, prov: dict[str, Any] | None, name: str) -> Path:
-    """Baseline `name`'s predictions file; it replaces only that baseline's own earlier file (artifacts/outputs.py)."""
-    meta = provenance.encode(prov) if prov is not None else None
-    write_parquet(df, Path(out), schemas.PREDICTIONS_SCHEMA, metadata=meta, kind=outputs.baseline_predictions(name))
-    return Path(out)

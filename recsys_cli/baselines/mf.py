@@ -3,7 +3,7 @@
 Trained full-batch with Adam on the ratings of interactions.parquet, leaving out every
 (user, item) pair that has a valid or test prompt; early-stopped on the RMSE of the valid
 rating prompts. It answers rating prompts with the predicted stars (clipped to [1, 5],
-two decimals) and like/dislike prompts with "yes" when the prediction is >= 4.
+two decimals) and like/dislike prompts (their template's answer type) with `ratings.like_answer`.
 
     recsys baseline mf --data runs/musical --out runs/musical/mf.parquet --seed 0
 """
@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import polars as pl
 
 from recsys_cli.artifacts import schemas
 from recsys_cli.artifacts.io import read_artifact
-from recsys_cli.data.ratings import parse_ratings
+from recsys_cli.data.ratings import like_answer, parse_ratings
+from recsys_cli.data.templates import YES_NO_ANSWER, answer_types
 from recsys_cli.errors import RecsysError
 
 
@@ -43,7 +43,9 @@ def check_ratings(data: Path) -> int:
     inter = read_artifact(data, schemas.INTERACTIONS, ["rating"])
     rated = inter.height - inter["rating"].null_count()
     if rated == 0:
-        raise RecsysError(f"{Path(data) / schemas.INTERACTIONS}: no ratings to train MF on; expected a rating column", 2)
+        raise RecsysError(
+            f"{Path(data) / schemas.INTERACTIONS}: no ratings to train MF on; expected a rating column", 2
+        )
     return rated
 
 
@@ -61,7 +63,9 @@ def fit_predict(
     held = prompts.filter(pl.col("split").is_in(["valid", "test"]))
     train = inter.filter(~_pairs(inter).is_in(_pairs(held).implode()))
     if train.height == 0:
-        raise RecsysError(f"{Path(data) / schemas.INTERACTIONS}: no ratings to train MF on; expected a rating column", 2)
+        raise RecsysError(
+            f"{Path(data) / schemas.INTERACTIONS}: no ratings to train MF on; expected a rating column", 2
+        )
     users = {u: n for n, u in enumerate(sorted(set(train["user_id"]) | set(prompts["user_id"])))}
     items = {i: n for n, i in enumerate(sorted(set(train["item_id"]) | set(prompts["item_id"])))}
 
@@ -73,7 +77,7 @@ def fit_predict(
     tu, ti = encode(train)
     tr = torch.tensor(train["rating"].to_numpy(), dtype=torch.float32)  # [R]
     valid = prompts.filter(pl.col("split") == "valid")
-    valid = valid.with_columns(stars=parse_ratings(valid["target"])).drop_nulls("stars")  # star targets (like prompts drop out)
+    valid = valid.with_columns(stars=parse_ratings(valid["target"])).drop_nulls("stars")  # like prompts drop out
     vu, vi = encode(valid)
     vr = torch.tensor(valid["stars"].to_numpy(), dtype=torch.float32)
 
@@ -116,13 +120,17 @@ def fit_predict(
     pu, pi = encode(part)
     with torch.no_grad():
         stars = predict(pu, pi).clamp(1, 5).numpy()  # [R]
-    is_like = part["target"].str.to_lowercase().str.strip_chars().is_in(["yes", "no"]).to_numpy()
-    output = [("yes" if s >= 4 else "no") if like else f"{s:.2f}" for s, like in zip(stars, is_like)]
-    df = part.select("prompt_id", "family", "template_id", "seen").with_columns(
+    summary = {"train_ratings": train.height, "epochs": epochs, "best_valid_rmse": best, "global_mean": mu}
+    return _prediction_frame(data, part, stars), summary
+
+
+def _prediction_frame(data: Path, part: pl.DataFrame, stars) -> pl.DataFrame:
+    """Rating prompts answered with the predicted star (2 decimals), like prompts with yes / no."""
+    is_like = (answer_types(part["template_id"], str(Path(data) / schemas.PROMPTS)) == YES_NO_ANSWER).to_list()
+    output = [like_answer(s) if like else f"{s:.2f}" for s, like in zip(stars, is_like)]
+    return part.select("prompt_id", "family", "template_id", "seen").with_columns(
         pl.Series("output", output, dtype=pl.Utf8),
         pl.lit(None, dtype=pl.List(pl.Utf8)).alias("ranked"),
         pl.lit(None, dtype=pl.List(pl.Float64)).alias("scores"),
         pl.lit(True).alias("valid"),
     )
-    summary = {"train_ratings": train.height, "epochs": epochs, "best_valid_rmse": best, "global_mean": mu}
-    return df, summary

@@ -1,6 +1,6 @@
 """Popularity baseline: every user gets the items bought most often in the visible histories.
 
-    recsys baseline popularity --data runs/toys --out runs/toys/popularity.parquet
+recsys baseline popularity --data runs/toys --out runs/toys/popularity.parquet
 """
 
 from __future__ import annotations

@@ -29,12 +29,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from recsys_cli.data import split as loo
 from recsys_cli.evaluation.metrics import ranking_from_ranks
+
+# torch is imported inside the functions, as `recsys --help` must never load it:
+# commands/baseline.py imports this module.
 
 
 @dataclass
@@ -112,8 +115,8 @@ def _left_pad(seqs: Sequence[Sequence[int]], max_len: int) -> np.ndarray:
 
 def build_model(num_items: int, cfg: SASRecConfig):
     import torch
-    from torch import nn
     import torch.nn.functional as F
+    from torch import nn
 
     class Block(nn.Module):
         """Pre-LN causal self-attention + point-wise feed-forward, both residual."""
@@ -206,42 +209,3 @@ def rank_metrics(model, histories, targets, max_len: int, ks=(1, 5, 10), batch: 
         logits[rows, cols] = float("-inf")  # [B, N]; a target inside its own history ranks last
         ranks_x.append(((logits >= t_score).sum(1) - 1).numpy())  # [B]
     return {**ranking_from_ranks(np.concatenate(ranks), ks), **ranking_from_ranks(np.concatenate(ranks_x), ks, "x_")}
-
-
-@dataclass
-class Fitted:
-    model: object  # the SASRec module that scores the split's prompts (eval mode)
-    history: list  # per-epoch rows of `train` (early stopping)
-    item_ids: list  # item_ids[j] is row j + 1 of the item table (= ctx.items)
-    score: Callable  # (users, histories as item id lists) -> float64 [B, N] over ctx.items
-    selected: object  # the early-stopped model (= `model` unless refitted): items[:-2], or items[:-3] when `shifted`
-    refit_history: list  # per-epoch rows of `refit` (empty without one)
-
-
-def fit(ctx, cfg: SASRecConfig, split: str, on_epoch=None, on_refit_epoch=None) -> Fitted:
-    """Train SASRec for the prompts of `split` on the context's sequences
-    (recsys_cli.baselines.context.Context); see `training_sequences` and `protocol`. Test and
-    valid prompts with `cfg.refit` get the refit model (baselines/sasrec_train.refit), trained up to
-    the prompts' target (test: items[:-1]; valid: items[:-2])."""
-    from recsys_cli.baselines.sasrec_train import refit, train
-
-    seqs = [[ctx.index[i] + 1 for i in full] for full in ctx.sequences.values()]  # 1..N, 0 = padding
-    early = training_sequences(seqs, split, cfg.refit)
-    selected, history = train(early, len(ctx.items), cfg, on_epoch=on_epoch)
-    model, refit_history = selected, []
-    if split in ("valid", "test") and cfg.refit and history:  # refit trains on `early` but its last item
-        model, refit_history = refit(early, len(ctx.items), cfg, history, on_epoch=on_refit_epoch)
-
-    return Fitted(model, history, list(ctx.items), scorer(ctx, model, cfg), selected, refit_history)
-
-
-def scorer(ctx, model, cfg: SASRecConfig) -> Callable:
-    """`model`'s score for rank_prompts: (users, histories as item id lists) -> float64 [B, N]
-    over ctx.items (the item table does not depend on the split, so any split's context of the
-    same data may rank with it)."""
-
-    def score(users: list[str], histories: list[list[str]]) -> np.ndarray:
-        rows = [[ctx.index[i] + 1 for i in h if i in ctx.index] for h in histories]
-        return score_all(model, rows, cfg.max_len).astype(np.float64)  # [B, N]
-
-    return score

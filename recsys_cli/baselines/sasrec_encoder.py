@@ -1,7 +1,8 @@
 """A saved SASRec (R/baselines/sasrec.safetensors, artifacts/item_embeddings.py) back as a frozen
 sequence encoder: the recommender-side user representation of RSLLM's user-alignment loss.
 
-    python -c "from recsys_cli.artifacts.item_embeddings import load; from recsys_cli.baselines.sasrec_encoder import UserEncoder; \
+    python -c "from recsys_cli.artifacts.item_embeddings import load; \\
+from recsys_cli.baselines.sasrec_encoder import UserEncoder; \\
 u = UserEncoder(load('runs/toys/baselines/sasrec.safetensors')); print(u.encode([[1, 2, 3]]).shape)"
 
 The module is rebuilt with baselines/sasrec.build_model from the stored config and loaded from
@@ -57,7 +58,9 @@ def load_encoder(emb):
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise RecsysError(f"SASRec file: the encoder state does not fit its config ({' '.join(str(exc).split())[:200]})", exit_code=2)
+        raise RecsysError(
+            f"SASRec file: the encoder state does not fit its config ({' '.join(str(exc).split())[:200]})", exit_code=2
+        )
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -73,7 +76,7 @@ def left_pad(histories: Sequence[Sequence[int]], max_len: int):
     for r, h in enumerate(histories):
         tail = list(h)[-length:]
         if tail:
-            out[r, length - len(tail):] = torch.tensor(tail, dtype=torch.long)
+            out[r, length - len(tail) :] = torch.tensor(tail, dtype=torch.long)
     return out
 
 
@@ -99,4 +102,4 @@ class UserEncoder:
         import torch
 
         with torch.no_grad():
-            return self.model.last_state(seq[:, -self.cfg.max_len:].to(self.device)).float()  # [U, d]
+            return self.model.last_state(seq[:, -self.cfg.max_len :].to(self.device)).float()  # [U, d]

@@ -1,7 +1,9 @@
 """SASRec training (baselines/sasrec.py has the model): early stopping on the validation split,
-then, for test prompts, a refit that also learns from the validation target.
+then, for test prompts, a refit that also learns from the validation target; `fit` runs the
+protocol of a split (sasrec.protocol) and returns the scorer of its prompts.
 
-    python -c "from recsys_cli.baselines.sasrec import SASRecConfig; from recsys_cli.baselines.sasrec_train import train; \
+    python -c "from recsys_cli.baselines.sasrec import SASRecConfig; \
+from recsys_cli.baselines.sasrec_train import train; \
 m, h = train([[1, 2, 3, 4, 5]] * 50, 5, SASRecConfig(hidden=8, blocks=1, max_len=4, max_epochs=3)); print(h[-1])"
 
 `train` fits `loo.train_items(seq)` (items[:-2]) and keeps the weights of the epoch with the
@@ -15,13 +17,24 @@ bench/sasrec.py checks it one position earlier, on the validation split only.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 
-from recsys_cli.baselines.sasrec import SASRecConfig, _left_pad, build_model, rank_metrics
+from recsys_cli.baselines.sasrec import (
+    SASRecConfig,
+    _left_pad,
+    build_model,
+    rank_metrics,
+    score_all,
+    training_sequences,
+)
 from recsys_cli.data import split as loo
 from recsys_cli.host_memory import retain_freed_memory
+
+# torch is imported inside the functions, as `recsys --help` must never load it:
+# commands/baseline.py imports this module.
 
 
 def _loss(model, h, seq, tgt, cfg: SASRecConfig, num_items: int, sampler):
@@ -66,7 +79,9 @@ def _length_batches(seqs: Sequence[Sequence[int]], batch_size: int, max_len: int
     return [batches[i] for i in gen.permutation(len(batches))]
 
 
-def _epoch(model, opt, inputs, labels, cfg: SASRecConfig, num_items: int, gen, sampler, deadline: float) -> tuple[float, bool]:
+def _epoch(
+    model, opt, inputs, labels, cfg: SASRecConfig, num_items: int, gen, sampler, deadline: float
+) -> tuple[float, bool]:
     """One pass over (inputs[i] -> labels[i]) in length batches: (mean loss per label, cut short by the deadline)."""
     import torch
 
@@ -202,3 +217,40 @@ def best_epoch(history: list[dict], cfg: SASRecConfig) -> dict:
     """The epoch row whose weights `train` kept."""
     key = "valid_x_NDCG@10" if cfg.exclude_history else "valid_NDCG@10"
     return max(history, key=lambda r: r.get(key, -1.0)) if history else {}
+
+
+@dataclass
+class Fitted:
+    model: object  # the SASRec module that scores the split's prompts (eval mode)
+    history: list  # per-epoch rows of `train` (early stopping)
+    item_ids: list  # item_ids[j] is row j + 1 of the item table (= ctx.items)
+    score: Callable  # (users, histories as item id lists) -> float64 [B, N] over ctx.items
+    selected: object  # the early-stopped model (= `model` unless refitted): items[:-2], or items[:-3] when `shifted`
+    refit_history: list  # per-epoch rows of `refit` (empty without one)
+
+
+def fit(ctx, cfg: SASRecConfig, split: str, on_epoch=None, on_refit_epoch=None) -> Fitted:
+    """Train SASRec for the prompts of `split` on the context's sequences
+    (recsys_cli.baselines.context.Context); see `training_sequences` and `protocol`. Test and
+    valid prompts with `cfg.refit` get the refit model (baselines/sasrec_train.refit), trained up to
+    the prompts' target (test: items[:-1]; valid: items[:-2])."""
+    seqs = [[ctx.index[i] + 1 for i in full] for full in ctx.sequences.values()]  # 1..N, 0 = padding
+    early = training_sequences(seqs, split, cfg.refit)
+    selected, history = train(early, len(ctx.items), cfg, on_epoch=on_epoch)
+    model, refit_history = selected, []
+    if split in ("valid", "test") and cfg.refit and history:  # refit trains on `early` but its last item
+        model, refit_history = refit(early, len(ctx.items), cfg, history, on_epoch=on_refit_epoch)
+
+    return Fitted(model, history, list(ctx.items), scorer(ctx, model, cfg), selected, refit_history)
+
+
+def scorer(ctx, model, cfg: SASRecConfig) -> Callable:
+    """`model`'s score for rank_prompts: (users, histories as item id lists) -> float64 [B, N]
+    over ctx.items (the item table does not depend on the split, so any split's context of the
+    same data may rank with it)."""
+
+    def score(users: list[str], histories: list[list[str]]) -> np.ndarray:
+        rows = [[ctx.index[i] + 1 for i in h if i in ctx.index] for h in histories]
+        return score_all(model, rows, cfg.max_len).astype(np.float64)  # [B, N]
+
+    return score

@@ -2,7 +2,7 @@
 (every (user, item) pair with a valid or test prompt is left out, as in baselines/mf.py):
 
 * `mean` (rating family): the global mean rating, or the user's mean (global mean when the
-  user has no training rating); like/dislike prompts get "yes" when the mean is >= 4.
+  user has no training rating); like/dislike prompts get `ratings.like_answer` of the mean.
 * `retrieval` (explanation and review families): the user's most similar training text. For
   an explanation prompt, the user's training explanation whose item title + explanation is
   closest to the prompt (TF-IDF cosine over words); for a review summary, the summary of the
@@ -24,7 +24,8 @@ import polars as pl
 
 from recsys_cli.artifacts import schemas
 from recsys_cli.artifacts.io import read_artifact
-from recsys_cli.data.templates import TEMPLATES
+from recsys_cli.data.ratings import like_answer
+from recsys_cli.data.templates import RATING, YES_NO_ANSWER, answer_types
 from recsys_cli.errors import RecsysError
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -42,7 +43,13 @@ def _train_and_prompts(data: Path, split: str, families: tuple[str, ...]) -> tup
     train = inter.filter(~_pairs(inter).is_in(_pairs(held).implode()))
     part = prompts.filter((pl.col("split") == split) & pl.col("family").is_in(list(families))).sort("prompt_id")
     if part.is_empty():
-        raise RecsysError(f"{Path(data) / schemas.PROMPTS}: no {'/'.join(families)} prompts in split {split!r}; expected data with reviews", 1)
+        raise RecsysError(
+            (
+                f"{Path(data) / schemas.PROMPTS}: no {'/'.join(families)} prompts in split {split!r}; expected data "
+                f"with reviews"
+            ),
+            1,
+        )
     return train, part
 
 
@@ -53,9 +60,6 @@ def _frame(part: pl.DataFrame, outputs: list[str]) -> pl.DataFrame:
         pl.lit(None, dtype=pl.List(pl.Float64)).alias("scores"),
         pl.lit(True).alias("valid"),
     )
-
-
-_KIND = {t.template_id: t.kind for t in TEMPLATES}
 
 
 def mean_ratings(data: Path, split: str, by: str) -> tuple[pl.DataFrame, dict]:
@@ -69,10 +73,16 @@ def mean_ratings(data: Path, split: str, by: str) -> tuple[pl.DataFrame, dict]:
     mu = float(rated["rating"].mean())
     per_user = dict(rated.group_by("user_id").agg(pl.col("rating").mean()).iter_rows()) if by == "user" else {}
     outputs = []
-    for user, template in zip(part["user_id"], part["template_id"]):
+    answers = answer_types(part["template_id"], str(Path(data) / schemas.PROMPTS))
+    for user, answer in zip(part["user_id"], answers):
         m = per_user.get(user, mu)
-        outputs.append(("yes" if m >= 4 else "no") if _KIND.get(template) == "like" else f"{m:.2f}")
-    return _frame(part, outputs), {"by": by, "train_ratings": rated.height, "global_mean": round(mu, 4), "users_with_mean": len(per_user)}
+        outputs.append(like_answer(m) if answer == YES_NO_ANSWER else f"{m:.2f}")
+    return _frame(part, outputs), {
+        "by": by,
+        "train_ratings": rated.height,
+        "global_mean": round(mu, 4),
+        "users_with_mean": len(per_user),
+    }
 
 
 def _words(text: str | None) -> list[str]:
@@ -105,7 +115,9 @@ def retrieval_texts(data: Path, split: str) -> tuple[pl.DataFrame, dict]:
     titles = dict(read_artifact(data, schemas.ITEMS, ["item_id", "title"]).iter_rows())
     rows = train.filter(pl.col("review").is_not_null() | pl.col("explanation").is_not_null()).sort("user_id", "item_id")
     if rows.is_empty():
-        raise RecsysError(f"{Path(data) / schemas.INTERACTIONS}: no training reviews or explanations; expected review text", 2)
+        raise RecsysError(
+            f"{Path(data) / schemas.INTERACTIONS}: no training reviews or explanations; expected review text", 2
+        )
     entries = [dict(r, title=titles.get(r["item_id"], "")) for r in rows.iter_rows(named=True)]
     index = _Index([f"{e['title']} {e['review'] or ''}" for e in entries])
     vectors = {
@@ -117,7 +129,8 @@ def retrieval_texts(data: Path, split: str) -> tuple[pl.DataFrame, dict]:
         by_user.setdefault(e["user_id"], []).append(n)
     everyone = list(range(len(entries)))
     outputs, fallback = [], 0
-    for r in part.iter_rows(named=True):
+    answers = answer_types(part["template_id"], str(Path(data) / schemas.PROMPTS)).to_list()
+    for r, answer in zip(part.iter_rows(named=True), answers):
         kind = "explain" if r["family"] == "explanation" else "review"
         field = {"explain": "explanation", "review": "summary"}[kind]
         pool = [n for n in by_user.get(r["user_id"], []) if entries[n][field] is not None]
@@ -126,7 +139,7 @@ def retrieval_texts(data: Path, split: str) -> tuple[pl.DataFrame, dict]:
         q = index.vector(r["source"])
         best = max(pool, key=lambda n: (index.cosine(q, vectors[kind][n]), -n))  # ties: the earliest entry
         e = entries[best]
-        if _KIND.get(r["template_id"]) == "review_rating":
+        if answer == RATING:  # the review's star rating
             outputs.append(f"{e['rating']:.0f}" if e["rating"] is not None else "")
         else:
             outputs.append(e[field] or "")

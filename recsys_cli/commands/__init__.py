@@ -8,8 +8,18 @@ Add a command: write commands/<name>.py and add one line below.
 
 from __future__ import annotations
 
-from recsys_cli.commands import baseline, build_entities, infer, mask_preview, merge, pretrain, score, show
-from recsys_cli.commands import textualize, tune
+from recsys_cli.commands import (
+    baseline,
+    build_entities,
+    infer,
+    mask_preview,
+    merge,
+    pretrain,
+    score,
+    show,
+    textualize,
+    tune,
+)
 
 COMMANDS = [
     ("build-entities", build_entities.command),

@@ -32,9 +32,18 @@ def _render(ex, tokens: list[str], targets: list[str], text: str, char_entities:
     shown = Text(text)
     for e in char_entities:
         shown.stylize("bold cyan underline", e["start"], e["end"])
-    console.out.print(Panel(shown, title=f"{title}: original (entities highlighted)", title_align="left"), soft_wrap=False)
+    console.out.print(
+        Panel(shown, title=f"{title}: original (entities highlighted)", title_align="left"), soft_wrap=False
+    )
     a = ex.part_a_len
-    console.out.print(Panel(Text("".join(tokens[:a]).replace("Ġ", " ").replace("Ċ", "\\n")), title="Part A (corrupted)", title_align="left"), soft_wrap=False)
+    console.out.print(
+        Panel(
+            Text("".join(tokens[:a]).replace("Ġ", " ").replace("Ċ", "\\n")),
+            title="Part A (corrupted)",
+            title_align="left",
+        ),
+        soft_wrap=False,
+    )
     parts, i = [], a
     while i < len(tokens):
         j = i + 1
@@ -42,7 +51,9 @@ def _render(ex, tokens: list[str], targets: list[str], text: str, char_entities:
             j += 1
         parts.append("".join(tokens[i:j]).replace("Ġ", " ").replace("Ċ", "\\n") + " -> [END]")
         i = j
-    console.out.print(Panel(Text("\n".join(parts) or "(none)"), title="Part B (spans in order)", title_align="left"), soft_wrap=False)
+    console.out.print(
+        Panel(Text("\n".join(parts) or "(none)"), title="Part B (spans in order)", title_align="left"), soft_wrap=False
+    )
     table = Table(title=f"{title}: tokens ({ex.level}, Part A = first {a})")
     for col in ("#", "part", "token", "inter", "intra", "target"):
         table.add_column(col, justify="right" if col in ("#", "inter", "intra") else "left")
@@ -68,6 +79,7 @@ def command(
     from recsys_cli.data.entities import pool_trie
     from recsys_cli.data.special_tokens import add_special_tokens
     from recsys_cli.modeling.registry import load_tokenizer, resolve_model
+    from recsys_cli.training.recipe import Recipe
 
     console.set_quiet(quiet)
     if level not in _LEVELS:
@@ -85,7 +97,7 @@ def command(
     tok = load_tokenizer(resolve_model(model), trust_remote_code=trust_remote_code)
     special = add_special_tokens(tok)
     trie = pool_trie(data, tok)  # numbers Part B intra ids exactly as pretrain and infer do
-    cfg = masking.MaskConfig()
+    cfg = Recipe().mask  # the recipe's defaults, as pretrain masks without --config
     for row_no in picks:
         row = df.row(row_no, named=True)
         if level == "prompt":
@@ -106,6 +118,9 @@ def command(
             obj = {"id": key, "tokens": tokens, **ex.to_dict()}
             sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
             continue
-        targets = [t if lab >= 0 else "" for t, lab in zip(tok.convert_ids_to_tokens([max(x, 0) for x in ex.labels]), ex.labels)]
+        targets = [
+            t if lab >= 0 else ""
+            for t, lab in zip(tok.convert_ids_to_tokens([max(x, 0) for x in ex.labels]), ex.labels)
+        ]
         _render(ex, tokens, targets, text, ents, str(key))
     sys.stdout.flush()

@@ -1,8 +1,8 @@
 """`recsys merge-predictions`: one predictions file from the shards of `recsys infer --shard i/n`.
 
-    recsys infer --data R --checkpoint C --shard 0/2 --out P.parquet     # writes P.shard-0-of-2.parquet
-    recsys infer --data R --checkpoint C --shard 1/2 --out P.parquet     # writes P.shard-1-of-2.parquet
-    recsys merge-predictions --out P.parquet P.shard-0-of-2.parquet P.shard-1-of-2.parquet
+recsys infer --data R --checkpoint C --shard 0/2 --out P.parquet     # writes P.shard-0-of-2.parquet
+recsys infer --data R --checkpoint C --shard 1/2 --out P.parquet     # writes P.shard-1-of-2.parquet
+recsys merge-predictions --out P.parquet P.shard-0-of-2.parquet P.shard-1-of-2.parquet
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ from recsys_cli.options import AsJson, Quiet
 def command(
     shards: Annotated[list[Path], typer.Argument(help="The shard files (every shard 0..n-1 of one run, any order).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The merged predictions file.")],
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out (only a file written by `recsys infer` or merge-predictions).")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace --out (only a file written by `recsys infer` or merge-predictions)."),
+    ] = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:

@@ -17,23 +17,82 @@ the flags below are shortcuts for the common ones and win over `--set`.
 
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from recsys_cli import console
-from recsys_cli.options import AT_LEAST_0, AsJson, DataDir, ModelOpt, Quiet, TrustRemoteCode, ranged, recipe_flag
+from recsys_cli.errors import RecsysError
+from recsys_cli.options import (
+    AT_LEAST_0,
+    RECIPE_RANGES,
+    AsJson,
+    DataDir,
+    ModelOpt,
+    Quiet,
+    TrustRemoteCode,
+    ranged,
+    recipe_flag,
+    with_options,
+)
+from recsys_cli.training import dist
+from recsys_cli.training.recipe import choices_of, key_type, load_recipe, parse_set
 
-# flag name -> recipe key (the shortcuts; everything else goes through --set)
-FLAG_KEYS = {
-    "model": "model.name", "positions": "model.positions", "lora_rank": "lora.rank", "lora_alpha": "lora.alpha",
-    "lora_dropout": "lora.dropout", "lora_targets": "lora.targets", "modules_to_save": "lora.modules_to_save",
-    "max_steps": "train.max_steps", "lr": "train.lr", "batch_size": "train.batch_size", "grad_accum": "train.grad_accum",
-    "max_length": "train.max_length", "save_every": "train.save_every", "eval_every": "eval.eval_every",
-    "gradient_checkpointing": "train.gradient_checkpointing", "precision": "train.precision",
-    "deepspeed": "train.deepspeed", "seed": "train.seed", "trust_remote_code": "model.trust_remote_code",
+# The shortcut flags, each declared here only: flag -> (recipe key, help). The option's type, range
+# (options.RECIPE_RANGES) and choices (the key's Literal) come from the recipe key; everything else: --set.
+SHORTCUTS: dict[str, tuple[str, str]] = {
+    "model": ("model.name", ""),  # the shared --model option (options.ModelOpt)
+    "positions": ("model.positions", "2D GLM positions (inter + intra) or linear (the ablation)."),
+    "lora_rank": ("lora.rank", "LoRA rank (the paper: 8)."),
+    "lora_alpha": ("lora.alpha", ""),
+    "lora_dropout": ("lora.dropout", ""),
+    "lora_targets": ("lora.targets", "module names (default: every attention and MLP projection)."),
+    "modules_to_save": (
+        "lora.modules_to_save",
+        "modules trained in full next to LoRA (e.g. embed_tokens for a random model).",
+    ),
+    "max_steps": ("train.max_steps", "optimizer steps."),
+    "lr": ("train.lr", "peak learning rate."),
+    "batch_size": ("train.batch_size", "sequences per device per micro-step."),
+    "grad_accum": ("train.grad_accum", ""),
+    "max_length": ("train.max_length", "tokens per sequence (Part A + Part B)."),
+    "save_every": ("train.save_every", "checkpoint every N steps."),
+    "eval_every": ("eval.eval_every", "validation loss every N steps."),
+    "gradient_checkpointing": ("train.gradient_checkpointing", "less memory, ~30% slower."),
+    "precision": ("train.precision", "auto: bf16 where the GPU or CPU computes it natively."),
+    "deepspeed": ("train.deepspeed", "DeepSpeed JSON config (recipes/deepspeed/zero2.json, zero3.json)."),
+    "seed": ("train.seed", "data order, masking, init."),
+    "trust_remote_code": ("model.trust_remote_code", ""),  # the shared --trust-remote-code flag
 }
+FLAG_KEYS = {flag: key for flag, (key, _) in SHORTCUTS.items()}
+_SHARED = {"model": (ModelOpt, None), "trust_remote_code": (TrustRemoteCode, False)}
+
+
+def _is_list(key: str) -> bool:
+    return list in (typing.get_origin(a) for a in (key_type(key), *typing.get_args(key_type(key))))
+
+
+def _option(flag: str, key: str, help: str) -> tuple[Any, Any]:
+    """(Annotated type, default) of the shortcut `flag` for the recipe key `key`."""
+    if flag in _SHARED:
+        return _SHARED[flag]
+    name, text = "--" + flag.replace("_", "-"), f"{key}: {help}".rstrip(": ")
+    tp = key_type(key)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    if key in RECIPE_RANGES:
+        return Annotated[Optional[tp], recipe_flag(name, key, help=text)], None
+    if tp is bool:
+        return Annotated[Optional[bool], typer.Option(f"{name}/--no-{flag.replace('_', '-')}", help=text)], None
+    choices = choices_of(tp)
+    if choices is not None:
+        text += f" One of: {', '.join(choices)}."
+    elif _is_list(key):
+        text += " Comma-separated; 'none' clears the recipe's."
+    return Annotated[Optional[str], typer.Option(name, help=text)], None
 
 
 def _names(value: Optional[str]) -> Optional[list[str]]:
@@ -45,59 +104,72 @@ def _names(value: Optional[str]) -> Optional[list[str]]:
     return [t.strip() for t in value.split(",") if t.strip()]
 
 
+def _overrides(given: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(recipe key, value) of each shortcut flag; a flag at its default (not given) gives None (skipped)."""
+    out = []
+    for flag, value in given.items():
+        key = FLAG_KEYS[flag]
+        if value == _SHARED.get(flag, (None, None))[1]:
+            value = None
+        out.append((key, _names(value) if _is_list(key) else value))
+    return out
+
+
 def command(
     data: DataDir,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint directory (read by `recsys infer --checkpoint`).")] = Path("runs/checkpoint"),
-    config: Annotated[Optional[Path], typer.Option("--config", help="Recipe YAML (recipes/pretrain/*.yaml); --set and flags override it.")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any recipe key: --set train.lr=1e-4 (repeatable).")] = None,
-    model: ModelOpt = None,
-    max_steps: Annotated[Optional[int], recipe_flag("--max-steps", "train.max_steps", help="train.max_steps: optimizer steps.")] = None,
-    lora_rank: Annotated[Optional[int], recipe_flag("--lora-rank", "lora.rank", help="lora.rank (the paper: 8).")] = None,
-    lora_alpha: Annotated[Optional[int], recipe_flag("--lora-alpha", "lora.alpha", help="lora.alpha.")] = None,
-    lora_dropout: Annotated[Optional[float], recipe_flag("--lora-dropout", "lora.dropout", help="lora.dropout.")] = None,
-    lora_targets: Annotated[Optional[str], typer.Option("--lora-targets", help="lora.targets: comma-separated module names (default: every attention and MLP projection).")] = None,
-    modules_to_save: Annotated[Optional[str], typer.Option("--modules-to-save", help="lora.modules_to_save: modules trained in full next to LoRA (e.g. embed_tokens for a random model); 'none' clears the recipe's.")] = None,
-    positions: Annotated[Optional[str], typer.Option("--positions", help="model.positions: glm (2D: inter + intra) or linear (the ablation).")] = None,
-    lr: Annotated[Optional[float], recipe_flag("--lr", "train.lr", help="train.lr: peak learning rate.")] = None,
-    batch_size: Annotated[Optional[int], recipe_flag("--batch-size", "train.batch_size", help="train.batch_size: sequences per device per micro-step.")] = None,
-    grad_accum: Annotated[Optional[int], recipe_flag("--grad-accum", "train.grad_accum", help="train.grad_accum.")] = None,
-    max_length: Annotated[Optional[int], recipe_flag("--max-length", "train.max_length", help="train.max_length: tokens per sequence (Part A + Part B).")] = None,
-    save_every: Annotated[Optional[int], recipe_flag("--save-every", "train.save_every", help="train.save_every: checkpoint every N steps.")] = None,
-    eval_every: Annotated[Optional[int], recipe_flag("--eval-every", "eval.eval_every", help="eval.eval_every: validation loss every N steps.")] = None,
-    gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="train.gradient_checkpointing (less memory, ~30% slower).")] = None,
-    precision: Annotated[Optional[str], typer.Option("--precision", help="train.precision: auto (bf16 where the GPU or CPU computes it natively), fp32 or bf16.")] = None,
-    deepspeed: Annotated[Optional[Path], typer.Option("--deepspeed", help="train.deepspeed: DeepSpeed JSON config (recipes/deepspeed/zero2.json, zero3.json).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/train_state exactly (data, base model and recipe must match).")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the checkpoint in OUT (only the files pretrain writes).")] = False,
-    allow_changed: Annotated[Optional[list[str]], typer.Option("--allow-changed", help="With --resume: accept a changed recipe key (e.g. train.max_steps) or 'data' (repeatable).")] = None,
-    seed: Annotated[Optional[int], recipe_flag("--seed", "train.seed", help="train.seed: data order, masking, init.")] = None,
-    trust_remote_code: TrustRemoteCode = False,
-    local_rank: Annotated[Optional[int], ranged("--local_rank", "--local-rank", rule=AT_LEAST_0, hidden=True, help="Set by the deepspeed launcher; the rank comes from LOCAL_RANK.")] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Checkpoint directory (read by `recsys infer --checkpoint`).")
+    ] = Path("runs/checkpoint"),
+    config: Annotated[
+        Optional[Path],
+        typer.Option("--config", help="Recipe YAML (recipes/pretrain/*.yaml); --set and flags override it."),
+    ] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Override any recipe key: --set train.lr=1e-4 (repeatable).")
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue from OUT/train_state exactly (data, base model and recipe must match)."
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the checkpoint in OUT (only the files pretrain writes).")
+    ] = False,
+    allow_changed: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--allow-changed",
+            help="With --resume: accept a changed recipe key (e.g. train.max_steps) or 'data' (repeatable).",
+        ),
+    ] = None,
+    local_rank: Annotated[
+        Optional[int],
+        ranged(
+            "--local_rank",
+            "--local-rank",
+            rule=AT_LEAST_0,
+            hidden=True,
+            help="Set by the deepspeed launcher; the rank comes from LOCAL_RANK.",
+        ),
+    ] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
+    **shortcuts: Any,  # the SHORTCUTS flags (with_options below)
 ) -> None:
     """Fine-tune a causal LM with entity-aware GLM blank infilling + LoRA; writes a checkpoint."""
-    from recsys_cli.training import dist
-
     console.set_quiet(quiet or not dist.is_main())  # rank 0 logs for every rank
-    from recsys_cli.training.recipe import load_recipe, parse_set
+    recipe = load_recipe(config, parse_set(set_) + _overrides(shortcuts))
+    from recsys_cli.training.loop import Trainer  # torch: not at import, so `recsys --help` stays light
 
-    flags = {
-        "model": model, "max_steps": max_steps, "lora_rank": lora_rank, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
-        "lora_targets": _names(lora_targets), "modules_to_save": _names(modules_to_save), "positions": positions, "lr": lr,
-        "batch_size": batch_size, "grad_accum": grad_accum, "max_length": max_length, "save_every": save_every,
-        "eval_every": eval_every, "gradient_checkpointing": gradient_checkpointing, "precision": precision,
-        "deepspeed": str(deepspeed) if deepspeed else None, "seed": seed, "trust_remote_code": trust_remote_code or None,
-    }
-    overrides = parse_set(set_) + [(FLAG_KEYS[k], v) for k, v in flags.items()]
-    recipe = load_recipe(config, overrides)
-    from recsys_cli.training.loop import Trainer
-
-    from recsys_cli.errors import RecsysError
-
-    console.log(f"pretrain: model={recipe.model.name or 'embedded'} positions={recipe.model.positions} lora.rank={recipe.lora.rank} out={out}")
+    console.log(
+        f"pretrain: model={recipe.model.name or 'embedded'} positions={recipe.model.positions} "
+        f"lora.rank={recipe.lora.rank} out={out}"
+    )
     try:
-        trainer = Trainer(recipe, data, out, resume=resume, overwrite=overwrite, allow_changed=list(allow_changed or []))
+        trainer = Trainer(
+            recipe, data, out, resume=resume, overwrite=overwrite, allow_changed=list(allow_changed or [])
+        )
         summary = trainer.train(resume=resume)
     except RecsysError as exc:
         if dist.is_main():
@@ -107,3 +179,6 @@ def command(
         console.emit(summary, as_json=as_json, title="pretrain")
     if summary["interrupted"]:
         raise typer.Exit(130)
+
+
+with_options(command, {flag: _option(flag, key, help) for flag, (key, help) in SHORTCUTS.items()})

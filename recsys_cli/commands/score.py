@@ -1,8 +1,8 @@
 """`recsys score`: the paper's tables from predictions files, seen and unseen templates apart.
 
-    recsys score --data runs/toys --predictions runs/ckpt/predictions/test.parquet
-    recsys score --data runs/toys --compare runs/pop.parquet runs/sasrec.parquet --task sequential
-    recsys score --data runs/toys --predictions a.parquet --p5-compatible --markdown table.md --plot table.png
+recsys score --data runs/toys --predictions runs/ckpt/predictions/test.parquet
+recsys score --data runs/toys --compare runs/pop.parquet runs/sasrec.parquet --task sequential
+recsys score --data runs/toys --predictions a.parquet --p5-compatible --markdown table.md --plot table.png
 """
 
 from __future__ import annotations
@@ -45,9 +45,19 @@ def command(
     common: Annotated[
         bool, typer.Option("--common-prompts", help="Score only the prompts present in every file (fair comparison).")
     ] = False,
-    p5_compatible: Annotated[bool, typer.Option("--p5-compatible", help="Reproduce P5's BLEU/ROUGE conventions.")] = False,
-    markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Also write the tables as Markdown.")] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the comparison (matplotlib; the format from the extension: .png, .pdf, .svg, ...).")] = None,
+    p5_compatible: Annotated[
+        bool, typer.Option("--p5-compatible", help="Reproduce P5's BLEU/ROUGE conventions.")
+    ] = False,
+    markdown_out: Annotated[
+        Optional[Path], typer.Option("--markdown", help="Also write the tables as Markdown.")
+    ] = None,
+    plot: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--plot",
+            help="Also draw the comparison (matplotlib; the format from the extension: .png, .pdf, .svg, ...).",
+        ),
+    ] = None,
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:

@@ -17,7 +17,9 @@ from recsys_cli.options import AT_LEAST_1, AsJson, DataDir, ranged
 
 app = typer.Typer(help="Show predictions as text: answers next to references, or one user's recommendations.")
 
-Predictions = Annotated[Path, typer.Option("--predictions", "-p", help="Predictions file of `recsys infer` or `recsys baseline`.")]
+Predictions = Annotated[
+    Path, typer.Option("--predictions", "-p", help="Predictions file of `recsys infer` or `recsys baseline`.")
+]
 
 
 @app.command("answers")
@@ -25,7 +27,9 @@ def answers(
     data: DataDir,
     predictions: Predictions,
     family: Annotated[Optional[str], typer.Option("--family", help="Only this task family.")] = None,
-    prompt_id: Annotated[Optional[list[str]], typer.Option("--prompt-id", help="Exactly these prompts (repeatable).")] = None,
+    prompt_id: Annotated[
+        Optional[list[str]], typer.Option("--prompt-id", help="Exactly these prompts (repeatable).")
+    ] = None,
     n: Annotated[int, ranged("-n", rule=AT_LEAST_1, help="How many answers.")] = 1,
     as_json: AsJson = False,
 ) -> None:
@@ -39,18 +43,27 @@ def answers(
         console.print_json(rows)
         return
     for r in rows:
-        body = f"[bold]prompt[/bold]\n{r['prompt']}\n\n[bold]model output[/bold]\n{r['output']}\n\n[bold]reference[/bold]\n{r['reference']}"
+        body = (
+            f"[bold]prompt[/bold]\n{r['prompt']}\n\n"
+            f"[bold]model output[/bold]\n{r['output']}\n\n"
+            f"[bold]reference[/bold]\n{r['reference']}"
+        )
         if r.get("top_titles"):
             body += "\n\n[bold]top titles[/bold]\n" + "\n".join(f"{i + 1}. {t}" for i, t in enumerate(r["top_titles"]))
         seen = "seen" if r["seen"] else "unseen"
-        console.out.print(Panel(body, title=f"{r['family']} · {r['template_id']} ({seen}) · {r['prompt_id']}", expand=False), highlight=False)
+        console.out.print(
+            Panel(body, title=f"{r['family']} · {r['template_id']} ({seen}) · {r['prompt_id']}", expand=False),
+            highlight=False,
+        )
 
 
 @app.command("user")
 def user(
     data: DataDir,
     predictions: Predictions,
-    user_id: Annotated[Optional[str], typer.Option("--user", help="The user (default: the first with a ranked answer).")] = None,
+    user_id: Annotated[
+        Optional[str], typer.Option("--user", help="The user (default: the first with a ranked answer).")
+    ] = None,
     k: Annotated[int, ranged("-k", rule=AT_LEAST_1, help="Recommended titles to show.")] = 5,
     history: Annotated[int, ranged("--history", rule=AT_LEAST_1, help="Last history titles to show.")] = 10,
     as_json: AsJson = False,
@@ -73,4 +86,7 @@ def user(
         t.add_row(h, r)
     console.print_table(t)
     rank = view["held_out_rank"]
-    console.out.print(f"held-out next item: {view['held_out_title']} ({'rank ' + str(rank) if rank else 'not in the top ' + str(k)})", highlight=False)
+    console.out.print(
+        f"held-out next item: {view['held_out_title']} ({'rank ' + str(rank) if rank else 'not in the top ' + str(k)})",
+        highlight=False,
+    )

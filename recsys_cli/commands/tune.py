@@ -42,8 +42,11 @@ def command(
     data: DataDir,
     rerank: Annotated[
         list[Path],
-        typer.Option("--rerank", help="A validation W = 1 rerank file (`recsys infer --split valid "
-                     "--candidates-from RET --rerank-k K --fusion 1`); repeatable, or list more files after it."),
+        typer.Option(
+            "--rerank",
+            help="A validation W = 1 rerank file (`recsys infer --split valid "
+            "--candidates-from RET --rerank-k K --fusion 1`); repeatable, or list more files after it.",
+        ),
     ],
     retriever_file: Annotated[Path, typer.Option("--retriever", help="The validation retriever RET they reranked.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The tuning file to write (JSON; never replaces a user's).")],
@@ -66,8 +69,9 @@ def command(
     outputs.claim([outputs.Target(out, outputs.TUNING, "--out")], inputs=[*reranks, retriever_file])
     result = tune(data, reranks, retriever_file, grid, seed=seed)
     outputs.write_json(result, out, outputs.TUNING)
-    console.emit({"out": str(out), **result}, as_json=as_json, title="tune", tables=[_table(result)],
-                 notes=_notes(result, out))
+    console.emit(
+        {"out": str(out), **result}, as_json=as_json, title="tune", tables=[_table(result)], notes=_notes(result, out)
+    )
 
 
 def _table(result: dict):
@@ -92,6 +96,9 @@ def _table(result: dict):
 
 def _notes(result: dict, out: Path) -> list[str]:
     chosen = result["chosen"]
-    return [f"rule: {result['rule']}", f"outcome: {result['outcome']}",
-            f"wrote {out}: use it with `recsys infer --candidates-from TEST_RETRIEVER --tuning {out}` "
-            f"(--rerank-k {chosen['k']} --fusion {chosen['w']:g} --item-scoring {chosen['scorer']})"]
+    return [
+        f"rule: {result['rule']}",
+        f"outcome: {result['outcome']}",
+        f"wrote {out}: use it with `recsys infer --candidates-from TEST_RETRIEVER --tuning {out}` "
+        f"(--rerank-k {chosen['k']} --fusion {chosen['w']:g} --item-scoring {chosen['scorer']})",
+    ]

@@ -47,7 +47,10 @@ _INTRO = {  # by position (no timestamps)
     "medium": "What {u} bought over the second half of their history:",
     "short": "The latest purchases of {u}, in order:",
 }
-_INTRO_TIME = _INTRO | {"medium": "What {u} bought in the last three months:", "short": "What {u} bought in their last week, in order:"}
+_INTRO_TIME = _INTRO | {
+    "medium": "What {u} bought in the last three months:",
+    "short": "What {u} bought in their last week, in order:",
+}
 
 
 def period_counts(docs_per_user: int) -> dict[str, int]:
@@ -119,8 +122,13 @@ def corpus_columns(
     names = [m[0] for m in mentions]
     doc_ids, uids, periods, texts = [], [], [], []
     profile_rows, doc_rows, leads, picked = [], [], [], []  # picked: mention codes per document
-    stats = {"sampled": 0, "dropped_copies": 0, "users_by_time": 0, "users_by_position": 0,
-             "sampled_by_period": {p: 0 for p, _ in PERIODS}}
+    stats = {
+        "sampled": 0,
+        "dropped_copies": 0,
+        "users_by_time": 0,
+        "users_by_position": 0,
+        "sampled_by_period": {p: 0 for p, _ in PERIODS},
+    }
     for u, (user, label, hist, profile) in enumerate(zip(users, labels, histories, profiles)):
         profile_rows.append(len(texts))
         doc_ids.append(f"{user}:profile")
@@ -151,7 +159,12 @@ def corpus_columns(
             periods.append(period)
             texts.append(" ".join([intros[period], *[names[c] for c in codes]]))
     layout = SpanLayout(len(texts))
-    layout.add(np.asarray(profile_rows, dtype=np.int64), np.zeros(len(profile_rows), dtype=np.int64), SpanTable.of(profiles), np.arange(len(profiles)))
+    layout.add(
+        np.asarray(profile_rows, dtype=np.int64),
+        np.zeros(len(profile_rows), dtype=np.int64),
+        SpanTable.of(profiles),
+        np.arange(len(profiles)),
+    )
     length = np.fromiter(map(len, names), dtype=np.int64, count=len(names))
     docs = SpanTable.of(mentions).joined(picked, length, 1)
     layout.add(np.asarray(doc_rows, dtype=np.int64), np.asarray(leads, dtype=np.int64), docs, np.arange(len(picked)))

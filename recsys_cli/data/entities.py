@@ -27,7 +27,9 @@ import polars as pl
 from recsys_cli.artifacts import schemas
 from recsys_cli.artifacts.io import read_artifact
 from recsys_cli.data.text import norm_key
-from recsys_cli.errors import RecsysError
+from recsys_cli.data.tokenize import encode_batch, tokenize_documents
+from recsys_cli.data.trie import load_entity_trie, trie_from_rows
+from recsys_cli.errors import InputError, RecsysError
 
 MINHASH_SEED = 1
 MINHASH_PERM = 64
@@ -50,13 +52,20 @@ def _span_entities(data_dir: Path) -> list[tuple[str, str, str]]:
     """(entity_id, kind, text of its first occurrence) for every entity id used in the entity
     spans of corpus.parquet and prompts.parquet (vectorised: millions of spans on full data)."""
     frames = []
-    sources = [(schemas.CORPUS, [("text", "entities")]), (schemas.PROMPTS, [("source", "source_entities"), ("target", "target_entities")])]
+    sources = [
+        (schemas.CORPUS, [("text", "entities")]),
+        (schemas.PROMPTS, [("source", "source_entities"), ("target", "target_entities")]),
+    ]
     for name, pairs in sources:
         path = Path(data_dir) / name
         if not path.is_file():
             continue
         for text_col, ent_col in pairs:
-            lf = pl.scan_parquet(path).select(pl.col(text_col).alias("doc"), pl.col(ent_col).alias("e")).with_row_index("row")
+            lf = (
+                pl.scan_parquet(path)
+                .select(pl.col(text_col).alias("doc"), pl.col(ent_col).alias("e"))
+                .with_row_index("row")
+            )
             first = (
                 lf.select("row", "e")
                 .explode("e")
@@ -66,7 +75,9 @@ def _span_entities(data_dir: Path) -> list[tuple[str, str, str]]:
                 .unique("entity_id", keep="first", maintain_order=True)
             )
             f = first.join(lf.select("row", "doc"), on="row", how="left").select(
-                "entity_id", "kind", pl.col("doc").str.slice(pl.col("start"), pl.col("end") - pl.col("start")).alias("text")
+                "entity_id",
+                "kind",
+                pl.col("doc").str.slice(pl.col("start"), pl.col("end") - pl.col("start")).alias("text"),
             )
             frames.append(f)
     if not frames:
@@ -74,7 +85,9 @@ def _span_entities(data_dir: Path) -> list[tuple[str, str, str]]:
     try:
         out = pl.concat(frames).unique("entity_id", keep="first", maintain_order=True).collect()
     except Exception as exc:  # corrupt file or columns not as the contract says
-        raise RecsysError(f"{data_dir}: cannot read entity spans of corpus/prompts ({type(exc).__name__}: {exc})", exit_code=2)
+        raise RecsysError(
+            f"{data_dir}: cannot read entity spans of corpus/prompts ({type(exc).__name__}: {exc})", exit_code=2
+        )
     return list(out.iter_rows())
 
 
@@ -102,16 +115,14 @@ def build_pool(data_dir: Path) -> list[dict[str, Any]]:
 
 def in_context_ids(texts: Sequence[str], tokenizer: Any) -> list[list[int]]:
     """Token ids of each entity as it appears after a space in running text."""
-    from recsys_cli.data.tokenize import encode_batch
-
     return encode_batch(tokenizer, [" " + t for t in texts])[0] if texts else []
 
 
-def in_context_agreement(data_dir: Path, token_ids: dict[str, list[int]], tokenizer: Any, max_docs: int = 200) -> dict[str, int]:
+def in_context_agreement(
+    data_dir: Path, token_ids: dict[str, list[int]], tokenizer: Any, max_docs: int = 200
+) -> dict[str, int]:
     """Compare stored ids with the tokens entity spans really get inside the first
     `max_docs` corpus documents: {'spans': checked, 'match': equal}."""
-    from recsys_cli.data.tokenize import tokenize_documents
-
     path = Path(data_dir) / schemas.CORPUS
     if not path.is_file():
         return {"spans": 0, "match": 0}
@@ -130,20 +141,6 @@ def in_context_agreement(data_dir: Path, token_ids: dict[str, list[int]], tokeni
     return {"spans": checked, "match": match}
 
 
-def load_text_tokenizer(spec: Any, trust_remote_code: bool = False) -> Any:
-    """The Rust tokenizer of a model (`tokenizers.Tokenizer` from tokenizer.json: no torch or
-    transformers import, ~10x faster to load); falls back to the Hugging Face tokenizer when
-    the directory has no tokenizer.json. Plain-text ids equal AutoTokenizer's (tested)."""
-    path = Path(spec.path) / "tokenizer.json"
-    if path.is_file() and not trust_remote_code:
-        from tokenizers import Tokenizer
-
-        return Tokenizer.from_file(str(path))
-    from recsys_cli.modeling.registry import load_tokenizer
-
-    return load_tokenizer(spec, trust_remote_code=trust_remote_code)
-
-
 # --- MinHash --------------------------------------------------------------------------------
 
 
@@ -159,7 +156,7 @@ class MinHasher:
     """datasketch MinHash with permutations built once (creating them per text is slow)."""
 
     def __init__(self, num_perm: int = MINHASH_PERM, seed: int = MINHASH_SEED):
-        from datasketch import MinHash
+        from datasketch import MinHash  # scipy (~0.4 s): only when signatures are computed
 
         self._cls = MinHash
         self.num_perm, self.seed = num_perm, seed
@@ -186,10 +183,12 @@ class MinHasher:
         return out
 
 
-def near_duplicate_clusters(sigs: np.ndarray, threshold: float, num_perm: int, seed: int = MINHASH_SEED) -> list[list[int]]:
+def near_duplicate_clusters(
+    sigs: np.ndarray, threshold: float, num_perm: int, seed: int = MINHASH_SEED
+) -> list[list[int]]:
     """Groups (row indices, each sorted, >= 2 members) of titles whose estimated Jaccard
     similarity reaches `threshold`, found with MinHash LSH and joined transitively."""
-    from datasketch import LeanMinHash, MinHashLSH
+    from datasketch import LeanMinHash, MinHashLSH  # scipy: only here, like MinHasher
 
     # candidates from a looser LSH (better recall near the threshold), verified on signatures
     lsh = MinHashLSH(threshold=max(0.1, 0.75 * threshold), num_perm=num_perm)
@@ -262,8 +261,6 @@ def ground_text(text: str, data_dir: Path | str, min_similarity: float = 0.0) ->
 def check_pool_tokenizer(data_dir: Path, tokenizer: Any, sample: int = 50) -> None:
     """entities.parquet must hold this tokenizer's ids: a pool built for another model makes
     the trie and the intra positions meaningless. Checks a sample of rows."""
-    from recsys_cli.errors import InputError
-
     path = Path(data_dir) / schemas.ENTITIES
     df = read_artifact(Path(data_dir), schemas.ENTITIES, columns=["text", "token_ids"]).head(sample)
     if df.height == 0:
@@ -272,20 +269,31 @@ def check_pool_tokenizer(data_dir: Path, tokenizer: Any, sample: int = 50) -> No
     texts, toks = df["text"].to_list(), df["token_ids"].to_list()
     for row, t in enumerate(toks):
         if t and max(t) >= vocab:
-            raise InputError.at(path, f"row {row + 1}", f"token id {max(t)} is outside the tokenizer's vocabulary ({vocab}); rebuild with `recsys build-entities --model` set to the checkpoint's base model")
+            raise InputError.at(
+                path,
+                f"row {row + 1}",
+                f"token id {max(t)} is outside the tokenizer's vocabulary ({vocab}); rebuild with `recsys "
+                "build-entities --model` set to the checkpoint's base model",
+            )
     agree = sum(list(a) == list(b) for a, b in zip(in_context_ids(texts, tokenizer), toks))
     if agree < 0.5 * len(toks):
-        raise InputError.at(path, None, f"token_ids do not match this tokenizer ({agree}/{len(toks)} sampled entities agree); rebuild with `recsys build-entities --model` set to the checkpoint's base model")
+        raise InputError.at(
+            path,
+            None,
+            f"token_ids do not match this tokenizer ({agree}/{len(toks)} sampled entities agree); rebuild with "
+            "`recsys build-entities --model` set to the checkpoint's base model",
+        )
 
 
 def pool_trie(data_dir: Path, tokenizer: Any, kinds: Sequence[str] | None = None):
     """The entity trie of `data_dir` for `tokenizer`: entities.parquet when present (checked
     against the tokenizer), else the pool `build-entities` would write, computed in memory."""
-    from recsys_cli.data.trie import load_entity_trie, trie_from_rows
-
     if (Path(data_dir) / schemas.ENTITIES).is_file():
         check_pool_tokenizer(data_dir, tokenizer)
         return load_entity_trie(data_dir, kinds, len(tokenizer))
     rows = [r for r in build_pool(data_dir) if kinds is None or r["kind"] in kinds]
     ids = in_context_ids([r["text"] for r in rows], tokenizer)
-    return trie_from_rows(((r["entity_id"], r["kind"], t, r["item_ids"]) for r, t in zip(rows, ids)), items_only=list(kinds or []) == ["item"])
+    return trie_from_rows(
+        ((r["entity_id"], r["kind"], t, r["item_ids"]) for r, t in zip(rows, ids)),
+        items_only=list(kinds or []) == ["item"],
+    )

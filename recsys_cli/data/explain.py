@@ -6,7 +6,8 @@ sentence of 4-30 words that contains a vocabulary word is the explanation; its f
 vocabulary word in it found in the most reviews (ties: alphabetical). Reviews with no such
 sentence get no explanation.
 
-    python -c "from recsys_cli.data.explain import extract; print(extract(['Great sound. The strings feel cheap but fine.']*3))"
+    python -c "from recsys_cli.data.explain import extract; \
+        print(extract(['Great sound. The strings feel cheap but fine.'] * 3))"
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ Layout (token level, so that lengths, truncation and entity spans are exact):
   first, oldest first, when it is short; when the K candidates alone do not fit, `build`
   refuses in one line naming K, the needed and the available length;
 * history titles carry their entity id ("item:<id>"), so an RSLLM checkpoint puts its soft ID
-  token after them (data/hybrid.hybridize; counted in the budget); candidate titles carry one
+  token after them (data/rsllm.hybridize; counted in the budget); candidate titles carry one
   only when `build` is given their item ids (ID-aware candidates, recipe
   `listwise.candidate_ids`, `infer --listwise-candidate-ids`): then the same rule puts the
   candidate's projected item embedding right after its title, counted in the budget too.
@@ -31,9 +31,9 @@ import string
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from recsys_cli.data.hybrid import ITEM_PREFIX, hybridize, row_of
 from recsys_cli.data.masking import IGNORE, Example, build_example
 from recsys_cli.data.prompts import MAX_HISTORY
+from recsys_cli.data.rsllm import ITEM_PREFIX, hybridize, row_of
 from recsys_cli.data.special_tokens import SpecialIds
 from recsys_cli.data.tokenize import TokenizedDoc, encode_batch
 from recsys_cli.errors import RecsysError
@@ -57,12 +57,27 @@ class ListwiseTemplate:
 
 
 TEMPLATES: tuple[ListwiseTemplate, ...] = (
-    ListwiseTemplate("listwise-1", True, "Items a shopper bought, oldest first:", ".\nCandidates:",
-                     "\nWhich candidate will the shopper buy next? Answer with its letter."),
-    ListwiseTemplate("listwise-2", True, "Purchase history:", ".\nOptions:",
-                     "\nPick the option bought next and reply with one letter."),
-    ListwiseTemplate("listwise-3", False, "This customer already owns:", ".\nChoose among:",
-                     "\nName the letter of the item they will order next."),
+    ListwiseTemplate(
+        "listwise-1",
+        True,
+        "Items a shopper bought, oldest first:",
+        ".\nCandidates:",
+        "\nWhich candidate will the shopper buy next? Answer with its letter.",
+    ),
+    ListwiseTemplate(
+        "listwise-2",
+        True,
+        "Purchase history:",
+        ".\nOptions:",
+        "\nPick the option bought next and reply with one letter.",
+    ),
+    ListwiseTemplate(
+        "listwise-3",
+        False,
+        "This customer already owns:",
+        ".\nChoose among:",
+        "\nName the letter of the item they will order next.",
+    ),
 )
 
 
@@ -101,8 +116,10 @@ class Vocab:
         labels = ids[:MAX_K]
         bad = [LABEL_CHARS[j] for j, t in enumerate(labels) if len(t) != 1]
         if bad or len({t[0] for t in labels}) != MAX_K:
-            raise RecsysError(f"listwise labels: each of ' A'..' z' must be one distinct token of this tokenizer; "
-                              f"{bad or 'two share a token'} {'are' if bad else ''} not")
+            raise RecsysError(
+                f"listwise labels: each of ' A'..' z' must be one distinct token of this tokenizer; "
+                f"{bad or 'two share a token'} {'are' if bad else ''} not"
+            )
         rest = ids[MAX_K:]
         parts = {t.template_id: (rest[3 + 3 * n], rest[4 + 3 * n], rest[5 + 3 * n]) for n, t in enumerate(TEMPLATES)}
         return cls([t[0] for t in labels], rest[0], rest[1], rest[2], parts)
@@ -129,14 +146,22 @@ def candidate_soft(items: Sequence[str] | None, rows: Mapping[str, int] | None) 
 
 
 def too_long(k: int, need: int, budget: int) -> RecsysError:
-    return RecsysError(f"listwise: K={k} candidates need {need} tokens without any history, above the available "
-                       f"{budget} (listwise.max_length); lower --rerank-k / listwise.k or raise listwise.max_length",
-                       exit_code=2)
+    return RecsysError(
+        f"listwise: K={k} candidates need {need} tokens without any history, above the available "
+        f"{budget} (listwise.max_length); lower --rerank-k / listwise.k or raise listwise.max_length",
+        exit_code=2,
+    )
 
 
-def build(vocab: Vocab, tpl: ListwiseTemplate, history: Sequence[tuple[str, Sequence[int]]],
-          candidates: Sequence[Sequence[int]], budget: int, rows: Mapping[str, int] | None = None,
-          candidate_items: Sequence[str] | None = None) -> TokenizedDoc:
+def build(
+    vocab: Vocab,
+    tpl: ListwiseTemplate,
+    history: Sequence[tuple[str, Sequence[int]]],
+    candidates: Sequence[Sequence[int]],
+    budget: int,
+    rows: Mapping[str, int] | None = None,
+    candidate_items: Sequence[str] | None = None,
+) -> TokenizedDoc:
     """The prompt's tokens (no [gM]) for `history` [(item id, title tokens)], oldest first, and
     `candidates` (title tokens, in presented order: candidate j gets label j). The oldest
     history titles are dropped until the example fits `budget`; `rows` (RSLLM) counts one soft
@@ -183,8 +208,13 @@ def build(vocab: Vocab, tpl: ListwiseTemplate, history: Sequence[tuple[str, Sequ
     return TokenizedDoc(ids, spans, [(0, len(ids))], ents)
 
 
-def part_a(doc: TokenizedDoc, special: SpecialIds, rows: Mapping[str, int] | None = None, placeholder: int = 0,
-           id_tokens: bool = True) -> tuple[list[int], list[int], list[tuple[int, int]] | None]:
+def part_a(
+    doc: TokenizedDoc,
+    special: SpecialIds,
+    rows: Mapping[str, int] | None = None,
+    placeholder: int = 0,
+    id_tokens: bool = True,
+) -> tuple[list[int], list[int], list[tuple[int, int]] | None]:
     """Inference: Part A (prompt + [gM]) ids and intra ids, and the soft tokens of an RSLLM
     checkpoint (None without `rows`), laid out exactly like `example`."""
     n = len(doc.ids)
@@ -204,5 +234,14 @@ def example(doc: TokenizedDoc, answer: int, k: int, vocab: Vocab, special: Speci
     la = ex.part_a_len
     end = la + 1  # Part B keeps [START] only: its label is the answer, [END] is not a target
     labels = [IGNORE] * la + [label]
-    return Example(ex.input_ids[:end], labels, ex.inter[:end], ex.intra[:end], la, [(n, n + 1)], list(doc.entity_spans),
-                   "listwise", {la: sorted(vocab.labels[:k])})
+    return Example(
+        ex.input_ids[:end],
+        labels,
+        ex.inter[:end],
+        ex.intra[:end],
+        la,
+        [(n, n + 1)],
+        list(doc.entity_spans),
+        "listwise",
+        {la: sorted(vocab.labels[:k])},
+    )

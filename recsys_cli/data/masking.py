@@ -1,7 +1,7 @@
 """GLM-style entity-aware blank infilling (RecSysLLM "Mask Mechanism", "Span Order",
 "Positional Encoding"). Pure Python: no torch, no model. See docs/ARCHITECTURE.md.
 
-    python -c "import random; from recsys_cli.data.masking import MaskConfig; print(MaskConfig())"
+    python -c "from recsys_cli.training.recipe import MaskArgs; print(MaskArgs())"
     recsys mask-preview --data runs/toys -n 2 --level entity
 
 A document is tokenized once (`tokenize_document`), then `mask_document` cuts spans of whole
@@ -14,38 +14,21 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Sequence, get_args
 
-from recsys_cli.errors import RecsysError
-from recsys_cli.data.intra import part_b_intra
+from recsys_cli.data.positions import part_a_inter, part_b_inter, part_b_intra
 from recsys_cli.data.special_tokens import SpecialIds
 from recsys_cli.data.tokenize import TokenizedDoc
 from recsys_cli.data.trie import EntityTrie
+from recsys_cli.errors import RecsysError
 
-LEVELS = ("entity", "sentence", "document")
+if TYPE_CHECKING:  # the settings are the recipe's `mask` section; data/ never imports training/
+    from recsys_cli.training.recipe_sections import MaskArgs
+
+MaskLevel = Literal["entity", "sentence", "document"]
+LEVELS: tuple[str, ...] = get_args(MaskLevel)
 IGNORE = -100  # label on Part A tokens
-
-
-@dataclass
-class MaskConfig:
-    entity_ratio: float = 0.15
-    poisson_lambda: float = 3.0
-    sentence_ratio: float = 0.15
-    doc_min: float = 0.5
-    doc_max: float = 1.0
-    level_weights: dict[str, float] = field(default_factory=lambda: {"entity": 0.6, "sentence": 0.2, "document": 0.2})
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.entity_ratio <= 1.0 or not 0.0 < self.sentence_ratio <= 1.0:
-            raise RecsysError("mask ratios must be in (0, 1]")
-        if not 0.0 < self.doc_min <= self.doc_max <= 1.0:
-            raise RecsysError("document span fraction needs 0 < doc_min <= doc_max <= 1")
-        if self.poisson_lambda <= 0:
-            raise RecsysError("poisson_lambda must be > 0")
-        bad = [k for k in self.level_weights if k not in LEVELS]
-        if bad or sum(self.level_weights.values()) <= 0:
-            raise RecsysError(f"level_weights: expected positive weights for {LEVELS}, got {self.level_weights}")
 
 
 @dataclass
@@ -66,11 +49,6 @@ class Example:
     def __len__(self) -> int:
         return len(self.input_ids)
 
-    def attention_layout(self) -> tuple[int, int]:
-        """(part_a_len, total_len): rows/cols < part_a_len attend bidirectionally among
-        themselves; row i >= part_a_len attends to [0, part_a_len) and to [part_a_len, i]."""
-        return self.part_a_len, len(self.input_ids)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "input_ids": self.input_ids,
@@ -82,7 +60,6 @@ class Example:
             "entity_spans": [{"start": s, "end": e} for s, e in self.entity_spans],
             "level": self.level,
         }
-
 
 
 # --- span selection -----------------------------------------------------------------------
@@ -110,7 +87,7 @@ def _poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
-def entity_spans_to_mask(doc: TokenizedDoc, rng: random.Random, cfg: MaskConfig) -> list[tuple[int, int]]:
+def entity_spans_to_mask(doc: TokenizedDoc, rng: random.Random, cfg: MaskArgs) -> list[tuple[int, int]]:
     """Spans of whole units, length ~ Poisson(lambda) units, until >= entity_ratio of tokens."""
     units = units_of(doc)
     nu = len(units)
@@ -136,7 +113,7 @@ def entity_spans_to_mask(doc: TokenizedDoc, rng: random.Random, cfg: MaskConfig)
     return [(units[a][0], units[b - 1][1]) for a, b in chosen]
 
 
-def sentence_spans_to_mask(doc: TokenizedDoc, rng: random.Random, cfg: MaskConfig) -> list[tuple[int, int]]:
+def sentence_spans_to_mask(doc: TokenizedDoc, rng: random.Random, cfg: MaskArgs) -> list[tuple[int, int]]:
     """Whole sentences (each its own span), in random order until >= sentence_ratio of tokens."""
     sents = list(doc.sentence_spans)
     if not sents:
@@ -153,7 +130,7 @@ def sentence_spans_to_mask(doc: TokenizedDoc, rng: random.Random, cfg: MaskConfi
     return [sents[i] for i in sorted(picked)]
 
 
-def document_span_to_mask(doc: TokenizedDoc, rng: random.Random, cfg: MaskConfig) -> list[tuple[int, int]]:
+def document_span_to_mask(doc: TokenizedDoc, rng: random.Random, cfg: MaskArgs) -> list[tuple[int, int]]:
     """One span at the end covering doc_min..doc_max of the tokens, starting on a unit boundary."""
     n = len(doc.ids)
     if n == 0:
@@ -179,8 +156,13 @@ def _entity_positions(n: int, entity_spans: Sequence[tuple[int, int]]) -> list[i
 
 
 def build_example(
-    ids: Sequence[int], entity_spans: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]], mask_id: int,
-    special: SpecialIds, level: str, trie: EntityTrie | None,
+    ids: Sequence[int],
+    entity_spans: Sequence[tuple[int, int]],
+    spans: Sequence[tuple[int, int]],
+    mask_id: int,
+    special: SpecialIds,
+    level: str,
+    trie: EntityTrie | None,
 ) -> Example:
     """Lay out Part A + Part B for `spans` (sorted, disjoint, never splitting an entity).
     Part A intra ids come from the marked entities; Part B's from `data.intra.part_b_intra`
@@ -203,7 +185,7 @@ def build_example(
     la = len(a_ids)
     input_ids = a_ids
     labels = [IGNORE] * la
-    inter = list(range(la))
+    inter = part_a_inter(la)
     intra = a_intra
     for (s, e), m in zip(spans, mask_at):
         seg = ids[s:e]
@@ -211,12 +193,12 @@ def build_example(
         input_ids.extend(seg)
         labels.extend(seg)
         labels.append(special.end)
-        inter.extend([m] * (e - s + 1))
-        intra.extend(part_b_intra(seg, trie))  # [START] = 1, then the one rule of data/intra.py
+        inter.extend(part_b_inter(m, e - s))
+        intra.extend(part_b_intra(seg, trie))  # [START] = 1, then the one rule of data/positions.py
     return Example(input_ids, labels, inter, intra, la, list(spans), list(entity_spans), level)
 
 
-def sample_level(rng: random.Random, cfg: MaskConfig) -> str:
+def sample_level(rng: random.Random, cfg: MaskArgs) -> str:
     """A masking level drawn with cfg.level_weights (entity / sentence / document)."""
     levels = [lv for lv in LEVELS if cfg.level_weights.get(lv, 0) > 0]
     return rng.choices(levels, weights=[cfg.level_weights[lv] for lv in levels])[0]
@@ -225,7 +207,9 @@ def sample_level(rng: random.Random, cfg: MaskConfig) -> str:
 _PICKERS = {"entity": entity_spans_to_mask, "sentence": sentence_spans_to_mask, "document": document_span_to_mask}
 
 
-def mask_document(doc: TokenizedDoc, level: str, rng: random.Random, cfg: MaskConfig, special: SpecialIds, trie: EntityTrie | None) -> Example:
+def mask_document(
+    doc: TokenizedDoc, level: str, rng: random.Random, cfg: MaskArgs, special: SpecialIds, trie: EntityTrie | None
+) -> Example:
     """Corrupt `doc` at `level` (entity | sentence | document); deterministic given `rng`'s state."""
     if level not in _PICKERS:
         raise RecsysError(f"unknown masking level {level!r}; expected one of {', '.join(LEVELS)}")

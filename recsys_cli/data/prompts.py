@@ -13,7 +13,8 @@ the target ("yes") or a never-interacted item ("no"); valid/test have both varia
 Rating / explanation / review prompts come from review rows split 80/10/10 (`review_rows`).
 Both writers only plan the rows (`render.PromptPlan`); `render.render` makes the text.
 
-    python -c "import random; from recsys_cli.data import prompts, templates; print(prompts.template_picker(random.Random(0))(2, templates.by_family('direct')))"
+    python -c "import random; from recsys_cli.data import prompts, templates; \\
+print(prompts.template_picker(random.Random(0))(2, templates.by_family('direct')))"
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import numpy as np
 import polars as pl
 
 from recsys_cli.data import split as loo
+from recsys_cli.data import templates
+from recsys_cli.data.ratings import likes
 from recsys_cli.data.render import ANSWERS, SPLIT_CODE, TEMPLATE_INDEX, PromptPlan
 from recsys_cli.data.templates import Template, by_family
 from recsys_cli.data.text import short
@@ -32,7 +35,7 @@ MAX_HISTORY = 10
 N_CANDIDATES = 100
 REVIEW_WORDS = 80
 TRAIN, VALID, TEST = SPLIT_CODE["train"], SPLIT_CODE["valid"], SPLIT_CODE["test"]
-YES, NO = ANSWERS.index("yes"), ANSWERS.index("no")
+YES, NO = ANSWERS.index(templates.YES), ANSWERS.index(templates.NO)  # plan answer codes
 
 
 def _rating_text(r: float) -> str:
@@ -47,7 +50,10 @@ def template_picker(rng: random.Random):
     def choose(split: int, pool: list[Template]) -> list[int]:
         got = pools.get(id(pool))
         if got is None:
-            got = pools[id(pool)] = ([TEMPLATE_INDEX[id(t)] for t in pool if t.seen], [TEMPLATE_INDEX[id(t)] for t in pool if not t.seen])
+            got = pools[id(pool)] = (
+                [TEMPLATE_INDEX[id(t)] for t in pool if t.seen],
+                [TEMPLATE_INDEX[id(t)] for t in pool if not t.seen],
+            )
         seen, unseen = got
         picked = [seen[rng.randrange(len(seen))]] if seen else []
         return picked + unseen if split == TEST else picked
@@ -81,7 +87,7 @@ class Ragged:
         return len(self.offsets) - 1
 
     def __getitem__(self, i: int) -> np.ndarray:
-        return self.flat[self.offsets[i]:self.offsets[i + 1]]
+        return self.flat[self.offsets[i] : self.offsets[i + 1]]
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -93,7 +99,9 @@ def negatives_matrix(seqs: list[list[int]], n_items: int, k: int, rng: np.random
     n_users = len(seqs)
     draws = rng.integers(0, n_items, size=(n_users, k + 32 + k // 4))  # [U, M]
     lens = np.fromiter(map(len, seqs), dtype=np.int64, count=n_users)
-    seen_keys = np.sort(np.repeat(np.arange(n_users, dtype=np.int64), lens) * n_items + np.concatenate(seqs).astype(np.int64))
+    seen_keys = np.sort(
+        np.repeat(np.arange(n_users, dtype=np.int64), lens) * n_items + np.concatenate(seqs).astype(np.int64)
+    )
     keys = np.arange(n_users, dtype=np.int64)[:, None] * n_items + draws  # [U, M]
     at = np.minimum(np.searchsorted(seen_keys, keys), len(seen_keys) - 1)  # [U, M]
     ok = seen_keys[at] != keys
@@ -124,12 +132,18 @@ def draw_negatives(seqs: list[list[int]], n_items: int, per_user: int, seed: int
     return valid_neg, test_neg, misc_neg, nrng.bit_generator.state
 
 
-def sequence_prompts(plan: PromptPlan, seqs: list[list[int]], n_items: int, per_user: int, seed: int, negs: tuple | None = None) -> None:
+def sequence_prompts(
+    plan: PromptPlan, seqs: list[list[int]], n_items: int, per_user: int, seed: int, negs: tuple | None = None
+) -> None:
     """Sequential and direct prompt rows for every user (seqs: item codes per user) into `plan`.
     negs: `draw_negatives(seqs, n_items, per_user, seed)` when drawn elsewhere."""
     rng = random.Random(seed * 7919 + 23)
     choose = template_picker(rng)
-    seq_t, rank_t, yn_t = by_family("sequential"), by_family("direct", kinds=("rank",)), by_family("direct", kinds=("yesno",))
+    seq_t, rank_t, yn_t = (
+        by_family("sequential"),
+        by_family("direct", kinds=("rank",)),
+        by_family("direct", kinds=("yesno",)),
+    )
     valid_neg, test_neg, misc_neg, state = negs if negs is not None else draw_negatives(seqs, n_items, per_user, seed)
     nrng = np.random.default_rng([seed, 23])
     nrng.bit_generator.state = state  # continue the stream after the negative draws
@@ -141,7 +155,7 @@ def sequence_prompts(plan: PromptPlan, seqs: list[list[int]], n_items: int, per_
         if len(train_pos) > per_user:
             train_pos = sorted(rng.sample(train_pos, per_user))
         for t in train_pos:
-            target, h = s[t], history(s[max(0, t - MAX_HISTORY):t])
+            target, h = s[t], history(s[max(0, t - MAX_HISTORY) : t])
             for tpl in choose(TRAIN, seq_t):
                 add(tpl, TRAIN, u, target, h)
             if rng.random() < 0.5:
@@ -151,8 +165,11 @@ def sequence_prompts(plan: PromptPlan, seqs: list[list[int]], n_items: int, per_
                 code = target if (rng.random() < 0.5 or not misc) else misc.pop()
                 for tpl in choose(TRAIN, yn_t):
                     add(tpl, TRAIN, u, code, h, YES if code == target else NO)
-        for split, t, neg in ((VALID, loo.target_position(n, "valid"), valid_neg[u]), (TEST, loo.target_position(n, "test"), test_neg[u])):
-            target, h = s[t], history(s[max(0, t - MAX_HISTORY):t])
+        for split, t, neg in (
+            (VALID, loo.target_position(n, "valid"), valid_neg[u]),
+            (TEST, loo.target_position(n, "test"), test_neg[u]),
+        ):
+            target, h = s[t], history(s[max(0, t - MAX_HISTORY) : t])
             for tpl in choose(split, seq_t):
                 add(tpl, split, u, target, h)
             cands = np.concatenate([[target], neg]).astype(np.int64)
@@ -178,18 +195,20 @@ def _review_splits(rev: pl.DataFrame, seed: int) -> pl.DataFrame:
     rev = rev.with_columns(loo=pl.when(held != "train").then(held))
     free = pl.col("loo").is_null()
     rev = rev.with_columns(
-        keep=free & (
-            (pl.int_range(pl.len()).over(["uidx", free]) == 0) | (pl.int_range(pl.len()).over(["code", free]) == 0)
-        )
+        keep=free
+        & ((pl.int_range(pl.len()).over(["uidx", free]) == 0) | (pl.int_range(pl.len()).over(["code", free]) == 0))
     )
     qv = max(0, round(0.1 * n) - int((rev["loo"] == "valid").sum()))
     qt = max(0, round(0.1 * n) - int((rev["loo"] == "test").sum()))
     rest = free & ~pl.col("keep")
     rank = pl.when(rest).then(pl.int_range(pl.len()).over(rest))
     split = (
-        pl.when(pl.col("loo").is_not_null()).then(pl.col("loo"))
-        .when(rank < qv).then(pl.lit("valid"))
-        .when(rank < qv + qt).then(pl.lit("test"))
+        pl.when(pl.col("loo").is_not_null())
+        .then(pl.col("loo"))
+        .when(rank < qv)
+        .then(pl.lit("valid"))
+        .when(rank < qv + qt)
+        .then(pl.lit("test"))
         .otherwise(pl.lit("train"))
     )
     return rev.with_columns(split=split).drop("loo", "keep")
@@ -206,10 +225,19 @@ def review_rows(inter: pl.DataFrame, seed: int, cap: int) -> pl.DataFrame:
     """The review rows that feed `review_prompts`, in file order: uidx (user index; `inter`
     holds each user's rows together, users in order), code, rating, review, summary,
     explanation, feature and split. Splits are computed on narrow key columns; the texts are gathered for kept rows."""
-    keys = inter.select(
-        row=pl.int_range(pl.len()), uidx=pl.col("user_id").rle_id(), code="code", pos="pos", n="n", order="order",
-        has=pl.col("rating").is_not_null() | pl.col("review").is_not_null(),
-    ).filter("has").drop("has")
+    keys = (
+        inter.select(
+            row=pl.int_range(pl.len()),
+            uidx=pl.col("user_id").rle_id(),
+            code="code",
+            pos="pos",
+            n="n",
+            order="order",
+            has=pl.col("rating").is_not_null() | pl.col("review").is_not_null(),
+        )
+        .filter("has")
+        .drop("has")
+    )
     kept = _cap(_review_splits(keys, seed), cap)
     cols = ["code", "rating", "review", "summary", "explanation", "feature"]
     return inter.select(pl.col(cols).gather(kept["row"])).with_columns(uidx=kept["uidx"], split=kept["split"])
@@ -221,22 +249,28 @@ def review_prompts(plan: PromptPlan, reviews: pl.DataFrame, seed: int) -> None:
     rng = random.Random(seed * 7919 + 29)
     choose = template_picker(rng)
     rating_t = by_family("rating", kinds=("rating",)) + by_family("rating", kinds=("like",))
-    expl_t, expl_feat_t = by_family("explanation", kinds=("explain",)), by_family("explanation", kinds=("explain_feature",))
+    expl_t, expl_feat_t = (
+        by_family("explanation", kinds=("explain",)),
+        by_family("explanation", kinds=("explain_feature",)),
+    )
     expl_all = expl_t + expl_feat_t
     summary_t, review_rating_t = by_family("review", kinds=("summary",)), by_family("review", kinds=("review_rating",))
     review_pools = {(True, True): summary_t + review_rating_t, (True, False): summary_t, (False, True): review_rating_t}
     cols = ["uidx", "code", "rating", "review", "summary", "explanation", "feature", "split"]
     uidx, codes, ratings, texts, summaries, expls, feats, splits = (reviews[c].to_list() for c in cols)
     first = plan.add_reviews(
-        rating=["" if r is None else _rating_text(r) for r in ratings], explanation=[e or "" for e in expls],
-        feature=[f or "" for f in feats], review=[short(t, REVIEW_WORDS) if t else "" for t in texts], summary=[s or "" for s in summaries],
+        rating=["" if r is None else _rating_text(r) for r in ratings],
+        explanation=[e or "" for e in expls],
+        feature=[f or "" for f in feats],
+        review=[short(t, REVIEW_WORDS) if t else "" for t in texts],
+        summary=[s or "" for s in summaries],
     )
     rows = zip(uidx, codes, ratings, texts, summaries, expls, feats, splits)
     for r, (u, code, rating, review, summary, expl, feat, split) in enumerate(rows, first):
         sp = SPLIT_CODE[split]
         if rating is not None:
             for tpl in choose(sp, rating_t):
-                plan.add(tpl, sp, u, code, answer=YES if rating >= 4 else NO, review=r)
+                plan.add(tpl, sp, u, code, answer=YES if likes(rating) else NO, review=r)
         if expl:
             for tpl in choose(sp, expl_all if feat else expl_t):
                 plan.add(tpl, sp, u, code, review=r)

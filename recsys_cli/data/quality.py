@@ -2,7 +2,8 @@
 anything is written: each is a share with a documented threshold. Above it the summary
 prints a warning (and manifest.json stores every check); with `--strict` it is an error.
 
-    recsys textualize amazon --category Magazine_Subscriptions --data-dir fixtures/amazon/magazine_meta2018 --out /tmp/mag --strict
+    recsys textualize amazon --category Magazine_Subscriptions \
+        --data-dir fixtures/amazon/magazine_meta2018 --out /tmp/mag --strict
 
 | check | counts | threshold |
 |---|---|---|
@@ -45,7 +46,9 @@ WHAT = {
     "shared_title": f"share their title with {SHARED_MIN - 1} or more other items",
     "markup_title": "have a title that looks like HTML/CSS markup",
     "asin_title": "have a title that looks like an ASIN/ISBN",
-    "duplicate_documents": "of the sampled corpus documents were copies of an earlier document of the same user (not written)",
+    "duplicate_documents": (
+        "of the sampled corpus documents were copies of an earlier document of the same user (not written)"
+    ),
 }
 MARKUP = re.compile(r"<\s*/?\s*[A-Za-z][A-Za-z0-9-]*(?:[\s>/=]|$)|/>|\b[a-z][a-z-]*\s*=\s*[\"']|\{[^}]*:[^}]*(?:\}|$)")
 ASIN = re.compile(r"^(?:B0[0-9A-Z]{8}|\d{9}[\dX])$")
@@ -53,8 +56,15 @@ ASIN = re.compile(r"^(?:B0[0-9A-Z]{8}|\d{9}[\dX])$")
 
 def _check(name: str, count: int, total: int, example: str | None = None) -> dict:
     share = count / total if total else 0.0
-    return {"check": name, "count": count, "total": total, "share": round(share, 4),
-            "threshold": THRESHOLDS[name], "over": share > THRESHOLDS[name], "example": example}
+    return {
+        "check": name,
+        "count": count,
+        "total": total,
+        "share": round(share, 4),
+        "threshold": THRESHOLDS[name],
+        "over": share > THRESHOLDS[name],
+        "example": example,
+    }
 
 
 def item_checks(items: pl.DataFrame, fallback: dict[str, str]) -> list[dict]:
@@ -95,8 +105,10 @@ def warnings(checks: list[dict]) -> list[str]:
         unit = "documents" if c["check"] == "duplicate_documents" else "items"
         # square brackets would be read as console markup: shown as parentheses
         ex = f", e.g. {c['example'][:60].replace('[', '(').replace(']', ')')!r}" if c["example"] else ""
-        out.append(f"data quality warning ({c['check']}): {c['count']:,} of {c['total']:,} {unit} ({c['share']:.1%}) "
-                   f"{WHAT[c['check']]}{ex}; threshold {c['threshold']:.0%}")
+        out.append(
+            f"data quality warning ({c['check']}): {c['count']:,} of {c['total']:,} {unit} ({c['share']:.1%}) "
+            f"{WHAT[c['check']]}{ex}; threshold {c['threshold']:.0%}"
+        )
     return out
 
 
@@ -105,4 +117,6 @@ def enforce(checks: list[dict]) -> None:
     over = [c for c in checks if c["over"]]
     if over:
         parts = "; ".join(f"{c['check']} {c['share']:.1%} > {c['threshold']:.0%}" for c in over)
-        raise RecsysError(f"--strict: data quality checks failed ({parts}); see docs/data.md, nothing was written", exit_code=2)
+        raise RecsysError(
+            f"--strict: data quality checks failed ({parts}); see docs/data.md, nothing was written", exit_code=2
+        )

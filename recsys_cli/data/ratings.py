@@ -5,6 +5,9 @@
 The rating is the first number in the text (`4`, `4.5`, `.5`, `1e1`, `-2`), clipped to
 [1, 5]; text without a number is unparsable (None). `parse_ratings` applies the same regex
 to a whole polars column.
+
+"Like" is a rating of LIKE_AT stars or more (`likes`): the gold answer of a like/dislike prompt
+(data/prompts.py) and the yes/no answer of the rating baselines (`like_answer`), defined here only.
 """
 
 from __future__ import annotations
@@ -13,9 +16,21 @@ import re
 
 import polars as pl
 
+from recsys_cli.data.templates import NO, YES
+
 LOW, HIGH = 1.0, 5.0
 NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _NUMBER_RE = re.compile(NUMBER)
+LIKE_AT = 4.0  # a rating >= LIKE_AT means the user liked the item
+
+
+def likes(rating: float) -> bool:
+    return rating >= LIKE_AT
+
+
+def like_answer(rating: float) -> str:
+    """The yes/no answer a like/dislike prompt expects for `rating`."""
+    return YES if likes(rating) else NO
 
 
 def parse_rating(text: str | None, low: float = LOW, high: float = HIGH) -> float | None:

@@ -19,11 +19,11 @@ import numpy as np
 import polars as pl
 
 from recsys_cli.data.spans import Marked, Registry, SpanLayout, SpanTable, entity_lists, list_column
-from recsys_cli.data.templates import TEMPLATES
+from recsys_cli.data.templates import NO, TEMPLATES, YES
 
 SPLITS = ("train", "valid", "test")
 SPLIT_CODE = {s: i for i, s in enumerate(SPLITS)}
-ANSWERS = ("", "yes", "no")  # plan answer codes: 0 none, 1 yes, 2 no
+ANSWERS = ("", YES, NO)  # plan answer codes: 0 none, 1 yes, 2 no
 TEMPLATE_INDEX = {id(t): i for i, t in enumerate(TEMPLATES)}
 REVIEW_FIELDS = ("rating", "explanation", "feature", "review", "summary")
 # template field -> plan column that indexes its values
@@ -57,7 +57,17 @@ class PromptPlan:
             self.reviews[f].extend(columns[f])
         return first
 
-    def add(self, tpl: int, split: int, user: int, item: int, hist: int = -1, answer: int = 0, review: int = -1, cand: int = -1) -> None:
+    def add(
+        self,
+        tpl: int,
+        split: int,
+        user: int,
+        item: int,
+        hist: int = -1,
+        answer: int = 0,
+        review: int = -1,
+        cand: int = -1,
+    ) -> None:
         """tpl: index into TEMPLATES; split: index into SPLITS; user: user index; item: item code;
         hist / review / cand: from `history` / `add_reviews` / `candidates` (-1: none); answer: ANSWERS."""
         self.rows.append((tpl, split, user, item, hist, answer, review, cand))
@@ -110,12 +120,19 @@ def _fill(tpl, rows: np.ndarray, idx: dict[str, np.ndarray], values: dict[str, V
     return pl.DataFrame(cols).select(pl.concat_str(exprs).alias("s"))["s"]
 
 
-def render(plan: PromptPlan, users: list[str], labels: list[str], titles: list[Marked], item_ids: pl.Series, registry: Registry) -> pl.DataFrame:
+def render(
+    plan: PromptPlan, users: list[str], labels: list[str], titles: list[Marked], item_ids: pl.Series, registry: Registry
+) -> pl.DataFrame:
     """The prompts frame (see schemas.PROMPTS_SCHEMA) of `plan`, rows in plan order."""
     n = len(plan.rows)
     cols = np.fromiter(chain.from_iterable(plan.rows), dtype=np.int64, count=N_COLS * n).reshape(n, N_COLS).T  # [8, N]
     items = marked(titles)
-    values = {"user": plain(labels), "item": items, "history": history_values(plan.hists, items), "answer": plain(list(ANSWERS))}
+    values = {
+        "user": plain(labels),
+        "item": items,
+        "history": history_values(plan.hists, items),
+        "answer": plain(list(ANSWERS)),
+    }
     values |= {f: plain(plan.reviews[f]) for f in REVIEW_FIELDS}
     idx = {f: cols[c] for f, c in FIELD_COLUMN.items()}
     src_spans, tgt_spans = SpanLayout(n), SpanLayout(n)
@@ -131,24 +148,29 @@ def render(plan: PromptPlan, users: list[str], labels: list[str], titles: list[M
             tgt_spans.add(rows, np.zeros(len(rows), dtype=np.int64), v.spans, at)
     back = np.empty(n, dtype=np.int64)
     back[order] = np.arange(n)  # [N] row -> place in template order
-    text = {k: pl.concat(s).gather(back) if s else pl.Series([], dtype=pl.Utf8) for k, s in (("source", sources), ("target", targets))}
+    text = {
+        k: pl.concat(s).gather(back) if s else pl.Series([], dtype=pl.Utf8)
+        for k, s in (("source", sources), ("target", targets))
+    }
 
     def per_template(attr: str, dtype) -> pl.Series:
         return pl.Series([getattr(t, attr) for t in TEMPLATES], dtype=dtype).gather(cols[0])
 
-    df = pl.DataFrame({
-        "family": per_template("family", pl.Utf8),
-        "template_id": per_template("template_id", pl.Utf8),
-        "seen": per_template("seen", pl.Boolean),
-        "split": pl.Series(SPLITS, dtype=pl.Utf8).gather(cols[1]),
-        "user_id": pl.Series(users, dtype=pl.Utf8).gather(cols[2]),
-        "item_id": item_ids.gather(cols[3]),
-        "source": text["source"],
-        "target": text["target"],
-        "candidates": _candidates(plan, cols[7], item_ids),
-        "source_entities": entity_lists(*src_spans.arrays(), registry, "source_entities"),
-        "target_entities": entity_lists(*tgt_spans.arrays(), registry, "target_entities"),
-    })
+    df = pl.DataFrame(
+        {
+            "family": per_template("family", pl.Utf8),
+            "template_id": per_template("template_id", pl.Utf8),
+            "seen": per_template("seen", pl.Boolean),
+            "split": pl.Series(SPLITS, dtype=pl.Utf8).gather(cols[1]),
+            "user_id": pl.Series(users, dtype=pl.Utf8).gather(cols[2]),
+            "item_id": item_ids.gather(cols[3]),
+            "source": text["source"],
+            "target": text["target"],
+            "candidates": _candidates(plan, cols[7], item_ids),
+            "source_entities": entity_lists(*src_spans.arrays(), registry, "source_entities"),
+            "target_entities": entity_lists(*tgt_spans.arrays(), registry, "target_entities"),
+        }
+    )
     prefix = df["split"] + ":" + df["family"] + ":"
     return df.with_columns(prompt_id=prefix + pl.int_range(0, n, eager=True).cast(pl.Utf8).str.zfill(8))
 

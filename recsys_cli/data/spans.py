@@ -69,7 +69,9 @@ class SpanTable:
     @classmethod
     def of(cls, values: list[Marked]) -> SpanTable:
         count = np.fromiter((len(v[1]) for v in values), dtype=np.int64, count=len(values))
-        flat = np.fromiter(chain.from_iterable(chain.from_iterable(v[1] for v in values)), dtype=np.int64, count=3 * int(count.sum()))
+        flat = np.fromiter(
+            chain.from_iterable(chain.from_iterable(v[1] for v in values)), dtype=np.int64, count=3 * int(count.sum())
+        )
         flat = flat.reshape(-1, 3)  # [S, 3] start, end, entity
         return cls(count, flat[:, 0], flat[:, 1], flat[:, 2])
 
@@ -85,7 +87,9 @@ class SpanTable:
         e = np.repeat(np.arange(len(flat)), c)  # [S] element of each span
         src = self.first[flat][e] + np.arange(len(e)) - np.repeat(np.cumsum(c) - c, c)
         total = np.concatenate([[0], np.cumsum(c)])
-        return SpanTable(total[head + sizes] - total[head], off[e] + self.start[src], off[e] + self.end[src], self.ent[src])
+        return SpanTable(
+            total[head + sizes] - total[head], off[e] + self.start[src], off[e] + self.end[src], self.ent[src]
+        )
 
 
 class SpanLayout:
@@ -118,15 +122,19 @@ class SpanLayout:
         return self.count, start, end, ent
 
 
-def entity_lists(count: np.ndarray, start: np.ndarray, end: np.ndarray, ent: np.ndarray, registry: Registry, name: str = "entities") -> pl.Series:
+def entity_lists(
+    count: np.ndarray, start: np.ndarray, end: np.ndarray, ent: np.ndarray, registry: Registry, name: str = "entities"
+) -> pl.Series:
     """Spans per row + the flat (start, end, entity) arrays in row order -> List(ENTITY_SPAN)."""
     at = pl.Series(ent, dtype=pl.Int64)
-    flat = pl.DataFrame({
-        "start": start.astype(np.int32),
-        "end": end.astype(np.int32),
-        "kind": pl.Series(registry.kinds, dtype=pl.Utf8).gather(at),
-        "entity_id": pl.Series(registry.ids, dtype=pl.Utf8).gather(at),
-    })
+    flat = pl.DataFrame(
+        {
+            "start": start.astype(np.int32),
+            "end": end.astype(np.int32),
+            "kind": pl.Series(registry.kinds, dtype=pl.Utf8).gather(at),
+            "entity_id": pl.Series(registry.ids, dtype=pl.Utf8).gather(at),
+        }
+    )
     return list_column(count, flat.to_struct(name), name).cast(pl.List(ENTITY_SPAN))
 
 
@@ -138,5 +146,7 @@ def list_column(count: np.ndarray, values: pl.Series, name: str, valid: np.ndarr
     offsets = np.zeros(len(count) + 1, dtype=np.int64)
     np.cumsum(count, out=offsets[1:])
     mask = None if valid is None else pa.array(~valid)
-    arr = pa.LargeListArray.from_arrays(pa.array(offsets), values.to_arrow(compat_level=pl.CompatLevel.newest()), mask=mask)
+    arr = pa.LargeListArray.from_arrays(
+        pa.array(offsets), values.to_arrow(compat_level=pl.CompatLevel.newest()), mask=mask
+    )
     return pl.Series(name, arr)

@@ -31,7 +31,9 @@ class SpecialIds:
         back = tok.convert_ids_to_tokens(ids)
         missing = [t for t, i, b in zip(SPECIAL_TOKENS, ids, back) if i is None or b != t]
         if missing:
-            raise RecsysError(f"tokenizer lacks the special tokens {missing}; call special_tokens.add_special_tokens(tokenizer)")
+            raise RecsysError(
+                f"tokenizer lacks the special tokens {missing}; call special_tokens.add_special_tokens(tokenizer)"
+            )
         return cls(*ids)
 
     def mask_for(self, level: str) -> int:

@@ -54,7 +54,9 @@ def history(items: Sequence[T], split: str, target: T | None = None) -> list[T]:
 
 def split_of_position(pos: pl.Expr, n: pl.Expr) -> pl.Expr:
     """Polars: 'test', 'valid' or 'train' for the row at position `pos` of a sequence of n."""
-    return pl.when(pos == n - 1).then(pl.lit("test")).when(pos == n - 2).then(pl.lit("valid")).otherwise(pl.lit("train"))
+    return (
+        pl.when(pos == n - 1).then(pl.lit("test")).when(pos == n - 2).then(pl.lit("valid")).otherwise(pl.lit("train"))
+    )
 
 
 def is_train_position(pos: pl.Expr, n: pl.Expr) -> pl.Expr:

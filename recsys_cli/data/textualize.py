@@ -18,8 +18,8 @@ import math
 import polars as pl
 
 from recsys_cli.artifacts import schemas
-from recsys_cli.data import split as loo
 from recsys_cli.data import quality
+from recsys_cli.data import split as loo
 from recsys_cli.data.corpus import corpus_columns, corpus_frame
 from recsys_cli.data.explain import extract
 from recsys_cli.data.prompts import draw_negatives, review_prompts, review_rows, sequence_prompts
@@ -37,7 +37,9 @@ def _price_text(p: float) -> str:
 def item_texts(items: pl.DataFrame, reg: Registry) -> tuple[list[str], list[Marked], list[Marked]]:
     """(items.text, title marked as item entity, corpus mention "Title, by B, in C.")."""
     texts, titles, mentions = [], [], []
-    for item_id, title, cats, brand, price in items.select("item_id", "title", "categories", "brand", "price").iter_rows():
+    for item_id, title, cats, brand, price in items.select(
+        "item_id", "title", "categories", "brand", "price"
+    ).iter_rows():
         titles.append(reg.mark(title, "item", f"item:{item_id}"))
         parts: list[Marked] = [titles[-1]]
         if brand:
@@ -81,9 +83,17 @@ def _profile_stats(train: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
 def user_profile(reg: Registry, label: str, n: int, top, mean_rating, days, features: list[tuple[str, str]]) -> Marked:
     parts: list[Marked] = []
     if features:
-        fs = [(f"{col} {val}", [(len(col) + 1, len(col) + 1 + len(val), reg.get("feature", f"feature:{col}={norm_key(val)}"))]) for col, val in features]
+        fs = [
+            (
+                f"{col} {val}",
+                [(len(col) + 1, len(col) + 1 + len(val), reg.get("feature", f"feature:{col}={norm_key(val)}"))],
+            )
+            for col, val in features
+        ]
         t, e = join(fs, "; ")
-        parts.append((f"{label} profile: " + t + ".", [(s + len(label) + 10, en + len(label) + 10, x) for s, en, x in e]))
+        parts.append(
+            (f"{label} profile: " + t + ".", [(s + len(label) + 10, en + len(label) + 10, x) for s, en, x in e])
+        )
     if top:
         names = [reg.mark(c, "category", f"category:{norm_key(c)}") for c in top]
         lst = join(names[:-1], ", ") if len(names) > 1 else names[0]
@@ -96,13 +106,17 @@ def user_profile(reg: Registry, label: str, n: int, top, mean_rating, days, feat
         parts.append((f"{who} give{'' if parts else 's'} {mean_rating:.1f} stars on average.", []))
         who = "They"
     if days is not None and not math.isnan(days):
-        parts.append((f"{'Their' if who == 'They' else label + chr(39) + 's'} history spans {int(days)} days and {n} items.", []))
+        parts.append(
+            (f"{'Their' if who == 'They' else label + chr(39) + 's'} history spans {int(days)} days and {n} items.", [])
+        )
     else:
         parts.append((f"{'Their' if who == 'They' else label + chr(39) + 's'} history has {n} items.", []))
     return join(parts, " ")
 
 
-def textualize(src: Source, seed: int = 0, docs_per_user: int = 10, prompts_per_user: int = 3, review_cap: int = 10, progress=None):
+def textualize(
+    src: Source, seed: int = 0, docs_per_user: int = 10, prompts_per_user: int = 3, review_cap: int = 10, progress=None
+):
     """Returns ({file name: frame}, summary dict)."""
     step = progress or (lambda name: None)
     inter = src.interactions
@@ -116,7 +130,9 @@ def textualize(src: Source, seed: int = 0, docs_per_user: int = 10, prompts_per_
     short = inter.filter(pl.col("n") < loo.MIN_ITEMS)["user_id"].n_unique()
     inter = inter.filter(pl.col("n") >= loo.MIN_ITEMS)
     if inter.height == 0:
-        raise RecsysError("no user has 3 or more interactions (leave-one-out needs train, valid and test items)", exit_code=2)
+        raise RecsysError(
+            "no user has 3 or more interactions (leave-one-out needs train, valid and test items)", exit_code=2
+        )
     items = src.items.filter(pl.col("item_id").is_in(inter["item_id"].unique().implode())).sort("item_id")
     item_ids = items["item_id"]
     codes = pl.DataFrame({"item_id": item_ids, "code": pl.int_range(0, items.height, eager=True)})
@@ -132,14 +148,18 @@ def textualize(src: Source, seed: int = 0, docs_per_user: int = 10, prompts_per_
     # all in this one process: a forked worker saved ~0.4 s of ~4.5 s on full Toys, and without
     # one Ctrl-C stops everything at once, with nothing left running
     negs = draw_negatives(seqs, items.height, prompts_per_user, seed)
-    frames, corpus_stats = _rest(src, seed, docs_per_user, prompts_per_user, review_cap, step, negs, inter, items,
-                                 item_ids, seq, users, labels, seqs)
+    frames, corpus_stats = _rest(
+        src, seed, docs_per_user, prompts_per_user, review_cap, step, negs, inter, items, seq, labels, seqs
+    )
     notes = list(src.notes)
     if short:
         notes.append(f"{short} users with fewer than 3 items dropped")
     cands = frames[schemas.PROMPTS]["candidates"].list.len().drop_nulls()
     if len(cands) and cands.min() < 100:
-        notes.append(f"catalogue too small for 99 negatives: {int((cands < 100).sum())} direct prompts have {cands.min()}-{cands.max()} candidates")
+        notes.append(
+            f"catalogue too small for 99 negatives: {int((cands < 100).sum())} direct prompts have "
+            f"{cands.min()}-{cands.max()} candidates"
+        )
     if not src.has_reviews:
         notes.append("source has no reviews: no rating, explanation or review prompts")
     notes.append(_period_note(corpus_stats))
@@ -159,20 +179,40 @@ def _period_note(stats: dict) -> str:
     elif stats["users_by_time"] == 0:
         how = "no timestamps: corpus periods cut by position (medium: latest half, short: latest max(5, 1/5))"
     else:
-        how = (f"corpus periods cut by time for {stats['users_by_time']:,} users and by position for "
-               f"{stats['users_by_position']:,} users with a missing timestamp")
-    return f"{how}; {stats['dropped_copies']:,} of {stats['sampled']:,} sampled documents were copies and were not written"
+        how = (
+            f"corpus periods cut by time for {stats['users_by_time']:,} users and by position for "
+            f"{stats['users_by_position']:,} users with a missing timestamp"
+        )
+    return (
+        f"{how}; {stats['dropped_copies']:,} of {stats['sampled']:,} sampled documents were copies and were not written"
+    )
 
 
-def _rest(src: Source, seed: int, docs_per_user: int, prompts_per_user: int, review_cap: int, step, negs, inter,
-          items, item_ids, seq, users, labels, seqs) -> dict:
-    """Items, users, interactions, corpus and prompts once the sequences are known."""
+def _rest(
+    src: Source,
+    seed: int,
+    docs_per_user: int,
+    prompts_per_user: int,
+    review_cap: int,
+    step,
+    negs,
+    inter,
+    items,
+    seq,
+    labels,
+    seqs,
+) -> tuple[dict, dict]:
+    """Items, users, interactions, corpus and prompts once the sequences are known
+    (`seq`: one row per user in output order; `labels` and `seqs`: its user labels and item codes)."""
     step("items and users")
+    item_ids, users = items["item_id"], seq["user_id"].to_list()
     reg = Registry()
     texts, titles, mentions = item_texts(items, reg)
     items = items.with_columns(text=pl.Series(texts, dtype=pl.Utf8))
     train = inter.filter(loo.is_train_position(pl.col("pos"), pl.col("n")))
-    stats = pl.DataFrame({"user_id": users}).join(_profile_stats(train, items), on="user_id", how="left", maintain_order="left")
+    stats = pl.DataFrame({"user_id": users}).join(
+        _profile_stats(train, items), on="user_id", how="left", maintain_order="left"
+    )
     feats = {}
     if src.users is not None:
         fcols = [c for c in src.users.columns if c != "user_id"]
@@ -180,7 +220,9 @@ def _rest(src: Source, seed: int, docs_per_user: int, prompts_per_user: int, rev
             feats[row[0]] = [(c, v) for c, v in zip(fcols, row[1:]) if v not in (None, "")]
     profiles = [
         user_profile(reg, lab, n or 0, top, mr, days, feats.get(u, []))
-        for u, lab, n, mr, days, top in zip(users, labels, *(stats[c].to_list() for c in ("n", "mean_rating", "days", "top")))
+        for u, lab, n, mr, days, top in zip(
+            users, labels, *(stats[c].to_list() for c in ("n", "mean_rating", "days", "top"))
+        )
     ]
     users_df = pl.DataFrame({"user_id": users, "text": [p[0] for p in profiles]})
 
@@ -212,7 +254,20 @@ def _rest(src: Source, seed: int, docs_per_user: int, prompts_per_user: int, rev
     return frames, corpus_cols[5]
 
 
-def _prompts(src: Source, inter, users, labels, seqs, titles, item_ids: pl.Series, per_user: int, seed: int, review_cap: int, reg: Registry, negs: tuple) -> pl.DataFrame:
+def _prompts(
+    src: Source,
+    inter,
+    users,
+    labels,
+    seqs,
+    titles,
+    item_ids: pl.Series,
+    per_user: int,
+    seed: int,
+    review_cap: int,
+    reg: Registry,
+    negs: tuple,
+) -> pl.DataFrame:
     plan = PromptPlan()
     sequence_prompts(plan, seqs, item_ids.len(), per_user, seed, negs)
     if src.has_reviews:

@@ -73,7 +73,9 @@ def _pieces(text: str, entities: Iterable[Any]) -> tuple[list[tuple[int, int]], 
     return pieces, ent_piece, ent_ids
 
 
-def _sentence_token_spans(text: str, offsets: Sequence[tuple[int, int]], entity_spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def _sentence_token_spans(
+    text: str, offsets: Sequence[tuple[int, int]], entity_spans: list[tuple[int, int]]
+) -> list[tuple[int, int]]:
     """Sentences as token spans covering [0, n); a boundary inside an entity moves past it."""
     n = len(offsets)
     if n == 0:
@@ -113,7 +115,9 @@ def encode_batch(tokenizer: Any, texts: list[str]) -> tuple[list[list[int]], lis
     return enc["input_ids"], [[tuple(o) for o in offs] for offs in enc["offset_mapping"]]
 
 
-def _entity_token_spans(offsets: list[tuple[int, int]], pieces: list[tuple[int, int]], ent_piece: list[int]) -> tuple[list[tuple[int, int]], list[int]]:
+def _entity_token_spans(
+    offsets: list[tuple[int, int]], pieces: list[tuple[int, int]], ent_piece: list[int]
+) -> tuple[list[tuple[int, int]], list[int]]:
     """Token spans of the entity pieces, and the char positions of entity edges that a token
     straddles (a BPE merge across the edge, like "),"); the spans are valid only when the
     second list is empty."""
@@ -131,7 +135,9 @@ def _entity_token_spans(offsets: list[tuple[int, int]], pieces: list[tuple[int, 
     return spans, bad
 
 
-def _encode_cut(tokenizer: Any, texts: list[str], cuts: list[list[int]]) -> list[tuple[list[int], list[tuple[int, int]], list[int]]]:
+def _encode_cut(
+    tokenizer: Any, texts: list[str], cuts: list[list[int]]
+) -> list[tuple[list[int], list[tuple[int, int]], list[int]]]:
     """Tokenize each text as separate segments split at its char positions `cuts`:
     (ids, offsets, token index where each segment starts + the total) per text."""
     segs = [(0, *c, len(t)) for t, c in zip(texts, cuts)]
@@ -151,7 +157,9 @@ def _encode_cut(tokenizer: Any, texts: list[str], cuts: list[list[int]]) -> list
     return out
 
 
-def tokenize_documents(texts: Sequence[str], entities: Sequence[Iterable[Any] | None], tokenizer: Any) -> list[TokenizedDoc]:
+def tokenize_documents(
+    texts: Sequence[str], entities: Sequence[Iterable[Any] | None], tokenizer: Any
+) -> list[TokenizedDoc]:
     """Tokenize texts (no BOS/EOS) so that every entity's tokens are exactly its in-context
     ids (tokenizer(" " + entity) after a space, as stored in entities.parquet). A text is
     tokenized whole; where a BPE merge straddles an entity edge ("Toy (FFP)," gives "),") it
@@ -169,7 +177,9 @@ def tokenize_documents(texts: Sequence[str], entities: Sequence[Iterable[Any] | 
         else:
             docs[i] = TokenizedDoc(ids, spans, _sentence_token_spans(texts[i], offsets, spans), cut[i][2])
     last: list[int] = []
-    for (i, _), (ids, offsets, _b) in zip(retry, _encode_cut(tokenizer, [texts[i] for i, _ in retry], [c for _, c in retry])):
+    for (i, _), (ids, offsets, _b) in zip(
+        retry, _encode_cut(tokenizer, [texts[i] for i, _ in retry], [c for _, c in retry])
+    ):
         spans, bad = _entity_token_spans(offsets, *cut[i][:2])
         if bad:
             last.append(i)
@@ -197,7 +207,12 @@ def tokenize_target(target: str, entities: Iterable[Any] | None, tokenizer: Any)
     entity starts there, that lone space is dropped: the answer's first token is the answer
     ("4"), the token the rating scorer reads at [START] (inference/rating.py)."""
     shifted = [
-        {"start": int(_field(e, "start")) + 1, "end": int(_field(e, "end")) + 1, "kind": _field(e, "kind"), "entity_id": _field(e, "entity_id")}
+        {
+            "start": int(_field(e, "start")) + 1,
+            "end": int(_field(e, "end")) + 1,
+            "kind": _field(e, "kind"),
+            "entity_id": _field(e, "entity_id"),
+        }
         for e in (entities or [])
     ]
     doc = tokenize_document(" " + target, shifted, tokenizer)

@@ -1,7 +1,8 @@
 """The entity trie: token sequences of the entity pool (titles, categories, brands, feature
 values), the one trie used by the intra-position rule and by constrained decoding.
 
-    python -c "from recsys_cli.data.trie import EntityTrie; t = EntityTrie([([5, 6], 'a')]); print(t.step(0, 5), t.lookup([5, 6]))"
+    python -c "from recsys_cli.data.trie import EntityTrie; \
+        t = EntityTrie([([5, 6], 'a')]); print(t.step(0, 5), t.lookup([5, 6]))"
 
 The entries live in a `pygtrie.Trie` (tuple of token ids -> payloads: item ids, or entity ids
 for other kinds), the source of truth for lookups and iteration. Decoding steps from a node
@@ -103,7 +104,7 @@ class EntityTrie:
             return None
         toks: list[int] = []
         while node != end:
-            (tok, node), = self._next[node].items()
+            ((tok, node),) = self._next[node].items()
             toks.append(tok)
         return toks, end
 
@@ -130,7 +131,9 @@ class EntityTrie:
         return cached
 
 
-def trie_from_rows(rows: Iterable[tuple[str, str, Sequence[int], Sequence[str] | None]], items_only: bool = False) -> EntityTrie:
+def trie_from_rows(
+    rows: Iterable[tuple[str, str, Sequence[int], Sequence[str] | None]], items_only: bool = False
+) -> EntityTrie:
     """Rows of (entity_id, kind, token_ids, item_ids) -> trie. Item entities carry their item
     ids as payload, other kinds their entity id; `items_only` keeps item entities only."""
     trie = EntityTrie()
@@ -164,7 +167,10 @@ def load_entity_trie(data_dir: Path, kinds: Sequence[str] | None = None, vocab_s
         if bad_rows.any():
             row = int(bad_rows.arg_true()[0])
             raise InputError.at(
-                Path(data_dir) / schemas.ENTITIES, f"row {row + 1}", f"token id {top[row]} is outside the vocabulary ({vocab_size}); "
-                "entities.parquet was built with another tokenizer: rerun `recsys build-entities --model` with the checkpoint's base model"
+                Path(data_dir) / schemas.ENTITIES,
+                f"row {row + 1}",
+                f"token id {top[row]} is outside the vocabulary ({vocab_size}); "
+                "entities.parquet was built with another tokenizer: "
+                "rerun `recsys build-entities --model` with the checkpoint's base model",
             )
     return trie_from_rows(df.iter_rows(), items_only=kinds is not None and list(kinds) == ["item"])

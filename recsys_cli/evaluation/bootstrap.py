@@ -26,8 +26,9 @@ RESAMPLES = 2000
 BLOCK_CELLS = 1 << 23  # resample indices held at once (64 MiB of int64)
 
 
-def paired_interval(a_values: np.ndarray, b_values: np.ndarray, resamples: int = RESAMPLES,
-                    seed: int = 0) -> dict[str, Any]:
+def paired_interval(
+    a_values: np.ndarray, b_values: np.ndarray, resamples: int = RESAMPLES, seed: int = 0
+) -> dict[str, Any]:
     """Mean of a - b over paired per-prompt values, with its 95% percentile bootstrap interval."""
     a_values, b_values = np.asarray(a_values, dtype=np.float64), np.asarray(b_values, dtype=np.float64)
     if a_values.shape != b_values.shape or a_values.ndim != 1:
@@ -50,8 +51,9 @@ def paired_interval(a_values: np.ndarray, b_values: np.ndarray, resamples: int =
     return {**out, "diff": float(d.mean()), "ci95": [float(lo), float(hi)], "excludes_0": bool(lo > 0 or hi < 0)}
 
 
-def paired_bootstrap(a_ranks: np.ndarray, b_ranks: np.ndarray, metric: str, resamples: int = RESAMPLES,
-                     seed: int = 0) -> dict[str, Any]:
+def paired_bootstrap(
+    a_ranks: np.ndarray, b_ranks: np.ndarray, metric: str, resamples: int = RESAMPLES, seed: int = 0
+) -> dict[str, Any]:
     """metric(A) - metric(B) over the same prompts (0-based target ranks, same order), with a 95% interval."""
     return paired_interval(per_prompt(a_ranks, metric), per_prompt(b_ranks, metric), resamples, seed)
 

@@ -18,6 +18,7 @@ import polars as pl
 
 from recsys_cli.artifacts import schemas
 from recsys_cli.artifacts.io import read_artifact
+from recsys_cli.artifacts.predictions import read_predictions
 from recsys_cli.evaluation import metrics, report
 from recsys_cli.evaluation.bootstrap import RESAMPLES, paired_bootstrap
 
@@ -26,14 +27,15 @@ PAIRED_METRICS = ("NDCG@10", "HR@10")
 
 def _ranks(data: Path, path: Path, prompts: pl.DataFrame) -> pl.DataFrame:
     """prompt_id, family, seen and the target's 0-based rank for one file's ranking prompts."""
-    joined = report.join_prompts(report.load_predictions(path, data), prompts, Path(path))
+    joined = report.join_prompts(read_predictions(path, data, strict_lists=False), prompts, Path(path))
     ranking = joined.filter(report.metric_kinds(joined) == "ranking")
     rank = metrics.truth_ranks(ranking["ranked"], ranking["item_id"])
     return ranking.select("prompt_id", "family", "seen").with_columns(rank=pl.Series(rank, dtype=pl.Int64))
 
 
-def add_paired_intervals(data: Path, paths: Sequence[Path], rows: list[dict], resamples: int = RESAMPLES,
-                         seed: int = 0) -> None:
+def add_paired_intervals(
+    data: Path, paths: Sequence[Path], rows: list[dict], resamples: int = RESAMPLES, seed: int = 0
+) -> None:
     """Attach `vs_first` ({"against", "n", "NDCG@10": interval, "HR@10": interval}) to the ranking rows
     of every method but the first, in place. Rows of other kinds are left as they are."""
     names = report.method_names(paths)

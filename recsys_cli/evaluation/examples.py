@@ -13,9 +13,10 @@ import polars as pl
 
 from recsys_cli.artifacts import schemas
 from recsys_cli.artifacts.io import read_artifact
+from recsys_cli.artifacts.predictions import read_predictions
 from recsys_cli.data import split as loo
 from recsys_cli.errors import RecsysError
-from recsys_cli.evaluation.report import join_prompts, load_predictions
+from recsys_cli.evaluation.report import join_prompts
 
 
 def _titles(data: Path) -> dict[str, str]:
@@ -23,11 +24,17 @@ def _titles(data: Path) -> dict[str, str]:
     return dict(zip(items["item_id"].to_list(), items["title"].to_list()))
 
 
-def answers(data: Path, predictions: Path, family: str | None = None, prompt_ids: list[str] | None = None, n: int = 1) -> list[dict]:
+def answers(
+    data: Path, predictions: Path, family: str | None = None, prompt_ids: list[str] | None = None, n: int = 1
+) -> list[dict]:
     """The first `n` answered prompts (of `family`, or exactly `prompt_ids`), in file order:
     prompt text, the model's output (and top-5 titles for ranked families), the reference."""
-    preds = load_predictions(predictions, data)
-    prompts = read_artifact(data, schemas.PROMPTS, ["prompt_id", "family", "template_id", "seen", "split", "user_id", "source", "target", "item_id"])
+    preds = read_predictions(predictions, data, strict_lists=False)  # shown as written, unknown ids too
+    prompts = read_artifact(
+        data,
+        schemas.PROMPTS,
+        ["prompt_id", "family", "template_id", "seen", "split", "user_id", "source", "target", "item_id"],
+    )
     df = join_prompts(preds, prompts, predictions)
     if family is not None:
         df = df.filter(pl.col("family") == family)
@@ -39,8 +46,15 @@ def answers(data: Path, predictions: Path, family: str | None = None, prompt_ids
     titles = _titles(data)
     rows = []
     for r in df.head(n).iter_rows(named=True):
-        row = {"prompt_id": r["prompt_id"], "family": r["family"], "template_id": r["template_id"], "seen": r["seen"],
-               "prompt": r["source"], "output": r["output"], "reference": r["target"]}
+        row = {
+            "prompt_id": r["prompt_id"],
+            "family": r["family"],
+            "template_id": r["template_id"],
+            "seen": r["seen"],
+            "prompt": r["source"],
+            "output": r["output"],
+            "reference": r["target"],
+        }
         if r.get("ranked"):
             row["top_titles"] = [titles.get(i, i) for i in r["ranked"][:5]]
         rows.append(row)
@@ -51,7 +65,7 @@ def user_view(data: Path, predictions: Path, user: str | None = None, k: int = 5
     """One user's last `history` titles before a ranked prompt's target, the top-`k` titles the
     predictions file ranks for it, and whether the held-out item is among them. Default user:
     the first one with a ranked (sequential or direct) answer, in file order."""
-    preds = load_predictions(predictions, data).filter(pl.col("ranked").list.len() > 0)
+    preds = read_predictions(predictions, data, strict_lists=False).filter(pl.col("ranked").list.len() > 0)
     prompts = read_artifact(data, schemas.PROMPTS, ["prompt_id", "family", "split", "user_id", "item_id"])
     df = join_prompts(preds, prompts, predictions)
     if user is not None:
@@ -65,7 +79,10 @@ def user_view(data: Path, predictions: Path, user: str | None = None, k: int = 5
     titles = _titles(data)
     top = r["ranked"][:k]
     return {
-        "user_id": r["user_id"], "prompt_id": r["prompt_id"], "family": r["family"], "split": r["split"],
+        "user_id": r["user_id"],
+        "prompt_id": r["prompt_id"],
+        "family": r["family"],
+        "split": r["split"],
         "history_titles": [titles.get(i, i) for i in past[-history:]],
         "history_length": len(past),
         "top_titles": [titles.get(i, i) for i in top],

@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 
 from recsys_cli.data.ratings import parse_ratings
+from recsys_cli.data.templates import YES_NO
 
 KS = (1, 5, 10)
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
@@ -82,12 +83,18 @@ def ranking_from_ranks(rank: np.ndarray, ks: Sequence[int] = KS, prefix: str = "
     return out
 
 
+def _share(mask: pl.Series) -> float:
+    """Share of true values in a boolean Series (nulls left out); 0 when it has none."""
+    value = mask.mean()
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
 def validity(ranked: pl.Series, items: pl.Series) -> float:
     """Share of all ranked ids (over every list) that are real item ids; 0 when none ranked."""
     flat = ranked.explode().drop_nulls()
     if len(flat) == 0:
         return 0.0
-    return float(flat.is_in(items.implode()).mean())
+    return _share(flat.is_in(items.implode()))
 
 
 def ranking_metrics(ranked: pl.Series, truth: pl.Series, items: pl.Series | None = None, ks=KS) -> dict[str, float]:
@@ -104,8 +111,8 @@ def binary_accuracy(output: pl.Series, target: pl.Series) -> dict[str, float]:
     """Yes/no prompts: the first word of the output (lowercased, punctuation stripped) vs target."""
     pred = output.fill_null("").str.to_lowercase().str.extract(r"([a-z]+)", 1).fill_null("")
     gold = target.str.to_lowercase().str.strip_chars()
-    unparsable = int((~pred.is_in(["yes", "no"])).sum())
-    acc = float((pred == gold).mean()) if len(gold) else 0.0
+    unparsable = int((~pred.is_in(list(YES_NO))).sum())
+    acc = _share(pred == gold)
     return {"accuracy": acc, "unparsable": unparsable, "n": len(gold)}
 
 
@@ -166,14 +173,16 @@ def _stats_chunk(args: tuple[list[str], list[str], int, bool]):
     return bleu_stats(hyps, refs, order)
 
 
-def corpus_stats(hyps: Sequence[str], refs: Sequence[str], order: int, tok13a: bool = False, workers: int | None = None):
+def corpus_stats(
+    hyps: Sequence[str], refs: Sequence[str], order: int, tok13a: bool = False, workers: int | None = None
+):
     """`bleu_stats` summed over process chunks (fork) when the corpus is large."""
     hyps, refs = list(hyps), list(refs)
     workers = workers or min(4, os.cpu_count() or 1)
     if workers <= 1 or len(hyps) < 20_000:
         return _stats_chunk((hyps, refs, order, tok13a))
-    from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     step = math.ceil(len(hyps) / workers)
     chunks = [(hyps[i : i + step], refs[i : i + step], order, tok13a) for i in range(0, len(hyps), step)]
@@ -276,8 +285,8 @@ def rouge_matrix(hyps: Sequence[str], refs: Sequence[str], p5: bool = False, wor
     workers = workers or min(4, os.cpu_count() or 1)
     if workers <= 1 or len(hyps) < 20_000:
         return _rouge_chunk((hyps, refs, p5))
-    from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     step = math.ceil(len(hyps) / workers)
     chunks = [(hyps[i : i + step], refs[i : i + step], p5) for i in range(0, len(hyps), step)]

@@ -49,7 +49,9 @@ def best_cells(fam_rows: list[dict], cols: list[str]) -> set[tuple[int, str]]:
             vals = [
                 (i, r["metrics"][col])
                 for i, r in enumerate(fam_rows)
-                if r["seen"] == seen and isinstance(r["metrics"].get(col), (int, float)) and not math.isnan(r["metrics"][col])
+                if r["seen"] == seen
+                and isinstance(r["metrics"].get(col), (int, float))
+                and not math.isnan(r["metrics"][col])
             ]
             if len(vals) < 2:
                 continue
@@ -74,8 +76,13 @@ def paired_columns(fam_rows: list[dict]) -> list[tuple[str, list[str]]]:
     first = next((r["vs_first"] for r in fam_rows if r.get("vs_first")), None)
     if first is None:
         return []
-    return [(f"Δ{m} vs {first['against']} [95% CI]", [format_interval(r["vs_first"][m]) if r.get("vs_first") else ""
-                                                      for r in fam_rows]) for m in ("NDCG@10", "HR@10")]
+    return [
+        (
+            f"Δ{m} vs {first['against']} [95% CI]",
+            [format_interval(r["vs_first"][m]) if r.get("vs_first") else "" for r in fam_rows],
+        )
+        for m in ("NDCG@10", "HR@10")
+    ]
 
 
 def rich_tables(rows: list[dict], note: str) -> list[Table]:

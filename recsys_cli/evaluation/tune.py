@@ -18,8 +18,8 @@ The tuning file records the rule, the full validation table, the interval and th
 the data fingerprint, so `infer --tuning` refuses it on other data.
 
 `sweep` (also used by bench/quality.py) adds smaller K (<= the run's K) from one file: exact
-with `--item-scoring full` (each title's summed log-prob does not depend on the other
-candidates, and log-softmax over a subset is a shift); *approximate* with the constrained
+with `--item-scoring full`, full-norm or pmi (PER_ITEM_SCORINGS: each title's score does not
+depend on the other candidates, and log-softmax over a subset is a shift); *approximate* with the constrained
 walker, whose per-token softmax is over the tokens that continue the run's candidates. Such rows
 are marked `exact: False` and never chosen. `recsys tune` uses each file's own K only.
 Every function here refuses anything but validation-split W = 1 files of that retriever on --data.
@@ -36,17 +36,21 @@ import polars as pl
 
 from recsys_cli.artifacts import provenance, schemas
 from recsys_cli.artifacts.io import data_fingerprint, file_sha256, read_artifact
+from recsys_cli.artifacts.predictions import read_predictions
 from recsys_cli.errors import InputError, RecsysError
 from recsys_cli.evaluation.bootstrap import RESAMPLES, paired_bootstrap
 from recsys_cli.evaluation.metrics import ranking_from_ranks, truth_ranks
 from recsys_cli.inference import fusion, retriever
-from recsys_cli.inference.runner import history_of
+from recsys_cli.inference.candidates import PER_ITEM_SCORINGS
+from recsys_cli.inference.options import history_of
 
 # fine near 0 (a weak LLM's order may still add a little to a strong retriever's), then steps of 0.1
 W_GRID = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 RULE_METRIC = "NDCG@10"
-RULE = ("keep W = 0 (the retriever alone) unless the paired 95% bootstrap interval of the NDCG@10 gain of the best "
-        "(scorer, K, W) over the retriever, on the same validation prompts, excludes 0")
+RULE = (
+    "keep W = 0 (the retriever alone) unless the paired 95% bootstrap interval of the NDCG@10 gain of the best "
+    "(scorer, K, W) over the retriever, on the same validation prompts, excludes 0"
+)
 FORMAT, VERSION = "recsys-tuning", 1
 
 
@@ -64,21 +68,30 @@ def _check(rerank: Path, retr_path: Path, data: Path, split: str = "valid") -> d
     prov = provenance.check_data(rerank, data)
     settings = (prov or {}).get("settings") or {}
     if not settings.get("retriever"):
-        raise InputError.at(rerank, None, "a two-stage predictions file from `recsys infer --candidates-from ... "
-                                          "--rerank-k K`")
+        raise InputError.at(
+            rerank, None, "a two-stage predictions file from `recsys infer --candidates-from ... --rerank-k K`"
+        )
     if settings.get("split") != split:
-        raise InputError.at(rerank, None, f"predictions on the validation split (scorer, K and W are chosen on valid "
-                                          f"only; tuning on test is never allowed); this file is split "
-                                          f"{settings.get('split')!r}")
+        raise InputError.at(
+            rerank,
+            None,
+            f"predictions on the validation split (scorer, K and W are chosen on valid "
+            f"only; tuning on test is never allowed); this file is split "
+            f"{settings.get('split')!r}",
+        )
     if settings.get("fusion") != 1.0:
-        raise InputError.at(rerank, None, f"a run with --fusion 1 (its scores are the LLM's alone); this file has "
-                                          f"fusion {settings.get('fusion')!r}")
+        raise InputError.at(
+            rerank,
+            None,
+            f"a run with --fusion 1 (its scores are the LLM's alone); this file has fusion {settings.get('fusion')!r}",
+        )
     want = settings["retriever"]
     got = retriever.identity_of(retr_path, provenance.read(retr_path))
     key = "provenance_sha256" if "provenance_sha256" in want else "file_sha256"
     if got.get(key) != want.get(key):
-        raise InputError.at(retr_path, None, f"the retriever {rerank} was reranked from ({want.get('path')}); "
-                                             f"this file differs ({key})")
+        raise InputError.at(
+            retr_path, None, f"the retriever {rerank} was reranked from ({want.get('path')}); this file differs ({key})"
+        )
     return settings
 
 
@@ -88,31 +101,35 @@ def load_cases(data: Path, rerank: Path, retr_path: Path, split: str = "valid") 
     data, rerank, retr_path = Path(data), Path(rerank), Path(retr_path)
     settings = _check(rerank, retr_path, data, split)
     k_run = int(settings["rerank_k"])
-    preds = pl.read_parquet(rerank, columns=["prompt_id", "ranked", "scores"]).with_row_index("_row")
+    preds = read_predictions(rerank, data, need_scores=True).select("prompt_id", "ranked", "scores")
     prompts = read_artifact(data, schemas.PROMPTS, ["prompt_id", "user_id", "item_id", "candidates"])
-    joined = preds.join(prompts, on="prompt_id", how="inner").filter(pl.col("ranked").is_not_null())
-    items = set(read_artifact(data, schemas.ITEMS, ["item_id"])["item_id"].to_list())
-    retr = retriever.load(retr_path, data, split, joined.select("prompt_id", "candidates"), k_run, items)
+    joined = preds.with_row_index("_row").join(prompts, on="prompt_id", how="inner")
+    joined = joined.filter(pl.col("ranked").is_not_null())
+    retr = retriever.load(retr_path, data, split, joined.select("prompt_id", "candidates"), k_run)
     histories = {}
     if settings.get("exclude_history"):
         seqs = read_artifact(data, schemas.SEQUENCES)
         histories = dict(zip(seqs["user_id"].to_list(), seqs["items"].to_list()))
     cases = []
-    for row, pid, ranked, scores, user, target in joined.select("_row", "prompt_id", "ranked", "scores", "user_id",
-                                                                "item_id").iter_rows():
+    for row, pid, ranked, scores, user, target in joined.select(
+        "_row", "prompt_id", "ranked", "scores", "user_id", "item_id"
+    ).iter_rows():
         excl = history_of(histories.get(user, []), split, target) if histories else set()
         head, ret, rest = retriever.head(*retr.lists[pid], excl, k_run)
         llm = {i: s for i, s in zip(ranked, scores) if s is not None}
         if set(llm) != set(head):
-            raise InputError.at(rerank, f"row {row}", f"scores for exactly the retriever's first {k_run} items of "
-                                                      f"prompt {pid!r}; they differ")
+            raise InputError.at(
+                rerank,
+                f"row {row}",
+                f"scores for exactly the retriever's first {k_run} items of prompt {pid!r}; they differ",
+            )
         cases.append((pid, target, head, ret, [llm[i] for i in head], rest))
     return settings, cases
 
 
 def ranking(case: tuple, k: int, w: float) -> list[str]:
     """The list for this prompt at (k, w): what `infer --rerank-k k --fusion w` writes when k is
-    the run's K or the run used --item-scoring full (see the module docstring)."""
+    the run's K or the run used a PER_ITEM_SCORINGS scorer such as full (see the module docstring)."""
     _, _, head, ret, llm, rest = case
     return fusion.rerank(head[:k], ret[:k], llm[:k], head[k:] + rest, w)[0]
 
@@ -145,12 +162,26 @@ def sweep(data: Path, rerank: Path, retr_path: Path, ks: Sequence[int], ws: Sequ
         raise InputError.at(rerank, None, f"K values between 1 and the run's rerank_k {k_run}; got {bad}")
     rows = []
     for k in ks:
-        exact = k == k_run or scorer_of(settings) == "full"
+        exact = k == k_run or scorer_of(settings) in PER_ITEM_SCORINGS
         for w in ws:
-            rows.append({"k": k, "w": w, "exact": exact, "recall@K": _recall(cases, k), "n": len(cases),
-                         **ranking_from_ranks(target_ranks(cases, k, w))})
-    return {"rerank": str(rerank), "retriever": str(retr_path), "k_run": k_run, "prompts": len(cases), "rows": rows,
-            "best": best_row(rows)}
+            rows.append(
+                {
+                    "k": k,
+                    "w": w,
+                    "exact": exact,
+                    "recall@K": _recall(cases, k),
+                    "n": len(cases),
+                    **ranking_from_ranks(target_ranks(cases, k, w)),
+                }
+            )
+    return {
+        "rerank": str(rerank),
+        "retriever": str(retr_path),
+        "k_run": k_run,
+        "prompts": len(cases),
+        "rows": rows,
+        "best": best_row(rows),
+    }
 
 
 def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -164,10 +195,13 @@ def decide(best: dict[str, Any], gain: dict[str, Any]) -> tuple[dict[str, Any], 
     what = f"scorer {best['scorer']}, K {best['k']}, W {best['w']}"
     interval = f"{gain['diff']:+.4f} [{gain['ci95'][0]:+.4f}, {gain['ci95'][1]:+.4f}]"
     if best["w"] > 0 and gain["diff"] > 0 and gain["excludes_0"]:
-        return ({"scorer": best["scorer"], "k": best["k"], "w": best["w"]},
-                f"chose {what}: its NDCG@10 gain over the retriever on validation, {interval}, excludes 0")
-    why = ("the retriever alone is the best" if best["w"] == 0
-           else f"the best ({what}) gains {interval}, which includes 0")
+        return (
+            {"scorer": best["scorer"], "k": best["k"], "w": best["w"]},
+            f"chose {what}: its NDCG@10 gain over the retriever on validation, {interval}, excludes 0",
+        )
+    why = (
+        "the retriever alone is the best" if best["w"] == 0 else f"the best ({what}) gains {interval}, which includes 0"
+    )
     return {"scorer": best["scorer"], "k": best["k"], "w": 0.0}, f"kept W = 0 (the retriever alone): {why}"
 
 
@@ -176,24 +210,41 @@ def _runs(data: Path, reranks: Sequence[Path], retr_path: Path) -> list[dict[str
     runs: list[dict[str, Any]] = []
     for path in reranks:
         settings, cases = load_cases(data, path, retr_path)
-        run = {"path": Path(path), "scorer": scorer_of(settings), "k": int(settings["rerank_k"]), "cases": cases}
+        run: dict[str, Any] = {
+            "path": Path(path),
+            "scorer": scorer_of(settings),
+            "k": int(settings["rerank_k"]),
+            "cases": cases,
+        }
         twin = next((r for r in runs if (r["scorer"], r["k"]) == (run["scorer"], run["k"])), None)
         if twin is not None:
-            raise InputError.at(path, None, f"one file per (scorer, K); {twin['path']} is also scorer "
-                                            f"{run['scorer']!r} with K {run['k']}")
+            raise InputError.at(
+                path,
+                None,
+                f"one file per (scorer, K); {twin['path']} is also scorer {run['scorer']!r} with K {run['k']}",
+            )
         runs.append(run)
     common = set.intersection(*({c[0] for c in r["cases"]} for r in runs))
     if not common:
-        raise RecsysError(f"{', '.join(str(r['path']) for r in runs)}: no ranking prompt is answered by every file; "
-                          "rerank the same validation prompts (--prompt-ids FILE) with each scorer and K", 2)
+        raise RecsysError(
+            f"{', '.join(str(r['path']) for r in runs)}: no ranking prompt is answered by every file; "
+            "rerank the same validation prompts (--prompt-ids FILE) with each scorer and K",
+            2,
+        )
     for run in runs:
         run["answered"] = len(run["cases"])
         run["cases"] = sorted((c for c in run["cases"] if c[0] in common), key=lambda c: c[0])
     return runs
 
 
-def tune(data: Path, reranks: Sequence[Path], retr_path: Path, ws: Sequence[float] = W_GRID, seed: int = 0,
-         resamples: int = RESAMPLES) -> dict[str, Any]:
+def tune(
+    data: Path,
+    reranks: Sequence[Path],
+    retr_path: Path,
+    ws: Sequence[float] = W_GRID,
+    seed: int = 0,
+    resamples: int = RESAMPLES,
+) -> dict[str, Any]:
     """The tuning record: every (scorer, K, W) on the common validation prompts, the best one, the
     paired interval of its NDCG@10 gain over the retriever, and what RULE chose."""
     data, retr_path = Path(data), Path(retr_path)
@@ -202,10 +253,21 @@ def tune(data: Path, reranks: Sequence[Path], retr_path: Path, ws: Sequence[floa
     for n, run in enumerate(runs):
         for w in ws:
             ranks[n, w] = target_ranks(run["cases"], run["k"], w)
-            rows.append({"scorer": run["scorer"], "k": run["k"], "w": w, "file": str(Path(run["path"]).resolve()),
-                         "n": len(run["cases"]), "recall@K": _recall(run["cases"], run["k"]),
-                         **ranking_from_ranks(ranks[n, w]), "_run": n})
+            rows.append(
+                {
+                    "scorer": run["scorer"],
+                    "k": run["k"],
+                    "w": w,
+                    "file": str(Path(run["path"]).resolve()),
+                    "n": len(run["cases"]),
+                    "recall@K": _recall(run["cases"], run["k"]),
+                    **ranking_from_ranks(ranks[n, w]),
+                    "_run": n,
+                }
+            )
     best = best_row(rows)
+    if best is None:
+        raise RecsysError(f"{', '.join(map(str, reranks))}: no exact (scorer, K, W) row to tune on", 2)
     n_best = best["_run"]
     base = ranks[n_best, 0.0] if (n_best, 0.0) in ranks else target_ranks(runs[n_best]["cases"], best["k"], 0.0)
     gain = paired_bootstrap(ranks[n_best, best["w"]], base, RULE_METRIC, resamples, seed)
@@ -214,13 +276,29 @@ def tune(data: Path, reranks: Sequence[Path], retr_path: Path, ws: Sequence[floa
     chosen, outcome = decide(best, gain)
     retr_prov = provenance.read(retr_path)
     return {
-        "format": FORMAT, "version": VERSION, "split": "valid", "data_fingerprint": data_fingerprint(data),
+        "format": FORMAT,
+        "version": VERSION,
+        "split": "valid",
+        "data_fingerprint": data_fingerprint(data),
         "retriever": {**retriever.identity_of(retr_path, retr_prov), "producer": (retr_prov or {}).get("producer")},
-        "rerank": [{"scorer": r["scorer"], "k": r["k"], "answered": r["answered"],
-                    **retriever.identity_of(r["path"], provenance.read(r["path"]))} for r in runs],
-        "prompts": len(runs[0]["cases"]), "w_grid": list(ws), "rule": RULE,
+        "rerank": [
+            {
+                "scorer": r["scorer"],
+                "k": r["k"],
+                "answered": r["answered"],
+                **retriever.identity_of(r["path"], provenance.read(r["path"])),
+            }
+            for r in runs
+        ],
+        "prompts": len(runs[0]["cases"]),
+        "w_grid": list(ws),
+        "rule": RULE,
         "bootstrap": {"metric": RULE_METRIC, "resamples": resamples, "seed": seed},
-        "best": best, "gain": gain, "chosen": chosen, "outcome": outcome, "rows": rows,
+        "best": best,
+        "gain": gain,
+        "chosen": chosen,
+        "outcome": outcome,
+        "rows": rows,
     }
 
 
@@ -234,17 +312,28 @@ def read_tuning(path: Path, data: Path) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError):
         raise InputError.at(path, None, "a JSON tuning file written by `recsys tune`")
     if not isinstance(obj, dict) or obj.get("format") != FORMAT or obj.get("version") != VERSION:
-        raise InputError.at(path, None, f"a tuning file written by `recsys tune` (format {FORMAT!r}, "
-                                        f"version {VERSION})")
+        raise InputError.at(
+            path, None, f"a tuning file written by `recsys tune` (format {FORMAT!r}, version {VERSION})"
+        )
     chosen = obj.get("chosen")
-    ok = (isinstance(chosen, dict) and isinstance(chosen.get("scorer"), str) and isinstance(chosen.get("k"), int)
-          and chosen["k"] >= 1 and isinstance(chosen.get("w"), (int, float)) and 0.0 <= chosen["w"] <= 1.0)
+    ok = (
+        isinstance(chosen, dict)
+        and isinstance(chosen.get("scorer"), str)
+        and isinstance(chosen.get("k"), int)
+        and chosen["k"] >= 1
+        and isinstance(chosen.get("w"), (int, float))
+        and 0.0 <= chosen["w"] <= 1.0
+    )
     if not ok:
         raise InputError.at(path, "key 'chosen'", "{'scorer': str, 'k': int >= 1, 'w': number in [0, 1]}")
     want = data_fingerprint(data)
     if obj.get("data_fingerprint") != want:
-        raise InputError.at(path, None, f"a tuning file made on the data in {data} (manifest sha256 {str(want)[:12]}); "
-                                        f"this file was made on other data ({str(obj.get('data_fingerprint'))[:12]})")
+        raise InputError.at(
+            path,
+            None,
+            f"a tuning file made on the data in {data} (manifest sha256 {str(want)[:12]}); "
+            f"this file was made on other data ({str(obj.get('data_fingerprint'))[:12]})",
+        )
     return obj
 
 
@@ -255,22 +344,35 @@ def parse_scorer(name: str) -> tuple[str, int, bool]:
     return item_scoring, int(orders or 1), ids
 
 
-def tuned_settings(path: Path, data: Path, candidates_from: Path, rerank_k: int | None, w: float | None,
-                   scorer: str | None) -> tuple[int, float, str, dict[str, Any]]:
+def tuned_settings(
+    path: Path, data: Path, candidates_from: Path, rerank_k: int | None, w: float | None, scorer: str | None
+) -> tuple[int, float, str, dict[str, Any]]:
     """`infer --tuning`: (K, W, scorer) from the file, refusing an explicit flag that disagrees and
     a retriever of another kind than the one tuned; plus what the predictions' provenance records."""
     obj = read_tuning(path, data)
     chosen = obj["chosen"]
-    for flag, given, want in (("--rerank-k", rerank_k, chosen["k"]), ("--fusion", w, float(chosen["w"])),
-                              ("--item-scoring", scorer, parse_scorer(chosen["scorer"])[0])):
+    for flag, given, want in (
+        ("--rerank-k", rerank_k, chosen["k"]),
+        ("--fusion", w, float(chosen["w"])),
+        ("--item-scoring", scorer, parse_scorer(chosen["scorer"])[0]),
+    ):
         if given is not None and given != want:
-            raise RecsysError(f"{flag} {given} conflicts with --tuning {path}, which chose {want} on validation; "
-                              f"drop {flag} or the tuning file", 2)
+            raise RecsysError(
+                f"{flag} {given} conflicts with --tuning {path}, which chose {want} on validation; "
+                f"drop {flag} or the tuning file",
+                2,
+            )
     tuned_on = ((obj.get("retriever") or {}).get("producer") or {}).get("name")
-    here = ((provenance.read(candidates_from) or {}).get("producer") or {}).get("name") \
-        if Path(candidates_from).is_file() else None
+    here = (
+        ((provenance.read(candidates_from) or {}).get("producer") or {}).get("name")
+        if Path(candidates_from).is_file()
+        else None
+    )
     if tuned_on and here and tuned_on != here:
-        raise InputError.at(candidates_from, None, f"a {tuned_on!r} retriever, the kind --tuning {path} was tuned for; "
-                                                   f"this file comes from {here!r}")
+        raise InputError.at(
+            candidates_from,
+            None,
+            f"a {tuned_on!r} retriever, the kind --tuning {path} was tuned for; this file comes from {here!r}",
+        )
     record = {"path": str(Path(path).resolve()), "sha256": file_sha256(path), **chosen}
     return int(chosen["k"]), float(chosen["w"]), chosen["scorer"], record  # scorer: parse_scorer splits it

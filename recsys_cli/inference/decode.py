@@ -2,7 +2,8 @@
 
 A prompt is Part A (prompt tokens + [gM], bidirectional) followed by [START]. Rows are
 left-padded so every row appends its new token at the same cache column; the 4D float mask
-blocks the pad columns. The inter position of every generated token is the index of [gM].
+(modeling/mask.py, the training layout) blocks the pad columns. The inter position of every
+generated token is the index of [gM].
 
     python -m pytest tests/unit/test_inference.py -q
 """
@@ -12,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from recsys_cli.data.intra import IntraTracker
+from recsys_cli.data.positions import IntraTracker, answer_inter, part_a_inter
 from recsys_cli.data.trie import ROOT, EntityTrie
+from recsys_cli.modeling.mask import cached_attention_mask, prefill_attention_mask
 
 
 def forward(model, ids, inter, intra, mask, cache, soft=None, last_only=False):
@@ -68,10 +70,17 @@ def _select_cache(cache, idx) -> None:
             layer.values = layer.values.index_select(0, idx)
 
 
-def prefill(model, part_a: Sequence[Sequence[int]], part_a_intra: Sequence[Sequence[int]], start_id: int,
-            trie: EntityTrie | None, dynamic: bool = True, soft: Sequence[Sequence[tuple[int, int]]] | None = None) -> State:
+def prefill(
+    model,
+    part_a: Sequence[Sequence[int]],
+    part_a_intra: Sequence[Sequence[int]],
+    start_id: int,
+    trie: EntityTrie | None,
+    dynamic: bool = True,
+    soft: Sequence[Sequence[tuple[int, int]]] | None = None,
+) -> State:
     """Run Part A + [START] of every row once; returns the state ready to generate. `soft`
-    (RSLLM, data/hybrid.hybrid_part_a): per row, (Part A position, item row) of each soft token."""
+    (RSLLM, data/rsllm.hybrid_part_a): per row, (Part A position, item row) of each soft token."""
     import torch
     from transformers import DynamicCache
 
@@ -86,23 +95,21 @@ def prefill(model, part_a: Sequence[Sequence[int]], part_a_intra: Sequence[Seque
     for r, (a, ai) in enumerate(zip(part_a, part_a_intra)):
         pad = a_max - len(a)
         ids[r, pad:a_max] = torch.tensor(a)
-        inter[r, pad:a_max] = torch.arange(len(a))
+        inter[r, pad:a_max] = torch.tensor(part_a_inter(len(a)))
         intra[r, pad:a_max] = torch.tensor(ai)
         key_ok[r, pad:] = True
-        inter[r, a_max] = len(a) - 1  # [START] sits at the [gM] inter position
+        inter[r, a_max] = answer_inter(len(a))  # [START] sits at the [gM] inter position
     ids[:, a_max] = start_id
     intra[:, a_max] = 1
-    pos = torch.arange(length)
-    allowed = (pos[None, :] < a_max) | (pos[None, :] <= pos[:, None])  # [L, L] A bidirectional, rest causal
-    allowed = allowed[None] & key_ok[:, None, :]  # [B, L, L]
-    allowed |= torch.eye(length, dtype=torch.bool)[None]  # pad rows see themselves (no empty rows)
-    mask = torch.zeros(rows, 1, length, length, dtype=dt)  # [B, 1, L, L]
-    mask.masked_fill_(~allowed[:, None], torch.finfo(dt).min)
+    mask = prefill_attention_mask(key_ok, a_max, dt)  # [B, 1, L, L] Part A bidirectional, [START] causal
     soft_t = None
     if soft is not None and any(soft):
-        trip = [(r, a_max - len(a) + p, row) for r, (a, sr) in enumerate(zip(part_a, soft)) for p, row in sr]  # left padding shifts
+        # left padding shifts the soft tokens' positions
+        trip = [(r, a_max - len(a) + p, row) for r, (a, sr) in enumerate(zip(part_a, soft)) for p, row in sr]
         soft_t = tuple(torch.tensor([t[i] for t in trip], dtype=torch.long, device=dev) for i in range(3))  # 3 x [S]
-    logits, cache = forward(model, ids.to(dev), inter.to(dev), intra.to(dev), mask.to(dev), DynamicCache(), soft_t, last_only=True)
+    logits, cache = forward(
+        model, ids.to(dev), inter.to(dev), intra.to(dev), mask.to(dev), DynamicCache(), soft_t, last_only=True
+    )
     tracker = IntraTracker(trie, rows) if (dynamic and trie is not None) else None
     return State(cache, key_ok.to(dev), inter[:, a_max].to(dev), logits[:, -1].float(), tracker)
 
@@ -117,9 +124,8 @@ def step(model, state: State, tokens) -> None:
         intra = torch.tensor(state.tracker.push(tokens.tolist()), dtype=torch.long, device=tokens.device)  # [R]
     else:
         intra = torch.ones(rows, dtype=torch.long, device=tokens.device)  # [R]
+    mask = cached_attention_mask(state.key_ok, dt)  # [R, 1, 1, Lk + 1]
     state.key_ok = torch.cat([state.key_ok, torch.ones(rows, 1, dtype=torch.bool, device=tokens.device)], 1)
-    mask = torch.zeros(rows, 1, 1, state.key_ok.shape[1], dtype=dt, device=tokens.device)  # [R, 1, 1, Lk]
-    mask.masked_fill_(~state.key_ok[:, None, None, :], torch.finfo(dt).min)
     logits, state.cache = forward(model, tokens[:, None], state.inter[:, None], intra[:, None], mask, state.cache)
     state.logits = logits[:, -1].float()  # [R, V]
 
@@ -127,8 +133,6 @@ def step(model, state: State, tokens) -> None:
 def greedy(model, state: State, end_ids: Sequence[int], max_new_tokens: int) -> list[list[int]]:
     """Greedy decoding until an end token or the length limit; returns the tokens per row
     (end token excluded)."""
-    import torch
-
     rows = state.logits.shape[0]
     out: list[list[int]] = [[] for _ in range(rows)]
     done = [False] * rows
@@ -180,9 +184,34 @@ class Constraint:
         return m.to(device)
 
 
-def beam_search(model, state: State, beams: int, top_k: int, end_id: int, max_new_tokens: int,
-                constraint: Constraint | None = None, excluded: Sequence[set] | None = None,
-                banned: Sequence[int] = ()) -> list[list[tuple[float, list[int], int]]]:
+def _next_logprobs(state: State, constraint: Constraint | None, nodes: list[int], row_excl: list[set], ban):
+    """Log-probs of every next token per live beam: the trie's constraint (renormalised when it
+    asks, dead beams stay -inf), or the banned tokens removed."""
+    import torch
+
+    neg = float("-inf")
+    logp = torch.log_softmax(state.logits, -1).cpu()  # [A*K, V]
+    if constraint is not None:
+        logp = logp + constraint.mask(nodes, row_excl, logp.shape[1], "cpu")
+        if constraint.renormalize:
+            logp = torch.log_softmax(logp, -1)
+            logp.masked_fill_(logp.isnan(), neg)
+    elif len(ban):
+        logp[:, ban] = neg
+    return logp
+
+
+def beam_search(
+    model,
+    state: State,
+    beams: int,
+    top_k: int,
+    end_id: int,
+    max_new_tokens: int,
+    constraint: Constraint | None = None,
+    excluded: Sequence[set] | None = None,
+    banned: Sequence[int] = (),
+) -> list[list[tuple[float, list[int], int]]]:
     """Beam search over B rows with `beams` beams each. Returns, per row, up to `top_k`
     finished hypotheses (score = summed log-prob, tokens without [END], final trie node),
     best first. With a constraint every hypothesis is a complete trie entry. Rows that are
@@ -201,15 +230,8 @@ def beam_search(model, state: State, beams: int, top_k: int, end_id: int, max_ne
     ban = torch.tensor(list(banned), dtype=torch.long)
     for t in range(max_new_tokens):
         last = t == max_new_tokens - 1
-        logp = torch.log_softmax(state.logits, -1).cpu()  # [A*K, V]
-        if constraint is not None:
-            row_excl = [excluded[b] for b in active for _ in range(beams)]
-            logp = logp + constraint.mask(nodes, row_excl, vocab, "cpu")
-            if constraint.renormalize:
-                logp = torch.log_softmax(logp, -1)
-                logp.masked_fill_(logp.isnan(), neg)  # dead beams (nothing allowed) stay -inf
-        elif len(ban):
-            logp[:, ban] = neg
+        row_excl = [excluded[b] for b in active for _ in range(beams)]
+        logp = _next_logprobs(state, constraint, nodes, row_excl, ban)  # [A*K, V]
         cand = (torch.tensor(scores).view(-1, 1) + logp).view(len(active), beams * vocab)  # [A, K*V]
         top_s, top_i = cand.topk(2 * beams, dim=1)  # [A, 2K]
         src, new_tok, new_scores, new_nodes, new_seqs, keep = [], [], [], [], [], []
@@ -242,12 +264,9 @@ def beam_search(model, state: State, beams: int, top_k: int, end_id: int, max_ne
             full = len(finished[b]) >= top_k
             if not blk_sc or (full and best <= finished[b][top_k - 1][0]):
                 continue  # row done: scores only fall, nothing running can enter its top-k
-            while len(blk_sc) < beams:  # dead filler beams
-                blk_src.append(parent)
-                blk_tok.append(end_id)
-                blk_sc.append(neg)
-                blk_nd.append(-1)
-                blk_sq.append([])
+            fill = beams - len(blk_sc)  # dead filler beams
+            blk_src, blk_tok, blk_sc = blk_src + [parent] * fill, blk_tok + [end_id] * fill, blk_sc + [neg] * fill
+            blk_nd, blk_sq = blk_nd + [-1] * fill, blk_sq + [[] for _ in range(fill)]
             keep.append(b)
             src += blk_src
             new_tok += blk_tok

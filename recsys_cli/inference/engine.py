@@ -1,4 +1,4 @@
-"""Turns prompt rows into prediction rows with a loaded RecsysLM (see runner.mode_of for
+"""Turns prompt rows into prediction rows with a loaded RecsysLM (see options.mode_of for
 the modes). Prompts are tokenized with the masking library, so Part A and its intra ids are
 exactly what training saw.
 
@@ -9,19 +9,31 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from recsys_cli.artifacts.predictions import Prediction
 from recsys_cli.data import masking, tokenize
-from recsys_cli.data.special_tokens import SpecialIds
-from recsys_cli.inference import candidates, decode
 from recsys_cli.data.ratings import parse_rating
+from recsys_cli.data.special_tokens import SpecialIds
+from recsys_cli.data.templates import NO, YES
 from recsys_cli.data.text import normalize_title
-from recsys_cli.inference.runner import NO_WORDS, YES_WORDS, InferOptions
 from recsys_cli.data.trie import EntityTrie
+from recsys_cli.inference import calibrated, candidates, decode
+from recsys_cli.inference.options import NO_WORDS, YES_WORDS, InferOptions
 
 
 class Engine:
-    def __init__(self, model, tokenizer, opts: InferOptions, entity_trie: EntityTrie | None,
-                 item_trie: EntityTrie | None, titles: dict[str, str], grounder=None, hybrid_rows: dict[str, int] | None = None,
-                 id_tokens: bool = True):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        opts: InferOptions,
+        entity_trie: EntityTrie | None,
+        item_trie: EntityTrie | None,
+        titles: dict[str, str],
+        grounder=None,
+        hybrid_rows: dict[str, int] | None = None,
+        id_tokens: bool = True,
+        retriever=None,
+    ):
         self.model, self.tok, self.opts = model, tokenizer, opts
         self.special = SpecialIds.from_tokenizer(tokenizer)
         self.entity_trie, self.item_trie = entity_trie, item_trie
@@ -32,7 +44,7 @@ class Engine:
         self.yes_ids = sorted({self._first(" " + w) for w in YES_WORDS})
         self.no_ids = sorted({self._first(" " + w) for w in NO_WORDS})
         self._title_tokens: dict[str, list[int]] = {}
-        self.retriever = None  # inference.retriever.Retriever for the `rerank` mode
+        self.retriever = retriever  # inference.retriever.Retriever for the `rerank` mode
         self.listwise = None  # inference.listwise.ListwiseScorer (--item-scoring listwise; listwise.prepare)
         # RSLLM checkpoint (docs/rsllm.md): item id -> recommender row; Part A gets the soft ID tokens
         self.hybrid_rows, self.id_tokens = hybrid_rows, id_tokens
@@ -41,15 +53,23 @@ class Engine:
         return self.tok(text, add_special_tokens=False)["input_ids"][0]
 
     # --- prompt -> Part A ---------------------------------------------------------------
-    def part_a(self, rows: Sequence[dict]) -> tuple[list[list[int]], list[list[int]], list[list[tuple[int, int]]] | None]:
+    def part_a(
+        self, rows: Sequence[dict]
+    ) -> tuple[list[list[int]], list[list[int]], list[list[tuple[int, int]]] | None]:
         """Part A (prompt + [gM]) token ids and intra ids per row, truncated from the left, and
         the soft ID tokens per row (a hybrid checkpoint; None for a text-only one)."""
-        docs = tokenize.tokenize_documents([r["source"] or "" for r in rows], [r.get("source_entities") or [] for r in rows], self.tok)
+        docs = tokenize.tokenize_documents(
+            [r["source"] or "" for r in rows], [r.get("source_entities") or [] for r in rows], self.tok
+        )
         if self.hybrid_rows is not None:  # the same layout and left cut as training's hybrid_prompt
-            from recsys_cli.data.hybrid import hybrid_part_a
+            from recsys_cli.data.rsllm import hybrid_part_a
 
-            parts = [hybrid_part_a(d, self.special, self.hybrid_rows, self.tok.pad_token_id, self.opts.max_prompt_len, self.id_tokens)
-                     for d in docs]
+            parts = [
+                hybrid_part_a(
+                    d, self.special, self.hybrid_rows, self.tok.pad_token_id, self.opts.max_prompt_len, self.id_tokens
+                )
+                for d in docs
+            ]
             return [p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts]
         ids, intra = [], []
         keep = self.opts.max_prompt_len - 2
@@ -72,15 +92,23 @@ class Engine:
 
     @staticmethod
     def _row(r: dict, output: str, ranked=None, scores=None, valid=True) -> dict:
-        return {"prompt_id": r["prompt_id"], "family": r["family"], "template_id": r["template_id"], "seen": r["seen"],
-                "output": output, "ranked": ranked, "scores": scores, "valid": bool(valid)}
+        """A predictions row (artifacts/predictions.py): `output` readable text, item ids only in `ranked`."""
+        return Prediction.answer(r, output, ranked, scores, valid).as_row()
 
     # --- modes --------------------------------------------------------------------------
     def run(self, mode: str, rows: list[dict], excluded: list[set]) -> list[dict]:
         import torch
 
+        modes = {
+            "candidates": self._candidates,
+            "rerank": self._rerank,
+            "yesno": self._yesno,
+            "items": self._items,
+            "rating": self._rating,
+            "text": self._text,
+        }
         with torch.inference_mode():
-            return getattr(self, f"_{mode}")(rows, excluded)
+            return modes[mode](rows, excluded)
 
     def _state(self, rows, trie):
         a, ai, soft = self.part_a(rows)
@@ -95,12 +123,19 @@ class Engine:
         a, ai, soft = self.part_a(rows)
         cands = [[c for c in r["candidates"] if c not in excl] for r, excl in zip(rows, excluded)]
         toks = [[self.title_tokens(c) for c in cs] for cs in cands]
-        scores = candidates.score_batch(self.model, a, ai, self.special.start, self.special.end, toks, self.entity_trie,
-                                        self.opts.item_scoring, dynamic=self.opts.dynamic, soft=soft)
+        scores = calibrated.score_items(self, a, ai, soft, cands, toks)  # every --item-scoring but listwise
         for r, cs, s in zip(rows, cands, scores):
             order = sorted(range(len(cs)), key=lambda i: -s[i])
             ranked = [cs[i] for i in order]
-            out.append(self._row(r, self.titles.get(ranked[0], ranked[0]) if ranked else "", ranked, [s[i] for i in order], bool(ranked)))
+            out.append(
+                self._row(
+                    r,
+                    self.titles.get(ranked[0], ranked[0]) if ranked else "",
+                    ranked,
+                    [s[i] for i in order],
+                    bool(ranked),
+                )
+            )
         return out
 
     def _rerank(self, rows, excluded):
@@ -111,12 +146,7 @@ class Engine:
     def _yesno(self, rows, excluded):
         a, ai, soft = self.part_a(rows)
         res = candidates.yes_no(self.model, a, ai, self.special.start, self.yes_ids, self.no_ids, soft=soft)
-        target_case = [(r.get("target") or "yes").strip()[:1].isupper() for r in rows]
-        out = []
-        for r, (y, n), upper in zip(rows, res, target_case):
-            word = "yes" if y >= n else "no"
-            out.append(self._row(r, word.capitalize() if upper else word, None, [y, n], True))
-        return out
+        return [self._row(r, YES if y >= n else NO, None, [y, n], True) for r, (y, n) in zip(rows, res)]
 
     def _items(self, rows, excluded):
         o = self.opts
@@ -128,7 +158,9 @@ class Engine:
             return [self._ground(r, h, excl) for r, h, excl in zip(rows, hyps, excluded)]
         st = self._state(rows, self.entity_trie)
         con = decode.Constraint(self.item_trie, self.special.end, renormalize=o.item_scoring == "constrained")
-        hyps = decode.beam_search(self.model, st, beams, o.top_k, self.special.end, self.item_trie.max_depth + 1, con, excluded)
+        hyps = decode.beam_search(
+            self.model, st, beams, o.top_k, self.special.end, self.item_trie.max_depth + 1, con, excluded
+        )
         out = []
         for r, hs, excl in zip(rows, hyps, excluded):
             ranked, scores, seen = [], [], set()
@@ -152,14 +184,19 @@ class Engine:
                 ranked.append(iid)
                 scores.append(s)
         text = self.tok.decode(hyps[0][1], skip_special_tokens=True).strip() if hyps else ""
-        return self._row(r, text, ranked[: self.opts.top_k], scores[: self.opts.top_k], normalize_title(text) in self.exact_titles)
+        return self._row(
+            r, text, ranked[: self.opts.top_k], scores[: self.opts.top_k], normalize_title(text) in self.exact_titles
+        )
 
     def _generate(self, rows, beams: int, max_new: int) -> list[str]:
         st = self._state(rows, self.entity_trie)
         if beams <= 1:
             toks = decode.greedy(self.model, st, self.end_ids, max_new)
         else:
-            toks = [h[0][1] if h else [] for h in decode.beam_search(self.model, st, beams, 1, self.special.end, max_new, banned=self.banned)]
+            toks = [
+                h[0][1] if h else []
+                for h in decode.beam_search(self.model, st, beams, 1, self.special.end, max_new, banned=self.banned)
+            ]
         return [self.tok.decode(t, skip_special_tokens=True).strip() for t in toks]
 
     def _rating(self, rows, excluded):
@@ -175,5 +212,7 @@ class Engine:
         return out
 
     def _text(self, rows, excluded):
-        texts = self._generate(rows, self.opts.text_beams, self.opts.max_new_tokens)
+        from recsys_cli.inference.textgen import generate_texts
+
+        texts = generate_texts(self, rows)  # --text-decoding: n-gram blocking, min length, beam (textgen.py)
         return [self._row(r, t, None, None, bool(t)) for r, t in zip(rows, texts)]

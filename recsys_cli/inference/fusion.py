@@ -43,8 +43,9 @@ def fuse(llm: Sequence[float] | None, ret: Sequence[float], w: float) -> list[fl
     return [w * a + (1.0 - w) * b for a, b in zip(ln, rn)]
 
 
-def rerank(items: Sequence[str], ret: Sequence[float], llm: Sequence[float] | None, rest: Sequence[str],
-           w: float) -> tuple[list[str], list[float | None]]:
+def rerank(
+    items: Sequence[str], ret: Sequence[float], llm: Sequence[float] | None, rest: Sequence[str], w: float
+) -> tuple[list[str], list[float | None]]:
     """The final list: `items` (the K candidates, in retriever order) sorted by the fused score,
     then `rest` in the retriever's order. Scores: fused for the K, None for the rest."""
     fused = fuse(llm, ret, w)

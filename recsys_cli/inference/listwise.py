@@ -29,22 +29,33 @@ from typing import Sequence
 from recsys_cli.data import listwise as lw
 from recsys_cli.data.split import history as split_history
 from recsys_cli.errors import RecsysError
+from recsys_cli.training.recipe import recipe_from_saved
 
 
 def check_modes(modes: Sequence[str]) -> None:
     """Listwise ranks candidate lists: refuse prompts that have none (catalogue generation)."""
     n = sum(m == "items" for m in modes)
     if n:
-        raise RecsysError(f"--item-scoring listwise ranks a candidate list, and {n} selected ranking prompts have "
-                          "none: pass --candidates-from PRED --rerank-k K (or select direct prompts with their "
-                          "candidates)", exit_code=2)
+        raise RecsysError(
+            f"--item-scoring listwise ranks a candidate list, and {n} selected ranking prompts have "
+            "none: pass --candidates-from PRED --rerank-k K (or select direct prompts with their "
+            "candidates)",
+            exit_code=2,
+        )
 
 
 def settings(opts) -> dict:
     """What the provenance records of a listwise run (everything that changes its scores)."""
-    return {"orders": opts.listwise_orders, "seed": opts.seed, "max_length": opts.listwise_max_length,
-            "labels": lw.LABEL_CHARS, "title_tokens": lw.TITLE_TOKENS, "history_items": lw.HISTORY_ITEMS,
-            "templates": [t.template_id for t in lw.TEMPLATES], "candidate_ids": bool(opts.listwise_candidate_ids)}
+    return {
+        "orders": opts.listwise_orders,
+        "seed": opts.seed,
+        "max_length": opts.listwise_max_length,
+        "labels": lw.LABEL_CHARS,
+        "title_tokens": lw.TITLE_TOKENS,
+        "history_items": lw.HISTORY_ITEMS,
+        "templates": [t.template_id for t in lw.TEMPLATES],
+        "candidate_ids": bool(opts.listwise_candidate_ids),
+    }
 
 
 def candidate_ids_of(opts, cfg) -> bool:
@@ -54,12 +65,15 @@ def candidate_ids_of(opts, cfg) -> bool:
     asked = opts.listwise_candidate_ids
     hybrid = cfg is not None and bool(cfg.hybrid)
     if asked and not hybrid:
-        raise RecsysError("--listwise-candidate-ids: candidate ID tokens need an RSLLM checkpoint (one trained with "
-                          "hybrid.embeddings); this one is text-only", exit_code=2)
+        raise RecsysError(
+            "--listwise-candidate-ids: candidate ID tokens need an RSLLM checkpoint (one trained with "
+            "hybrid.embeddings); this one is text-only",
+            exit_code=2,
+        )
     if opts.item_scoring != "listwise" or not hybrid:
         return False
     if asked is None:
-        return bool(((cfg.recipe or {}).get("listwise") or {}).get("candidate_ids", False))
+        return bool(recipe_from_saved(cfg.recipe).listwise.candidate_ids)
     return bool(asked)
 
 
@@ -82,7 +96,7 @@ class ListwiseScorer:
 
     def _history(self, row: dict) -> list[tuple[str, list[int]]]:
         seq = self.sequences.get(row["user_id"]) or []
-        items = split_history(seq, self.split, row["item_id"])[-lw.HISTORY_ITEMS:]
+        items = split_history(seq, self.split, row["item_id"])[-lw.HISTORY_ITEMS :]
         return list(zip(items, self._titles(items)))
 
     def check(self, rows: Sequence[dict], cand_lists: Sequence[Sequence[str]]) -> None:
@@ -90,9 +104,12 @@ class ListwiseScorer:
         for row, cands in zip(rows, cand_lists):
             k = len(cands)
             if k > lw.MAX_K:
-                raise RecsysError(f"listwise: prompt {row['prompt_id']!r} has K={k} candidates, but there are only "
-                                  f"{lw.MAX_K} one-token labels; rerank a retriever's first K with "
-                                  "--candidates-from PRED --rerank-k K", exit_code=2)
+                raise RecsysError(
+                    f"listwise: prompt {row['prompt_id']!r} has K={k} candidates, but there are only "
+                    f"{lw.MAX_K} one-token labels; rerank a retriever's first K with "
+                    "--candidates-from PRED --rerank-k K",
+                    exit_code=2,
+                )
             tpl = lw.pick_template(bool(row["seen"]), self._key(row))
             soft = lw.candidate_soft(cands if self.candidate_ids else None, self.budget_rows)
             need = lw.fixed_length(self.vocab, tpl, self._titles(cands), soft) + len(self.vocab.empty)
@@ -125,8 +142,9 @@ class ListwiseScorer:
                 where.append((b, o, perm))
         if not where:
             return out
-        st = decode.prefill(e.model, a_ids, a_intra, e.special.start, None, dynamic=False,
-                            soft=softs if self.rows is not None else None)
+        st = decode.prefill(
+            e.model, a_ids, a_intra, e.special.start, None, dynamic=False, soft=softs if self.rows is not None else None
+        )
         logits = st.logits.float().cpu()  # [P, V] at [START]
         labels = torch.tensor(self.vocab.labels, dtype=torch.long)  # [MAX_K]
         for p, (b, o, perm) in enumerate(where):

@@ -19,22 +19,26 @@ from typing import Any, Sequence
 
 import polars as pl
 
-from recsys_cli.artifacts import outputs, provenance, schemas
-from recsys_cli.artifacts.io import write_parquet
+from recsys_cli.artifacts import outputs, provenance
+from recsys_cli.artifacts.predictions import read_predictions, write_predictions
 from recsys_cli.errors import InputError, RecsysError
-from recsys_cli.inference import identity, selection
+from recsys_cli.inference import provenance_checks, selection
 
 
 def _shard_of(path: Path, prov: dict[str, Any] | None) -> tuple[int, int]:
     if prov is None:
-        raise InputError.at(path, None, "a shard written by `recsys infer --shard i/n`; this file has no recsys provenance")
+        raise InputError.at(
+            path, None, "a shard written by `recsys infer --shard i/n`; this file has no recsys provenance"
+        )
     shard = (prov.get("settings") or {}).get("shard")
     parsed = None
     if isinstance(shard, str) and "/" in shard:
         i, n = shard.split("/", 1)
         parsed = (int(i), int(n)) if i.isdigit() and n.isdigit() else None
     if parsed is None:
-        raise InputError.at(path, None, f"a shard written by `recsys infer --shard i/n`; its settings.shard is {shard!r}")
+        raise InputError.at(
+            path, None, f"a shard written by `recsys infer --shard i/n`; its settings.shard is {shard!r}"
+        )
     return parsed
 
 
@@ -56,9 +60,12 @@ def merge(paths: Sequence[Path], out: Path, overwrite: bool = False) -> dict[str
     outputs.claim([outputs.Target(Path(out), outputs.PREDICTIONS, "--out")], paths)  # a user's file is never replaced
     if Path(out).exists():
         if not overwrite:
-            raise RecsysError(f"{out}: recsys's predictions file already exists (pass --overwrite to replace a file "
-                              "written by `recsys infer` or merge-predictions)", exit_code=2)
-        identity.check_overwrite(Path(out))
+            raise RecsysError(
+                f"{out}: recsys's predictions file already exists (pass --overwrite to replace a file "
+                "written by `recsys infer` or merge-predictions)",
+                exit_code=2,
+            )
+        provenance_checks.check_overwrite(Path(out))
     provs = [provenance.read(p) for p in paths]
     shards = [_shard_of(p, pv) for p, pv in zip(paths, provs)]
     n = shards[0][1]
@@ -71,30 +78,43 @@ def merge(paths: Sequence[Path], out: Path, overwrite: bool = False) -> dict[str
         by_index[i] = p
     missing = [i for i in range(n) if i not in by_index]
     if missing:
-        raise RecsysError(f"shards {', '.join(f'{i}/{n}' for i in missing)} are missing: every shard 0..{n - 1} is needed", exit_code=2)
+        raise RecsysError(
+            f"shards {', '.join(f'{i}/{n}' for i in missing)} are missing: every shard 0..{n - 1} is needed",
+            exit_code=2,
+        )
     ref = _unsharded(provs[0])
     for p, pv in zip(paths[1:], provs[1:]):
         diff = provenance.differences(ref, _unsharded(pv))
         if (pv.get("extra") or {}).get("selected") != (ref.get("extra") or {}).get("selected"):
-            diff.append(f"extra.selected ({(ref.get('extra') or {}).get('selected')!r} -> {(pv.get('extra') or {}).get('selected')!r})")
+            before, after = (ref.get("extra") or {}).get("selected"), (pv.get("extra") or {}).get("selected")
+            diff.append(f"extra.selected ({before!r} -> {after!r})")
         if diff:
             raise InputError.at(p, None, f"a shard of the same run as {paths[0]}; changed: {'; '.join(diff)}")
     total = int((ref.get("extra") or {}).get("selected") or 0)
     frames, seen = [], {}
     for i in range(n):
         p = by_index[i]
-        df = pl.read_parquet(p)
+        df = read_predictions(p, None)  # the contract; the provenance was checked above
         want = selection.shard_count(total, (i, n))
         if df.height != want:
-            raise InputError.at(p, None, f"a complete shard {i}/{n} ({want} of {total} prompts); it holds {df.height} (re-run its `recsys infer` command to finish it)")
+            raise InputError.at(
+                p,
+                None,
+                (
+                    f"a complete shard {i}/{n} ({want} of {total} prompts); it holds {df.height} (re-run its `recsys "
+                    f"infer` command to finish it)"
+                ),
+            )
         for row, pid in enumerate(df["prompt_id"].to_list()):
             if pid in seen:
-                raise InputError.at(p, f"row {row}", f"prompt ids disjoint from the other shards; {pid!r} is also in {seen[pid]}")
+                raise InputError.at(
+                    p, f"row {row}", f"prompt ids disjoint from the other shards; {pid!r} is also in {seen[pid]}"
+                )
             seen[pid] = p
         frames.append(df.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) * n + i).alias("_o")))
-    merged = pl.concat(frames, how="vertical_relaxed").sort("_o").drop("_o")
+    merged = pl.concat(frames).sort("_o").drop("_o")
     prov = _merged_provenance(ref, provs)
-    write_parquet(merged, Path(out), schemas.PREDICTIONS_SCHEMA, metadata=provenance.encode(prov), kind=outputs.PREDICTIONS)
+    write_predictions(Path(out), merged, metadata=provenance.encode(prov))
     return {"out": str(out), "shards": n, "rows": merged.height, "selected": total}
 
 

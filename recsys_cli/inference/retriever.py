@@ -2,13 +2,14 @@
 `recsys infer --candidates-from PRED --rerank-k K` reranks (docs/rerank.md).
 
     recsys baseline itemknn --data R --split valid --top-k 100 --out R/predictions/valid/itemknn.parquet
-    recsys infer --data R --checkpoint C --split valid --candidates-from R/predictions/valid/itemknn.parquet --rerank-k 50
+    recsys infer --data R --checkpoint C --split valid \
+        --candidates-from R/predictions/valid/itemknn.parquet --rerank-k 50
 
 Everything is checked before the model loads, each failure one line naming the file and row:
-the file is Parquet with prompt_id / ranked / scores; when it carries provenance it was made
-on --data's textualize output and on the same split; every selected ranking prompt has a row;
-a list names real, distinct items (a direct prompt's list only its candidates) and has a
-finite score for each of its first K items.
+the predictions contract with scores (artifacts/predictions.py: Parquet, columns, provenance of
+--data, distinct real items, one score per item); then, here, the same split; every selected
+ranking prompt has a row; a direct prompt's list names only its candidates; a finite score for
+each of its first K items.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import polars as pl
 
 from recsys_cli.artifacts import provenance
 from recsys_cli.artifacts.io import file_sha256
+from recsys_cli.artifacts.predictions import read_predictions
 from recsys_cli.errors import InputError, RecsysError
 
 
@@ -46,67 +48,58 @@ def identity_of(path: Path, prov: dict[str, Any] | None) -> dict[str, Any]:
     return {"path": str(path), "provenance_sha256": digest}
 
 
-def _frame(path: Path) -> pl.DataFrame:
-    try:
-        df = pl.read_parquet(path)
-    except Exception as exc:
-        raise InputError.at(path, None, f"a readable Parquet predictions file ({type(exc).__name__})")
-    missing = [c for c in ("prompt_id", "ranked", "scores") if c not in df.columns]
-    if missing:
-        raise InputError.at(path, None, f"a predictions file with columns prompt_id, ranked, scores; missing {missing} (found {df.columns})")
-    want = {"prompt_id": pl.Utf8, "ranked": pl.List(pl.Utf8)}
-    for col, dtype in want.items():
-        if df.schema[col] != dtype:
-            raise InputError.at(path, f"column {col}", f"{dtype}; found {df.schema[col]}")
-    if not isinstance(df.schema["scores"], pl.List) or not df.schema["scores"].inner.is_numeric():
-        raise InputError.at(path, "column scores", f"a list of numbers per row; found {df.schema['scores']}")
-    return df.select("prompt_id", "ranked", pl.col("scores").cast(pl.List(pl.Float64)))
-
-
-def load(path: Path, data: Path, split: str, prompts: pl.DataFrame, k: int, items: set[str]) -> Retriever:
+def load(path: Path, data: Path, split: str, prompts: pl.DataFrame, k: int) -> Retriever:
     """Read and check the retriever for `prompts` (the selected ranking prompts: prompt_id,
     candidates). Only the rows of those prompts are kept."""
     path = Path(path)
     if not path.is_file():
-        raise RecsysError(f"{path}: --candidates-from file not found (write one with `recsys baseline itemknn|sasrec --top-k N` or `recsys infer`)", exit_code=2)
-    prov = provenance.check_data(path, data)
+        raise RecsysError(
+            (
+                f"{path}: --candidates-from file not found (write one with `recsys baseline itemknn|sasrec --top-k N` "
+                f"or `recsys infer`)"
+            ),
+            exit_code=2,
+        )
+    df = read_predictions(path, data, need_scores=True).select("prompt_id", "ranked", "scores")
+    df = df.with_row_index("_row")
+    prov = provenance.read(path)
     got_split = ((prov or {}).get("settings") or {}).get("split")
     if got_split is not None and got_split != split:
         raise InputError.at(path, None, f"ranked lists for split {split!r}; this file answers split {got_split!r}")
-    df = _frame(path).with_row_index("_row")
-    dup = df["prompt_id"].is_duplicated()
-    if dup.any():
-        row = int(dup.arg_true()[0])
-        raise InputError.at(path, f"row {row}", f"prompt_id {df['prompt_id'][row]!r} repeated; expected one row per prompt")
     need = prompts.select("prompt_id", "candidates")
     joined = need.join(df, on="prompt_id", how="left")
     missing = joined["_row"].is_null()
     if missing.any():
         pid = joined["prompt_id"][int(missing.arg_true()[0])]
-        raise InputError.at(path, None, f"a ranked list for every selected ranking prompt; prompt {pid!r} ({int(missing.sum())} of {joined.height}) has none")
+        raise InputError.at(
+            path,
+            None,
+            (
+                f"a ranked list for every selected ranking prompt; prompt {pid!r} ({int(missing.sum())} of "
+                f"{joined.height}) has none"
+            ),
+        )
     lists = {}
     for pid, cands, row, ranked, scores in joined.iter_rows():
-        lists[pid] = _check_row(path, row, pid, ranked, scores, cands, k, items)
+        lists[pid] = _check_row(path, row, pid, ranked, scores, cands, k)
     return Retriever(path, identity_of(path, prov), (prov or {}).get("producer"), lists)
 
 
-def _check_row(path, row, pid, ranked, scores, cands, k, items) -> tuple[list[str], list[float]]:
+def _check_row(path, row, pid, ranked, scores, cands, k) -> tuple[list[str], list[float]]:
+    """What only a reranker needs of a (contract-checked) row: a direct prompt's candidates, finite head scores."""
     where = f"row {row}"
     ranked = list(ranked or [])
     scores = list(scores or [])
-    if len(scores) != len(ranked):
-        raise InputError.at(path, where, f"one score per ranked item for prompt {pid!r}; found {len(ranked)} items and {len(scores)} scores")
-    if len(set(ranked)) != len(ranked):
-        dupe = next(i for n, i in enumerate(ranked) if i in ranked[:n])
-        raise InputError.at(path, where, f"distinct item ids; {dupe!r} appears twice in prompt {pid!r}'s list")
-    allowed = set(cands) if cands is not None and len(cands) > 1 else items
-    bad = [i for i in ranked if i is None or i not in allowed]
-    if bad:
-        what = "the prompt's candidates" if allowed is not items else "item ids of items.parquet"
-        raise InputError.at(path, where, f"{what}; prompt {pid!r} ranks {bad[0]!r}")
+    if cands is not None and len(cands) > 1:
+        allowed = set(cands)
+        bad = [i for i in ranked if i not in allowed]
+        if bad:
+            raise InputError.at(path, where, f"the prompt's candidates; prompt {pid!r} ranks {bad[0]!r}")
     for n, s in enumerate(scores[:k]):
         if s is None or not math.isfinite(s):
-            raise InputError.at(path, where, f"a finite score for each of the first {k} items; item {n} of prompt {pid!r} has {s!r}")
+            raise InputError.at(
+                path, where, f"a finite score for each of the first {k} items; item {n} of prompt {pid!r} has {s!r}"
+            )
     return ranked, scores
 
 

@@ -70,7 +70,9 @@ def read_prompt_ids(path: Path) -> list[tuple[int, str]]:
         if not pid:
             continue
         if pid in seen:
-            raise InputError.at(path, n, f"prompt_id {pid!r} is repeated (first on line {seen[pid]}); expected each id once")
+            raise InputError.at(
+                path, n, f"prompt_id {pid!r} is repeated (first on line {seen[pid]}); expected each id once"
+            )
         seen[pid] = n
         out.append((n, pid))
     if not out:
@@ -87,7 +89,11 @@ def pick_ids(df: pl.DataFrame, everything: pl.DataFrame, path: Path) -> pl.DataF
     for line, pid in wanted:
         if pid not in have:
             known = set(everything["prompt_id"].to_list()) if known is None else known
-            why = "is not selected by --split/--family/--template/--seen/--kind" if pid in known else f"is not a prompt_id of {schemas.PROMPTS}"
+            why = (
+                "is not selected by --split/--family/--template/--seen/--kind"
+                if pid in known
+                else f"is not a prompt_id of {schemas.PROMPTS}"
+            )
             raise InputError.at(path, line, f"prompt_id {pid!r} {why}; expected ids of the selected prompts")
     order = pl.DataFrame({"prompt_id": [p for _, p in wanted], "_o": list(range(len(wanted)))})
     return df.join(order, on="prompt_id", how="inner").sort("_o").drop("_o")
@@ -106,7 +112,9 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
         if world is None or rank is None:
             return None
         if not (world.isdigit() and rank.isdigit()) or int(rank) >= int(world):
-            raise bad_option("RANK/WORLD_SIZE", f"expected 0 <= RANK < WORLD_SIZE, got RANK={rank!r} WORLD_SIZE={world!r}")
+            raise bad_option(
+                "RANK/WORLD_SIZE", f"expected 0 <= RANK < WORLD_SIZE, got RANK={rank!r} WORLD_SIZE={world!r}"
+            )
         return None if int(world) <= 1 else (int(rank), int(world))
     m = _SHARD.match(value)
     if not m or int(m.group(2)) < 1 or int(m.group(1)) >= int(m.group(2)):

@@ -1,12 +1,12 @@
 """Building, saving and loading RecsysLM checkpoints (docs/ARCHITECTURE.md "Checkpoint directory").
 
-    C/adapter/                 peft adapter (LoRA + trainable rows of the new tokens, or the whole
-                               embedding when the recipe lists it in modules_to_save)
-    C/tokenizer/               tokenizer with [M] [sM] [gM] [START] [END]
-    C/extras.safetensors       intra_embed.weight + new_token_rows (a copy, for inspection)
-    C/recsys_checkpoint.json   base model + fingerprint, vocab size, positions, max_intra, ...
+C/adapter/                 peft adapter (LoRA + trainable rows of the new tokens, or the whole
+                           embedding when the recipe lists it in modules_to_save)
+C/tokenizer/               tokenizer with [M] [sM] [gM] [START] [END]
+C/extras.safetensors       intra_embed.weight + new_token_rows (a copy, for inspection)
+C/recsys_checkpoint.json   base model + fingerprint, vocab size, positions, max_intra, ...
 
-    python -c "from recsys_cli.modeling.checkpoint import load_checkpoint; m,t,c=load_checkpoint('runs/ckpt'); print(c)"
+python -c "from recsys_cli.modeling.checkpoint import load_checkpoint; m,t,c=load_checkpoint('runs/ckpt'); print(c)"
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from pathlib import Path
 from recsys_cli.artifacts import outputs, schemas
 from recsys_cli.artifacts.checkpoint import CheckpointConfig, hash_files, verify_files
 from recsys_cli.errors import InputError, RecsysError
-
 
 
 def resize_for_tokens(model, tokenizer) -> list[int]:
@@ -100,7 +99,14 @@ def _read_extras(path: Path) -> dict:
         raise InputError.at(f, None, f"a readable safetensors file ({' '.join(str(exc).split())[:120]})")
 
 
-def load_checkpoint(path, base_model: str | None = None, device: str = "cpu", merge: bool = False, dtype=None, trust_remote_code: bool = False):
+def load_checkpoint(
+    path,
+    base_model: str | None = None,
+    device: str = "cpu",
+    merge: bool = False,
+    dtype=None,
+    trust_remote_code: bool = False,
+):
     """-> (RecsysLM, tokenizer, CheckpointConfig). Base from the registry (or `base_model`),
     embeddings resized to the saved tokenizer, `PeftModel.from_pretrained(C/adapter)`, intra
     table from extras. `merge=True` folds LoRA into the weights (inference)."""
@@ -123,15 +129,24 @@ def load_checkpoint(path, base_model: str | None = None, device: str = "cpu", me
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     if len(tok) != cfg.vocab_size:
-        raise RecsysError(f"{path / schemas.CKPT_TOKENIZER}: vocabulary has {len(tok)} tokens, checkpoint expects {cfg.vocab_size}")
+        raise RecsysError(
+            f"{path / schemas.CKPT_TOKENIZER}: vocabulary has {len(tok)} tokens, checkpoint expects {cfg.vocab_size}"
+        )
     base = load_base_model(spec, dtype=dtype, trust_remote_code=trust_remote_code)
     if base.get_input_embeddings().weight.shape[0] > len(tok):
-        raise RecsysError(f"{path / schemas.CKPT_TOKENIZER}: vocabulary ({len(tok)}) is smaller than the base model's ({base.get_input_embeddings().weight.shape[0]})")
+        raise RecsysError(
+            f"{path / schemas.CKPT_TOKENIZER}: vocabulary ({len(tok)}) is smaller than the base model's "
+            f"({base.get_input_embeddings().weight.shape[0]})"
+        )
     resize_for_tokens(base, tok)
     try:
         model = PeftModel.from_pretrained(base, str(adapter), is_trainable=not merge, local_files_only=True)
     except Exception as exc:  # corrupt weights, a config of another model, ...
-        raise InputError.at(adapter, None, f"a peft adapter for this base model ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})")
+        raise InputError.at(
+            adapter,
+            None,
+            f"a peft adapter for this base model ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})",
+        )
     if merge:
         model = model.merge_and_unload()
     lm = RecsysLM(model, positions=cfg.positions, max_intra=cfg.max_intra)
@@ -140,7 +155,11 @@ def load_checkpoint(path, base_model: str | None = None, device: str = "cpu", me
     w = extras.get("intra_embed.weight")
     if w is None or tuple(w.shape) != tuple(lm.intra_embed.weight.shape):
         got = None if w is None else tuple(w.shape)
-        raise InputError.at(path / schemas.CKPT_EXTRAS, "tensor intra_embed.weight", f"shape {tuple(lm.intra_embed.weight.shape)}; found {got}")
+        raise InputError.at(
+            path / schemas.CKPT_EXTRAS,
+            "tensor intra_embed.weight",
+            f"shape {tuple(lm.intra_embed.weight.shape)}; found {got}",
+        )
     with torch.no_grad():
         lm.intra_embed.weight.copy_(w.to(lm.intra_embed.weight.dtype))
     lm.extras = extras  # for modules stored beside the adapter (RSLLM projector)
@@ -150,7 +169,9 @@ def load_checkpoint(path, base_model: str | None = None, device: str = "cpu", me
     return lm, tok, cfg
 
 
-def load_base_for_inference(model_name: str | None, device: str = "cpu", positions: str = "glm", dtype=None, trust_remote_code: bool = False):
+def load_base_for_inference(
+    model_name: str | None, device: str = "cpu", positions: str = "glm", dtype=None, trust_remote_code: bool = False
+):
     """`infer --checkpoint none`: the bare base model + special tokens, zero intra table.
     -> (RecsysLM, tokenizer, CheckpointConfig with lora=None)."""
     from .wrapper import DEFAULT_MAX_INTRA, RecsysLM
@@ -160,7 +181,13 @@ def load_base_for_inference(model_name: str | None, device: str = "cpu", positio
     lm.new_token_ids = sorted(special.values())
     lm.to(device).eval()
     cfg = CheckpointConfig(
-        base_model=spec.stored_name, base_fingerprint=spec.fingerprint, positions=positions, max_intra=DEFAULT_MAX_INTRA,
-        vocab_size=len(tok), special_tokens=special, new_token_ids=lm.new_token_ids, lora=None,
+        base_model=spec.stored_name,
+        base_fingerprint=spec.fingerprint,
+        positions=positions,
+        max_intra=DEFAULT_MAX_INTRA,
+        vocab_size=len(tok),
+        special_tokens=special,
+        new_token_ids=lm.new_token_ids,
+        lora=None,
     )
     return lm, tok, cfg

@@ -50,7 +50,9 @@ def full_modules(model, wanted: list[str] | None) -> tuple[list[str], bool, bool
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n}
     bad = [w for w in wanted if w not in names]
     if bad:
-        raise RecsysError(f"modules_to_save / --modules-to-save: {bad} are not modules of this model (e.g. embed_tokens, lm_head)")
+        raise RecsysError(
+            f"modules_to_save / --modules-to-save: {bad} are not modules of this model (e.g. embed_tokens, lm_head)"
+        )
     emb = _module_name(model, model.get_input_embeddings())
     head = model.get_output_embeddings()
     tied = head is not None and head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
@@ -58,7 +60,15 @@ def full_modules(model, wanted: list[str] | None) -> tuple[list[str], bool, bool
     return list(wanted), bool(heads & set(wanted)), tied
 
 
-def attach_lora(model, new_token_ids: list[int], rank: int = 8, alpha: int = 16, dropout: float = 0.05, targets=None, modules_to_save=None):
+def attach_lora(
+    model,
+    new_token_ids: list[int],
+    rank: int = 8,
+    alpha: int = 16,
+    dropout: float = 0.05,
+    targets=None,
+    modules_to_save=None,
+):
     """Wrap with peft LoRA; the new tokens' embedding rows are trainable via trainable_token_indices,
     unless `modules_to_save` trains the whole embedding (then those rows train with it, and peft's
     ensure_weight_tying keeps a tied output head the same matrix, in training and after loading)."""
@@ -68,7 +78,9 @@ def attach_lora(model, new_token_ids: list[int], rank: int = 8, alpha: int = 16,
     lora = lora_targets(model, targets)
     both = sorted(set(full) & set(lora))
     if both:
-        raise RecsysError(f"{both} are both LoRA targets and modules_to_save; a module is either adapted or trained in full")
+        raise RecsysError(
+            f"{both} are both LoRA targets and modules_to_save; a module is either adapted or trained in full"
+        )
     cfg = LoraConfig(
         r=rank,
         lora_alpha=alpha,

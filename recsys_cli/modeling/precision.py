@@ -15,7 +15,10 @@ input upcast), so next-token log-probs, which rank titles, are not rounded to bf
 
 from __future__ import annotations
 
-PRECISIONS = ("auto", "fp32", "bf16")
+from typing import Literal, get_args
+
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 def native_bf16(device: str) -> bool:

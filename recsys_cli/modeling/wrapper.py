@@ -6,12 +6,13 @@ goes through `intra_embed` (zero-initialised, so an untrained wrapper *is* the b
 and is added to `inputs_embeds`. With `positions="linear"` (the ablation) positions are
 plain 0..L-1 (continuing after a KV cache) and the intra table is not used.
 
-RSLLM (docs/rsllm.md): with `lm.hybrid` set (modeling/hybrid.HybridModules), `forward(...,
+RSLLM (docs/rsllm.md): with `lm.hybrid` set (modeling/rsllm.HybridModules), `forward(...,
 soft=(batch_idx, position, item_rows))` replaces the token embedding at those positions by
 the projected item-ID embedding (the intra embedding is still added), and `hidden=True`
 returns the last layer's (final-norm) hidden states as `out.hidden` from the same forward.
 
-    python -c "from recsys_cli.modeling.checkpoint import load_base_for_inference as l; m,t,c=l('fixtures/tiny-model'); print(m)"
+    python -c "from recsys_cli.modeling.checkpoint import load_base_for_inference as l; \
+        m, t, c = l('fixtures/tiny-model'); print(m)"
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def _decoder(base: nn.Module) -> nn.Module:
     """The decoder stack (embeddings .. final norm) inside a causal LM, peft-wrapped or not."""
     inner = base.get_base_model() if hasattr(base, "get_base_model") else base
     return inner.get_decoder()
+
+
 DEFAULT_MAX_INTRA = 64
 
 
@@ -52,7 +55,7 @@ class RecsysLM(nn.Module):
         self.positions = positions
         self.max_intra = int(max_intra)
         self.new_token_ids: list[int] = []  # rows added for the special tokens
-        self.hybrid: nn.Module | None = None  # RSLLM projector + heads (modeling/hybrid.py)
+        self.hybrid: nn.Module | None = None  # RSLLM projector + heads (modeling/rsllm.py)
         hidden = base.get_input_embeddings().weight.shape[1]
         dtype = base.get_input_embeddings().weight.dtype
         self.intra_embed = nn.Embedding(self.max_intra, hidden, dtype=dtype)
@@ -135,7 +138,9 @@ class RecsysLM(nn.Module):
             if hook is not None:
                 hook.remove()
         if hidden:  # the decoder stack's output: every position, after the final norm
-            out.hidden = seen[-1].last_hidden_state if hasattr(seen[-1], "last_hidden_state") else seen[-1][0]  # [B, q, H]
+            out.hidden = (
+                seen[-1].last_hidden_state if hasattr(seen[-1], "last_hidden_state") else seen[-1][0]
+            )  # [B, q, H]
         if not hasattr(out, "cache"):  # older transformers name it past_key_values
             out.cache = getattr(out, "past_key_values", None)
         if labels is not None:
@@ -148,7 +153,9 @@ def _token_loss(logits: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor, 
     prompt, training/rerank.py) takes its softmax over its allowed tokens only: the candidate-
     restricted distribution `infer --candidates-from` ranks with."""
     b, k, v = logits.shape
-    ce = nn.functional.cross_entropy(logits.reshape(-1, v), labels.reshape(-1), ignore_index=-100, reduction="none")  # [B*k]
+    ce = nn.functional.cross_entropy(
+        logits.reshape(-1, v), labels.reshape(-1), ignore_index=-100, reduction="none"
+    )  # [B*k]
     if allowed is not None and len(allowed[0]):
         where, ids = allowed  # [R, 2], [R, A]
         col = torch.searchsorted(keep, where[:, 1].contiguous())  # [R] column of each position among the kept ones

@@ -11,6 +11,10 @@ DeepSpeed initialises its own group (training/ds.py), which these helpers then u
 from __future__ import annotations
 
 import os
+import signal
+
+# torch is imported inside the functions, as `recsys --help` must never load it:
+# commands/pretrain.py imports this module.
 
 
 def world() -> int:
@@ -99,14 +103,10 @@ class StopOnSignal:
         self.requested = True
 
     def __enter__(self) -> "StopOnSignal":
-        import signal
-
         if world() > 1:
             self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def __exit__(self, *exc) -> None:
-        import signal
-
         for s, h in self._old.items():
             signal.signal(s, h)

@@ -15,10 +15,15 @@ with torch.load(weights_only=True) into the optimizer's own load_state_dict().
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
+import warnings
 from enum import Enum
 from pathlib import Path
+
+import torch
 
 from recsys_cli.errors import InputError, RecsysError
 
@@ -31,13 +36,20 @@ COUNTERS = ("global_steps", "global_samples", "skipped_steps", "micro_steps")
 def read_config(path: str | Path, recipe, bf16: bool) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise RecsysError(f"{path}: DeepSpeed config not found (shipped: recipes/deepspeed/zero2.json, zero3.json)", exit_code=2)
+        raise RecsysError(
+            f"{path}: DeepSpeed config not found (shipped: recipes/deepspeed/zero2.json, zero3.json)", exit_code=2
+        )
     try:
         cfg = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise InputError.at(path, exc.lineno, f"invalid JSON ({exc.msg})")
     if not isinstance(cfg, dict) or zero_stage(cfg) not in (1, 2, 3):
-        raise InputError.at(path, None, "a DeepSpeed config with zero_optimization.stage 1, 2 or 3 (without ZeRO, leave out --deepspeed: torchrun then trains with DDP)")
+        raise InputError.at(
+            path,
+            None,
+            "a DeepSpeed config with zero_optimization.stage 1, 2 or 3 (without ZeRO, leave out --deepspeed: "
+            "torchrun then trains with DDP)",
+        )
     cfg["train_micro_batch_size_per_gpu"] = recipe.train.batch_size
     cfg["gradient_accumulation_steps"] = recipe.train.grad_accum
     cfg.pop("train_batch_size", None)
@@ -51,7 +63,6 @@ def read_config(path: str | Path, recipe, bf16: bool) -> dict:
 def init_distributed(device: str) -> None:
     """One process without a launcher gets a world of size 1; on CPU use gloo and skip the
     shared-memory comm op (a ~50 s C++ compile that a gloo world does not need)."""
-    import warnings
 
     import deepspeed
 
@@ -60,8 +71,6 @@ def init_distributed(device: str) -> None:
     for k, v in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):
         os.environ.setdefault(k, v)
     if "MASTER_PORT" not in os.environ:
-        import socket
-
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             os.environ["MASTER_PORT"] = str(s.getsockname()[1])
@@ -93,8 +102,6 @@ def gathered(lm, config: dict):
     """Context in which the tensors a checkpoint exports are whole on every rank: the
     trainable ones and the input embedding (its new-token rows). ZeRO-3 partitions them;
     entering is collective (every rank), ZeRO-2 keeps them whole (nothing to do)."""
-    import contextlib
-
     if zero_stage(config) < 3:
         return contextlib.nullcontext()
     import deepspeed
@@ -108,8 +115,6 @@ def gathered(lm, config: dict):
 def _plain(obj, where: str):
     """Tensors and plain Python values (what torch.load(weights_only=True) accepts), with
     enums as their values; anything else is an error naming its place in the state."""
-    import torch
-
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu()
     if isinstance(obj, Enum):
@@ -120,7 +125,10 @@ def _plain(obj, where: str):
         return type(obj)(_plain(v, f"{where}[{i}]") for i, v in enumerate(obj))
     if isinstance(obj, dict):
         return {k: _plain(v, f"{where}.{k}") for k, v in obj.items()}
-    raise RecsysError(f"DeepSpeed optimizer state {where} is a {type(obj).__name__}; recsys saves only tensors and plain values (unsupported DeepSpeed version?)")
+    raise RecsysError(
+        f"DeepSpeed optimizer state {where} is a {type(obj).__name__}; recsys saves only tensors and plain values "
+        "(unsupported DeepSpeed version?)"
+    )
 
 
 def optimizer_state(engine) -> dict:
@@ -131,7 +139,11 @@ def optimizer_state(engine) -> dict:
     for k in DROPPED:
         sd.pop(k, None)
     out = {"zero": _plain(sd, "state_dict")}
-    out["loss_scaler"] = {k: v for k, v in vars(scaler).items() if v is None or type(v) in (bool, int, float)} if scaler is not None else {}
+    out["loss_scaler"] = (
+        {k: v for k, v in vars(scaler).items() if v is None or type(v) in (bool, int, float)}
+        if scaler is not None
+        else {}
+    )
     out["counters"] = {k: int(getattr(engine, k)) for k in COUNTERS}
     return out
 

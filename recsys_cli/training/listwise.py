@@ -65,28 +65,35 @@ def _train_prompts(data_dir: Path, path: Path):
 
     from recsys_cli.artifacts import provenance, schemas
     from recsys_cli.artifacts.io import read_artifact
+    from recsys_cli.artifacts.predictions import read_predictions
+    from recsys_cli.data.templates import ITEM, answer_types
 
     if not path.is_file():
-        raise RecsysError(f"{path}: listwise candidates file not found (write it with "
-                          "`recsys baseline sasrec --split train`)", exit_code=2)
-    prov = provenance.check_data(path, data_dir)
-    got = ((prov or {}).get("settings") or {}).get("split")
+        raise RecsysError(
+            f"{path}: listwise candidates file not found (write it with `recsys baseline sasrec --split train`)",
+            exit_code=2,
+        )
+    preds = read_predictions(path, data_dir).select("prompt_id", "ranked")
+    got = ((provenance.read(path) or {}).get("settings") or {}).get("split")
     if got is not None and got != "train":
-        raise InputError.at(path, None, f"ranked lists of the train split (`recsys baseline sasrec --split train`); "
-                                        f"this file answers split {got!r}")
-    try:
-        preds = pl.read_parquet(path, columns=["prompt_id", "ranked"])
-    except Exception as exc:
-        raise InputError.at(path, None, f"a predictions file with prompt_id and ranked columns ({type(exc).__name__})")
-    columns = ["prompt_id", "split", "family", "seen", "user_id", "item_id", "target"]
+        raise InputError.at(
+            path,
+            None,
+            f"ranked lists of the train split (`recsys baseline sasrec --split train`); "
+            f"this file answers split {got!r}",
+        )
+    columns = ["prompt_id", "template_id", "split", "family", "seen", "user_id", "item_id", "target"]
     prompts = read_artifact(data_dir, schemas.PROMPTS, columns)
-    train = prompts.filter((pl.col("split") == "train") & pl.col("seen")
-                           & pl.col("family").is_in(list(schemas.RANKING_FAMILIES))
-                           & ~pl.col("target").str.to_lowercase().is_in(["yes", "no"]))
+    item = answer_types(prompts["template_id"], str(data_dir / schemas.PROMPTS)) == ITEM
+    train = prompts.filter((pl.col("split") == "train") & pl.col("seen") & item)
     joined = train.join(preds, on="prompt_id", how="inner").sort("prompt_id")
     if joined.height == 0:
-        raise InputError.at(path, None, f"ranked lists for train prompts of {data_dir / schemas.PROMPTS}; "
-                                        "none of its prompt ids are train sequential/direct prompts")
+        raise InputError.at(
+            path,
+            None,
+            f"ranked lists for train prompts of {data_dir / schemas.PROMPTS}; "
+            "none of its prompt ids are train sequential/direct prompts",
+        )
     return joined
 
 
@@ -106,12 +113,19 @@ def case_of(row: dict, seq: list[str], k: int, known: set[str]) -> ListwiseCase 
         cands = cands[: k - 1] + [target]
     if len(cands) < 2:
         return None
-    hist = loo.history(seq, "train", target)[-lw.HISTORY_ITEMS:]
+    hist = loo.history(seq, "train", target)[-lw.HISTORY_ITEMS :]
     return ListwiseCase(row["prompt_id"], row["user_id"], target, hist, cands)
 
 
-def load_listwise(data_dir: Path, path: Path, k: int, tokenizer: Any, budget: int,
-                  sequences: dict[str, list[str]], candidate_ids: bool = False) -> ListwiseData:
+def load_listwise(
+    data_dir: Path,
+    path: Path,
+    k: int,
+    tokenizer: Any,
+    budget: int,
+    sequences: dict[str, list[str]],
+    candidate_ids: bool = False,
+) -> ListwiseData:
     """Cases of the train prompts the retriever ranked, their titles tokenized, each checked to
     fit `budget` with its K candidates (and their soft tokens with `candidate_ids`; one line
     naming K and the lengths otherwise)."""
@@ -123,15 +137,22 @@ def load_listwise(data_dir: Path, path: Path, k: int, tokenizer: Any, budget: in
     joined = _train_prompts(Path(data_dir), path)
     items = read_artifact(data_dir, schemas.ITEMS, ["item_id", "title"])
     names = dict(zip(items["item_id"].to_list(), items["title"].to_list()))
-    cases = [c for c in (case_of(r, list(sequences.get(r["user_id"]) or []), k, names.keys())
-                         for r in joined.iter_rows(named=True)) if c is not None]
+    cases = [
+        c
+        for c in (
+            case_of(r, list(sequences.get(r["user_id"]) or []), k, names.keys()) for r in joined.iter_rows(named=True)
+        )
+        if c is not None
+    ]
     if not cases:
-        raise InputError.at(path, None, "ranked lists for train prompts whose targets sit at training positions; "
-                                        "found none")
+        raise InputError.at(
+            path, None, "ranked lists for train prompts whose targets sit at training positions; found none"
+        )
     needed = sorted({i for c in cases for i in (*c.history, *c.candidates)})
     toks = encode_batch(tokenizer, [" " + (names.get(i) or i) for i in needed])[0]
-    data = ListwiseData(cases, {i: lw.title_tokens(t) for i, t in zip(needed, toks)}, lw.Vocab.of(tokenizer), budget,
-                        candidate_ids)
+    data = ListwiseData(
+        cases, {i: lw.title_tokens(t) for i, t in zip(needed, toks)}, lw.Vocab.of(tokenizer), budget, candidate_ids
+    )
     for c in cases:
         titles, soft = [data.titles[i] for i in c.candidates], len(c.candidates) if candidate_ids else 0
         need = max(lw.fixed_length(data.vocab, t, titles, soft) for t in lw.templates(True)) + len(data.vocab.empty)
@@ -140,8 +161,13 @@ def load_listwise(data_dir: Path, path: Path, k: int, tokenizer: Any, budget: in
     return data
 
 
-def listwise_example(data: ListwiseData, rng: random.Random, special: SpecialIds, hybrid=None,
-                     sequences: dict[str, list[str]] | None = None) -> Example:
+def listwise_example(
+    data: ListwiseData,
+    rng: random.Random,
+    special: SpecialIds,
+    hybrid=None,
+    sequences: dict[str, list[str]] | None = None,
+) -> Example:
     """One listwise example drawn with `rng`: a case, a shuffle of its candidates, a seen
     template. `hybrid` (training/data.HybridSpec, RSLLM stage 2): soft tokens after the history
     titles (and after the candidate titles with data.candidate_ids), and the user's history
@@ -152,12 +178,19 @@ def listwise_example(data: ListwiseData, rng: random.Random, special: SpecialIds
     tpl = rng.choice(lw.templates(True))
     rows = hybrid.rows if hybrid is not None and hybrid.id_tokens else None
     cand_items = shown if hybrid is not None and data.candidate_ids else None  # id_tokens=False: entities, no tokens
-    doc = lw.build(data.vocab, tpl, [(i, data.titles[i]) for i in case.history], [data.titles[c] for c in shown],
-                   data.budget, rows, cand_items)
+    doc = lw.build(
+        data.vocab,
+        tpl,
+        [(i, data.titles[i]) for i in case.history],
+        [data.titles[c] for c in shown],
+        data.budget,
+        rows,
+        cand_items,
+    )
     ex = lw.example(doc, shown.index(case.item_id), len(shown), data.vocab, special)
     if hybrid is None:
         return ex
-    from recsys_cli.data.hybrid import history_rows, hybridize
+    from recsys_cli.data.rsllm import history_rows, hybridize
 
     hist = history_rows((sequences or {}).get(case.user_id, []), "train", case.item_id, hybrid.rows)
     return hybridize(ex, doc.entity_ids, hybrid.rows, hybrid.placeholder, hybrid.id_tokens, hist)

@@ -2,7 +2,8 @@
 
     recsys pretrain --data runs/toys --config recipes/pretrain/tiny-cpu.yaml --out runs/ckpt
 
-    torchrun --nproc_per_node 2 -m recsys_cli.main pretrain --data runs/toys --config recipes/pretrain/tiny-cpu.yaml --out runs/ckpt
+    torchrun --nproc_per_node 2 -m recsys_cli.main pretrain --data runs/toys \\
+        --config recipes/pretrain/tiny-cpu.yaml --out runs/ckpt
 
 AdamW, linear warmup then cosine decay, gradient accumulation, bf16 autocast when the GPU
 supports it, optional activation checkpointing, validation loss on valid prompts, checkpoints
@@ -26,16 +27,28 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+from rich.progress import TextColumn
+
 from recsys_cli import console
 from recsys_cli.artifacts import outputs, schemas
 from recsys_cli.artifacts.checkpoint import CheckpointConfig, LoraSettings, data_summary
 from recsys_cli.artifacts.io import data_fingerprint, manifest, write_json
+from recsys_cli.data.special_tokens import add_special_tokens
+from recsys_cli.modeling.checkpoint import prepare_base, save_checkpoint
+from recsys_cli.modeling.lora import attach_lora
 from recsys_cli.modeling.precision import use_bf16
+from recsys_cli.modeling.registry import load_tokenizer, resolve_model
+from recsys_cli.modeling.wrapper import RecsysLM
+from recsys_cli.training import dist, ds, packing, speed, state
 from recsys_cli.training.data import ExampleStream, load_sources
-from recsys_cli.training.hybrid import schedule_step, stage_of
-from recsys_cli.training import speed
+from recsys_cli.training.listwise import load_listwise
 from recsys_cli.training.profile import NO_TIMER
 from recsys_cli.training.recipe import Recipe
+from recsys_cli.training.rerank import load_rerank_prompts
+from recsys_cli.training.rsllm import schedule_step, stage_of
+from recsys_cli.training.rsllm_loop import HybridRun
+from recsys_cli.training.speed import LossParts
 
 
 def lr_at(step: int, r: Recipe, total: int) -> float:
@@ -50,12 +63,6 @@ def lr_at(step: int, r: Recipe, total: int) -> float:
 
 def build_model(r: Recipe, device: str, max_intra: int, tokenizer=None):
     """Base (+special tokens, resized) -> LoRA (+trainable new rows, + modules_to_save) -> RecsysLM."""
-    import torch
-
-    from recsys_cli.modeling.checkpoint import prepare_base
-    from recsys_cli.modeling.lora import attach_lora
-    from recsys_cli.modeling.wrapper import RecsysLM
-
     base, tok, spec, special = prepare_base(r.model.name, torch.float32, r.model.trust_remote_code, tokenizer)
     new_ids = sorted(special.values())
     if r.train.gradient_checkpointing:
@@ -73,7 +80,6 @@ def build_model(r: Recipe, device: str, max_intra: int, tokenizer=None):
     return lm.to(device), tok, spec, special
 
 
-
 def intra_table_size(r: Recipe, trie) -> tuple[int, bool]:
     """(rows of the intra table, whether ids get clipped): the longest pool entity n gets intra
     ids up to n + 1 in Part B, so n + 2 rows hold every id; a recipe value below that clips."""
@@ -81,7 +87,10 @@ def intra_table_size(r: Recipe, trie) -> tuple[int, bool]:
     if r.model.max_intra is None:
         return need, False
     if r.model.max_intra < need:
-        console.log(f"[yellow]model.max_intra={r.model.max_intra} is below the longest entity + 2 ({need}): larger intra ids are clipped")
+        console.log(
+            f"[yellow]model.max_intra={r.model.max_intra} is below the longest entity + 2 ({need}): larger intra ids "
+            "are clipped"
+        )
     return r.model.max_intra, r.model.max_intra < need
 
 
@@ -90,30 +99,17 @@ def _targets(examples) -> int:
     return sum(sum(1 for t in e.labels if t != -100) for e in examples)
 
 
-def _add_parts(parts: list[float], terms: dict, n_targets: int) -> None:
-    """Accumulate a stage-2 micro-batch's loss terms (LM: token-weighted; item / user: mean)."""
-    parts[0] += terms["lm_loss"].detach().item() * n_targets
-    for k, name in ((1, "item_loss"), (3, "user_loss")):
-        if terms[name] is not None:
-            parts[k] += terms[name].detach().item()
-            parts[k + 1] += 1
-
-
-def _part_row(stage: int, parts: list[float], n_global: float) -> dict:
-    """metrics.jsonl columns of a hybrid run: stage and the separate loss terms (null: not computed)."""
-    def mean(k):
-        return round(parts[k] / parts[k + 1], 6) if parts[k + 1] else None
-
-    return {"stage": stage, "lm_loss": round(parts[0] / max(n_global, 1), 6), "item_loss": mean(1), "user_loss": mean(3)}
-
-
 class Trainer:
-    def __init__(self, r: Recipe, data_dir: Path, out: Path, command: str = "pretrain", resume: bool = False,
-                 overwrite: bool = False, allow_changed: list[str] | None = None):
-        import torch
-
-        from recsys_cli.training import dist, state
-
+    def __init__(
+        self,
+        r: Recipe,
+        data_dir: Path,
+        out: Path,
+        command: str = "pretrain",
+        resume: bool = False,
+        overwrite: bool = False,
+        allow_changed: list[str] | None = None,
+    ):
         self.r, self.data_dir, self.out = r, Path(data_dir), Path(out)
         self.world, self.rank, self.main = dist.world(), dist.rank(), dist.is_main()
         if not self.main:
@@ -123,40 +119,33 @@ class Trainer:
         self.device_type = self.device.split(":")[0]
         self.bf16 = use_bf16(r.train.precision, self.device)
         if r.train.deepspeed:
-            from recsys_cli.training import ds
-
             self.ds_config = ds.read_config(r.train.deepspeed, r, self.bf16)
         else:
             dist.init(self.device)  # a torchrun world: gloo on CPU, nccl on GPUs
         torch.manual_seed(r.train.seed)
-        from recsys_cli.data.special_tokens import SpecialIds, add_special_tokens
-        from recsys_cli.modeling.registry import load_tokenizer, resolve_model
-
         tok = load_tokenizer(resolve_model(r.model.name), trust_remote_code=r.model.trust_remote_code)
-        self.special = add_special_tokens(tok)
+        self.special = add_special_tokens(tok)  # the one place: sources are tokenized with them, build_model reuses tok
         self.sources = load_sources(self.data_dir, tok, r.eval.eval_prompts)
         if r.rerank.candidates and r.rerank.weight > 0:
-            from recsys_cli.training.rerank import load_rerank_prompts
-
             self.sources.rerank = load_rerank_prompts(self.data_dir, Path(r.rerank.candidates), r.rerank.k, tok)
         if r.listwise.candidates and r.listwise.weight > 0:
-            from recsys_cli.training.listwise import load_listwise
-
             lw = r.listwise
-            self.sources.listwise = load_listwise(self.data_dir, Path(lw.candidates), lw.k, tok, lw.max_length,
-                                                  self.sources.sequences, lw.candidate_ids)
+            self.sources.listwise = load_listwise(
+                self.data_dir, Path(lw.candidates), lw.k, tok, lw.max_length, self.sources.sequences, lw.candidate_ids
+            )
         self.max_intra, self.intra_clipped = intra_table_size(r, self.sources.trie)
         self.lm, self.tok, self.spec, self.special_map = build_model(r, self.device, self.max_intra, tok)
-        self.special = SpecialIds.from_tokenizer(self.tok)
-        self.hyb = None  # RSLLM (training/hybrid_loop.py): before the optimizer, which must see the projector
+        self.hyb = None  # RSLLM (training/rsllm_loop.py): before the optimizer, which must see the projector
         if r.hybrid.embeddings:
-            from recsys_cli.training.hybrid_loop import HybridRun
-
             self.hyb = HybridRun(self)
         self.stream = ExampleStream(self.sources, r, self.special, self.hyb.spec if self.hyb else None)
         t = r.train
         per_step = t.batch_size * t.grad_accum * self.world
-        self.total = int(t.max_steps) if t.max_steps is not None else max(1, math.ceil(t.epochs * self.sources.n_train / per_step))
+        self.total = (
+            int(t.max_steps)
+            if t.max_steps is not None
+            else max(1, math.ceil(t.epochs * self.sources.n_train / per_step))
+        )
         speed.prepare(self.lm, t)  # attention kernel, compiled layers
         params = [p for p in self.lm.parameters() if p.requires_grad]
         self.opt = speed.make_optimizer(params, t.lr, t.weight_decay, self.device, fused_ok=not t.deepspeed)
@@ -184,10 +173,6 @@ class Trainer:
 
     def collate(self, examples) -> dict:
         """The batch on the device, `lengths` on the host (training/packing.py; packed rows with train.packing)."""
-        import torch
-
-        from recsys_cli.training import packing
-
         with self.timer.phase("collate"):
             capacity = self.r.train.max_length if self.r.train.packing else None  # None: one example per row
             b = packing.collate_rows(examples, self.tok.pad_token_id, capacity)
@@ -197,12 +182,17 @@ class Trainer:
 
     def _loss(self, model, b: dict):
         """Token mean of the cross-entropy over `b`'s targets."""
-        import torch
-
         bf16 = self.bf16 and self.engine is None
         with self.timer.phase("forward"), torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=bf16):
-            out = model(b["input_ids"], b["inter"], b["intra"], b["attn_mask_4d"], labels=b["labels"],
-                        allowed=(b["allowed"], b["allowed_ids"]) if "allowed" in b else None, keep=b.get("keep"))
+            out = model(
+                b["input_ids"],
+                b["inter"],
+                b["intra"],
+                b["attn_mask_4d"],
+                labels=b["labels"],
+                allowed=(b["allowed"], b["allowed_ids"]) if "allowed" in b else None,
+                keep=b.get("keep"),
+            )
         return out.loss
 
     def _backward(self, loss, last_micro: bool) -> None:
@@ -218,8 +208,6 @@ class Trainer:
             loss.backward()
 
     def _optimizer_step(self) -> None:
-        import torch
-
         if self.engine is not None:
             return  # engine.step() on the last micro-step did it (clipping included)
         torch.nn.utils.clip_grad_norm_([p for p in self.lm.parameters() if p.requires_grad], self.r.train.max_grad_norm)
@@ -229,10 +217,6 @@ class Trainer:
     def evaluate(self, stage: int = 1) -> float | None:
         """Token-weighted loss on the answers of the valid prompts; batches are dealt out to the
         ranks, and every rank runs the same number of forwards (ZeRO-3 gathers in each)."""
-        import torch
-
-        from recsys_cli.training import dist
-
         bs = self.r.train.batch_size
         if not self.sources.valid:
             return None
@@ -256,21 +240,28 @@ class Trainer:
     def save(self, step: int) -> None:
         """Collective: rank 0 exports the checkpoint (adapter, extras, config) from whole
         tensors and every rank writes its part of the resume state."""
-        from recsys_cli.modeling.checkpoint import save_checkpoint
-        from recsys_cli.training import dist, ds, state
-
         lo = self.r.lora
         cfg = CheckpointConfig(
-            base_model=self.spec.stored_name, base_fingerprint=self.spec.fingerprint, positions=self.lm.positions,
-            max_intra=self.lm.max_intra, vocab_size=len(self.tok), special_tokens=self.special_map,
-            new_token_ids=list(self.lm.new_token_ids), lora=LoraSettings(lo.rank, lo.alpha, lo.dropout, lo.targets, lo.modules_to_save),
-            step=step, recipe=self.r.to_dict(), data_fingerprint=data_fingerprint(self.data_dir),
-            hybrid=self.hyb.describe() if self.hyb is not None else None, data_summary=data_summary(self.data_dir),
+            base_model=self.spec.stored_name,
+            base_fingerprint=self.spec.fingerprint,
+            positions=self.lm.positions,
+            max_intra=self.lm.max_intra,
+            vocab_size=len(self.tok),
+            special_tokens=self.special_map,
+            new_token_ids=list(self.lm.new_token_ids),
+            lora=LoraSettings(lo.rank, lo.alpha, lo.dropout, lo.targets, lo.modules_to_save),
+            step=step,
+            recipe=self.r.to_dict(),
+            data_fingerprint=data_fingerprint(self.data_dir),
+            hybrid=self.hyb.describe() if self.hyb is not None else None,
+            data_summary=data_summary(self.data_dir),
         )
         weights = None
         with ds.gathered(self.lm, self.ds_config) if self.engine is not None else contextlib.nullcontext():
             if self.main:  # weights first: the module calls in save_checkpoint let ZeRO-3 re-partition
-                weights = {n: p.detach().float().cpu().clone() for n, p in self.lm.named_parameters() if p.requires_grad}
+                weights = {
+                    n: p.detach().float().cpu().clone() for n, p in self.lm.named_parameters() if p.requires_grad
+                }
                 save_checkpoint(self.lm, self.tok, self.out, cfg)
             elif self.kind == "deepspeed-zero3":  # the same export into scratch: the module calls
                 with tempfile.TemporaryDirectory(prefix="recsys-rank-") as scratch:  # in it keep ZeRO-3 in step
@@ -278,16 +269,19 @@ class Trainer:
         opt_state = ds.optimizer_state(self.engine) if self.engine is not None else self.opt.state_dict()
         state.save_state(self.out, step, weights, opt_state, self.kind)
         if self.main:
-            inputs = [self.data_dir / schemas.CORPUS, self.data_dir / schemas.PROMPTS] + ([self.hyb.path] if self.hyb is not None else [])
+            inputs = [self.data_dir / schemas.CORPUS, self.data_dir / schemas.PROMPTS] + (
+                [self.hyb.path] if self.hyb is not None else []
+            )
             rows = {"steps": step, "train_examples": self.sources.n_train, "processes": self.world}
-            write_json(manifest(self.command, self.r.to_dict(), inputs, rows), self.out / schemas.MANIFEST,
-                       kind=outputs.CHECKPOINT)
+            write_json(
+                manifest(self.command, self.r.to_dict(), inputs, rows),
+                self.out / schemas.MANIFEST,
+                kind=outputs.CHECKPOINT,
+            )
         dist.barrier()
 
     def restore(self) -> int:
         """Load every rank's resume state in place; returns the step to continue from."""
-        from recsys_cli.training import ds, state
-
         step, weights, opt_state = state.load_state(self.out, self.kind)  # and this rank's RNG
         state.apply_weights(self.lm, weights, self.out, partitioned=self.kind == "deepspeed-zero3")
         if self.engine is not None:
@@ -311,65 +305,30 @@ class Trainer:
 
     def train(self, resume: bool = False, stop_at: int | None = None) -> dict[str, Any]:
         """Run to the recipe's total; `stop_at` stops early like Ctrl-C (save, resumable)."""
-        import torch
-
-        from recsys_cli.training import dist
-
-        r, out = self.r, self.out
+        out = self.out
         out.mkdir(parents=True, exist_ok=True)
-        metrics = out / schemas.CKPT_METRICS
-        start = 0
-        if resume:
-            start = self.restore()
+        start = self.restore() if resume else 0
         self.lm.train()
         t0 = time.perf_counter()
-        last_loss, val = float("nan"), None
-        step = start
-        interrupted = False
-        window = speed.LossWindow(r.train.log_every, self.device)  # loss values read back every log_every steps
-        from rich.progress import TextColumn
-
-        log = self._open_metrics(metrics, resume, start) if self.main else contextlib.nullcontext()
-        with console.progress(TextColumn("loss {task.fields[loss]}")) as prog, log as mf, dist.StopOnSignal() as signals:
+        last_loss, val, step, interrupted = float("nan"), None, start, False
+        window = speed.LossWindow(self.r.train.log_every, self.device)  # loss values read back every log_every steps
+        log = self._open_metrics(out / schemas.CKPT_METRICS, resume, start) if self.main else contextlib.nullcontext()
+        with (
+            console.progress(TextColumn("loss {task.fields[loss]}")) as prog,
+            log as mf,
+            dist.StopOnSignal() as signals,
+        ):
             task = prog.add_task("pretrain", total=self.total, completed=start, loss="-")
             try:
                 while step < self.total:
                     self.timer.start_step(step)
                     window.begin()
-                    stage = self.stage(step)
-                    at, span = schedule_step(step, r.hybrid, self.total)  # stage 2 may restart the schedule
-                    lr = lr_at(at, r, span)
-                    for g in self.opt.param_groups:
-                        g["lr"] = lr
-                    micro_examples = [self.examples(step, m) for m in range(r.train.grad_accum)]
-                    n_local = [_targets(exs) for exs in micro_examples]
-                    (n_global,) = dist.all_sum([sum(n_local)], self.device)
-                    loss_sum, tokens, parts = 0.0, 0, [0.0, 0.0, 0.0, 0.0, 0.0]  # lm sum; item, user sums and counts
-                    for micro, exs in enumerate(micro_examples):
-                        if stage == 2:  # RSLLM: LM + weighted item / user InfoNCE (a mean over the micro-batch)
-                            terms, b = self.hyb.loss(self.model, exs)
-                            loss = terms["loss"]
-                            _add_parts(parts, terms, n_local[micro])
-                        else:
-                            b = self.collate(exs)
-                            loss = self._loss(self.model, b)  # mean over this micro-batch's targets
-                            parts[0] = parts[0] + loss.detach().double() * n_local[micro]  # on the device
-                        tokens += int(b["lengths"].sum())
-                        # the gradient of the mean over the global batch: DDP and ZeRO average
-                        # over the ranks, hence the factor world (exactly 1.0 for one process)
-                        scale = n_local[micro] * self.world / max(n_global, 1)
-                        with self.timer.phase("backward"):
-                            self._backward(loss * scale, last_micro=micro == r.train.grad_accum - 1)
-                        loss_sum = loss_sum + loss.detach().double() * n_local[micro]  # on the device
-                    with self.timer.phase("optimizer"):
-                        self._optimizer_step()
+                    tokens = self._step(step, window, signals, t0)
                     step += 1
-                    window.add(step, [loss_sum, float(signals.requested), tokens, *parts], lr=lr, stage=stage, n=n_global,
-                               elapsed=time.perf_counter() - t0)
-                    evaluate = step % r.eval.eval_every == 0 or step == self.total
-                    save, stop = step % r.train.save_every == 0 and step < self.total, False
+                    evaluate = step % self.r.eval.eval_every == 0 or step == self.total
+                    save, stop = step % self.r.train.save_every == 0 and step < self.total, False
                     if window.due(step, evaluate or save or (stop_at is not None and step >= stop_at)):
-                        last_loss, got, stop = speed.log_window(self, window, evaluate, _part_row, mf, prog, task)
+                        last_loss, got, stop = speed.log_window(self, window, evaluate, LossParts.row, mf, prog, task)
                         val = got if evaluate else val
                     self.timer.end_step(tokens)
                     if save:
@@ -378,11 +337,63 @@ class Trainer:
                         raise KeyboardInterrupt
             except KeyboardInterrupt:
                 if self.world == 1 and window.due(step, True):  # rows of the steps not read back yet
-                    last_loss = speed.log_window(self, window, False, _part_row, mf, prog, task)[0]
+                    last_loss = speed.log_window(self, window, False, LossParts.row, mf, prog, task)[0]
                 interrupted = True
                 console.log(f"interrupted: saving the checkpoint at step {step} to {out} (continue with --resume)")
         self.save(step)
-        return {"out": str(out), "steps": step, "total_steps": self.total, "loss": last_loss, "val_loss": val,
-                "interrupted": interrupted, "elapsed_s": round(time.perf_counter() - t0, 2), "device": self.device,
-                "processes": self.world, "engine": self.kind, "bf16": self.bf16, "max_intra": self.max_intra,
-                "intra_clipped": self.intra_clipped}
+        return {
+            "out": str(out),
+            "steps": step,
+            "total_steps": self.total,
+            "loss": last_loss,
+            "val_loss": val,
+            "interrupted": interrupted,
+            "elapsed_s": round(time.perf_counter() - t0, 2),
+            "device": self.device,
+            "processes": self.world,
+            "engine": self.kind,
+            "bf16": self.bf16,
+            "max_intra": self.max_intra,
+            "intra_clipped": self.intra_clipped,
+        }
+
+    def _step(self, step: int, window: speed.LossWindow, signals: dist.StopOnSignal, t0: float) -> int:
+        """Optimizer step `step`: its micro-steps' forwards and backwards, then the update; its loss values
+        go into `window` (read back later). -> the step's tokens (padding included)."""
+        r = self.r
+        stage = self.stage(step)
+        at, span = schedule_step(step, r.hybrid, self.total)  # stage 2 may restart the schedule
+        lr = lr_at(at, r, span)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        micro_examples = [self.examples(step, m) for m in range(r.train.grad_accum)]
+        n_local = [_targets(exs) for exs in micro_examples]
+        (n_global,) = dist.all_sum([sum(n_local)], self.device)
+        loss_sum, tokens, parts = 0.0, 0, LossParts()
+        for micro, exs in enumerate(micro_examples):
+            if stage == 2:  # RSLLM: LM + weighted item / user InfoNCE (a mean over the micro-batch)
+                terms, b = self.hyb.loss(self.model, exs)
+                loss = terms["loss"]
+                parts.add_terms(terms, n_local[micro])
+            else:
+                b = self.collate(exs)
+                loss = self._loss(self.model, b)  # mean over this micro-batch's targets
+                parts.lm = parts.lm + loss.detach().double() * n_local[micro]  # on the device
+            tokens += int(b["lengths"].sum())
+            # the gradient of the mean over the global batch: DDP and ZeRO average
+            # over the ranks, hence the factor world (exactly 1.0 for one process)
+            scale = n_local[micro] * self.world / max(n_global, 1)
+            with self.timer.phase("backward"):
+                self._backward(loss * scale, last_micro=micro == r.train.grad_accum - 1)
+            loss_sum = loss_sum + loss.detach().double() * n_local[micro]  # on the device
+        with self.timer.phase("optimizer"):
+            self._optimizer_step()
+        window.add(
+            step + 1,
+            [loss_sum, float(signals.requested), tokens, *parts.values()],
+            lr=lr,
+            stage=stage,
+            n=n_global,
+            elapsed=time.perf_counter() - t0,
+        )
+        return tokens

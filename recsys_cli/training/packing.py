@@ -19,7 +19,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
+
 from recsys_cli.data.masking import Example
+from recsys_cli.modeling.mask import packed_attention_mask as glm_mask
 
 ROW_KEYS = ("input_ids", "labels", "inter", "intra", "segment", "a_end")  # [R, L] long each
 
@@ -51,8 +54,6 @@ def collate_rows(examples: Sequence[Example], pad_id: int, capacity: int | None 
     tokens per row), placement [N, 3] (row, start, length of each example), keep [k] (the columns
     where some row has a target), and for rerank
     prompts allowed [P, 2] (row, column) + allowed_ids [P, A]."""
-    import torch
-
     lengths = [len(e) for e in examples]
     if capacity is None:
         rows = [[i] for i in range(len(examples))]
@@ -84,8 +85,12 @@ def collate_rows(examples: Sequence[Example], pad_id: int, capacity: int | None 
             at += n
         if at < width:  # padding continues the last example's positions (it is masked anyway)
             t["inter"][r, at:] = (examples[row[-1]].inter[-1] + 1) if at else 0
-    out = {**t, "lengths": torch.tensor([sum(lengths[i] for i in row) for row in rows]), "placement": placement,
-           "keep": (t["labels"] != -100).any(dim=0).nonzero().squeeze(1)}  # [k] columns with a target (RecsysLM's keep)
+    out = {
+        **t,
+        "lengths": torch.tensor([sum(lengths[i] for i in row) for row in rows]),
+        "placement": placement,
+        "keep": (t["labels"] != -100).any(dim=0).nonzero().squeeze(1),
+    }  # [k] columns with a target (RecsysLM's keep)
     if allowed:  # rerank prompts: the softmax of these positions is taken over `allowed_ids` only
         allowed.sort(key=lambda a: (a[0], a[1]))
         allow_ids = torch.full((len(allowed), max(len(o) for _, _, o in allowed)), -1, dtype=torch.long)  # [P, A]
@@ -96,28 +101,10 @@ def collate_rows(examples: Sequence[Example], pad_id: int, capacity: int | None 
     return out
 
 
-def glm_mask(segment, a_end, dtype):
-    """Float mask [R, 1, L, L] on the tensors' device: token q attends key k iff both are in the
-    same segment and (k <= q or k is in that segment's Part A); a padding row attends itself only."""
-    import torch
-
-    width = segment.shape[1]
-    pos = torch.arange(width, device=segment.device)
-    q, k = pos.view(1, -1, 1), pos.view(1, 1, -1)  # [1, L, 1], [1, 1, L]
-    same = segment[:, :, None] == segment[:, None, :]  # [R, L, L]
-    allowed = same & ((k <= q) | (k < a_end[:, :, None]))  # [R, L, L]
-    allowed = torch.where((segment >= 0)[:, :, None], allowed, k == q)  # padding queries: self only
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=segment.device)  # [R, L, L]
-    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
-    return mask.unsqueeze(1)  # [R, 1, L, L]
-
-
 def to_device(batch: dict, device, dtype) -> dict:
     """The model's inputs on `device`: the [R, L] tensors in one copy, then the mask built there
     (no step of the loss reads a device value back: RecsysLM gets `keep` from here).
     `lengths` and `placement` stay on the host (the loop counts tokens without a device read)."""
-    import torch
-
     pinned = str(device).startswith("cuda")
 
     def copy(t):  # pinned host memory: an asynchronous copy the host does not wait for

@@ -28,6 +28,8 @@ import re
 import statistics
 import time
 
+import torch
+
 PHASES = ("examples", "collate", "h2d", "forward", "backward", "optimizer", "sync", "log")
 DEVICE_WORK = ("forward", "backward", "optimizer")  # everything else is host-side work
 
@@ -103,8 +105,6 @@ class StepTimer:
 
     def _sync(self) -> None:
         if self.cuda:
-            import torch
-
             torch.cuda.synchronize()
 
     def start_step(self, step: int) -> None:
@@ -167,17 +167,23 @@ def summarize(rows: list[dict], n_params: int, device_name: str | None, cuda: bo
     flops = 6.0 * n_params * tokens / step_s if step_s else None
     peak = peak_bf16_tflops(device_name) if cuda else None
     return {
-        "device": device_name, "steps_detailed": len(detailed),
+        "device": device_name,
+        "steps_detailed": len(detailed),
         "steps_plain": len([r for r in rows if not r["detailed"]]),
-        "step_s": round(step_s, 6) if step_s else None, "step_s_detailed": round(step_d, 6) if step_d else None,
-        "phases_s": phases, "phases_share": share,
+        "step_s": round(step_s, 6) if step_s else None,
+        "step_s_detailed": round(step_d, 6) if step_d else None,
+        "phases_s": phases,
+        "phases_share": share,
         "host_share": round(host / step_d, 4) if step_d else None,
-        "tokens_per_step": tokens, "padded_tokens_per_step": padded,
+        "tokens_per_step": tokens,
+        "padded_tokens_per_step": padded,
         "tokens_per_s": round(tokens / step_s, 1) if step_s else None,
         "padded_tokens_per_s": round(padded / step_s, 1) if step_s else None,
-        "params": n_params, "flops_formula": "6 * params (frozen + trainable) * real tokens per step",
+        "params": n_params,
+        "flops_formula": "6 * params (frozen + trainable) * real tokens per step",
         "model_tflops_per_s": round(flops / 1e12, 4) if flops else None,
-        "peak_bf16_tflops": peak, "mfu": round(flops / (peak * 1e12), 4) if flops and peak else None,
+        "peak_bf16_tflops": peak,
+        "mfu": round(flops / (peak * 1e12), 4) if flops and peak else None,
         "rows": rows,
     }
 
@@ -194,8 +200,6 @@ def profile_trainer(trainer, steps: int = 3, warmup: int = 1, plain: int | None 
         trainer.timer = NO_TIMER
     name = None
     if timer.cuda:
-        import torch
-
         name = torch.cuda.get_device_name(torch.device(trainer.device))
     return summarize(timer.rows, count_params(trainer.lm), name or "cpu", timer.cuda)
 
@@ -207,8 +211,9 @@ def table(summary: dict) -> str:
         lines.append(f"{p:<10} {v:>9.4f} {summary['phases_share'].get(p, 0):>7.1%}")
     step, plain = summary["step_s_detailed"] or 0, summary["step_s"] or 0
     lines.append(f"{'step':<10} {step:>9.4f}   (plain steps: {plain:.4f} s)")
-    lines.append(f"host share {summary['host_share']:.1%}; {summary['tokens_per_s']} tokens/s "
-                 f"({summary['padded_tokens_per_s']} with padding); {summary['model_tflops_per_s']} model TFLOP/s"
-                 + (f"; MFU {summary['mfu']:.1%} of {summary['peak_bf16_tflops']:.0f}" if summary["mfu"] is not None
-                    else ""))
+    lines.append(
+        f"host share {summary['host_share']:.1%}; {summary['tokens_per_s']} tokens/s "
+        f"({summary['padded_tokens_per_s']} with padding); {summary['model_tflops_per_s']} model TFLOP/s"
+        + (f"; MFU {summary['mfu']:.1%} of {summary['peak_bf16_tflops']:.0f}" if summary["mfu"] is not None else "")
+    )
     return "\n".join(lines)

@@ -2,7 +2,8 @@
 so the model learns to tell hard negatives apart (docs/rerank.md).
 
     recsys baseline sasrec --data R --split train --top-k 50 --out R/predictions/train/sasrec.parquet
-    recsys pretrain --data R --config recipes/pretrain/quality-cpu.yaml --set rerank.candidates=R/predictions/train/sasrec.parquet --set rerank.weight=0.3
+    recsys pretrain --data R --config recipes/pretrain/quality-cpu.yaml \\
+        --set rerank.candidates=R/predictions/train/sasrec.parquet --set rerank.weight=0.3
 
 A rerank example is a training prompt (sequential or direct) with its answer, the target's
 title, in Part B. Its loss is the one `infer --candidates-from` ranks with: log P(target) under
@@ -40,25 +41,30 @@ def load_rerank_prompts(data_dir: Path, path: Path, k: int, tokenizer: Any) -> l
     replaces the k-th candidate when the retriever missed it), tokenized."""
     import polars as pl
 
-    from recsys_cli.artifacts import provenance, schemas
+    from recsys_cli.artifacts import schemas
     from recsys_cli.artifacts.io import read_artifact
+    from recsys_cli.artifacts.predictions import read_predictions
     from recsys_cli.data import tokenize
+    from recsys_cli.data.templates import ITEM, answer_types
 
     path = Path(path)
     if not path.is_file():
-        raise RecsysError(f"{path}: rerank candidates file not found (write it with `recsys baseline sasrec --split train`)", exit_code=2)
-    provenance.check_data(path, data_dir)
-    try:
-        preds = pl.read_parquet(path, columns=["prompt_id", "ranked"])
-    except Exception as exc:
-        raise InputError.at(path, None, f"a predictions file with prompt_id and ranked columns ({type(exc).__name__})")
-    prompts = read_artifact(data_dir, schemas.PROMPTS).filter(
-        (pl.col("split") == "train") & pl.col("seen") & pl.col("family").is_in(list(schemas.RANKING_FAMILIES))
-        & ~pl.col("target").str.to_lowercase().is_in(["yes", "no"])
-    )
+        raise RecsysError(
+            f"{path}: rerank candidates file not found (write it with `recsys baseline sasrec --split train`)",
+            exit_code=2,
+        )
+    preds = read_predictions(path, data_dir).select("prompt_id", "ranked")
+    prompts = read_artifact(data_dir, schemas.PROMPTS)
+    item = answer_types(prompts["template_id"], str(data_dir / schemas.PROMPTS)) == ITEM
+    prompts = prompts.filter((pl.col("split") == "train") & pl.col("seen") & item)
     joined = prompts.join(preds, on="prompt_id", how="inner").sort("prompt_id")
     if joined.height == 0:
-        raise InputError.at(path, None, f"ranked lists for train prompts of {data_dir / schemas.PROMPTS}; none of its prompt ids are train sequential/direct prompts")
+        raise InputError.at(
+            path,
+            None,
+            f"ranked lists for train prompts of {data_dir / schemas.PROMPTS}; "
+            "none of its prompt ids are train sequential/direct prompts",
+        )
     items = read_artifact(data_dir, schemas.ITEMS, ["item_id", "title"])
     titles = dict(zip(items["item_id"].to_list(), items["title"].to_list()))
     out_rows = []
@@ -67,7 +73,9 @@ def load_rerank_prompts(data_dir: Path, path: Path, k: int, tokenizer: Any) -> l
         if row["item_id"] not in cands:
             cands = cands[: k - 1] + [row["item_id"]]
         out_rows.append((row, cands))
-    srcs = tokenize.tokenize_documents([r["source"] for r, _ in out_rows], [r["source_entities"] for r, _ in out_rows], tokenizer)
+    srcs = tokenize.tokenize_documents(
+        [r["source"] for r, _ in out_rows], [r["source_entities"] for r, _ in out_rows], tokenizer
+    )
     needed = sorted({c for _, cs in out_rows for c in cs})
     toks = dict(zip(needed, tokenize.encode_batch(tokenizer, [" " + titles[c] for c in needed])[0]))
     result = []
@@ -96,4 +104,6 @@ def restrict(ex: Example, candidates: list[list[int]], end_id: int) -> Example:
             labels[pos] = IGNORE
             continue
         allowed[pos] = sorted(options)
-    return Example(ex.input_ids, labels, ex.inter, ex.intra, ex.part_a_len, ex.spans, ex.entity_spans, "rerank", allowed)
+    return Example(
+        ex.input_ids, labels, ex.inter, ex.intra, ex.part_a_len, ex.spans, ex.entity_spans, "rerank", allowed
+    )

@@ -20,8 +20,15 @@ import os
 import shutil
 from pathlib import Path
 
-from recsys_cli.artifacts import outputs, schemas
+import torch
+from safetensors.torch import load_file, save_file
+
+from recsys_cli.artifacts import layout, outputs, schemas
+from recsys_cli.artifacts.checkpoint import CheckpointConfig
+from recsys_cli.artifacts.io import data_fingerprint, require
+from recsys_cli.console import log
 from recsys_cli.errors import RecsysError
+from recsys_cli.modeling.registry import resolve_model
 from recsys_cli.training import dist
 
 WEIGHTS = "trainable.safetensors"
@@ -51,9 +58,6 @@ def _sha256(path: Path) -> str:
 def save_state(out: Path, step: int, weights: dict | None, optimizer: dict, engine: str) -> None:
     """Collective: every rank passes its optimizer state (torch state_dict or ds.optimizer_state;
     its RNG is added here), rank 0 also `weights` (name -> whole tensor)."""
-    import torch
-    from safetensors.torch import save_file
-
     rank_state = {"optimizer": optimizer, "rng": torch.get_rng_state()}
     if torch.cuda.is_available():
         rank_state["cuda_rng"] = torch.cuda.get_rng_state()
@@ -69,16 +73,27 @@ def save_state(out: Path, step: int, weights: dict | None, optimizer: dict, engi
     if main:
         empty = [n for n, w in weights.items() if w.numel() == 0]
         if empty:  # a ZeRO-3 placeholder instead of the gathered tensor: a bug, never a silent loss
-            raise RecsysError(f"internal: trainable tensor {empty[0]} is empty (partitioned) at save; the resume state was not written")
+            raise RecsysError(
+                f"internal: trainable tensor {empty[0]} is empty (partitioned) at save; the resume state was not "
+                "written"
+            )
         save_file(weights, str(tmp / WEIGHTS))
     dist.barrier()
     if main:
         names = [WEIGHTS] + [RANK_FILE.format(r) for r in range(dist.world())]
         missing = [n for n in names if not (tmp / n).is_file()]
         if missing:
-            raise RecsysError(f"{tmp}: {missing} missing after every rank saved; --out must be on a filesystem all ranks (nodes) share")
-        meta = {"format": FORMAT, "step": step, "world_size": dist.world(), "engine": engine,
-                "sha256": {n: _sha256(tmp / n) for n in names}}
+            raise RecsysError(
+                f"{tmp}: {missing} missing after every rank saved; --out must be on a filesystem all ranks (nodes) "
+                "share"
+            )
+        meta = {
+            "format": FORMAT,
+            "step": step,
+            "world_size": dist.world(),
+            "engine": engine,
+            "sha256": {n: _sha256(tmp / n) for n in names},
+        }
         (tmp / META).write_text(json.dumps(meta, indent=1) + "\n")
         outputs.claim([outputs.Target(final, outputs.CHECKPOINT, "--out")])  # still recsys's own state
         shutil.rmtree(_old(out), ignore_errors=True)
@@ -93,11 +108,15 @@ def save_state(out: Path, step: int, weights: dict | None, optimizer: dict, engi
 def _meta(out: Path) -> dict:
     f = state_dir(out) / META
     if not f.is_file():
-        raise RecsysError(f"{out}: nothing to resume (no {schemas.CKPT_STATE}/{META}); drop --resume to start fresh", exit_code=2)
+        raise RecsysError(
+            f"{out}: nothing to resume (no {schemas.CKPT_STATE}/{META}); drop --resume to start fresh", exit_code=2
+        )
     try:
         return json.loads(f.read_text())
     except (ValueError, UnicodeDecodeError):
-        raise RecsysError(f"{f}: not readable JSON; the resume state is damaged (start again with --overwrite)", exit_code=2)
+        raise RecsysError(
+            f"{f}: not readable JSON; the resume state is damaged (start again with --overwrite)", exit_code=2
+        )
 
 
 def read_step(out: Path) -> int:
@@ -109,7 +128,9 @@ def _checked(d: Path, name: str, meta: dict) -> Path:
     f = d / name
     want = meta.get("sha256", {}).get(name)
     if not f.is_file() or want is None or _sha256(f) != want:
-        raise RecsysError(f"{f}: missing or not the file recsys saved (sha256 differs from {META}); resume refused", exit_code=2)
+        raise RecsysError(
+            f"{f}: missing or not the file recsys saved (sha256 differs from {META}); resume refused", exit_code=2
+        )
     return f
 
 
@@ -117,15 +138,20 @@ def load_state(out: Path, engine: str) -> tuple[int, dict, dict]:
     """-> (step, trainable weights, this rank's optimizer state) and this rank's RNG restored,
     after checking that the same kind of run (engine, number of ranks) wrote it and that
     every file is the one it wrote."""
-    import torch
-    from safetensors.torch import load_file
-
     meta, d = _meta(out), state_dir(out)
     if meta.get("format") != FORMAT:
-        raise RecsysError(f"{d / META}: resume state of another recsys version (format {meta.get('format')!r}, this one reads {FORMAT}); start again with --overwrite", exit_code=2)
+        raise RecsysError(
+            f"{d / META}: resume state of another recsys version (format {meta.get('format')!r}, this one reads "
+            f"{FORMAT}); start again with --overwrite",
+            exit_code=2,
+        )
     was = (meta["engine"], meta["world_size"])
     if was != (engine, dist.world()):
-        raise RecsysError(f"{d}: saved by {was[1]} process(es) with {was[0]}; this run is {dist.world()} with {engine}: resume with the same launcher, process count and --deepspeed config", exit_code=2)
+        raise RecsysError(
+            f"{d}: saved by {was[1]} process(es) with {was[0]}; this run is {dist.world()} with {engine}: resume "
+            "with the same launcher, process count and --deepspeed config",
+            exit_code=2,
+        )
     weights = load_file(str(_checked(d, WEIGHTS, meta)))
     # on the CPU: the optimizer's load_state_dict moves each moment to its parameter's device
     rank_state = torch.load(_checked(d, RANK_FILE.format(dist.rank()), meta), weights_only=True, map_location="cpu")
@@ -138,13 +164,14 @@ def load_state(out: Path, engine: str) -> tuple[int, dict, dict]:
 def apply_weights(lm, weights: dict, out: Path, partitioned: bool = False) -> None:
     """Copy the saved trainable tensors into `lm` (checked: names and shapes). `partitioned`
     (ZeRO-3): only checked against the full shapes; the ZeRO state restores the partitions."""
-    import torch
-
     where = Path(out) / schemas.CKPT_STATE / WEIGHTS
     params = dict(lm.named_parameters())
     missing = [n for n, p in params.items() if p.requires_grad and n not in weights]
     if missing:
-        raise RecsysError(f"{where}: lacks {len(missing)} trainable tensors (e.g. {missing[0]}); the recipe changed since it was saved")
+        raise RecsysError(
+            f"{where}: lacks {len(missing)} trainable tensors (e.g. {missing[0]}); the recipe changed since it was "
+            "saved"
+        )
     with torch.no_grad():
         for n, w in weights.items():
             shape = tuple(getattr(params[n], "ds_shape" if partitioned else "shape")) if n in params else None
@@ -162,8 +189,6 @@ def check_resume(out: Path, recipe, data_fp: str | None, base_fp: str, allow: li
     """`--resume` continues only the run that wrote C: same data (textualize manifest hash),
     same base model and the same recipe, except the keys named in `allow` ('data' accepts
     other data). The error names every field that differs."""
-    from recsys_cli.artifacts.checkpoint import CheckpointConfig
-
     cfg = CheckpointConfig.read(out)
     read_step(out)  # train_state must exist
     diffs = []
@@ -178,27 +203,29 @@ def check_resume(out: Path, recipe, data_fp: str | None, base_fp: str, allow: li
     if diffs:
         raise RecsysError(
             f"{out / schemas.CKPT_CONFIG}: --resume needs the settings the checkpoint was trained with; changed: "
-            + "; ".join(diffs) + " (pass --allow-changed KEY to accept a change, e.g. --allow-changed train.max_steps)",
+            + "; ".join(diffs)
+            + " (pass --allow-changed KEY to accept a change, e.g. --allow-changed train.max_steps)",
             exit_code=2,
         )
 
 
-def claim_output(out: Path, r, data_dir: Path, resume: bool, overwrite: bool, allow: list[str], main: bool = True) -> list[str]:
+def claim_output(
+    out: Path, r, data_dir: Path, resume: bool, overwrite: bool, allow: list[str], main: bool = True
+) -> list[str]:
     """Checks on C before the (slow) model load: never replace a trained checkpoint without
     --overwrite, resume only the same run (training/state.check_resume). With --overwrite the
     old predictions under C are moved into C/stale/ (returned) by the main process only."""
-    from recsys_cli.artifacts import layout
-    from recsys_cli.artifacts.io import data_fingerprint, require
-    from recsys_cli.console import log
-    from recsys_cli.modeling.registry import resolve_model
-
     require(data_dir, schemas.CORPUS, schemas.PROMPTS)
     inputs = [Path(data_dir) / n for n in (*schemas.TEXTUALIZE_FILES, schemas.MANIFEST)]
     mode = layout.claim_checkpoint_dir(out, resume, overwrite, inputs)
     if mode == "resume":
         check_resume(out, r, data_fingerprint(data_dir), resolve_model(r.model.name).fingerprint, allow)
     if mode == "overwrite" and main:
-        moved = layout.move_aside(out, layout.CKPT_OWNERS["infer"], "overwritten" + layout._step_of(out).replace(" (step ", "-step-").rstrip(")"))
+        moved = layout.move_aside(
+            out,
+            layout.CKPT_OWNERS["infer"],
+            "overwritten" + layout._step_of(out).replace(" (step ", "-step-").rstrip(")"),
+        )
         if moved:
             log(f"pretrain --overwrite: moved the old checkpoint's predictions aside: {', '.join(moved)}")
         return moved

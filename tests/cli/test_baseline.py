@@ -1,6 +1,6 @@
 """`recsys baseline` on the textualized fixture slices, scored by `recsys score`.
 
-    python -m pytest tests/cli/test_baseline.py
+python -m pytest tests/cli/test_baseline.py
 """
 
 from __future__ import annotations
@@ -31,7 +31,11 @@ def test_popularity_and_itemknn_are_scored_like_the_model(toys_data, tmp_path):
     prov = provenance.read(outs[1])
     assert prov["producer"] == {"kind": "baseline", "name": "itemknn", "config": {"window": 20}}
     assert prov["settings"] == {"split": "test", "top_k": 20, "exclude_history": True}
-    hist = dict(zip(*pl.read_parquet(toys_data / schemas.SEQUENCES).select("user_id", "items").to_dict(as_series=False).values()))
+    hist = dict(
+        zip(
+            *pl.read_parquet(toys_data / schemas.SEQUENCES).select("user_id", "items").to_dict(as_series=False).values()
+        )
+    )
     users = dict(zip(prompts["prompt_id"], prompts["user_id"]))
     assert all(not set(r) & set(hist[users[p]][:-1]) for p, r in seq.select("prompt_id", "ranked").iter_rows())
     code, out, err = run_cli("score", "--data", str(toys_data), "--compare", *map(str, outs), "--json", "--quiet")
@@ -46,9 +50,26 @@ def test_sasrec_is_deterministic_with_seed(toys_data, tmp_path):
     for run in range(2):
         out = tmp_path / f"sasrec{run}.parquet"
         code, stdout, err = run_cli(
-            "baseline", "sasrec", "--data", str(toys_data), "--out", str(out), "--max-epochs", "1",
-            "--hidden", "8", "--blocks", "1", "--max-len", "10", "--seed", "3", "--json", "--quiet",
-            "--embeddings-out", str(tmp_path / f"sasrec{run}.safetensors"),
+            "baseline",
+            "sasrec",
+            "--data",
+            str(toys_data),
+            "--out",
+            str(out),
+            "--max-epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--blocks",
+            "1",
+            "--max-len",
+            "10",
+            "--seed",
+            "3",
+            "--json",
+            "--quiet",
+            "--embeddings-out",
+            str(tmp_path / f"sasrec{run}.safetensors"),
         )
         assert code == 0, err
         assert json.loads(stdout)["epochs"] == 1

@@ -1,6 +1,6 @@
 """`recsys build-entities` as a user runs it.
 
-    python -m pytest tests/cli/test_build_entities.py
+python -m pytest tests/cli/test_build_entities.py
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ def test_build_entities_outputs_and_determinism(toys_entities, tiny_model, tmp_p
     for name in (*OUTPUTS, schemas.ENTITIES_MANIFEST):
         assert (toys_entities / name).is_file(), name
     man = json.loads((toys_entities / schemas.ENTITIES_MANIFEST).read_text())
-    assert man["command"] == "build-entities" and man["rows"][schemas.ENTITIES] == len(pl.read_parquet(toys_entities / schemas.ENTITIES))
+    assert man["command"] == "build-entities" and man["rows"][schemas.ENTITIES] == len(
+        pl.read_parquet(toys_entities / schemas.ENTITIES)
+    )
     assert man["summary"]["in_context_match"] == man["summary"]["in_context_spans_checked"] > 0
     # same inputs -> byte-identical artifacts (run again on a copy, with --json)
     again = tmp_path / "R"

@@ -28,8 +28,23 @@ def _hashes(*dirs: Path) -> dict[str, str]:
 
 
 def _infer(data: Path, ckpt: Path, out: Path, *extra: str):
-    return run_cli("infer", "--data", str(data), "--checkpoint", str(ckpt), "--family", "sequential", "--top-k", "3",
-                   "--limit", "1", "--out", str(out), "--quiet", *extra)
+    return run_cli(
+        "infer",
+        "--data",
+        str(data),
+        "--checkpoint",
+        str(ckpt),
+        "--family",
+        "sequential",
+        "--top-k",
+        "3",
+        "--limit",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    )
 
 
 def _one_line(err: str) -> str:
@@ -42,9 +57,26 @@ def _one_line(err: str) -> str:
 def ckpt(toys_entities, tmp_path_factory) -> Path:
     """A 1-step LoRA-only tiny checkpoint trained on the Toys slice (read-only: tests copy it)."""
     out = tmp_path_factory.mktemp("integrity") / "C"
-    code, _, err = run_cli("pretrain", "--data", str(toys_entities), "--config", TINY, "--out", str(out),
-                           "--max-steps", "1", "--max-length", "48", "--eval-every", "100", "--save-every", "100",
-                           "--modules-to-save", "none", "--quiet")
+    code, _, err = run_cli(
+        "pretrain",
+        "--data",
+        str(toys_entities),
+        "--config",
+        TINY,
+        "--out",
+        str(out),
+        "--max-steps",
+        "1",
+        "--max-length",
+        "48",
+        "--eval-every",
+        "100",
+        "--save-every",
+        "100",
+        "--modules-to-save",
+        "none",
+        "--quiet",
+    )
     assert code == 0, err
     return out
 
@@ -134,8 +166,20 @@ def test_other_data_is_refused_without_the_flag(ckpt, toys_entities, musical_dat
     c = _copy(ckpt, tmp_path)
     before = _hashes(c, musical_data)
     out = tmp_path / "r.parquet"
-    args = ["infer", "--data", str(musical_data), "--checkpoint", str(c), "--family", "rating", "--limit", "1",
-            "--out", str(out), "--quiet"]
+    args = [
+        "infer",
+        "--data",
+        str(musical_data),
+        "--checkpoint",
+        str(c),
+        "--family",
+        "rating",
+        "--limit",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     code, _, err = run_cli(*args)
     line = _one_line(err)
     assert code == 2
@@ -160,13 +204,24 @@ def test_recipe_cannot_enable_remote_code(toys_entities, tmp_path):
     line_no = next(i for i, ln in enumerate(text.splitlines(), 1) if "trust_remote_code" in ln)
     before = _hashes(toys_entities) | {str(recipe): file_sha256(recipe)}
     out = tmp_path / "C"
-    code, _, err = run_cli("pretrain", "--data", str(toys_entities), "--config", str(recipe), "--out", str(out),
-                           "--quiet")
+    code, _, err = run_cli(
+        "pretrain", "--data", str(toys_entities), "--config", str(recipe), "--out", str(out), "--quiet"
+    )
     line = _one_line(err)
     assert code == 2 and line.startswith(f"Error: {recipe}, line {line_no}: no model.trust_remote_code: true")
     assert "--trust-remote-code" in line and not out.exists()
-    code, _, err = run_cli("pretrain", "--data", str(toys_entities), "--config", TINY,
-                           "--set", "model.trust_remote_code=true", "--out", str(out), "--quiet")
+    code, _, err = run_cli(
+        "pretrain",
+        "--data",
+        str(toys_entities),
+        "--config",
+        TINY,
+        "--set",
+        "model.trust_remote_code=true",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert code == 2 and "--trust-remote-code" in _one_line(err) and not out.exists()
     assert _hashes(toys_entities) | {str(recipe): file_sha256(recipe)} == before
     # `false` is what every resolved recipe says: accepted, and the flag alone turns it on

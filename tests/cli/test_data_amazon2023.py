@@ -19,11 +19,10 @@ from pathlib import Path
 
 import polars as pl
 
-from tests.cli.test_data_errors import fails
-from tests.conftest import FIXTURES, GIFT_CARDS, run_cli
-
 from recsys_cli.artifacts import schemas
 from recsys_cli.data.sources import amazon2023
+from tests.cli.test_data_errors import fails
+from tests.conftest import FIXTURES, GIFT_CARDS, run_cli
 
 OFFICE = FIXTURES / "amazon" / "office_2023"
 LINES = FIXTURES / "amazon" / "reviews2023_lines"
@@ -34,12 +33,31 @@ def _office_rows() -> list[dict]:
 
 
 def test_office_slice_parent_asin_grouping_and_5core(tmp_path):
-    code, out, err = run_cli("textualize", "amazon", "-c", "Office_Products", "--data-dir", str(OFFICE), "--min-item-users", "0",
-                             "--out", str(tmp_path / "R"), "--json", "--quiet")
+    code, out, err = run_cli(
+        "textualize",
+        "amazon",
+        "-c",
+        "Office_Products",
+        "--data-dir",
+        str(OFFICE),
+        "--min-item-users",
+        "0",
+        "--out",
+        str(tmp_path / "R"),
+        "--json",
+        "--quiet",
+    )
     assert code == 0, err
     s = json.loads(out)
     assert s["source"] == "amazon-2023"
-    assert s["filters"] == {"raw_rows": 1000, "after_dedup": 993, "after_kcore": 719, "min_user": 5, "min_item": 0, "variant_reviews": 529}
+    assert s["filters"] == {
+        "raw_rows": 1000,
+        "after_dedup": 993,
+        "after_kcore": 719,
+        "min_user": 5,
+        "min_item": 0,
+        "variant_reviews": 529,
+    }
     rows = _office_rows()
     per_user = defaultdict(set)
     for r in rows:
@@ -52,15 +70,26 @@ def test_office_slice_parent_asin_grouping_and_5core(tmp_path):
     variant_only = {r["asin"] for r in rows} - {r["parent_asin"] for r in rows}
     assert not variant_only & set(items["item_id"])
     first = items.filter(pl.col("item_id") == "B0BCYZ8FN7").row(0, named=True)
-    assert first["title"] == "Avery Business Card Pages, Pack of 10 (76009)" and first["brand"] == "AVERY" and first["price"] == 5.38
+    assert (
+        first["title"] == "Avery Business Card Pages, Pack of 10 (76009)"
+        and first["brand"] == "AVERY"
+        and first["price"] == 5.38
+    )
     assert first["categories"] == ["Office Products"]  # empty path: main_category
     fams = {r["family"] for r in s["prompts_by_family"]}
     assert fams == {"sequential", "direct", "rating"}  # ratings, no review text in this source
 
 
 def test_default_min_item_users_is_the_2023_5core(tmp_path):
-    fails(tmp_path, "amazon", "-c", "Office_Products", "--data-dir", str(OFFICE),
-          expect=["Office_Products.jsonl.gz", "items with >= 5 users", "--min-item-users 0"])
+    fails(
+        tmp_path,
+        "amazon",
+        "-c",
+        "Office_Products",
+        "--data-dir",
+        str(OFFICE),
+        expect=["Office_Products.jsonl.gz", "items with >= 5 users", "--min-item-users 0"],
+    )
 
 
 def test_real_full_lines_parse():
@@ -70,15 +99,33 @@ def test_real_full_lines_parse():
     assert row["item_id"] == "B09WC47S3V" and row["timestamp"] == 1602133857 and row["rating"] == 1.0
     assert row["summary"] == "USELESS" and row["review"].startswith("Absolutely useless nonsense")
     raw, variants, _ = amazon2023.read_reviews(LINES / "All_Beauty.jsonl", "auto")
-    assert variants == 0 and raw["timestamp"][0] == 1588687728 and raw["summary"][0] == "Such a lovely scent but not overpowering."
+    assert (
+        variants == 0
+        and raw["timestamp"][0] == 1588687728
+        and raw["summary"][0] == "Such a lovely scent but not overpowering."
+    )
     meta = amazon2023.read_meta(LINES / "meta_All_Beauty.jsonl").row(0, named=True)
-    assert meta == {"item_id": "B01CUPMQZE", "title": "Howard LC0008 Leather Conditioner, 8-Ounce (4-Pack)",
-                    "categories": ["All Beauty"], "brand": "Howard Products", "price": None}
+    assert meta == {
+        "item_id": "B01CUPMQZE",
+        "title": "Howard LC0008 Leather Conditioner, 8-Ounce (4-Pack)",
+        "categories": ["All Beauty"],
+        "brand": "Howard Products",
+        "price": None,
+    }
 
 
 def test_one_review_per_user_is_reported_not_crashed(tmp_path):
-    fails(tmp_path, "amazon", "-c", "All_Beauty", "--data-dir", str(LINES), "--min-item-users", "0",
-          expect=["All_Beauty.jsonl", "users with >= 5 distinct items"])
+    fails(
+        tmp_path,
+        "amazon",
+        "-c",
+        "All_Beauty",
+        "--data-dir",
+        str(LINES),
+        "--min-item-users",
+        "0",
+        expect=["All_Beauty.jsonl", "users with >= 5 distinct items"],
+    )
 
 
 def _as_2023(src: Path, meta: Path, out: Path) -> None:
@@ -87,33 +134,78 @@ def _as_2023(src: Path, meta: Path, out: Path) -> None:
     reviews = []
     for line in src.read_text().splitlines():
         o = json.loads(line)
-        reviews.append(json.dumps({"rating": o["overall"], "title": o.get("summary"), "text": o.get("reviewText"), "images": [],
-                                   "asin": o["asin"], "parent_asin": o["asin"], "user_id": o["reviewerID"],
-                                   "timestamp": o["unixReviewTime"] * 1000 + 123, "helpful_vote": int(str(o.get("vote", "0")).replace(",", "")),
-                                   "verified_purchase": o.get("verified", False)}))
+        reviews.append(
+            json.dumps(
+                {
+                    "rating": o["overall"],
+                    "title": o.get("summary"),
+                    "text": o.get("reviewText"),
+                    "images": [],
+                    "asin": o["asin"],
+                    "parent_asin": o["asin"],
+                    "user_id": o["reviewerID"],
+                    "timestamp": o["unixReviewTime"] * 1000 + 123,
+                    "helpful_vote": int(str(o.get("vote", "0")).replace(",", "")),
+                    "verified_purchase": o.get("verified", False),
+                }
+            )
+        )
     with gzip.open(out / "Gift_Cards.jsonl.gz", "wt", encoding="utf-8") as fh:
         fh.write("\n".join(reviews) + "\n")
     metas = []
     for line in meta.read_text().splitlines():
         o = json.loads(line)
-        metas.append(json.dumps({"main_category": o.get("main_cat"), "title": o.get("title"), "features": o.get("feature", []),
-                                 "description": o.get("description", []), "price": None, "store": o.get("brand"),
-                                 "categories": o.get("category", []), "details": {}, "parent_asin": o["asin"]}))
+        metas.append(
+            json.dumps(
+                {
+                    "main_category": o.get("main_cat"),
+                    "title": o.get("title"),
+                    "features": o.get("feature", []),
+                    "description": o.get("description", []),
+                    "price": None,
+                    "store": o.get("brand"),
+                    "categories": o.get("category", []),
+                    "details": {},
+                    "parent_asin": o["asin"],
+                }
+            )
+        )
     (out / "meta_Gift_Cards.jsonl").write_text("\n".join(metas) + "\n")
 
 
 def test_five_families_and_same_data_as_the_2018_reading(tmp_path):
     _as_2023(GIFT_CARDS / "Gift_Cards_5.json", GIFT_CARDS / "meta_Gift_Cards.json", tmp_path / "gc23")
     args = ["--out", str(tmp_path / "N"), "--json", "--quiet"]
-    code, out, err = run_cli("textualize", "amazon", "-c", "Gift_Cards", "--data-dir", str(tmp_path / "gc23"), "--min-item-users", "0", *args)
+    code, out, err = run_cli(
+        "textualize", "amazon", "-c", "Gift_Cards", "--data-dir", str(tmp_path / "gc23"), "--min-item-users", "0", *args
+    )
     assert code == 0, err
     s23 = json.loads(out)
-    code, out, err = run_cli("textualize", "amazon", "-c", "Gift_Cards", "--data-dir", str(GIFT_CARDS), "--out", str(tmp_path / "O"), "--json", "--quiet")
+    code, out, err = run_cli(
+        "textualize",
+        "amazon",
+        "-c",
+        "Gift_Cards",
+        "--data-dir",
+        str(GIFT_CARDS),
+        "--out",
+        str(tmp_path / "O"),
+        "--json",
+        "--quiet",
+    )
     assert code == 0, err
     s18 = json.loads(out)
     assert {r["family"] for r in s23["prompts_by_family"]} == set(schemas.FAMILIES)
-    assert (s23["users"], s23["items"], s23["interactions"]) == (s18["users"], s18["items"], s18["interactions"]) == (80, 129, 536)
-    a = pl.read_parquet(tmp_path / "N" / schemas.INTERACTIONS).select("user_id", "item_id", "timestamp", "rating", "review")
-    b = pl.read_parquet(tmp_path / "O" / schemas.INTERACTIONS).select("user_id", "item_id", "timestamp", "rating", "review")
+    assert (
+        (s23["users"], s23["items"], s23["interactions"])
+        == (s18["users"], s18["items"], s18["interactions"])
+        == (80, 129, 536)
+    )
+    a = pl.read_parquet(tmp_path / "N" / schemas.INTERACTIONS).select(
+        "user_id", "item_id", "timestamp", "rating", "review"
+    )
+    b = pl.read_parquet(tmp_path / "O" / schemas.INTERACTIONS).select(
+        "user_id", "item_id", "timestamp", "rating", "review"
+    )
     assert a.equals(b)  # ms floored back to the 2018 seconds
     assert (tmp_path / "N" / schemas.SEQUENCES).read_bytes() == (tmp_path / "O" / schemas.SEQUENCES).read_bytes()

@@ -36,21 +36,52 @@ def _csv_lines():
 def test_list_valued_item_title_jsonl_and_parquet(tmp_path):
     rows = [{"asin": "B004LLIKVU", "title": ["Amazon", "eGift Card"]}, {"asin": "B004Q7CK9M", "title": ["Gift"]}]
     (tmp_path / "items.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    fails(tmp_path, "table", "-i", str(TABLE / "interactions.csv"), "--items", str(tmp_path / "items.jsonl"), *IDS,
-          expect=["items.jsonl", "row 1", "'title'", "a list"])
+    fails(
+        tmp_path,
+        "table",
+        "-i",
+        str(TABLE / "interactions.csv"),
+        "--items",
+        str(tmp_path / "items.jsonl"),
+        *IDS,
+        expect=["items.jsonl", "row 1", "'title'", "a list"],
+    )
     pl.DataFrame(rows).write_parquet(tmp_path / "items.parquet")
-    fails(tmp_path, "table", "-i", str(TABLE / "interactions.csv"), "--items", str(tmp_path / "items.parquet"), *IDS,
-          expect=["items.parquet", "row 1", "'title'"])
+    fails(
+        tmp_path,
+        "table",
+        "-i",
+        str(TABLE / "interactions.csv"),
+        "--items",
+        str(tmp_path / "items.parquet"),
+        *IDS,
+        expect=["items.parquet", "row 1", "'title'"],
+    )
 
 
 def test_list_valued_user_id_and_feature(tmp_path):
     inter = pl.read_csv(TABLE / "interactions.csv").with_columns(pl.concat_list("reviewerID").alias("reviewerID"))
     inter.write_parquet(tmp_path / "inter.parquet")
-    fails(tmp_path, "table", "-i", str(tmp_path / "inter.parquet"), *IDS, expect=["inter.parquet", "row 1", "'reviewerID'"])
+    fails(
+        tmp_path,
+        "table",
+        "-i",
+        str(tmp_path / "inter.parquet"),
+        *IDS,
+        expect=["inter.parquet", "row 1", "'reviewerID'"],
+    )
     users = pl.read_csv(TABLE / "users.csv").with_columns(pl.concat_list("verified").alias("verified"))
     users.write_parquet(tmp_path / "users.parquet")
-    fails(tmp_path, "table", "-i", str(TABLE / "interactions.csv"), "--users", str(tmp_path / "users.parquet"), *IDS,
-          expect=["users.parquet", "'verified'", "a list"])
+    fails(
+        tmp_path,
+        "table",
+        "-i",
+        str(TABLE / "interactions.csv"),
+        "--users",
+        str(tmp_path / "users.parquet"),
+        *IDS,
+        expect=["users.parquet", "'verified'", "a list"],
+    )
 
 
 def test_csv_with_an_open_quote_names_its_line(tmp_path):
@@ -93,7 +124,15 @@ def test_jsonl_table_bad_line_and_amazon_meta_list_title(tmp_path):
     obj["title"] = [obj["title"], "variant"]
     meta[2] = json.dumps(obj)
     (d / "meta_Gift_Cards.json").write_text("\n".join(meta) + "\n")
-    fails(tmp_path, "amazon", "-c", "Gift_Cards", "--data-dir", str(d), expect=["meta_Gift_Cards.json", "line 3", "'title'"])
+    fails(
+        tmp_path,
+        "amazon",
+        "-c",
+        "Gift_Cards",
+        "--data-dir",
+        str(d),
+        expect=["meta_Gift_Cards.json", "line 3", "'title'"],
+    )
 
 
 def test_bad_values_in_2023_and_recbole_files(tmp_path):
@@ -102,7 +141,15 @@ def test_bad_values_in_2023_and_recbole_files(tmp_path):
     line = (FIXTURES / "amazon" / "reviews2023_lines" / "Subscription_Boxes.jsonl").read_text().strip()
     obj = json.loads(line)
     (d / "Subscription_Boxes.jsonl").write_text("\n".join([line, json.dumps(obj | {"timestamp": "2020-10-08"})]) + "\n")
-    fails(tmp_path, "amazon", "-c", "Subscription_Boxes", "--data-dir", str(d), expect=["Subscription_Boxes.jsonl", "line 2", "'timestamp'"])
+    fails(
+        tmp_path,
+        "amazon",
+        "-c",
+        "Subscription_Boxes",
+        "--data-dir",
+        str(d),
+        expect=["Subscription_Boxes.jsonl", "line 2", "'timestamp'"],
+    )
     r = tmp_path / "rb"
     r.mkdir()
     lines = (FIXTURES / "recbole" / "ml-100k" / "ml-100k.inter").read_text().splitlines()
@@ -117,9 +164,28 @@ def test_bad_values_in_2023_and_recbole_files(tmp_path):
 
 
 def test_bad_time_unit_and_mixed_units(tmp_path):
-    fails(tmp_path, "table", "-i", str(TABLE / "interactions.csv"), *IDS, "--time-unit", "ns", expect=["--time-unit", "'ns'"])
+    fails(
+        tmp_path,
+        "table",
+        "-i",
+        str(TABLE / "interactions.csv"),
+        *IDS,
+        "--time-unit",
+        "ns",
+        expect=["--time-unit", "'ns'"],
+    )
     df = pl.read_csv(TABLE / "interactions.csv")
-    mixed = df.with_columns(pl.when(pl.int_range(pl.len()) >= 10).then(pl.col("unixReviewTime") * 1000).otherwise(pl.col("unixReviewTime")))
+    mixed = df.with_columns(
+        pl.when(pl.int_range(pl.len()) >= 10).then(pl.col("unixReviewTime") * 1000).otherwise(pl.col("unixReviewTime"))
+    )
     mixed.write_csv(tmp_path / "mixed.csv")
-    fails(tmp_path, "table", "-i", str(tmp_path / "mixed.csv"), *IDS, "--time-col", "unixReviewTime",
-          expect=["mixed.csv", "row 1", "--time-unit"])
+    fails(
+        tmp_path,
+        "table",
+        "-i",
+        str(tmp_path / "mixed.csv"),
+        *IDS,
+        "--time-col",
+        "unixReviewTime",
+        expect=["mixed.csv", "row 1", "--time-unit"],
+    )

@@ -11,11 +11,10 @@ import json
 
 import pytest
 
-from tests.cli.test_data_errors import fails
-from tests.conftest import FIXTURES, GIFT_CARDS, run_cli
-
 from recsys_cli.artifacts import schemas
 from recsys_cli.data import quality
+from tests.cli.test_data_errors import fails
+from tests.conftest import FIXTURES, GIFT_CARDS, run_cli
 
 MAGAZINE = ["amazon", "-c", "Magazine_Subscriptions", "--data-dir", str(FIXTURES / "amazon" / "magazine_meta2018")]
 SPAN = '<span class="a-size-medium a-color-secondary"'
@@ -42,13 +41,20 @@ def test_magazine_garbage_titles_warn_and_are_stored(tmp_path):
 
 
 def test_strict_makes_it_an_error_with_no_output(tmp_path):
-    line = fails(tmp_path, *MAGAZINE, "--strict", expect=["--strict", "markup_title", "shared_title", "nothing was written"])
+    line = fails(
+        tmp_path, *MAGAZINE, "--strict", expect=["--strict", "markup_title", "shared_title", "nothing was written"]
+    )
     assert "no_metadata" not in line
 
 
 def test_strict_on_a_rerun_keeps_the_old_files(tmp_path):
     out = tmp_path / "R"
-    assert run_cli("textualize", "amazon", "-c", "Gift_Cards", "--data-dir", str(GIFT_CARDS), "--out", str(out), "--quiet")[0] == 0
+    assert (
+        run_cli(
+            "textualize", "amazon", "-c", "Gift_Cards", "--data-dir", str(GIFT_CARDS), "--out", str(out), "--quiet"
+        )[0]
+        == 0
+    )
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     code, _, err = run_cli("textualize", *MAGAZINE, "--out", str(out), "--strict", "--quiet")
     assert code != 0 and err.startswith("Error: --strict")
@@ -82,16 +88,26 @@ def test_clean_fixtures_have_no_title_warnings(tmp_path):
     assert not any(q[c]["over"] for c in ("no_metadata", "empty_title", "markup_title", "asin_title", "shared_title"))
 
 
-@pytest.mark.parametrize("title,markup", [
-    (SPAN, True), (' Magazines" />', True), (".a-box-inner{background-color:#fff}", True), ("<script type", True),
-    ("Barbie Dreamhouse <3", False), ("Size 2T-5T: blue", False), ("Guitar Strings 10-46, Set of 3", False),
-])
+@pytest.mark.parametrize(
+    "title,markup",
+    [
+        (SPAN, True),
+        (' Magazines" />', True),
+        (".a-box-inner{background-color:#fff}", True),
+        ("<script type", True),
+        ("Barbie Dreamhouse <3", False),
+        ("Size 2T-5T: blue", False),
+        ("Guitar Strings 10-46, Set of 3", False),
+    ],
+)
 def test_markup_rule(title, markup):
     assert bool(quality.MARKUP.search(title)) is markup
 
 
 def test_asin_rule_and_shared_threshold():
-    assert quality.ASIN.match("B000IMVNQU") and quality.ASIN.match("043935806X") and not quality.ASIN.match("Woman's Day")
+    assert (
+        quality.ASIN.match("B000IMVNQU") and quality.ASIN.match("043935806X") and not quality.ASIN.match("Woman's Day")
+    )
     import polars as pl
 
     items = pl.DataFrame({"item_id": [str(i) for i in range(10)], "title": ["Same"] * 5 + ["A", "B", "C", "C", "D"]})

@@ -12,9 +12,8 @@ import shutil
 import polars as pl
 import pytest
 
-from tests.conftest import FIXTURES, run_cli
-
 from recsys_cli.artifacts import schemas
+from tests.conftest import FIXTURES, run_cli
 
 ML = FIXTURES / "recbole" / "ml-100k"
 
@@ -22,7 +21,9 @@ ML = FIXTURES / "recbole" / "ml-100k"
 @pytest.fixture(scope="module")
 def ml100k(tmp_path_factory):
     out = tmp_path_factory.mktemp("ml") / "R"
-    code, stdout, err = run_cli("textualize", "recbole", "--dataset-dir", str(ML), "--out", str(out), "--json", "--quiet")
+    code, stdout, err = run_cli(
+        "textualize", "recbole", "--dataset-dir", str(ML), "--out", str(out), "--json", "--quiet"
+    )
     assert code == 0, err
     return out, json.loads(stdout)
 
@@ -57,7 +58,11 @@ def test_token_seq_genres_become_categories_and_titles_stay_whole(ml100k):
     items = pl.read_parquet(out / schemas.ITEMS)
     toy = items.filter(pl.col("item_id") == "1").row(0, named=True)
     assert toy["title"] == "Toy Story" and toy["categories"] == ["Animation", "Children's", "Comedy"]
-    assert items.filter(pl.col("item_id") == "246")["title"][0] == items.filter(pl.col("item_id") == "268")["title"][0] == "Chasing Amy"
+    assert (
+        items.filter(pl.col("item_id") == "246")["title"][0]
+        == items.filter(pl.col("item_id") == "268")["title"][0]
+        == "Chasing Amy"
+    )
     assert items.filter(pl.col("item_id") == "267")["title"][0] == "unkonwn"  # kept as the data has it
     assert "Misérables, Les" in items["title"].to_list()
 
@@ -78,7 +83,18 @@ def test_dataset_name_and_missing_side_files(tmp_path):
     shutil.copy(ML / "ml-100k.inter", d / "ml-100k.inter")
     lines = (ML / "ml-100k.inter").read_text().splitlines()
     (d / "small.inter").write_text("\n".join(lines[:2001]) + "\n")
-    code, out, err = run_cli("textualize", "recbole", "--dataset-dir", str(d), "--dataset", "small", "--out", str(tmp_path / "R"), "--json", "--quiet")
+    code, out, err = run_cli(
+        "textualize",
+        "recbole",
+        "--dataset-dir",
+        str(d),
+        "--dataset",
+        "small",
+        "--out",
+        str(tmp_path / "R"),
+        "--json",
+        "--quiet",
+    )
     assert code == 0, err
     s = json.loads(out)
     assert 0 < s["interactions"] <= 2000 and s["filters"]["raw_rows"] == 2000

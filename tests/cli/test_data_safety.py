@@ -12,15 +12,18 @@ import hashlib
 import json
 import shutil
 
-from tests.conftest import FIXTURES, GIFT_CARDS, MUSICAL, run_cli
-
 from recsys_cli.artifacts import layout, schemas
+from tests.conftest import FIXTURES, GIFT_CARDS, MUSICAL, run_cli
 
 TOYS14 = ["amazon", "-c", "toys", "--data-dir", str(FIXTURES / "amazon" / "toys_meta2014")]
 
 
 def _tree(root):
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _textualize(*args):
@@ -34,7 +37,13 @@ def test_users_file_in_out_is_refused_then_kept_with_force(tmp_path):
     (out / "sub").mkdir()
     (out / "sub" / "data.csv").write_text("a,b\n")
     code, _, err = _textualize(*TOYS14, "--out", str(out))
-    assert code != 0 and err.startswith("Error: ") and "notes.txt" in err and "--force" in err and len(err.strip().splitlines()) == 1
+    assert (
+        code != 0
+        and err.startswith("Error: ")
+        and "notes.txt" in err
+        and "--force" in err
+        and len(err.strip().splitlines()) == 1
+    )
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "sub"]
     code, stdout, err = _textualize(*TOYS14, "--out", str(out), "--force")
     assert code == 0, err
@@ -57,8 +66,18 @@ def test_input_inside_out_is_an_error_and_survives(tmp_path):
     table = tmp_path / "t"
     table.mkdir()
     shutil.copy(FIXTURES / "table" / "interactions.csv", table / "interactions.csv")
-    code, _, err = _textualize("table", "-i", str(table / "interactions.csv"), "--user-col", "reviewerID", "--item-col", "asin",
-                               "--out", str(table), "--force")
+    code, _, err = _textualize(
+        "table",
+        "-i",
+        str(table / "interactions.csv"),
+        "--user-col",
+        "reviewerID",
+        "--item-col",
+        "asin",
+        "--out",
+        str(table),
+        "--force",
+    )
     assert code != 0 and "contains the input" in err
     assert sorted(p.name for p in table.iterdir()) == ["interactions.csv"]
 
@@ -90,7 +109,9 @@ def test_rerun_other_data_replaces_own_files_and_moves_stale_outputs(tmp_path):
     _downstream(out)
     (out / "ckpt").mkdir()
     (out / "ckpt" / schemas.CKPT_CONFIG).write_text("{}")  # a checkpoint kept inside R
-    code, stdout, err = _textualize("amazon", "-c", "Musical_Instruments", "--data-dir", str(MUSICAL), "--out", str(out), "--json")
+    code, stdout, err = _textualize(
+        "amazon", "-c", "Musical_Instruments", "--data-dir", str(MUSICAL), "--out", str(out), "--json"
+    )
     assert code == 0, err
     notes = json.loads(stdout)["notes"]
     assert any("moved aside" in n and f"stale/{old_fp[:12]}" in n for n in notes)
@@ -123,7 +144,18 @@ def test_failed_run_leaves_an_existing_run_untouched(tmp_path):
     assert _textualize(*TOYS14, "--out", str(out))[0] == 0
     _downstream(out)
     before = _tree(out)
-    code, _, err = _textualize("table", "-i", str(FIXTURES / "table" / "interactions.csv"), "--user-col", "reviewerID",
-                               "--item-col", "asin", "--rating-col", "stars", "--out", str(out))
+    code, _, err = _textualize(
+        "table",
+        "-i",
+        str(FIXTURES / "table" / "interactions.csv"),
+        "--user-col",
+        "reviewerID",
+        "--item-col",
+        "asin",
+        "--rating-col",
+        "stars",
+        "--out",
+        str(out),
+    )
     assert code != 0 and "stars" in err
     assert _tree(out) == before

@@ -20,15 +20,40 @@ from tests.conftest import run_cli
 @pytest.fixture(scope="module")
 def knn(toys_entities, tmp_path_factory):
     path = tmp_path_factory.mktemp("listwise-retriever") / "knn-test.parquet"
-    code, _, err = run_cli("baseline", "itemknn", "--data", str(toys_entities), "--split", "test", "--top-k", "60",
-                           "--out", str(path), "--quiet")
+    code, _, err = run_cli(
+        "baseline",
+        "itemknn",
+        "--data",
+        str(toys_entities),
+        "--split",
+        "test",
+        "--top-k",
+        "60",
+        "--out",
+        str(path),
+        "--quiet",
+    )
     assert code == 0, err
     return path
 
 
 def infer(data, model, out, *more):
-    return run_cli("infer", "--data", str(data), "--checkpoint", "none", "--model", model, "--out", str(out),
-                   "--item-scoring", "listwise", *more, "--quiet", "--json")
+    return run_cli(
+        "infer",
+        "--data",
+        str(data),
+        "--checkpoint",
+        "none",
+        "--model",
+        model,
+        "--out",
+        str(out),
+        "--item-scoring",
+        "listwise",
+        *more,
+        "--quiet",
+        "--json",
+    )
 
 
 def one_line_error(code, err):
@@ -39,8 +64,18 @@ def one_line_error(code, err):
 
 def test_listwise_rerank_writes_valid_distinct_lists(toys_entities, tiny_model, knn, tmp_path):
     out = tmp_path / "lw.parquet"
-    code, stdout, err = infer(toys_entities, tiny_model, out, "--candidates-from", str(knn), "--rerank-k", "20",
-                              "--users", "2", "--exclude-history")
+    code, stdout, err = infer(
+        toys_entities,
+        tiny_model,
+        out,
+        "--candidates-from",
+        str(knn),
+        "--rerank-k",
+        "20",
+        "--users",
+        "2",
+        "--exclude-history",
+    )
     assert code == 0, err
     got = {r["prompt_id"]: r for r in pl.read_parquet(out).iter_rows(named=True)}
     want = {r["prompt_id"]: r for r in pl.read_parquet(knn).iter_rows(named=True)}
@@ -66,14 +101,41 @@ def test_listwise_rerank_writes_valid_distinct_lists(toys_entities, tiny_model, 
     assert json.loads(stdout)["modes"]["rerank"]["prompts"] == 10
     # two orders, fused: same ids, a different provenance; resuming the first file with it is refused
     out2 = tmp_path / "lw2.parquet"
-    code, _, err = infer(toys_entities, tiny_model, out2, "--candidates-from", str(knn), "--rerank-k", "20",
-                         "--users", "2", "--listwise-orders", "2", "--fusion", "0.5", "--seed", "3")
+    code, _, err = infer(
+        toys_entities,
+        tiny_model,
+        out2,
+        "--candidates-from",
+        str(knn),
+        "--rerank-k",
+        "20",
+        "--users",
+        "2",
+        "--listwise-orders",
+        "2",
+        "--fusion",
+        "0.5",
+        "--seed",
+        "3",
+    )
     assert code == 0, err
     two = pl.read_parquet(out2)
     assert all(len(r) == len(set(r)) for r in two["ranked"].drop_nulls())
     assert provenance.read(out2)["settings"]["listwise"]["orders"] == 2
-    code, _, err = infer(toys_entities, tiny_model, out, "--candidates-from", str(knn), "--rerank-k", "20",
-                         "--users", "2", "--exclude-history", "--listwise-orders", "2")
+    code, _, err = infer(
+        toys_entities,
+        tiny_model,
+        out,
+        "--candidates-from",
+        str(knn),
+        "--rerank-k",
+        "20",
+        "--users",
+        "2",
+        "--exclude-history",
+        "--listwise-orders",
+        "2",
+    )
     assert code != 0 and "Traceback" not in err
 
 
@@ -83,16 +145,45 @@ def test_listwise_refusals_are_one_line(toys_entities, tiny_model, knn, tmp_path
     assert "--rerank-k" in msg and "52" in msg
     msg = one_line_error(*infer(toys_entities, tiny_model, out, "--family", "sequential", "--limit", "2")[::2])
     assert "--candidates-from" in msg
-    code, _, err = run_cli("infer", "--data", str(toys_entities), "--checkpoint", "none", "--model", tiny_model,
-                           "--out", str(out), "--listwise-orders", "2", "--family", "sequential", "--limit", "1",
-                           "--quiet")
+    code, _, err = run_cli(
+        "infer",
+        "--data",
+        str(toys_entities),
+        "--checkpoint",
+        "none",
+        "--model",
+        tiny_model,
+        "--out",
+        str(out),
+        "--listwise-orders",
+        "2",
+        "--family",
+        "sequential",
+        "--limit",
+        "1",
+        "--quiet",
+    )
     assert "--item-scoring listwise" in one_line_error(code, err)
     # a direct prompt's own 100 candidates exceed the labels: the user is sent to a retriever
-    msg = one_line_error(*infer(toys_entities, tiny_model, out, "--family", "direct", "--kind", "rank",
-                                "--limit", "2")[::2])
+    msg = one_line_error(
+        *infer(toys_entities, tiny_model, out, "--family", "direct", "--kind", "rank", "--limit", "2")[::2]
+    )
     assert "K=100" in msg and "--rerank-k" in msg
     # K = 52 long titles do not fit the 512-token budget: K, needed and available length named
-    msg = one_line_error(*infer(toys_entities, tiny_model, out, "--candidates-from", str(knn), "--rerank-k", "52",
-                                "--family", "sequential", "--limit", "2")[::2])
+    msg = one_line_error(
+        *infer(
+            toys_entities,
+            tiny_model,
+            out,
+            "--candidates-from",
+            str(knn),
+            "--rerank-k",
+            "52",
+            "--family",
+            "sequential",
+            "--limit",
+            "2",
+        )[::2]
+    )
     assert "K=52" in msg and "available 512" in msg and "need" in msg
     assert not out.exists()

@@ -1,6 +1,6 @@
 """`recsys mask-preview`: the paper's Figure 1 in the terminal, and its --json form.
 
-    python -m pytest tests/cli/test_mask_preview.py
+python -m pytest tests/cli/test_mask_preview.py
 """
 
 from __future__ import annotations
@@ -17,7 +17,20 @@ MASKS = {"entity": "[M]", "sentence": "[sM]", "document": "[gM]", "prompt": "[gM
 
 @pytest.mark.parametrize("level", ["entity", "sentence", "document", "prompt"])
 def test_mask_preview_json(toys_data, tiny_model, level):
-    code, out, err = run_cli("mask-preview", "--data", str(toys_data), "-n", "3", "--level", level, "--seed", "1", "--model", tiny_model, "--json")
+    code, out, err = run_cli(
+        "mask-preview",
+        "--data",
+        str(toys_data),
+        "-n",
+        "3",
+        "--level",
+        level,
+        "--seed",
+        "1",
+        "--model",
+        tiny_model,
+        "--json",
+    )
     assert code == 0, err
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == 3
@@ -33,16 +46,41 @@ def test_mask_preview_json(toys_data, tiny_model, level):
         assert r["inter"][:a] == list(range(a)) and all(0 <= x < a for x in r["inter"][a:])
         assert all(0 <= s["start"] < s["end"] <= n for s in r["entity_spans"])
     if level == "prompt":
-        assert all(r["spans"][0]["end"] == len(r["input_ids"]) - r["part_a_len"] - 1 + r["spans"][0]["start"] for r in rows)
+        assert all(
+            r["spans"][0]["end"] == len(r["input_ids"]) - r["part_a_len"] - 1 + r["spans"][0]["start"] for r in rows
+        )
     # same seed, same output
-    code2, out2, _ = run_cli("mask-preview", "--data", str(toys_data), "-n", "3", "--level", level, "--seed", "1", "--model", tiny_model, "--json")
+    code2, out2, _ = run_cli(
+        "mask-preview",
+        "--data",
+        str(toys_data),
+        "-n",
+        "3",
+        "--level",
+        level,
+        "--seed",
+        "1",
+        "--model",
+        tiny_model,
+        "--json",
+    )
     assert code2 == 0 and out2 == out
 
 
 def test_mask_preview_table(toys_data, tiny_model):
-    code, out, err = run_cli("mask-preview", "--data", str(toys_data), "-n", "1", "--level", "entity", "--model", tiny_model, "--quiet")
+    code, out, err = run_cli(
+        "mask-preview", "--data", str(toys_data), "-n", "1", "--level", "entity", "--model", tiny_model, "--quiet"
+    )
     assert code == 0, err
-    for part in ("original (entities highlighted)", "Part A (corrupted)", "Part B (spans in order)", "inter", "intra", "[START]", "[END]"):
+    for part in (
+        "original (entities highlighted)",
+        "Part A (corrupted)",
+        "Part B (spans in order)",
+        "inter",
+        "intra",
+        "[START]",
+        "[END]",
+    ):
         assert part in out
 
 

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TOYS, run_cli
-
 from recsys_cli.options import RECIPE_RANGES, Range
+from tests.conftest import ROOT, TOYS, run_cli
 
 TINY_RECIPE = str(ROOT / "recipes" / "pretrain" / "tiny-cpu.yaml")
 
@@ -105,8 +104,9 @@ def _one_line_error(code: int, out: str, err: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize(("command", "option", "value", "allowed"), OUT_OF_RANGE,
-                         ids=[f"{c}{o}={v}" for c, o, v, _ in OUT_OF_RANGE])
+@pytest.mark.parametrize(
+    ("command", "option", "value", "allowed"), OUT_OF_RANGE, ids=[f"{c}{o}={v}" for c, o, v, _ in OUT_OF_RANGE]
+)
 def test_out_of_range_is_one_line_naming_option_and_range(work, command, option, value, allowed):
     before = _tree(work)
     line = _one_line_error(*run_cli(*_commands(work)[command], option, value))
@@ -121,18 +121,23 @@ def test_seed_message_is_exact(work):
     assert (out, err) == ("", "Error: --seed: -5 is not in the range 0<=x<=4294967295\n")
 
 
-@pytest.mark.parametrize(("args", "names"), [
-    (["show", "answers", "--data", "R", "-p", "p.parquet", "--bogus"],
-     ["No such option: --bogus", "recsys show answers --help"]),
-    (["pretrain", "--data", "R", "--sede", "1"], ["No such option: --sede", "--seed"]),
-    (["--bogus"], ["No such option: --bogus"]),
-    (["show", "answers", "--data", "R"], ["--predictions"]),  # a missing required option
-    (["show"], ["Missing command", "recsys show --help"]),
-    (["show", "bogus"], ["bogus"]),
-    (["pretrain", "--data", "R", "--max-steps", "many"], ["--max-steps", "integer"]),
-    (["infer", "--data", "R", "--checkpoint", "none", "--fusion", "half"], ["--fusion", "number"]),
-    (["pretrain", "--data", "R", "--max-steps"], ["--max-steps", "argument"]),
-])
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (
+            ["show", "answers", "--data", "R", "-p", "p.parquet", "--bogus"],
+            ["No such option: --bogus", "recsys show answers --help"],
+        ),
+        (["pretrain", "--data", "R", "--sede", "1"], ["No such option: --sede", "--seed"]),
+        (["--bogus"], ["No such option: --bogus"]),
+        (["show", "answers", "--data", "R"], ["--predictions"]),  # a missing required option
+        (["show"], ["Missing command", "recsys show --help"]),
+        (["show", "bogus"], ["bogus"]),
+        (["pretrain", "--data", "R", "--max-steps", "many"], ["--max-steps", "integer"]),
+        (["infer", "--data", "R", "--checkpoint", "none", "--fusion", "half"], ["--fusion", "number"]),
+        (["pretrain", "--data", "R", "--max-steps"], ["--max-steps", "argument"]),
+    ],
+)
 def test_usage_errors_are_one_line(args, names):
     line = _one_line_error(*run_cli(*args))
     for name in names:
@@ -176,6 +181,41 @@ def test_every_pretrain_flag_has_its_recipe_keys_range():
         value = str(int(low) if float(low).is_integer() else low)
         line = _one_line_error(*run_cli("pretrain", "--data", "R", option, value))
         assert line.startswith(f"Error: {option}: ") and rule.text in line, line
+
+
+def test_pretrain_shortcuts_come_from_one_table(monkeypatch):
+    """SHORTCUTS declares each flag once: --help lists it, and its value lands on its recipe key."""
+    from recsys_cli.commands.pretrain import FLAG_KEYS, SHORTCUTS, _overrides
+
+    monkeypatch.setenv("COLUMNS", "300")  # whole option names in the help table
+
+    assert len(SHORTCUTS) == 19 and FLAG_KEYS == {flag: key for flag, (key, _) in SHORTCUTS.items()}
+    code, out, _ = run_cli("pretrain", "--help")
+    assert code == 0
+    for flag in SHORTCUTS:
+        assert "--" + flag.replace("_", "-") in out, flag
+    given = {flag: None for flag in SHORTCUTS} | {
+        "lora_targets": "q_proj, v_proj",
+        "lr": 0.01,
+        "trust_remote_code": False,
+    }
+    assert dict(_overrides(given))["lora.targets"] == ["q_proj", "v_proj"]
+    assert dict(_overrides(given))["train.lr"] == 0.01 and dict(_overrides(given))["model.trust_remote_code"] is None
+    line = _one_line_error(*run_cli("pretrain", "--data", "R", "--precision", "fp16"))
+    assert line == "Error: command line: train.precision one of auto, fp32, bf16; got 'fp16'", line
+
+
+def test_sasrec_flags_take_their_defaults_from_the_config():
+    import inspect
+
+    from recsys_cli.baselines.sasrec import SASRecConfig
+    from recsys_cli.commands.baseline import SASREC_FLAGS, sasrec
+
+    params, cfg = inspect.signature(sasrec).parameters, SASRecConfig()
+    for name in SASREC_FLAGS:
+        assert params[name].default == getattr(cfg, name), name
+    line = _one_line_error(*run_cli("baseline", "sasrec", "--data", "R", "--patience", "0"))
+    assert line.startswith("Error: --patience: 0 is not in the range x>=1"), line
 
 
 def test_range_text_and_violations():
@@ -225,8 +265,13 @@ main(sys.argv[1:])
 
 def test_ctrl_c_is_exit_130_and_one_line(work):
     before = _tree(work)
-    proc = subprocess.run([sys.executable, "-c", CTRL_C_PROBE, *_commands(work)["pretrain-recipe"]],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", CTRL_C_PROBE, *_commands(work)["pretrain-recipe"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.splitlines() == ["Interrupted (Ctrl-C)."], proc.stderr
     assert _tree(work) == before
@@ -244,7 +289,12 @@ assert "torch" not in sys.modules, "torch was imported"
 
 
 def test_parse_time_errors_import_no_torch(work):
-    proc = subprocess.run([sys.executable, "-c", TORCH_FREE_PROBE, *_commands(work)["pretrain"], "--max-steps", "0"],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", TORCH_FREE_PROBE, *_commands(work)["pretrain"], "--max-steps", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == ["Error: --max-steps: 0 is not in the range x>=1"]

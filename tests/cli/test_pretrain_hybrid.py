@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from recsys_cli.artifacts import item_embeddings
-from recsys_cli.modeling.hybrid import HybridModules
+from recsys_cli.modeling.rsllm import HybridModules
 from recsys_cli.training.recipe import load_recipe
 from tests.conftest import ROOT, run_cli
 
@@ -28,7 +28,9 @@ SHORT = ["--max-length", "64", "--batch-size", "4", "--save-every", "100"]
 
 
 def _pretrain(data, out, *args):
-    code, stdout, err = run_cli("pretrain", "--data", str(data), "--config", TINY, "--out", str(out), *SHORT, *args, "--quiet", "--json")
+    code, stdout, err = run_cli(
+        "pretrain", "--data", str(data), "--config", TINY, "--out", str(out), *SHORT, *args, "--quiet", "--json"
+    )
     assert code == 0, err
     return json.loads(stdout)
 
@@ -41,13 +43,35 @@ def _rows(ckpt):
 def run(toys_entities, tmp_path_factory):
     """SASRec file + predictions, a text-only stage-1 checkpoint and a two-stage hybrid one."""
     d = tmp_path_factory.mktemp("rsllm")
-    code, _, err = run_cli("baseline", "sasrec", "--data", str(toys_entities), *SAS, "--top-k", "20", "--out", str(d / "sas.parquet"),
-                           "--embeddings-out", str(d / "sas.safetensors"), "--quiet")
+    code, _, err = run_cli(
+        "baseline",
+        "sasrec",
+        "--data",
+        str(toys_entities),
+        *SAS,
+        "--top-k",
+        "20",
+        "--out",
+        str(d / "sas.parquet"),
+        "--embeddings-out",
+        str(d / "sas.safetensors"),
+        "--quiet",
+    )
     assert code == 0, err
     emb = d / "sas.safetensors"
     _pretrain(toys_entities, d / "text", "--max-steps", "2", "--eval-every", "2")
-    _pretrain(toys_entities, d / "hyb", "--max-steps", "4", "--eval-every", "4", "--set", f"hybrid.embeddings={emb}",
-              "--set", "hybrid.stage1_steps=2")
+    _pretrain(
+        toys_entities,
+        d / "hyb",
+        "--max-steps",
+        "4",
+        "--eval-every",
+        "4",
+        "--set",
+        f"hybrid.embeddings={emb}",
+        "--set",
+        "hybrid.stage1_steps=2",
+    )
     return {"data": toys_entities, "d": d, "emb": emb, "text": d / "text", "hyb": d / "hyb"}
 
 
@@ -80,8 +104,23 @@ def test_two_stages_write_stage_and_loss_columns_and_train_the_projector(run):
 
 
 def _infer(run, ckpt, out, *args):
-    code, stdout, err = run_cli("infer", "--data", str(run["data"]), "--checkpoint", str(ckpt), "--users", "1", "--top-k", "3",
-                                "--out", str(out), "--overwrite", *args, "--quiet", "--json")
+    code, stdout, err = run_cli(
+        "infer",
+        "--data",
+        str(run["data"]),
+        "--checkpoint",
+        str(ckpt),
+        "--users",
+        "1",
+        "--top-k",
+        "3",
+        "--out",
+        str(out),
+        "--overwrite",
+        *args,
+        "--quiet",
+        "--json",
+    )
     assert code == 0, err
     return pl.read_parquet(out), json.loads(stdout)
 
@@ -94,7 +133,10 @@ def test_hybrid_checkpoint_infers_every_mode_reproducibly_with_its_projector(run
     from recsys_cli.artifacts.provenance import read
 
     prov = read(tmp_path / "a.parquet")
-    assert prov["producer"]["hybrid"]["embeddings_sha256"] == json.loads((run["hyb"] / "recsys_checkpoint.json").read_text())["hybrid"]["embeddings_sha256"]
+    assert (
+        prov["producer"]["hybrid"]["embeddings_sha256"]
+        == json.loads((run["hyb"] / "recsys_checkpoint.json").read_text())["hybrid"]["embeddings_sha256"]
+    )
     # the same adapter with the projector's output layer zeroed scores differently: the projector is used
     zero = tmp_path / "zero"
     shutil.copytree(run["hyb"], zero, ignore=shutil.ignore_patterns("predictions", "train_state"))
@@ -108,8 +150,17 @@ def test_hybrid_checkpoint_infers_every_mode_reproducibly_with_its_projector(run
     z, _ = _infer(run, zero, tmp_path / "z.parquet")
     assert z["scores"].to_list() != a["scores"].to_list()
     # rerank (two-stage, --candidates-from) runs with the soft tokens too
-    r, summary = _infer(run, run["hyb"], tmp_path / "r.parquet", "--family", "sequential", "--candidates-from", str(run["d"] / "sas.parquet"),
-                        "--rerank-k", "5")
+    r, summary = _infer(
+        run,
+        run["hyb"],
+        tmp_path / "r.parquet",
+        "--family",
+        "sequential",
+        "--candidates-from",
+        str(run["d"] / "sas.parquet"),
+        "--rerank-k",
+        "5",
+    )
     assert summary["modes"]["rerank"]["prompts"] == r.height > 0 and r["valid"].all()
 
 
@@ -119,16 +170,56 @@ def test_other_embeddings_are_refused_in_one_line(run, tmp_path):
     emb.table[1] += 1.0
     other = tmp_path / "other.safetensors"
     item_embeddings.save(other, emb)
-    code, _, err = run_cli("infer", "--data", str(run["data"]), "--checkpoint", str(run["hyb"]), "--limit", "1", "--out",
-                           str(tmp_path / "p.parquet"), "--hybrid-embeddings", str(other), "--quiet")
-    assert code == 2 and "differ from the ones this checkpoint was trained with" in err and len(err.strip().splitlines()) == 1
-    code, _, err = run_cli("infer", "--data", str(run["data"]), "--checkpoint", str(run["text"]), "--limit", "1", "--out",
-                           str(tmp_path / "p.parquet"), "--hybrid-embeddings", str(run["emb"]), "--quiet")
+    code, _, err = run_cli(
+        "infer",
+        "--data",
+        str(run["data"]),
+        "--checkpoint",
+        str(run["hyb"]),
+        "--limit",
+        "1",
+        "--out",
+        str(tmp_path / "p.parquet"),
+        "--hybrid-embeddings",
+        str(other),
+        "--quiet",
+    )
+    assert (
+        code == 2
+        and "differ from the ones this checkpoint was trained with" in err
+        and len(err.strip().splitlines()) == 1
+    )
+    code, _, err = run_cli(
+        "infer",
+        "--data",
+        str(run["data"]),
+        "--checkpoint",
+        str(run["text"]),
+        "--limit",
+        "1",
+        "--out",
+        str(tmp_path / "p.parquet"),
+        "--hybrid-embeddings",
+        str(run["emb"]),
+        "--quiet",
+    )
     assert code == 2 and "text-only checkpoint" in err
     emb.table, emb.data_fingerprint = item_embeddings.load(run["emb"]).table, "0" * 64  # trained on other data
     item_embeddings.save(other, emb)
-    code, _, err = run_cli("pretrain", "--data", str(run["data"]), "--config", TINY, "--out", str(tmp_path / "C"), "--max-steps", "2",
-                           "--set", f"hybrid.embeddings={other}", "--quiet")
+    code, _, err = run_cli(
+        "pretrain",
+        "--data",
+        str(run["data"]),
+        "--config",
+        TINY,
+        "--out",
+        str(tmp_path / "C"),
+        "--max-steps",
+        "2",
+        "--set",
+        f"hybrid.embeddings={other}",
+        "--quiet",
+    )
     assert code == 2 and "trained on other data" in err and len(err.strip().splitlines()) == 1
 
 
@@ -151,12 +242,21 @@ def test_init_checkpoint_continues_the_text_only_adapter_and_intra_table(run, tm
     lora_b = [n for n in want if "lora_B" in n]
     assert lora_b and all(torch.equal(got[n], want[n]) for n in want if not n.startswith("hybrid."))
     assert any(bool(want[n].abs().sum() > 0) for n in lora_b)  # stage 1 trained them (a fresh B is zero)
-    assert torch.equal(t.lm.intra_embed.weight, ref.intra_embed.weight) and not t.opt.state  # weights, no optimizer state
+    assert (
+        torch.equal(t.lm.intra_embed.weight, ref.intra_embed.weight) and not t.opt.state
+    )  # weights, no optimizer state
     with pytest.raises(RecsysError, match="LoRA settings"):
         from recsys_cli.training.loop import Trainer
 
-        r = load_recipe(TINY, [("train.max_steps", 4), ("lora.rank", 4), ("hybrid.embeddings", str(run["emb"])),
-                               ("hybrid.init_checkpoint", str(run["text"]))])
+        r = load_recipe(
+            TINY,
+            [
+                ("train.max_steps", 4),
+                ("lora.rank", 4),
+                ("hybrid.embeddings", str(run["emb"])),
+                ("hybrid.init_checkpoint", str(run["text"])),
+            ],
+        )
         Trainer(r, run["data"], tmp_path / "C2")
 
 
@@ -177,27 +277,55 @@ def test_id_tokens_off_draws_the_same_examples_without_soft_tokens(run, tmp_path
 
 def test_ablation_flags_in_the_pretrain_path(run, tmp_path):
     frozen = tmp_path / "frozen"
-    _pretrain(run["data"], frozen, "--max-steps", "2", "--eval-every", "2", "--set", f"hybrid.embeddings={run['emb']}",
-              "--set", "hybrid.freeze_projector=true")
+    _pretrain(
+        run["data"],
+        frozen,
+        "--max-steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--set",
+        f"hybrid.embeddings={run['emb']}",
+        "--set",
+        "hybrid.freeze_projector=true",
+    )
     rows = _rows(frozen)
-    assert [r["stage"] for r in rows] == [2, 2] and all(r["item_loss"] is not None for r in rows)  # stage1_steps 0: single stage
+    assert [r["stage"] for r in rows] == [2, 2] and all(
+        r["item_loss"] is not None for r in rows
+    )  # stage1_steps 0: single stage
     ex, init = _extras(frozen), _seeded_init(run["emb"])
     for k, v in init.projector.state_dict().items():
         if k != "gain":  # the gain starts at the token-embedding RMS of the base
             assert torch.equal(ex[f"hybrid.projector.{k}"], v), k
     plain = tmp_path / "nolosses"
-    _pretrain(run["data"], plain, "--max-steps", "2", "--eval-every", "2", "--set", f"hybrid.embeddings={run['emb']}",
-              "--set", "hybrid.item_loss_weight=0", "--set", "hybrid.user_loss_weight=0")
+    _pretrain(
+        run["data"],
+        plain,
+        "--max-steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--set",
+        f"hybrid.embeddings={run['emb']}",
+        "--set",
+        "hybrid.item_loss_weight=0",
+        "--set",
+        "hybrid.user_loss_weight=0",
+    )
     for r in _rows(plain):
         assert r["item_loss"] is None and r["user_loss"] is None and r["loss"] == r["lm_loss"]
 
 
 def test_part_a_positions_around_soft_tokens_match_training(run, tmp_path):
     from recsys_cli.inference.engine import Engine
-    from recsys_cli.inference.runner import InferOptions
+    from recsys_cli.inference.options import InferOptions
 
     t = _trainer(run, tmp_path / "C")
-    p = pl.read_parquet(run["data"] / "prompts.parquet").filter((pl.col("split") == "train") & (pl.col("family") == "sequential")).sort("prompt_id")
+    p = (
+        pl.read_parquet(run["data"] / "prompts.parquet")
+        .filter((pl.col("split") == "train") & (pl.col("family") == "sequential"))
+        .sort("prompt_id")
+    )
     eng = Engine(None, t.tok, InferOptions(), None, None, {}, hybrid_rows=t.hyb.spec.rows)
     src, tgt = t.sources.prompts["sequential"][0], t.sources.keys["sequential"][0]
     row = p.filter((pl.col("user_id") == tgt[0]) & (pl.col("item_id") == tgt[1])).to_dicts()[0]

@@ -26,14 +26,30 @@ def one_error(args) -> str:
 
 def test_infer_refuses_mixed_settings_and_models(toys_entities, tiny_model, tmp_path):
     out = tmp_path / "p.parquet"
-    common = ["infer", "--data", str(toys_entities), "--checkpoint", "none", "--model", tiny_model, "--family", "sequential", "--out", str(out)]
+    common = [
+        "infer",
+        "--data",
+        str(toys_entities),
+        "--checkpoint",
+        "none",
+        "--model",
+        tiny_model,
+        "--family",
+        "sequential",
+        "--out",
+        str(out),
+    ]
     code, _, err = run_cli(*common, "--top-k", "3", "--limit", "2", "--quiet")
     assert code == 0, err
     before = out.read_bytes()
     prov = provenance.read(out)
     assert prov["data_fingerprint"] == data_fingerprint(toys_entities)
     assert prov["producer"]["kind"] == "base-model" and prov["producer"]["fingerprint"]
-    assert prov["settings"]["top_k"] == 3 and prov["settings"]["split"] == "test" and prov["settings"]["family"] == "sequential"
+    assert (
+        prov["settings"]["top_k"] == 3
+        and prov["settings"]["split"] == "test"
+        and prov["settings"]["family"] == "sequential"
+    )
     msg = one_error(common + ["--top-k", "4", "--limit", "3"])
     assert "settings.top_k (3 -> 4)" in msg and str(out) in msg
     assert "settings.beams" in one_error(common + ["--top-k", "3", "--beams", "6", "--limit", "3"])
@@ -44,8 +60,25 @@ def test_infer_refuses_mixed_settings_and_models(toys_entities, tiny_model, tmp_
     cfg = json.loads((other_model / "config.json").read_text())
     cfg["num_hidden_layers"] += 1
     (other_model / "config.json").write_text(json.dumps(cfg))
-    msg = one_error(["infer", "--data", str(toys_entities), "--checkpoint", "none", "--model", str(other_model), "--family", "sequential",
-                     "--top-k", "3", "--limit", "3", "--out", str(out)])
+    msg = one_error(
+        [
+            "infer",
+            "--data",
+            str(toys_entities),
+            "--checkpoint",
+            "none",
+            "--model",
+            str(other_model),
+            "--family",
+            "sequential",
+            "--top-k",
+            "3",
+            "--limit",
+            "3",
+            "--out",
+            str(out),
+        ]
+    )
     assert "producer.fingerprint" in msg and "producer.name" in msg
     assert out.read_bytes() == before  # nothing appended
     # an unfinished run's chunks are checked too
@@ -53,15 +86,45 @@ def test_infer_refuses_mixed_settings_and_models(toys_entities, tiny_model, tmp_
     parts.mkdir()
     shutil.copy(out, parts / "part-000000.parquet")
     outputs.record(parts / "part-000000.parquet", outputs.PREDICTIONS)  # as infer's chunk writer records it (issue 26)
-    q = ["infer", "--data", str(toys_entities), "--checkpoint", "none", "--model", tiny_model, "--family", "sequential", "--out", str(tmp_path / "q.parquet")]
+    q = [
+        "infer",
+        "--data",
+        str(toys_entities),
+        "--checkpoint",
+        "none",
+        "--model",
+        tiny_model,
+        "--family",
+        "sequential",
+        "--out",
+        str(tmp_path / "q.parquet"),
+    ]
     assert "part-000000.parquet" in one_error(q + ["--top-k", "5", "--limit", "3"])
     code, stdout, err = run_cli(*q, "--top-k", "3", "--limit", "3", "--quiet", "--json")
     assert code == 0, err
-    assert json.loads(stdout)["skipped"] == 2 and pl.read_parquet(tmp_path / "q.parquet").height == 3 and not parts.exists()
+    assert (
+        json.loads(stdout)["skipped"] == 2
+        and pl.read_parquet(tmp_path / "q.parquet").height == 3
+        and not parts.exists()
+    )
 
 
 def test_overwrite_replaces_only_infer_files(toys_entities, tiny_model, tmp_path):
-    common = ["infer", "--data", str(toys_entities), "--checkpoint", "none", "--model", tiny_model, "--family", "sequential", "--limit", "1", "--top-k", "2"]
+    common = [
+        "infer",
+        "--data",
+        str(toys_entities),
+        "--checkpoint",
+        "none",
+        "--model",
+        tiny_model,
+        "--family",
+        "sequential",
+        "--limit",
+        "1",
+        "--top-k",
+        "2",
+    ]
     user_file = tmp_path / "mine.parquet"
     pl.DataFrame({"prompt_id": ["x"]}).write_parquet(user_file)
     before = user_file.read_bytes()
@@ -74,7 +137,9 @@ def test_overwrite_replaces_only_infer_files(toys_entities, tiny_model, tmp_path
     assert code == 0, err
     baseline_bytes = pop.read_bytes()
     msg = one_error(common + ["--out", str(pop), "--overwrite"])
-    assert "baseline-predictions:popularity output, which this command does not write" in msg  # issue 26: another command's kind
+    assert (
+        "baseline-predictions:popularity output, which this command does not write" in msg
+    )  # issue 26: another command's kind
     assert pop.read_bytes() == baseline_bytes
     text = tmp_path / "notes.parquet"
     text.write_text("my notes")
@@ -90,8 +155,24 @@ def test_overwrite_replaces_only_infer_files(toys_entities, tiny_model, tmp_path
 
 def test_score_refuses_predictions_of_another_dataset(toys_entities, musical_data, tiny_model, tmp_path):
     out = tmp_path / "p.parquet"
-    code, _, err = run_cli("infer", "--data", str(toys_entities), "--checkpoint", "none", "--model", tiny_model, "--family", "sequential",
-                           "--limit", "2", "--top-k", "2", "--out", str(out), "--quiet")
+    code, _, err = run_cli(
+        "infer",
+        "--data",
+        str(toys_entities),
+        "--checkpoint",
+        "none",
+        "--model",
+        tiny_model,
+        "--family",
+        "sequential",
+        "--limit",
+        "2",
+        "--top-k",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert code == 0, err
     code, _, err = run_cli("score", "--data", str(toys_entities), "-p", str(out), "--quiet", "--json")
     assert code == 0, err

@@ -26,14 +26,37 @@ def retrievers(toys_entities, tmp_path_factory):
     """itemknn (per-user lists) for test and valid, top 30, written outside the data dir."""
     d = tmp_path_factory.mktemp("retrievers")
     for split in ("test", "valid"):
-        code, _, err = run_cli("baseline", "itemknn", "--data", str(toys_entities), "--split", split, "--top-k", "30",
-                               "--out", str(d / f"knn-{split}.parquet"), "--quiet")
+        code, _, err = run_cli(
+            "baseline",
+            "itemknn",
+            "--data",
+            str(toys_entities),
+            "--split",
+            split,
+            "--top-k",
+            "30",
+            "--out",
+            str(d / f"knn-{split}.parquet"),
+            "--quiet",
+        )
         assert code == 0, err
     return d
 
 
 def base(data, model, out, retr, *more):
-    return ["--data", str(data), "--checkpoint", "none", "--model", model, "--out", str(out), "--candidates-from", str(retr), *more]
+    return [
+        "--data",
+        str(data),
+        "--checkpoint",
+        "none",
+        "--model",
+        model,
+        "--out",
+        str(out),
+        "--candidates-from",
+        str(retr),
+        *more,
+    ]
 
 
 def lists(path):
@@ -49,14 +72,20 @@ def test_rerank_head_tail_provenance_and_recall(toys_entities, tiny_model, retri
     got, want = lists(out), lists(retr)
     items = set(pl.read_parquet(toys_entities / "items.parquet")["item_id"].to_list())
     prompts = pl.read_parquet(toys_entities / "prompts.parquet").filter(pl.col("split") == "test")
-    ranking = {r["prompt_id"]: r for r in prompts.iter_rows(named=True) if r["family"] == "sequential" or (r["candidates"] is not None and r["target"] not in ("yes", "no"))}
+    ranking = {
+        r["prompt_id"]: r
+        for r in prompts.iter_rows(named=True)
+        if r["family"] == "sequential" or (r["candidates"] is not None and r["target"] not in ("yes", "no"))
+    }
     reranked = [p for p in got if p in ranking]
     assert len(reranked) == 2 * 5  # 3 sequential + 2 direct rank prompts per user
     hits = 0
     for pid in reranked:
         row, ret = got[pid], want[pid]["ranked"]
         assert sorted(row["ranked"][:8]) == sorted(ret[:8]) and row["ranked"][8:] == ret[8:]
-        assert len(set(row["ranked"])) == len(row["ranked"]) == len(ret) and set(row["ranked"]) <= items and row["valid"]
+        assert (
+            len(set(row["ranked"])) == len(row["ranked"]) == len(ret) and set(row["ranked"]) <= items and row["valid"]
+        )
         head = row["scores"][:8]
         assert head == sorted(head, reverse=True) and all(s is None for s in row["scores"][8:])
         assert sum(math.exp(s) for s in head) == pytest.approx(1.0, abs=1e-6)  # W = 1: log-softmax over the 8
@@ -70,7 +99,9 @@ def test_rerank_head_tail_provenance_and_recall(toys_entities, tiny_model, retri
     assert prov["data_fingerprint"] == data_fingerprint(toys_entities)
     s = prov["settings"]
     assert s["rerank_k"] == 8 and s["fusion"] == 1.0 and s["retriever"]["path"] == str(retr.resolve())
-    key = "file_sha256" if provenance.read(retr) is None else "provenance_sha256"  # named by its provenance when it has one
+    key = (
+        "file_sha256" if provenance.read(retr) is None else "provenance_sha256"
+    )  # named by its provenance when it has one
     assert len(s["retriever"][key]) == 64
     rr = prov["extra"]["rerank"]
     assert rr["hits"] == hits and rr["prompts"] == 10 and rr["recall_at_k"] == pytest.approx(hits / 10)
@@ -106,9 +137,12 @@ def test_sweep_recomputes_every_k_and_w_on_validation(toys_entities, tiny_model,
     retr = retrievers / "knn-valid.parquet"
     pick = ["--split", "valid", "--family", "sequential", "--limit", "4"]
     runs = {}
-    for name, more in {"c10": ["--rerank-k", "10"], "c10w": ["--rerank-k", "10", "--fusion", "0.3"],
-                       "f10": ["--rerank-k", "10", "--item-scoring", "full"],
-                       "f5w": ["--rerank-k", "5", "--item-scoring", "full", "--fusion", "0.5"]}.items():
+    for name, more in {
+        "c10": ["--rerank-k", "10"],
+        "c10w": ["--rerank-k", "10", "--fusion", "0.3"],
+        "f10": ["--rerank-k", "10", "--item-scoring", "full"],
+        "f5w": ["--rerank-k", "5", "--item-scoring", "full", "--fusion", "0.5"],
+    }.items():
         runs[name] = tmp_path / f"{name}.parquet"
         code, _, err = infer(*base(toys_entities, tiny_model, runs[name], retr, *pick, *more))
         assert code == 0, err
@@ -130,13 +164,38 @@ def test_sweep_recomputes_every_k_and_w_on_validation(toys_entities, tiny_model,
     with pytest.raises(RecsysError, match="retriever"):
         sweep.load_cases(toys_entities, runs["c10"], retrievers / "knn-test.parquet")
     test_run = tmp_path / "test.parquet"
-    code, _, err = infer(*base(toys_entities, tiny_model, test_run, retrievers / "knn-test.parquet", "--family", "sequential", "--limit", "2", "--rerank-k", "5"))
+    code, _, err = infer(
+        *base(
+            toys_entities,
+            tiny_model,
+            test_run,
+            retrievers / "knn-test.parquet",
+            "--family",
+            "sequential",
+            "--limit",
+            "2",
+            "--rerank-k",
+            "5",
+        )
+    )
     assert code == 0, err
     with pytest.raises(RecsysError, match="validation split"):
         sweep.load_cases(toys_entities, test_run, retrievers / "knn-test.parquet")
-    code, out, err = run_cli("tune", "--data", str(toys_entities), "--rerank", str(runs["c10"]), str(runs["f10"]),
-                             "--retriever", str(retr), "--ws", "0,0.5,1", "--out", str(tmp_path / "tuning.json"),
-                             "--quiet")
+    code, out, err = run_cli(
+        "tune",
+        "--data",
+        str(toys_entities),
+        "--rerank",
+        str(runs["c10"]),
+        str(runs["f10"]),
+        "--retriever",
+        str(retr),
+        "--ws",
+        "0,0.5,1",
+        "--out",
+        str(tmp_path / "tuning.json"),
+        "--quiet",
+    )
     assert code == 0, err
     table = json.loads((tmp_path / "tuning.json").read_text())
     assert len(table["rows"]) == 6 and {r["scorer"] for r in table["rows"]} == {"constrained", "full"}
@@ -146,7 +205,9 @@ def test_sweep_recomputes_every_k_and_w_on_validation(toys_entities, tiny_model,
 def test_bad_candidates_files_are_one_line_errors(toys_entities, tiny_model, retrievers, tmp_path):
     retr = pl.read_parquet(retrievers / "knn-test.parquet")
     prompts = pl.read_parquet(toys_entities / "prompts.parquet")
-    first = prompts.filter(pl.col("split") == "test", pl.col("family") == "sequential")["prompt_id"][0]  # selected below
+    first = prompts.filter(pl.col("split") == "test", pl.col("family") == "sequential")["prompt_id"][
+        0
+    ]  # selected below
     row = retr["prompt_id"].to_list().index(first)
 
     def err_of(df_or_path, *more):
@@ -154,7 +215,19 @@ def test_bad_candidates_files_are_one_line_errors(toys_entities, tiny_model, ret
         if isinstance(df_or_path, pl.DataFrame):
             path = tmp_path / f"bad{len(list(tmp_path.iterdir()))}.parquet"
             df_or_path.write_parquet(path)
-        args = base(toys_entities, tiny_model, tmp_path / "out.parquet", path, "--rerank-k", "5", "--family", "sequential", "--limit", "2", *more)
+        args = base(
+            toys_entities,
+            tiny_model,
+            tmp_path / "out.parquet",
+            path,
+            "--rerank-k",
+            "5",
+            "--family",
+            "sequential",
+            "--limit",
+            "2",
+            *more,
+        )
         code, _, err = run_cli("infer", *args, "--quiet")
         lines = [x for x in err.splitlines() if x.strip()]
         assert code != 0 and len(lines) == 1 and lines[0].startswith("Error:") and "internal error" not in err, err
@@ -164,9 +237,14 @@ def test_bad_candidates_files_are_one_line_errors(toys_entities, tiny_model, ret
     (tmp_path / "text.parquet").write_text("not parquet")
     assert "readable Parquet" in err_of(tmp_path / "text.parquet")
     assert "not found" in err_of(tmp_path / "missing.parquet")
-    assert "missing ['scores']" in err_of(retr.drop("scores"))
+    assert "missing columns ['scores']" in err_of(retr.drop("scores"))
     assert "column ranked" in err_of(retr.with_columns(pl.col("ranked").list.len().alias("ranked")))
-    dup = retr.with_columns(pl.when(pl.col("prompt_id") == first).then(pl.col("ranked").list.head(1).list.concat(pl.col("ranked").list.slice(0, 29))).otherwise(pl.col("ranked")).alias("ranked"))
+    dup = retr.with_columns(
+        pl.when(pl.col("prompt_id") == first)
+        .then(pl.col("ranked").list.head(1).list.concat(pl.col("ranked").list.slice(0, 29)))
+        .otherwise(pl.col("ranked"))
+        .alias("ranked")
+    )
     msg = err_of(dup)
     assert f"row {row}" in msg and "appears twice" in msg
     assert "item ids of items.parquet" in err_of(retr.with_columns(pl.col("ranked").list.eval(pl.element() + "x")))
@@ -175,10 +253,121 @@ def test_bad_candidates_files_are_one_line_errors(toys_entities, tiny_model, ret
     assert "finite score" in err_of(nan)
     assert "one score per ranked item" in err_of(retr.with_columns(pl.col("scores").list.head(3)))
     other = tmp_path / "other-data.parquet"
-    retr.write_parquet(other, metadata=provenance.encode({"data_fingerprint": "0" * 64, "producer": {"kind": "baseline"}, "settings": {}, "extra": {}}))
+    retr.write_parquet(
+        other,
+        metadata=provenance.encode(
+            {"data_fingerprint": "0" * 64, "producer": {"kind": "baseline"}, "settings": {}, "extra": {}}
+        ),
+    )
     assert "made on other data" in err_of(other)
-    code, _, err = run_cli("infer", *base(toys_entities, tiny_model, tmp_path / "o.parquet", retrievers / "knn-test.parquet", "--rerank-k", "5", "--unconstrained"))
+    code, _, err = run_cli(
+        "infer",
+        *base(
+            toys_entities,
+            tiny_model,
+            tmp_path / "o.parquet",
+            retrievers / "knn-test.parquet",
+            "--rerank-k",
+            "5",
+            "--unconstrained",
+        ),
+    )
     assert code != 0 and "--unconstrained" in err and "Traceback" not in err
-    code, _, err = run_cli("infer", "--data", str(toys_entities), "--checkpoint", "none", "--model", tiny_model,
-                           "--out", str(tmp_path / "o.parquet"), "--candidates-from", str(retrievers / "knn-test.parquet"))
+    code, _, err = run_cli(
+        "infer",
+        "--data",
+        str(toys_entities),
+        "--checkpoint",
+        "none",
+        "--model",
+        tiny_model,
+        "--out",
+        str(tmp_path / "o.parquet"),
+        "--candidates-from",
+        str(retrievers / "knn-test.parquet"),
+    )
     assert code != 0 and "--rerank-k" in err and "Traceback" not in err
+
+
+def test_calibrated_scorers_write_valid_distinct_lists(toys_entities, tiny_model, retrievers, tmp_path):
+    """--item-scoring full-norm / pmi (inference/calibrated.py): reranked heads of real, distinct items,
+    other scores than full; a direct prompt's own candidates too; refused without candidates."""
+    retr = retrievers / "knn-test.parquet"
+    want = lists(retr)
+    items = set(pl.read_parquet(toys_entities / "items.parquet")["item_id"].to_list())
+    runs = {}
+    for scorer in ("full", "full-norm", "pmi"):
+        out = tmp_path / f"{scorer}.parquet"
+        code, _, err = infer(
+            *base(
+                toys_entities,
+                tiny_model,
+                out,
+                retr,
+                "--rerank-k",
+                "8",
+                "--family",
+                "sequential",
+                "--limit",
+                "3",
+                "--item-scoring",
+                scorer,
+            )
+        )
+        assert code == 0, err
+        runs[scorer] = lists(out)
+        assert provenance.read(out)["settings"]["item_scoring"] == scorer
+    for scorer in ("full-norm", "pmi"):
+        assert len(runs[scorer]) == 3
+        for pid, row in runs[scorer].items():
+            ret = want[pid]["ranked"]
+            assert sorted(row["ranked"][:8]) == sorted(ret[:8]) and row["ranked"][8:] == ret[8:]
+            assert len(set(row["ranked"])) == len(row["ranked"]) == len(ret) and set(row["ranked"]) <= items
+            assert row["valid"]
+            head = row["scores"][:8]
+            assert head == sorted(head, reverse=True) and sum(math.exp(s) for s in head) == pytest.approx(1.0, abs=1e-6)
+        assert any(
+            sorted(row["scores"][:8]) != pytest.approx(sorted(runs["full"][p]["scores"][:8]), abs=1e-4)
+            for p, row in runs[scorer].items()
+        )
+    direct = [
+        "--data",
+        str(toys_entities),
+        "--checkpoint",
+        "none",
+        "--model",
+        tiny_model,
+        "--family",
+        "direct",
+        "--template",
+        "direct-9",
+        "--users",
+        "1",
+    ]
+    code, _, err = infer(*direct, "--item-scoring", "pmi", "--out", str(tmp_path / "d.parquet"))
+    assert code == 0, err
+    row = pl.read_parquet(tmp_path / "d.parquet").row(0, named=True)
+    prompts = pl.read_parquet(toys_entities / "prompts.parquet")
+    cands = prompts.filter(pl.col("prompt_id") == row["prompt_id"])["candidates"][0]
+    assert sorted(row["ranked"]) == sorted(cands) and len(set(row["ranked"])) == len(cands) and row["valid"]
+    assert row["scores"] == sorted(row["scores"], reverse=True)
+    code, _, err = run_cli(
+        "infer",
+        "--data",
+        str(toys_entities),
+        "--checkpoint",
+        "none",
+        "--model",
+        tiny_model,
+        "--family",
+        "sequential",
+        "--limit",
+        "1",
+        "--item-scoring",
+        "full-norm",
+        "--out",
+        str(tmp_path / "x.parquet"),
+        "--quiet",
+    )
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert code != 0 and len(lines) == 1 and "--item-scoring full-norm" in lines[0] and "Traceback" not in err, err

@@ -5,9 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import run_cli
-
 from recsys_cli import __version__
+from tests.conftest import run_cli
 
 PROBE = (
     "import sys\n"
@@ -36,6 +35,12 @@ def test_help_lists_textualize():
 
 
 def test_help_screens_do_not_import_torch():
-    for args in (["--help"], ["textualize", "--help"], ["textualize", "amazon", "--help"], ["textualize", "table", "--help"], ["--version"]):
+    for args in (
+        ["--help"],
+        ["textualize", "--help"],
+        ["textualize", "amazon", "--help"],
+        ["textualize", "table", "--help"],
+        ["--version"],
+    ):
         proc = _probe(args)
         assert proc.returncode == 0, f"{args}: {proc.stderr[-500:]}"

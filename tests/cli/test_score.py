@@ -1,6 +1,6 @@
 """`recsys score` on the textualized fixture slices, with predictions built from the prompts.
 
-    python -m pytest tests/cli/test_score.py
+python -m pytest tests/cli/test_score.py
 """
 
 from __future__ import annotations
@@ -23,9 +23,16 @@ def predictions(data, families, make) -> pl.DataFrame:
     rows = {c: [] for c in schemas.PREDICTIONS_SCHEMA}
     for row in prompts.iter_rows(named=True):
         output, ranked = make(row)
-        for c, v in (("prompt_id", row["prompt_id"]), ("family", row["family"]), ("template_id", row["template_id"]),
-                     ("seen", row["seen"]), ("output", output), ("ranked", ranked),
-                     ("scores", None if ranked is None else [0.0] * len(ranked)), ("valid", True)):
+        for c, v in (
+            ("prompt_id", row["prompt_id"]),
+            ("family", row["family"]),
+            ("template_id", row["template_id"]),
+            ("seen", row["seen"]),
+            ("output", output),
+            ("ranked", ranked),
+            ("scores", None if ranked is None else [0.0] * len(ranked)),
+            ("valid", True),
+        ):
             rows[c].append(v)
     return pl.DataFrame(rows, schema=schemas.PREDICTIONS_SCHEMA)
 
@@ -46,8 +53,12 @@ def wrong(row):
 @pytest.fixture(scope="module")
 def toys_preds(toys_data, tmp_path_factory):
     d = tmp_path_factory.mktemp("preds")
-    write_parquet(predictions(toys_data, ["sequential", "direct"], oracle), d / "oracle.parquet", schemas.PREDICTIONS_SCHEMA)
-    write_parquet(predictions(toys_data, ["sequential", "direct"], wrong), d / "wrong.parquet", schemas.PREDICTIONS_SCHEMA)
+    write_parquet(
+        predictions(toys_data, ["sequential", "direct"], oracle), d / "oracle.parquet", schemas.PREDICTIONS_SCHEMA
+    )
+    write_parquet(
+        predictions(toys_data, ["sequential", "direct"], wrong), d / "wrong.parquet", schemas.PREDICTIONS_SCHEMA
+    )
     return d
 
 
@@ -78,8 +89,18 @@ def test_oracle_and_wrong_predictions(toys_data, toys_preds):
 def test_compare_markdown_plot(toys_data, toys_preds, tmp_path):
     md, png = tmp_path / "t.md", tmp_path / "t.png"
     code, out, err = run_cli(
-        "score", "--data", str(toys_data), "--compare", str(toys_preds / "wrong.parquet"),
-        str(toys_preds / "oracle.parquet"), "--task", "sequential", "--markdown", str(md), "--plot", str(png),
+        "score",
+        "--data",
+        str(toys_data),
+        "--compare",
+        str(toys_preds / "wrong.parquet"),
+        str(toys_preds / "oracle.parquet"),
+        "--task",
+        "sequential",
+        "--markdown",
+        str(md),
+        "--plot",
+        str(png),
     )
     assert code == 0, err
     assert out.index("wrong") < out.index("oracle")  # methods keep the order given
@@ -92,9 +113,18 @@ def test_compare_gives_paired_intervals_against_the_first_file(toys_data, toys_p
     few = pl.read_parquet(toys_preds / "oracle.parquet").filter(pl.col("family") == "sequential").head(7)
     write_parquet(few, tmp_path / "few.parquet", schemas.PREDICTIONS_SCHEMA)
     md = tmp_path / "t.md"
-    rows = score_json("--data", str(toys_data), "--compare", str(toys_preds / "wrong.parquet"),
-                      str(toys_preds / "oracle.parquet"), str(tmp_path / "few.parquet"), "--task", "sequential",
-                      "--markdown", str(md))
+    rows = score_json(
+        "--data",
+        str(toys_data),
+        "--compare",
+        str(toys_preds / "wrong.parquet"),
+        str(toys_preds / "oracle.parquet"),
+        str(tmp_path / "few.parquet"),
+        "--task",
+        "sequential",
+        "--markdown",
+        str(md),
+    )
     assert rows and all("vs_first" not in r for r in rows if r["method"] == "wrong")
     for r in (r for r in rows if r["method"] == "oracle"):  # every prompt: rank 0 against a miss
         paired = r["vs_first"]
@@ -105,8 +135,16 @@ def test_compare_gives_paired_intervals_against_the_first_file(toys_data, toys_p
     assert sum(r["vs_first"]["n"] for r in few_rows) == 7  # paired on the prompts both files answered
     text = md.read_text()
     assert "ΔNDCG@10 vs wrong [95% CI]" in text and "+1.0000 [+1.0000, +1.0000] *" in text
-    code, out, err = run_cli("score", "--data", str(toys_data), "--compare", str(toys_preds / "wrong.parquet"),
-                             str(toys_preds / "oracle.parquet"), "--task", "sequential")
+    code, out, err = run_cli(
+        "score",
+        "--data",
+        str(toys_data),
+        "--compare",
+        str(toys_preds / "wrong.parquet"),
+        str(toys_preds / "oracle.parquet"),
+        "--task",
+        "sequential",
+    )
     assert code == 0 and "+1.0000" in out, err
     single = score_json("--data", str(toys_data), "-p", str(toys_preds / "oracle.parquet"), "--task", "sequential")
     assert all("vs_first" not in r for r in single)
@@ -114,7 +152,9 @@ def test_compare_gives_paired_intervals_against_the_first_file(toys_data, toys_p
 
 def test_unknown_prompt_is_one_line_error(toys_data, toys_preds, tmp_path):
     df = pl.read_parquet(toys_preds / "oracle.parquet")
-    df = df.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("nope")).otherwise(pl.col("prompt_id")).alias("prompt_id"))
+    df = df.with_columns(
+        pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("nope")).otherwise(pl.col("prompt_id")).alias("prompt_id")
+    )
     bad = tmp_path / "bad.parquet"
     write_parquet(df, bad, schemas.PREDICTIONS_SCHEMA)
     code, _, err = run_cli("score", "--data", str(toys_data), "-p", str(bad))
@@ -135,7 +175,9 @@ def test_text_and_rating_on_reviews(musical_data, tmp_path):
     for flag in ([], ["--p5-compatible"]):
         rows = score_json("--data", str(musical_data), "-p", str(p), *flag)
         expl = [r["metrics"] for r in rows if r["family"] == "explanation"]
-        assert expl and all(m["BLEU-4"] == pytest.approx(100) and m["ROUGE-L"] == pytest.approx(100, abs=1e-4) for m in expl)
+        assert expl and all(
+            m["BLEU-4"] == pytest.approx(100) and m["ROUGE-L"] == pytest.approx(100, abs=1e-4) for m in expl
+        )
         summ = [r["metrics"] for r in rows if r["family"] == "review"]
         assert summ and all("BLEU-2" in m for m in summ)
     prompts = pl.read_parquet(musical_data / schemas.PROMPTS).filter(
@@ -156,8 +198,19 @@ def test_common_prompts_scores_the_intersection(toys_data, toys_preds, tmp_path)
     --common-prompts both are scored on the same prompts only."""
     few = pl.read_parquet(toys_preds / "oracle.parquet").filter(pl.col("family") == "sequential").head(7)
     write_parquet(few, tmp_path / "few.parquet", schemas.PREDICTIONS_SCHEMA)
-    args = ("--data", str(toys_data), "--compare", str(tmp_path / "few.parquet"), str(toys_preds / "wrong.parquet"), "--task", "sequential")
-    full = {r["method"]: sum(x["metrics"]["n"] for x in score_json(*args) if x["method"] == r["method"]) for r in score_json(*args)}
+    args = (
+        "--data",
+        str(toys_data),
+        "--compare",
+        str(tmp_path / "few.parquet"),
+        str(toys_preds / "wrong.parquet"),
+        "--task",
+        "sequential",
+    )
+    full = {
+        r["method"]: sum(x["metrics"]["n"] for x in score_json(*args) if x["method"] == r["method"])
+        for r in score_json(*args)
+    }
     assert full["few"] == 7 and full["wrong"] > 7
     rows = score_json(*args, "--common-prompts")
     for method in ("few", "wrong"):

@@ -19,8 +19,23 @@ from tests.conftest import run_cli
 def test_two_shards_merged_equal_one_unsharded_run(toys_entities, tiny_model, tmp_path, monkeypatch):
     # one user's 9 test prompts: sequential (beam search), direct ranking (candidates) and yes/no;
     # --batch-size 1 so no shard batches prompts differently from the unsharded run
-    common = ["infer", "--data", str(toys_entities), "--checkpoint", "none", "--model", tiny_model, "--users", "1",
-              "--top-k", "3", "--batch-size", "1", "--quiet", "--json"]
+    common = [
+        "infer",
+        "--data",
+        str(toys_entities),
+        "--checkpoint",
+        "none",
+        "--model",
+        tiny_model,
+        "--users",
+        "1",
+        "--top-k",
+        "3",
+        "--batch-size",
+        "1",
+        "--quiet",
+        "--json",
+    ]
     whole = tmp_path / "whole.parquet"
     code, _, err = run_cli(*common, "--out", str(whole))
     assert code == 0, err
@@ -40,7 +55,10 @@ def test_two_shards_merged_equal_one_unsharded_run(toys_entities, tiny_model, tm
     monkeypatch.delenv("WORLD_SIZE")
     a, b, ref = pl.read_parquet(shard0), pl.read_parquet(shard1), pl.read_parquet(whole)
     assert a.height == 5 and b.height == 4
-    assert a["prompt_id"].to_list() == ref["prompt_id"].to_list()[0::2] and b["prompt_id"].to_list() == ref["prompt_id"].to_list()[1::2]
+    assert (
+        a["prompt_id"].to_list() == ref["prompt_id"].to_list()[0::2]
+        and b["prompt_id"].to_list() == ref["prompt_id"].to_list()[1::2]
+    )
     assert provenance.read(shard1)["settings"]["shard"] == "1/2"
     merged = tmp_path / "merged.parquet"
     code, _, err = run_cli("merge-predictions", "--out", str(merged), str(shard1), str(shard0), "--quiet")
@@ -52,12 +70,28 @@ def test_two_shards_merged_equal_one_unsharded_run(toys_entities, tiny_model, tm
 
 
 def test_merge_refuses_missing_overlapping_and_mixed_shards(toys_entities, tiny_model, tmp_path):
-    common = ["infer", "--data", str(toys_entities), "--checkpoint", "none", "--model", tiny_model, "--family", "sequential",
-              "--limit", "3", "--top-k", "2", "--quiet"]
+    common = [
+        "infer",
+        "--data",
+        str(toys_entities),
+        "--checkpoint",
+        "none",
+        "--model",
+        tiny_model,
+        "--family",
+        "sequential",
+        "--limit",
+        "3",
+        "--top-k",
+        "2",
+        "--quiet",
+    ]
     for shard in ("0/2", "1/2"):
         code, _, err = run_cli(*common, "--out", str(tmp_path / "p.parquet"), "--shard", shard)
         assert code == 0, err
-    code, _, err = run_cli(*common[:-3], "--top-k", "3", "--quiet", "--out", str(tmp_path / "q.parquet"), "--shard", "1/2")
+    code, _, err = run_cli(
+        *common[:-3], "--top-k", "3", "--quiet", "--out", str(tmp_path / "q.parquet"), "--shard", "1/2"
+    )
     assert code == 0, err
     s0, s1, q1 = (tmp_path / f for f in ("p.shard-0-of-2.parquet", "p.shard-1-of-2.parquet", "q.shard-1-of-2.parquet"))
 
@@ -83,5 +117,17 @@ def test_merge_refuses_missing_overlapping_and_mixed_shards(toys_entities, tiny_
     assert "complete shard 1/2" in err_of(s0, short)
     code, _, err = run_cli("merge-predictions", "--out", str(unsharded), str(s0), str(s1), "--quiet")
     assert code != 0 and "already exists" in err
-    code, _, err = run_cli("infer", "--data", str(toys_entities), "--checkpoint", "none", "--model", tiny_model, "--shard", "2/2", "--out", str(tmp_path / "x.parquet"))
+    code, _, err = run_cli(
+        "infer",
+        "--data",
+        str(toys_entities),
+        "--checkpoint",
+        "none",
+        "--model",
+        tiny_model,
+        "--shard",
+        "2/2",
+        "--out",
+        str(tmp_path / "x.parquet"),
+    )
     assert code != 0 and "--shard" in err and "Traceback" not in err

@@ -22,8 +22,16 @@ from tests.conftest import FIXTURES, GIFT_CARDS, run_cli
 
 ML = FIXTURES / "recbole" / "ml-100k"
 TABLE = FIXTURES / "table"
-TABLE_ARGS = ["--user-col", "reviewerID", "--item-col", "asin", "--time-col", "unixReviewTime",
-              "--rating-col", "overall"]
+TABLE_ARGS = [
+    "--user-col",
+    "reviewerID",
+    "--item-col",
+    "asin",
+    "--time-col",
+    "unixReviewTime",
+    "--rating-col",
+    "overall",
+]
 ML_USERS = 20  # the first 20 users of ML-100K: about 2,000 rows, each user's whole history
 
 
@@ -83,8 +91,12 @@ def refused(tmp_path, good_run, args: list[str], expect: list[str]) -> str:
 def test_recbole_row_cut_to_two_fields(tmp_path, good_run):
     lines = _ml_lines()
     lines[5] = "\t".join(lines[5].split("\t")[:2])  # file line 6: user and item, no rating, no timestamp
-    refused(tmp_path, good_run, _write_recbole(tmp_path, lines),
-            ["ml.inter, line 6:", "4 tab-separated fields", "user_id, item_id, rating, timestamp", "found 2"])
+    refused(
+        tmp_path,
+        good_run,
+        _write_recbole(tmp_path, lines),
+        ["ml.inter, line 6:", "4 tab-separated fields", "user_id, item_id, rating, timestamp", "found 2"],
+    )
 
 
 def test_recbole_blank_lines_are_skipped_and_later_lines_keep_their_numbers(tmp_path, good_run):
@@ -94,8 +106,9 @@ def test_recbole_blank_lines_are_skipped_and_later_lines_keep_their_numbers(tmp_
     refused(tmp_path, good_run, _write_recbole(tmp_path, lines), ["ml.inter, line 12:", "found 3"])
 
 
-@pytest.mark.parametrize("field, expect", [(0, "a non-empty user_id"), (1, "a non-empty item_id"),
-                                           (3, "a time in 'timestamp'")])
+@pytest.mark.parametrize(
+    "field, expect", [(0, "a non-empty user_id"), (1, "a non-empty item_id"), (3, "a time in 'timestamp'")]
+)
 def test_recbole_empty_field(tmp_path, good_run, field, expect):
     lines = _ml_lines()
     parts = lines[30].split("\t")
@@ -107,29 +120,42 @@ def test_recbole_empty_field(tmp_path, good_run, field, expect):
 def test_recbole_timestamp_that_is_not_a_number(tmp_path, good_run):
     lines = _ml_lines()
     lines[40] = lines[40].rsplit("\t", 1)[0] + "\t1998-03-04"
-    refused(tmp_path, good_run, _write_recbole(tmp_path, lines),
-            ["ml.inter, line 41:", "'timestamp' as a number", "1998-03-04"])
+    refused(
+        tmp_path,
+        good_run,
+        _write_recbole(tmp_path, lines),
+        ["ml.inter, line 41:", "'timestamp' as a number", "1998-03-04"],
+    )
 
 
 def test_recbole_header_with_item_and_timestamp_swapped(tmp_path, good_run):
     lines = _ml_lines()
     lines[0] = "user_id:token\ttimestamp:float\trating:float\titem_id:token"  # item ids read as times
-    line = refused(tmp_path, good_run, _write_recbole(tmp_path, lines),
-                   ["ml.inter:", "'timestamp' looks like ids, not times"])
+    line = refused(
+        tmp_path, good_run, _write_recbole(tmp_path, lines), ["ml.inter:", "'timestamp' looks like ids, not times"]
+    )
     assert "before 1995-01-01" in line and "1970-01-01" in line and "timestamp:float" in line
 
 
 def test_recbole_seconds_read_as_milliseconds(tmp_path, good_run):
-    refused(tmp_path, good_run, [*_write_recbole(tmp_path, _ml_lines()), "--time-unit", "ms"],
-            ["ml.inter:", "looks like ids, not times", "--time-unit"])
+    refused(
+        tmp_path,
+        good_run,
+        [*_write_recbole(tmp_path, _ml_lines()), "--time-unit", "ms"],
+        ["ml.inter:", "looks like ids, not times", "--time-unit"],
+    )
 
 
 def test_table_row_cut_short_names_its_line(tmp_path, good_run):
     lines = _table_lines()
     lines[7] = ",".join(lines[7].split(",")[:2])  # reviewerID, asin only
     path = _write(tmp_path, "inter.csv", lines)
-    refused(tmp_path, good_run, ["table", "-i", path, *TABLE_ARGS],
-            ["inter.csv, line 8:", "4 fields like the header (reviewerID, asin, unixReviewTime, overall); found 2"])
+    refused(
+        tmp_path,
+        good_run,
+        ["table", "-i", path, *TABLE_ARGS],
+        ["inter.csv, line 8:", "4 fields like the header (reviewerID, asin, unixReviewTime, overall); found 2"],
+    )
 
 
 def test_table_empty_item_and_unparsable_time(tmp_path, good_run):
@@ -137,50 +163,86 @@ def test_table_empty_item_and_unparsable_time(tmp_path, good_run):
     parts = lines[11].split(",")
     lines[11] = ",".join([parts[0], "", *parts[2:]])
     path = _write(tmp_path, "inter.csv", lines)
-    refused(tmp_path, good_run, ["table", "-i", path, *TABLE_ARGS],
-            ["inter.csv, line 12 (row 11):", "a non-empty 'asin'", "--item-col"])
+    refused(
+        tmp_path,
+        good_run,
+        ["table", "-i", path, *TABLE_ARGS],
+        ["inter.csv, line 12 (row 11):", "a non-empty 'asin'", "--item-col"],
+    )
     lines = _table_lines()
     parts = lines[20].split(",")
     lines[20] = ",".join([*parts[:2], "soon", parts[3]])
     path = _write(tmp_path, "inter.csv", lines)
     shutil.rmtree(tmp_path / "R")
-    refused(tmp_path, good_run, ["table", "-i", path, *TABLE_ARGS],
-            ["inter.csv, line 21 (row 20):", "'unixReviewTime'", "'soon'"])
+    refused(
+        tmp_path,
+        good_run,
+        ["table", "-i", path, *TABLE_ARGS],
+        ["inter.csv, line 21 (row 20):", "'unixReviewTime'", "'soon'"],
+    )
 
 
 def test_table_jsonl_empty_user_and_missing_time(tmp_path, good_run):
     rows = pl.read_csv(TABLE / "interactions.csv").to_dicts()
     rows[4]["reviewerID"] = ""
     path = _write(tmp_path, "inter.jsonl", [json.dumps(r) for r in rows])
-    refused(tmp_path, good_run, ["table", "-i", path, *TABLE_ARGS],
-            ["inter.jsonl, line 5 (row 5):", "a non-empty 'reviewerID'"])
+    refused(
+        tmp_path,
+        good_run,
+        ["table", "-i", path, *TABLE_ARGS],
+        ["inter.jsonl, line 5 (row 5):", "a non-empty 'reviewerID'"],
+    )
     rows = pl.read_csv(TABLE / "interactions.csv").to_dicts()
     del rows[9]["unixReviewTime"]
     path = _write(tmp_path, "inter.jsonl", [json.dumps(r) for r in rows])
     shutil.rmtree(tmp_path / "R")
-    refused(tmp_path, good_run, ["table", "-i", path, *TABLE_ARGS],
-            ["inter.jsonl, line 10 (row 10):", "a time in 'unixReviewTime' on every row"])
+    refused(
+        tmp_path,
+        good_run,
+        ["table", "-i", path, *TABLE_ARGS],
+        ["inter.jsonl, line 10 (row 10):", "a time in 'unixReviewTime' on every row"],
+    )
 
 
 def test_table_item_and_time_columns_swapped(tmp_path, good_run):
     rows = [x.split("\t") for x in _ml_lines()[1:]]
     path = _write(tmp_path, "ratings.csv", ["user_id,item_id,rating,timestamp"] + [",".join(r) for r in rows])
-    line = refused(tmp_path, good_run, ["table", "-i", path, "--item-col", "timestamp", "--time-col", "item_id"],
-                   ["ratings.csv:", "'item_id' looks like ids, not times", "check --time-col and --time-unit"])
+    line = refused(
+        tmp_path,
+        good_run,
+        ["table", "-i", path, "--item-col", "timestamp", "--time-col", "item_id"],
+        ["ratings.csv:", "'item_id' looks like ids, not times", "check --time-col and --time-unit"],
+    )
     assert f"of {len(rows):,} values (100%)" in line
     # the Gift Cards table swapped: asins as times name their first line (was an internal polars error)
     shutil.rmtree(tmp_path / "R")
-    refused(tmp_path, good_run, ["table", "-i", str(TABLE / "interactions.csv"), "--user-col", "reviewerID",
-                                 "--item-col", "unixReviewTime", "--time-col", "asin"],
-            ["interactions.csv, line 2 (row 1):", "'asin' as unix seconds or a date", "'B004LLIKVU'"])
+    refused(
+        tmp_path,
+        good_run,
+        [
+            "table",
+            "-i",
+            str(TABLE / "interactions.csv"),
+            "--user-col",
+            "reviewerID",
+            "--item-col",
+            "unixReviewTime",
+            "--time-col",
+            "asin",
+        ],
+        ["interactions.csv, line 2 (row 1):", "'asin' as unix seconds or a date", "'B004LLIKVU'"],
+    )
 
 
 def test_table_item_column_that_is_a_row_id(tmp_path, good_run):
     df = pl.read_csv(TABLE / "interactions.csv").with_row_index("review_id")
     df.write_csv(tmp_path / "reviews.csv")
-    refused(tmp_path, good_run,
-            ["table", "-i", str(tmp_path / "reviews.csv"), "--user-col", "reviewerID", "--item-col", "review_id"],
-            ["reviews.csv:", "'review_id' has a different value on each of its 536 rows", "check --item-col"])
+    refused(
+        tmp_path,
+        good_run,
+        ["table", "-i", str(tmp_path / "reviews.csv"), "--user-col", "reviewerID", "--item-col", "review_id"],
+        ["reviews.csv:", "'review_id' has a different value on each of its 536 rows", "check --item-col"],
+    )
 
 
 def test_amazon_review_without_time_among_timed_ones(tmp_path, good_run):
@@ -191,22 +253,32 @@ def test_amazon_review_without_time_among_timed_ones(tmp_path, good_run):
     del obj["unixReviewTime"]
     lines[6] = json.dumps(obj)
     (d / "Gift_Cards_5.json").write_text("\n".join(lines) + "\n")
-    refused(tmp_path, good_run, ["amazon", "-c", "Gift_Cards", "--data-dir", str(d)],
-            ["Gift_Cards_5.json, line 7:", "a time in 'unixReviewTime' on every row"])
+    refused(
+        tmp_path,
+        good_run,
+        ["amazon", "-c", "Gift_Cards", "--data-dir", str(d)],
+        ["Gift_Cards_5.json, line 7:", "a time in 'unixReviewTime' on every row"],
+    )
 
 
 def test_a_few_times_before_1995_give_one_warning_and_a_run(tmp_path):
     df = pl.read_csv(TABLE / "interactions.csv")
-    old = df.with_columns(pl.when(pl.int_range(pl.len()).is_in([3, 9])).then(pl.lit(631_152_000))  # 1990-01-01
-                          .otherwise(pl.col("unixReviewTime")).alias("unixReviewTime"))
+    old = df.with_columns(
+        pl.when(pl.int_range(pl.len()).is_in([3, 9]))
+        .then(pl.lit(631_152_000))  # 1990-01-01
+        .otherwise(pl.col("unixReviewTime"))
+        .alias("unixReviewTime")
+    )
     old.write_csv(tmp_path / "old.csv")
     out = tmp_path / "R"
-    code, stdout, err = run_cli("textualize", "table", "-i", str(tmp_path / "old.csv"), *TABLE_ARGS,
-                                "--out", str(out), "--quiet", "--json")
+    code, stdout, err = run_cli(
+        "textualize", "table", "-i", str(tmp_path / "old.csv"), *TABLE_ARGS, "--out", str(out), "--quiet", "--json"
+    )
     lines = [x for x in err.splitlines() if x.strip()]
     assert code == 0 and len(lines) == 1, err
-    assert lines[0].startswith(f"warning: {tmp_path / 'old.csv'}: 2 of 536 times in 'unixReviewTime' (0.4%) "
-                               "fall before 1995-01-01")
+    assert lines[0].startswith(
+        f"warning: {tmp_path / 'old.csv'}: 2 of 536 times in 'unixReviewTime' (0.4%) fall before 1995-01-01"
+    )
     assert "line 5 (row 4): 631152000 = 1990-01-01" in lines[0]
     assert any(n.startswith("warning: ") and "2 of 536" in n for n in json.loads(stdout)["notes"])
     assert pl.read_parquet(out / "interactions.parquet")["timestamp"].min() == 631_152_000  # kept as they are
@@ -218,8 +290,9 @@ def test_nearly_unique_item_column_warns(tmp_path):
     shared = pl.when(pl.col("k") < 20).then(pl.col("k") % 4).otherwise(pl.col("k"))
     df = df.with_columns(shared.cast(pl.Utf8).alias("asin"))
     df.drop("k").write_csv(tmp_path / "many.csv")
-    code, _, err = run_cli("textualize", "table", "-i", str(tmp_path / "many.csv"), *TABLE_ARGS,
-                           "--out", str(tmp_path / "R"), "--quiet")
+    code, _, err = run_cli(
+        "textualize", "table", "-i", str(tmp_path / "many.csv"), *TABLE_ARGS, "--out", str(tmp_path / "R"), "--quiet"
+    )
     lines = [x for x in err.splitlines() if x.strip()]
     assert code == 0 and len(lines) == 1, err
     assert lines[0].startswith(f"warning: {tmp_path / 'many.csv'}: 'asin' has 520 distinct values in 536 rows (97.0%)")

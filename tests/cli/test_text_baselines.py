@@ -17,8 +17,19 @@ from tests.conftest import FIXTURES, run_cli
 @pytest.fixture(scope="module")
 def gift(tmp_path_factory):
     out = tmp_path_factory.mktemp("gift") / "R"
-    code, _, err = run_cli("textualize", "amazon", "--category", "gift_cards", "--data-dir", str(FIXTURES / "amazon" / "gift_cards"),
-                           "--out", str(out), "--seed", "0", "--quiet")
+    code, _, err = run_cli(
+        "textualize",
+        "amazon",
+        "--category",
+        "gift_cards",
+        "--data-dir",
+        str(FIXTURES / "amazon" / "gift_cards"),
+        "--out",
+        str(out),
+        "--seed",
+        "0",
+        "--quiet",
+    )
     assert code == 0, err
     return out
 
@@ -38,7 +49,9 @@ def test_user_mean_is_the_mean_of_the_users_training_ratings(gift):
     summary = _run(gift, "mean", "--by", "user")
     held = _held_pairs(gift)
     inter = pl.read_parquet(gift / "interactions.parquet")
-    train = [r for r in inter.iter_rows(named=True) if (r["user_id"], r["item_id"]) not in held and r["rating"] is not None]
+    train = [
+        r for r in inter.iter_rows(named=True) if (r["user_id"], r["item_id"]) not in held and r["rating"] is not None
+    ]
     mu = sum(r["rating"] for r in train) / len(train)
     assert summary["global_mean"] == pytest.approx(mu, abs=1e-4)
     preds = pl.read_parquet(summary["out"]).join(pl.read_parquet(gift / "prompts.parquet"), on="prompt_id")
@@ -55,7 +68,11 @@ def test_retrieval_answers_with_the_users_own_training_text(gift):
     summary = _run(gift, "retrieval")
     held = _held_pairs(gift)
     inter = pl.read_parquet(gift / "interactions.parquet")
-    train = inter.filter(~pl.struct("user_id", "item_id").map_elements(lambda s: (s["user_id"], s["item_id"]) in held, return_dtype=pl.Boolean))
+    train = inter.filter(
+        ~pl.struct("user_id", "item_id").map_elements(
+            lambda s: (s["user_id"], s["item_id"]) in held, return_dtype=pl.Boolean
+        )
+    )
     preds = pl.read_parquet(summary["out"]).join(pl.read_parquet(gift / "prompts.parquet"), on="prompt_id")
     expl = preds.filter(pl.col("family") == "explanation")
     assert expl.height > 0

@@ -8,9 +8,8 @@ import json
 import polars as pl
 import pytest
 
-from tests.conftest import FIXTURES, GIFT_CARDS, TOYS, run_cli
-
 from recsys_cli.artifacts import schemas
+from tests.conftest import FIXTURES, GIFT_CARDS, TOYS, run_cli
 
 
 def _hashes(d):
@@ -44,13 +43,16 @@ def test_entity_spans_point_at_their_text(toys_data):
     assert set(corpus["period"].unique()) == {"long", "medium", "short", "profile"}
     sampled = json.loads((toys_data / schemas.MANIFEST).read_text())["summary"]["corpus"]["sampled_by_period"]
     assert sampled["long"] * 3 == sampled["medium"] and sampled["long"] * 6 == sampled["short"] == 1800  # 10/30/60
-    keys = [(u, tuple(e["entity_id"] for e in ents if e["kind"] == "item"))
-            for u, p, ents in corpus.select("user_id", "period", "entities").iter_rows() if p != "profile"]
+    keys = [
+        (u, tuple(e["entity_id"] for e in ents if e["kind"] == "item"))
+        for u, p, ents in corpus.select("user_id", "period", "entities").iter_rows()
+        if p != "profile"
+    ]
     assert len(keys) == len(set(keys))  # no two documents of a user list the same items
     checked = 0
     for text, ents in corpus.head(400).select("text", "entities").iter_rows():
         for e in ents:
-            span = text[e["start"]:e["end"]]
+            span = text[e["start"] : e["end"]]
             if e["kind"] == "item":
                 assert span == items[e["entity_id"][5:]]
             else:
@@ -58,10 +60,12 @@ def test_entity_spans_point_at_their_text(toys_data):
             checked += 1
     assert checked > 1000
     p = pl.read_parquet(toys_data / schemas.PROMPTS).filter(pl.col("family") == "sequential")
-    for src, tgt, item, se, te in p.head(300).select("source", "target", "item_id", "source_entities", "target_entities").iter_rows():
+    for src, tgt, item, se, te in (
+        p.head(300).select("source", "target", "item_id", "source_entities", "target_entities").iter_rows()
+    ):
         assert tgt == items[item]
         assert te == [{"start": 0, "end": len(tgt), "kind": "item", "entity_id": f"item:{item}"}]
-        assert all(src[e["start"]:e["end"]] == items[e["entity_id"][5:]] for e in se)
+        assert all(src[e["start"] : e["end"]] == items[e["entity_id"][5:]] for e in se)
 
 
 def test_no_valid_or_test_target_in_training_data(toys_data):
@@ -130,7 +134,17 @@ def test_gift_cards_2018_dedup_meta_and_json(tmp_path):
     lines = src.read_text().splitlines()
     (dup / "Gift_Cards_5.json").write_text("\n".join(lines + lines[:40]) + "\n")  # repeated variant rows
     (dup / "meta_Gift_Cards.json").write_bytes((GIFT_CARDS / "meta_Gift_Cards.json").read_bytes())
-    code, out, err = run_cli("textualize", "amazon", "--category", "Gift_Cards", "--data-dir", str(dup), "--out", str(tmp_path / "R"), "--json")
+    code, out, err = run_cli(
+        "textualize",
+        "amazon",
+        "--category",
+        "Gift_Cards",
+        "--data-dir",
+        str(dup),
+        "--out",
+        str(tmp_path / "R"),
+        "--json",
+    )
     assert code == 0, err
     summary = json.loads(out)
     assert summary["interactions"] == 536 and summary["filters"]["raw_rows"] == 576
@@ -141,7 +155,18 @@ def test_gift_cards_2018_dedup_meta_and_json(tmp_path):
 
 
 def test_p5_with_python_literal_2014_meta(tmp_path):
-    code, out, err = run_cli("textualize", "amazon", "--category", "toys", "--data-dir", str(FIXTURES / "amazon" / "toys_meta2014"), "--out", str(tmp_path / "R"), "--json", "--quiet")
+    code, out, err = run_cli(
+        "textualize",
+        "amazon",
+        "--category",
+        "toys",
+        "--data-dir",
+        str(FIXTURES / "amazon" / "toys_meta2014"),
+        "--out",
+        str(tmp_path / "R"),
+        "--json",
+        "--quiet",
+    )
     assert code == 0, err
     s = json.loads(out)
     assert s["users"] == 20 and not s["has_reviews"]
@@ -162,7 +187,17 @@ def test_same_seed_is_byte_identical_other_seed_differs(tmp_path, toys_data):
 
 
 def test_summary_table_on_stdout(tmp_path):
-    code, out, _ = run_cli("textualize", "amazon", "--category", "toys", "--data-dir", str(FIXTURES / "amazon" / "toys_meta2014"), "--out", str(tmp_path / "R"), "--quiet")
+    code, out, _ = run_cli(
+        "textualize",
+        "amazon",
+        "--category",
+        "toys",
+        "--data-dir",
+        str(FIXTURES / "amazon" / "toys_meta2014"),
+        "--out",
+        str(tmp_path / "R"),
+        "--quiet",
+    )
     assert code == 0
     assert "prompts sequential" in out and "no reviews in source" in out and "interactions" in out
 

@@ -37,8 +37,9 @@ def _sha(path: Path) -> str:
 
 
 def _toys(out: Path, *more: str):
-    return run_cli("textualize", "amazon", "--category", "toys", "--data-dir", str(TOYS), "--out", str(out), "--quiet",
-                   *more)
+    return run_cli(
+        "textualize", "amazon", "--category", "toys", "--data-dir", str(TOYS), "--out", str(out), "--quiet", *more
+    )
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,28 @@ import sys
 
 import polars as pl
 
+from recsys_cli.artifacts import schemas
 from tests.conftest import FIXTURES, run_cli
 
-from recsys_cli.artifacts import schemas
-
 TABLE = FIXTURES / "table"
-ARGS = ["--interactions", str(TABLE / "interactions.csv"), "--items", str(TABLE / "items.csv"), "--users", str(TABLE / "users.csv"),
-        "--user-col", "reviewerID", "--item-col", "asin", "--time-col", "unixReviewTime", "--rating-col", "overall", "--category-col", "category"]
+ARGS = [
+    "--interactions",
+    str(TABLE / "interactions.csv"),
+    "--items",
+    str(TABLE / "items.csv"),
+    "--users",
+    str(TABLE / "users.csv"),
+    "--user-col",
+    "reviewerID",
+    "--item-col",
+    "asin",
+    "--time-col",
+    "unixReviewTime",
+    "--rating-col",
+    "overall",
+    "--category-col",
+    "category",
+]
 
 
 def test_table_with_user_features(tmp_path):
@@ -28,10 +43,16 @@ def test_table_with_user_features(tmp_path):
     users = pl.read_parquet(out / schemas.USERS)
     row = users.filter(pl.col("user_id") == "A10PEXB6XAQ5XF")["text"][0]
     assert "verified yes" in row and "first_year 2015" in row and "favourite_amount 50" in row
-    prof = pl.read_parquet(out / schemas.CORPUS).filter((pl.col("period") == "profile") & (pl.col("user_id") == "A10PEXB6XAQ5XF"))
+    prof = pl.read_parquet(out / schemas.CORPUS).filter(
+        (pl.col("period") == "profile") & (pl.col("user_id") == "A10PEXB6XAQ5XF")
+    )
     text, ents = prof.row(0)[3], prof.row(0)[4]
-    feats = {e["entity_id"]: text[e["start"]:e["end"]] for e in ents if e["kind"] == "feature"}
-    assert feats == {"feature:verified=yes": "yes", "feature:first_year=2015": "2015", "feature:favourite_amount=50": "50"}
+    feats = {e["entity_id"]: text[e["start"] : e["end"]] for e in ents if e["kind"] == "feature"}
+    assert feats == {
+        "feature:verified=yes": "yes",
+        "feature:first_year=2015": "2015",
+        "feature:favourite_amount=50": "50",
+    }
     items = pl.read_parquet(out / schemas.ITEMS)
     assert items.filter(pl.col("item_id") == "B004Q7CK9M")["categories"][0].to_list() == ["Gift Cards"]
     assert items["price"].drop_nulls().len() > 0
@@ -61,13 +82,28 @@ def test_textualize_run_does_not_import_torch(tmp_path):
 
 def test_table_date_strings_and_bad_date(tmp_path):
     df = pl.read_csv(TABLE / "interactions.csv")
-    dated = df.with_columns(when=pl.from_epoch("unixReviewTime", time_unit="s").dt.strftime("%Y-%m-%d")).drop("unixReviewTime")
+    dated = df.with_columns(when=pl.from_epoch("unixReviewTime", time_unit="s").dt.strftime("%Y-%m-%d")).drop(
+        "unixReviewTime"
+    )
     dated.write_csv(tmp_path / "dated.csv")
-    base = ["--interactions", str(tmp_path / "dated.csv"), "--user-col", "reviewerID", "--item-col", "asin", "--time-col", "when", "--rating-col", "overall"]
+    base = [
+        "--interactions",
+        str(tmp_path / "dated.csv"),
+        "--user-col",
+        "reviewerID",
+        "--item-col",
+        "asin",
+        "--time-col",
+        "when",
+        "--rating-col",
+        "overall",
+    ]
     code, out, err = run_cli("textualize", "table", *base, "--out", str(tmp_path / "R"), "--quiet", "--json")
     assert code == 0, err
     assert pl.read_parquet(tmp_path / "R" / schemas.INTERACTIONS)["timestamp"].null_count() == 0
-    dated.with_columns(pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("someday")).otherwise(pl.col("when")).alias("when")).write_csv(tmp_path / "dated.csv")
+    dated.with_columns(
+        pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("someday")).otherwise(pl.col("when")).alias("when")
+    ).write_csv(tmp_path / "dated.csv")
     code, _, err = run_cli("textualize", "table", *base, "--out", str(tmp_path / "S"), "--quiet")
     assert code != 0 and err.startswith("Error: ") and "row 8" in err and "someday" in err
     assert not (tmp_path / "S").exists()

@@ -37,8 +37,9 @@ def hand_made(data, retr, ids, out, scorer: str, boosted: int | None) -> dict:
     scores that keep the retriever's order except that the target jumps to the top in the first
     `boosted` prompts whose target is among the K (all of them when None). Returns prompt -> gained."""
     prompts = pl.read_parquet(data / schemas.PROMPTS).filter(pl.col("prompt_id").is_in(ids))
-    ret = pl.read_parquet(retr).join(prompts.select("prompt_id", "item_id", "family", "template_id", "seen"),
-                                     on="prompt_id")
+    ret = pl.read_parquet(retr).join(
+        prompts.select("prompt_id", "item_id", "family", "template_id", "seen"), on="prompt_id"
+    )
     rows, gained = [], {}
     for r in ret.sort("prompt_id").iter_rows(named=True):
         head, rest = r["ranked"][:K], r["ranked"][K:]
@@ -48,14 +49,30 @@ def hand_made(data, retr, ids, out, scorer: str, boosted: int | None) -> dict:
             llm[head.index(r["item_id"])] = 50.0
             gained[r["prompt_id"]] = True
         order = sorted(range(len(head)), key=lambda i: -llm[i])
-        rows.append({"prompt_id": r["prompt_id"], "family": r["family"], "template_id": r["template_id"],
-                     "seen": r["seen"], "output": head[order[0]], "ranked": [head[i] for i in order] + rest,
-                     "scores": [llm[i] for i in order] + [None] * len(rest), "valid": True})
-    settings = {"split": "valid", "retriever": retriever.identity_of(retr, provenance.read(retr)), "rerank_k": K,
-                "fusion": 1.0, "item_scoring": scorer, "exclude_history": False}
+        rows.append(
+            {
+                "prompt_id": r["prompt_id"],
+                "family": r["family"],
+                "template_id": r["template_id"],
+                "seen": r["seen"],
+                "output": head[order[0]],
+                "ranked": [head[i] for i in order] + rest,
+                "scores": [llm[i] for i in order] + [None] * len(rest),
+                "valid": True,
+            }
+        )
+    settings = {
+        "split": "valid",
+        "retriever": retriever.identity_of(retr, provenance.read(retr)),
+        "rerank_k": K,
+        "fusion": 1.0,
+        "item_scoring": scorer,
+        "exclude_history": False,
+    }
     prov = provenance.make(data, {"kind": "base-model", "name": "hand-made"}, settings)
-    write_parquet(pl.DataFrame(rows), out, schemas.PREDICTIONS_SCHEMA, metadata=provenance.encode(prov),
-                  kind=outputs.PREDICTIONS)
+    write_parquet(
+        pl.DataFrame(rows), out, schemas.PREDICTIONS_SCHEMA, metadata=provenance.encode(prov), kind=outputs.PREDICTIONS
+    )
     return gained
 
 
@@ -63,25 +80,64 @@ def hand_made(data, retr, ids, out, scorer: str, boosted: int | None) -> dict:
 def runs(toys_entities, tiny_model, tmp_path_factory):
     d = tmp_path_factory.mktemp("tune")
     for split in ("valid", "test"):
-        code, _, err = run_cli("baseline", "itemknn", "--data", str(toys_entities), "--split", split, "--top-k", "30",
-                               "--out", str(d / f"knn-{split}.parquet"), "--quiet")
+        code, _, err = run_cli(
+            "baseline",
+            "itemknn",
+            "--data",
+            str(toys_entities),
+            "--split",
+            split,
+            "--top-k",
+            "30",
+            "--out",
+            str(d / f"knn-{split}.parquet"),
+            "--quiet",
+        )
         assert code == 0, err
     ids = _valid_ids(toys_entities, d / "knn-valid.parquet")
     (d / "ids.txt").write_text("".join(i + "\n" for i in ids))
-    code, _, err = run_cli("infer", "--data", str(toys_entities), "--checkpoint", "none", "--model", tiny_model,
-                           "--split", "valid", "--prompt-ids", str(d / "ids.txt"),
-                           "--candidates-from", str(d / "knn-valid.parquet"),
-                           "--rerank-k", "10", "--out", str(d / "real-k10.parquet"), "--quiet")
+    code, _, err = run_cli(
+        "infer",
+        "--data",
+        str(toys_entities),
+        "--checkpoint",
+        "none",
+        "--model",
+        tiny_model,
+        "--split",
+        "valid",
+        "--prompt-ids",
+        str(d / "ids.txt"),
+        "--candidates-from",
+        str(d / "knn-valid.parquet"),
+        "--rerank-k",
+        "10",
+        "--out",
+        str(d / "real-k10.parquet"),
+        "--quiet",
+    )
     assert code == 0, err
-    gains = {"all": hand_made(toys_entities, d / "knn-valid.parquet", ids, d / "gain.parquet", "full", None),
-             "one": hand_made(toys_entities, d / "knn-valid.parquet", ids, d / "one.parquet", "constrained", 1)}
+    gains = {
+        "all": hand_made(toys_entities, d / "knn-valid.parquet", ids, d / "gain.parquet", "full", None),
+        "one": hand_made(toys_entities, d / "knn-valid.parquet", ids, d / "one.parquet", "constrained", 1),
+    }
     assert len(gains["all"]) >= 5 and len(gains["one"]) == 1
     return d
 
 
 def tune(data, runs_dir, out, *reranks, more=()):
-    args = ["tune", "--data", str(data), "--rerank", *map(str, reranks),
-            "--retriever", str(runs_dir / "knn-valid.parquet"), "--out", str(out), *more]
+    args = [
+        "tune",
+        "--data",
+        str(data),
+        "--rerank",
+        *map(str, reranks),
+        "--retriever",
+        str(runs_dir / "knn-valid.parquet"),
+        "--out",
+        str(out),
+        *more,
+    ]
     return run_cli(*args, "--json", "--quiet")
 
 
@@ -90,7 +146,7 @@ def test_a_lone_lucky_prompt_keeps_w_zero(toys_entities, runs, tmp_path):
     assert code == 0, err
     res = json.loads((tmp_path / "t.json").read_text())
     assert json.loads(out)["chosen"] == res["chosen"] and res["prompts"] == 20
-    grid = [0, .02, .05, .1, .15, .2, .3, .4, .5, .6, .7, .8, .9, 1]
+    grid = [0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1]
     assert len(res["rows"]) == 2 * 14 and sorted({r["w"] for r in res["rows"]}) == grid
     assert {(r["scorer"], r["k"]) for r in res["rows"]} == {("constrained", 10), ("constrained", K)}
     best, gain = res["best"], res["gain"]
@@ -105,8 +161,17 @@ def test_a_lone_lucky_prompt_keeps_w_zero(toys_entities, runs, tmp_path):
 
 
 def test_a_clear_gain_is_chosen_written_once_and_deterministic(toys_entities, runs, tmp_path):
-    code, out, err = run_cli("tune", "--data", str(toys_entities), "--rerank", str(runs / "gain.parquet"),
-                             "--retriever", str(runs / "knn-valid.parquet"), "--out", str(tmp_path / "t.json"))
+    code, out, err = run_cli(
+        "tune",
+        "--data",
+        str(toys_entities),
+        "--rerank",
+        str(runs / "gain.parquet"),
+        "--retriever",
+        str(runs / "knn-valid.parquet"),
+        "--out",
+        str(tmp_path / "t.json"),
+    )
     assert code == 0, err
     res = json.loads((tmp_path / "t.json").read_text())
     assert res["gain"]["excludes_0"] and res["gain"]["ci95"][0] > 0
@@ -125,13 +190,38 @@ def test_a_clear_gain_is_chosen_written_once_and_deterministic(toys_entities, ru
 
 def test_refusals(toys_entities, tiny_model, runs, tmp_path):
     test_run = tmp_path / "test-w1.parquet"
-    code, _, err = run_cli("infer", "--data", str(toys_entities), "--checkpoint", "none", "--model", tiny_model,
-                           "--family", "sequential", "--limit", "2",
-                           "--candidates-from", str(runs / "knn-test.parquet"),
-                           "--rerank-k", "5", "--out", str(test_run), "--quiet")
+    code, _, err = run_cli(
+        "infer",
+        "--data",
+        str(toys_entities),
+        "--checkpoint",
+        "none",
+        "--model",
+        tiny_model,
+        "--family",
+        "sequential",
+        "--limit",
+        "2",
+        "--candidates-from",
+        str(runs / "knn-test.parquet"),
+        "--rerank-k",
+        "5",
+        "--out",
+        str(test_run),
+        "--quiet",
+    )
     assert code == 0, err
-    code, _, err = run_cli("tune", "--data", str(toys_entities), "--rerank", str(test_run), "--retriever",
-                           str(runs / "knn-test.parquet"), "--out", str(tmp_path / "t.json"))
+    code, _, err = run_cli(
+        "tune",
+        "--data",
+        str(toys_entities),
+        "--rerank",
+        str(test_run),
+        "--retriever",
+        str(runs / "knn-test.parquet"),
+        "--out",
+        str(tmp_path / "t.json"),
+    )
     assert code == 2 and "validation split" in err and "never" in err and not (tmp_path / "t.json").exists()
     code, _, err = tune(toys_entities, runs, tmp_path / "t.json", runs / "one.parquet", runs / "one.parquet")
     assert code == 2 and "one file per (scorer, K)" in err
@@ -144,8 +234,22 @@ def test_infer_applies_a_tuning_file(toys_entities, tiny_model, runs, tmp_path):
     code, _, err = tune(toys_entities, runs, tuning, runs / "gain.parquet")
     assert code == 0, err
     chosen = json.loads(tuning.read_text())["chosen"]
-    base = ["infer", "--data", str(toys_entities), "--checkpoint", "none", "--model", tiny_model,
-            "--family", "sequential", "--limit", "2", "--candidates-from", str(runs / "knn-test.parquet"), "--quiet"]
+    base = [
+        "infer",
+        "--data",
+        str(toys_entities),
+        "--checkpoint",
+        "none",
+        "--model",
+        tiny_model,
+        "--family",
+        "sequential",
+        "--limit",
+        "2",
+        "--candidates-from",
+        str(runs / "knn-test.parquet"),
+        "--quiet",
+    ]
     code, _, err = run_cli(*base, "--tuning", str(tuning), "--out", str(tmp_path / "p.parquet"))
     assert code == 0, err
     prov = provenance.read(tmp_path / "p.parquet")
@@ -169,11 +273,25 @@ def test_scorer_names_round_trip_listwise_variants():
     files stay apart in `recsys tune`), and `infer --tuning` reads them back as flags."""
     from recsys_cli.evaluation.tune import parse_scorer, scorer_of
 
-    cases = [({"item_scoring": "full"}, "full", ("full", 1, False)),
-             ({}, "constrained", ("constrained", 1, False)),
-             ({"item_scoring": "listwise", "listwise": {"orders": 1, "candidate_ids": False}}, "listwise", ("listwise", 1, False)),
-             ({"item_scoring": "listwise", "listwise": {"orders": 3, "candidate_ids": False}}, "listwise x3", ("listwise", 3, False)),
-             ({"item_scoring": "listwise", "listwise": {"orders": 2, "candidate_ids": True}}, "listwise x2+ids", ("listwise", 2, True))]
+    cases = [
+        ({"item_scoring": "full"}, "full", ("full", 1, False)),
+        ({}, "constrained", ("constrained", 1, False)),
+        (
+            {"item_scoring": "listwise", "listwise": {"orders": 1, "candidate_ids": False}},
+            "listwise",
+            ("listwise", 1, False),
+        ),
+        (
+            {"item_scoring": "listwise", "listwise": {"orders": 3, "candidate_ids": False}},
+            "listwise x3",
+            ("listwise", 3, False),
+        ),
+        (
+            {"item_scoring": "listwise", "listwise": {"orders": 2, "candidate_ids": True}},
+            "listwise x2+ids",
+            ("listwise", 2, True),
+        ),
+    ]
     for settings, name, flags in cases:
         assert scorer_of(settings) == name
         assert parse_scorer(name) == flags

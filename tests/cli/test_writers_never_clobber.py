@@ -27,9 +27,27 @@ FLAGS_THAT_DESTROY = ("--overwrite", "--force", "--resume")
 
 
 def _pretrain_args(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["pretrain", "--data", str(data), "--config", TINY, "--out", str(out), "--max-steps", "2",
-            "--max-length", "48", "--eval-every", "100", "--save-every", "100", "--modules-to-save", "none", "--quiet",
-            *extra]
+    return [
+        "pretrain",
+        "--data",
+        str(data),
+        "--config",
+        TINY,
+        "--out",
+        str(out),
+        "--max-steps",
+        "2",
+        "--max-length",
+        "48",
+        "--eval-every",
+        "100",
+        "--save-every",
+        "100",
+        "--modules-to-save",
+        "none",
+        "--quiet",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -67,34 +85,77 @@ def test_the_world_is_provably_recsys_s(world):
 
 # (case id, argv with {R} {C} {U} {S} {model} {out}, the run artifact it is pointed at, an input of the command)
 CASES = [
-    ("baseline --out", "baseline popularity --data {R} --out {out}", "{C}/recsys_checkpoint.json",
-     "{R}/prompts.parquet"),
+    (
+        "baseline --out",
+        "baseline popularity --data {R} --out {out}",
+        "{C}/recsys_checkpoint.json",
+        "{R}/prompts.parquet",
+    ),
     ("itemknn --out", "baseline itemknn --data {R} --out {out}", "{R}/entities.parquet", "{R}/sequences.parquet"),
     ("mf --out", "baseline mf --data {R} --max-epochs 1 --out {out}", "{C}/tokenizer", "{R}/interactions.parquet"),
     ("mean --out", "baseline mean --data {R} --out {out}", "{R}/entities.near_duplicates.parquet", "{R}/manifest.json"),
-    ("sasrec --valid-out", "baseline sasrec --data {R} --max-epochs 1 --out {U}/t.parquet --valid-out {out}",
-     "{R}/predictions/test/popularity.parquet", "{R}/items.parquet"),
-    ("sasrec --embeddings-out", "baseline sasrec --data {R} --max-epochs 1 --out {U}/t.parquet --embeddings-out {out}",
-     "{C}/extras.safetensors", "{R}/prompts.parquet"),
-    ("infer --out", "infer --data {R} --checkpoint {C} --family sequential --limit 1 --top-k 2 --out {out}",
-     "{R}/predictions/test/popularity.parquet", "{C}/recsys_checkpoint.json"),
-    ("infer --overwrite", "infer --data {R} --checkpoint {C} --family sequential --limit 1 --overwrite --out {out}",
-     "{R}/manifest.json", "{C}/adapter/adapter_model.safetensors"),
-    ("infer --candidates-from", "infer --data {R} --checkpoint none --model {model} --family sequential --limit 1 "
-     "--candidates-from {R}/predictions/test/popularity.parquet --rerank-k 5 --out {out}",
-     "{R}/entities.minhash.parquet", "{R}/predictions/test/popularity.parquet"),
-    ("merge-predictions", "merge-predictions --out {out} {S}/p.shard-0-of-2.parquet {S}/p.shard-1-of-2.parquet",
-     "{R}/items.parquet", "{S}/p.shard-1-of-2.parquet"),
-    ("merge --overwrite", "merge-predictions --overwrite --out {out} {S}/p.shard-0-of-2.parquet "
-     "{S}/p.shard-1-of-2.parquet",
-     "{R}/predictions/test/popularity.parquet", "{S}/p.shard-0-of-2.parquet"),
-    ("score --markdown", "score --data {R} -p {R}/predictions/test/popularity.parquet --markdown {out}",
-     "{C}/metrics.jsonl", "{R}/predictions/test/popularity.parquet"),
-    ("score --plot", "score --data {R} -p {R}/predictions/test/popularity.parquet --plot {out}",
-     "{C}/manifest.json", "{R}/prompts.parquet"),
+    (
+        "sasrec --valid-out",
+        "baseline sasrec --data {R} --max-epochs 1 --out {U}/t.parquet --valid-out {out}",
+        "{R}/predictions/test/popularity.parquet",
+        "{R}/items.parquet",
+    ),
+    (
+        "sasrec --embeddings-out",
+        "baseline sasrec --data {R} --max-epochs 1 --out {U}/t.parquet --embeddings-out {out}",
+        "{C}/extras.safetensors",
+        "{R}/prompts.parquet",
+    ),
+    (
+        "infer --out",
+        "infer --data {R} --checkpoint {C} --family sequential --limit 1 --top-k 2 --out {out}",
+        "{R}/predictions/test/popularity.parquet",
+        "{C}/recsys_checkpoint.json",
+    ),
+    (
+        "infer --overwrite",
+        "infer --data {R} --checkpoint {C} --family sequential --limit 1 --overwrite --out {out}",
+        "{R}/manifest.json",
+        "{C}/adapter/adapter_model.safetensors",
+    ),
+    (
+        "infer --candidates-from",
+        "infer --data {R} --checkpoint none --model {model} --family sequential --limit 1 "
+        "--candidates-from {R}/predictions/test/popularity.parquet --rerank-k 5 --out {out}",
+        "{R}/entities.minhash.parquet",
+        "{R}/predictions/test/popularity.parquet",
+    ),
+    (
+        "merge-predictions",
+        "merge-predictions --out {out} {S}/p.shard-0-of-2.parquet {S}/p.shard-1-of-2.parquet",
+        "{R}/items.parquet",
+        "{S}/p.shard-1-of-2.parquet",
+    ),
+    (
+        "merge --overwrite",
+        "merge-predictions --overwrite --out {out} {S}/p.shard-0-of-2.parquet {S}/p.shard-1-of-2.parquet",
+        "{R}/predictions/test/popularity.parquet",
+        "{S}/p.shard-0-of-2.parquet",
+    ),
+    (
+        "score --markdown",
+        "score --data {R} -p {R}/predictions/test/popularity.parquet --markdown {out}",
+        "{C}/metrics.jsonl",
+        "{R}/predictions/test/popularity.parquet",
+    ),
+    (
+        "score --plot",
+        "score --data {R} -p {R}/predictions/test/popularity.parquet --plot {out}",
+        "{C}/manifest.json",
+        "{R}/prompts.parquet",
+    ),
     ("pretrain --out", "pretrain --data {R} --config " + TINY + " --max-steps 1 --out {out}", "{C}/adapter", "{R}"),
-    ("pretrain --overwrite", "pretrain --data {R} --config " + TINY + " --max-steps 1 --overwrite --out {out}",
-     "{C}/train_state", "{R}/corpus.parquet"),
+    (
+        "pretrain --overwrite",
+        "pretrain --data {R} --config " + TINY + " --max-steps 1 --overwrite --out {out}",
+        "{C}/train_state",
+        "{R}/corpus.parquet",
+    ),
     ("pretrain --resume", "pretrain --data {R} --config " + TINY + " --resume --out {out}", "{R}/items.parquet", "{R}"),
 ]
 
@@ -153,8 +214,20 @@ def test_baseline_reruns_into_its_own_file_but_never_a_user_edited_one(world, tm
     assert snapshot(R) == before
     # infer's own predictions resume; merge-predictions' --overwrite replaces only infer's kind
     out = tmp_path / "p.parquet"
-    infer = ["infer", "--data", str(R), "--checkpoint", "none", "--model", world["model"], "--family", "sequential",
-             "--top-k", "2", "--quiet"]
+    infer = [
+        "infer",
+        "--data",
+        str(R),
+        "--checkpoint",
+        "none",
+        "--model",
+        world["model"],
+        "--family",
+        "sequential",
+        "--top-k",
+        "2",
+        "--quiet",
+    ]
     assert run_cli(*infer, "--limit", "1", "--out", str(out))[0] == 0
     assert run_cli(*infer, "--limit", "2", "--out", str(out))[0] == 0 and outputs.owner_kind(out) == outputs.PREDICTIONS
     code, _, err = run_cli("baseline", "popularity", "--data", str(R), "--out", str(out), "--quiet")
@@ -168,8 +241,21 @@ def test_unfinished_chunk_of_a_user_is_refused(world, tmp_path):
     (chunks / "part-000000.parquet").write_bytes(os.urandom(200))
     before = snapshot(tmp_path)
     for extra in ([], ["--overwrite"]):
-        code, _, err = run_cli("infer", "--data", str(world["R"]), "--checkpoint", "none", "--model", world["model"],
-                               "--limit", "1", "--out", str(out), "--quiet", *extra)
+        code, _, err = run_cli(
+            "infer",
+            "--data",
+            str(world["R"]),
+            "--checkpoint",
+            "none",
+            "--model",
+            world["model"],
+            "--limit",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+            *extra,
+        )
         assert code == 2 and "part-000000.parquet" in err and len(err.strip().splitlines()) == 1
         assert snapshot(tmp_path) == before
 

@@ -24,8 +24,26 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 STEPS, KILL_AT, SAVE_EVERY = 10, 5, 3
-COMMON = ["--max-steps", str(STEPS), "--max-length", "64", "--lr", "0.01", "--lora-dropout", "0", "--precision", "fp32",
-          "--eval-every", "5", "--save-every", str(SAVE_EVERY), "--set", "eval.eval_prompts=8", "--set", "train.warmup_steps=2"]
+COMMON = [
+    "--max-steps",
+    str(STEPS),
+    "--max-length",
+    "64",
+    "--lr",
+    "0.01",
+    "--lora-dropout",
+    "0",
+    "--precision",
+    "fp32",
+    "--eval-every",
+    "5",
+    "--save-every",
+    str(SAVE_EVERY),
+    "--set",
+    "eval.eval_prompts=8",
+    "--set",
+    "train.warmup_steps=2",
+]
 ZERO = {2: str(ROOT / "recipes/deepspeed/zero2.json"), 3: str(ROOT / "recipes/deepspeed/zero3.json")}
 
 
@@ -36,9 +54,22 @@ def _port() -> int:
 
 
 def torchrun(*args: str, module: str = "recsys_cli.main", nproc: int = 2) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false"
+    )
     env.pop("RECSYS_DEBUG", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(_port()), "-m", module, *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(nproc),
+        "--master_port",
+        str(_port()),
+        "-m",
+        module,
+        *args,
+    ]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -87,9 +118,19 @@ def reference(toys_data, tiny_model, tmp_path_factory):
     from recsys_cli.training.loop import Trainer
     from recsys_cli.training.recipe import load_recipe
 
-    sets = [("model.name", tiny_model), ("train.batch_size", 4), ("train.max_steps", STEPS), ("train.max_length", 64),
-            ("train.lr", 0.01), ("lora.dropout", 0.0), ("train.precision", "fp32"), ("eval.eval_every", 5),
-            ("train.save_every", SAVE_EVERY), ("eval.eval_prompts", 8), ("train.warmup_steps", 2)]
+    sets = [
+        ("model.name", tiny_model),
+        ("train.batch_size", 4),
+        ("train.max_steps", STEPS),
+        ("train.max_length", 64),
+        ("train.lr", 0.01),
+        ("lora.dropout", 0.0),
+        ("train.precision", "fp32"),
+        ("eval.eval_every", 5),
+        ("train.save_every", SAVE_EVERY),
+        ("eval.eval_prompts", 8),
+        ("train.warmup_steps", 2),
+    ]
     out = tmp_path_factory.mktemp("ref") / "C"
     tr = Trainer(load_recipe(None, sets), toys_data, out)
     init = {n: p.detach().clone() for n, p in tr.lm.named_parameters() if p.requires_grad}

@@ -36,7 +36,18 @@ def _ok(*args: str) -> str:
 def test_whole_pipeline(tmp_path, tiny_model):
     data, ckpt = tmp_path / "R", tmp_path / "C"
 
-    out = _ok("textualize", "amazon", "--category", "Gift_Cards", "--data-dir", str(GIFT_CARDS), "--out", str(data), "--json", "--quiet")
+    out = _ok(
+        "textualize",
+        "amazon",
+        "--category",
+        "Gift_Cards",
+        "--data-dir",
+        str(GIFT_CARDS),
+        "--out",
+        str(data),
+        "--json",
+        "--quiet",
+    )
     summary = json.loads(out)
     assert summary, "textualize --json printed nothing"
     for name in schemas.TEXTUALIZE_FILES:
@@ -51,15 +62,50 @@ def test_whole_pipeline(tmp_path, tiny_model):
     assert set(ents["kind"].unique()) >= {"item", "category"}
     assert (data / schemas.ENTITIES_MINHASH).is_file()
 
-    lines = [json.loads(x) for x in _ok("mask-preview", "--data", str(data), "-n", "2", "--level", "entity", "--model", tiny_model, "--json", "--quiet").splitlines() if x.strip()]
+    lines = [
+        json.loads(x)
+        for x in _ok(
+            "mask-preview",
+            "--data",
+            str(data),
+            "-n",
+            "2",
+            "--level",
+            "entity",
+            "--model",
+            tiny_model,
+            "--json",
+            "--quiet",
+        ).splitlines()
+        if x.strip()
+    ]
     assert len(lines) == 2
     for ex in lines:
         assert len(ex["input_ids"]) == len(ex["inter"]) == len(ex["intra"]) == len(ex["tokens"])
         assert 0 < ex["part_a_len"] < len(ex["input_ids"])
 
     recipe = ROOT / "recipes" / "pretrain" / "tiny-cpu.yaml"
-    _ok("pretrain", "--data", str(data), "--config", str(recipe), "--out", str(ckpt), "--max-steps", "4", "--seed", "0", "--quiet")
-    for name in (schemas.CKPT_ADAPTER, schemas.CKPT_TOKENIZER, schemas.CKPT_EXTRAS, schemas.CKPT_CONFIG, schemas.CKPT_METRICS):
+    _ok(
+        "pretrain",
+        "--data",
+        str(data),
+        "--config",
+        str(recipe),
+        "--out",
+        str(ckpt),
+        "--max-steps",
+        "4",
+        "--seed",
+        "0",
+        "--quiet",
+    )
+    for name in (
+        schemas.CKPT_ADAPTER,
+        schemas.CKPT_TOKENIZER,
+        schemas.CKPT_EXTRAS,
+        schemas.CKPT_CONFIG,
+        schemas.CKPT_METRICS,
+    ):
         assert (ckpt / name).exists(), f"checkpoint lacks {name}"
     steps = [json.loads(x) for x in (ckpt / schemas.CKPT_METRICS).read_text().splitlines() if x.strip()]
     assert any(row.get("step") == 4 for row in steps)
@@ -67,8 +113,26 @@ def test_whole_pipeline(tmp_path, tiny_model):
     preds = {}
     for family in schemas.FAMILIES:
         path = tmp_path / f"pred-{family}.parquet"
-        _ok("infer", "--data", str(data), "--checkpoint", str(ckpt), "--split", "test", "--family", family,
-            "--limit", "4", "--batch-size", "4", "--max-new-tokens", "8", "--out", str(path), "--quiet")
+        _ok(
+            "infer",
+            "--data",
+            str(data),
+            "--checkpoint",
+            str(ckpt),
+            "--split",
+            "test",
+            "--family",
+            family,
+            "--limit",
+            "4",
+            "--batch-size",
+            "4",
+            "--max-new-tokens",
+            "8",
+            "--out",
+            str(path),
+            "--quiet",
+        )
         df = _check_schema(path, schemas.PREDICTIONS_SCHEMA)
         assert set(df["family"].unique()) == {family}
         if family in schemas.RANKING_FAMILIES:
@@ -83,7 +147,9 @@ def test_whole_pipeline(tmp_path, tiny_model):
 
     all_preds = tmp_path / "all.parquet"
     pl.concat([pl.read_parquet(p) for p in preds.values()]).write_parquet(all_preds)
-    report = json.loads(_ok("score", "--data", str(data), "--predictions", str(all_preds), "--task", "all", "--json", "--quiet"))
+    report = json.loads(
+        _ok("score", "--data", str(data), "--predictions", str(all_preds), "--task", "all", "--json", "--quiet")
+    )
     text = json.dumps(report)
     for metric in ("RMSE", "HR@10", "NDCG@10", "BLEU", "ROUGE"):
         assert metric.lower() in text.lower(), f"score --json lacks {metric}"

@@ -14,7 +14,7 @@ import polars as pl
 
 from recsys_cli.data import masking, tokenize
 from recsys_cli.inference.engine import Engine
-from recsys_cli.inference.runner import InferOptions
+from recsys_cli.inference.options import InferOptions
 
 
 def _row(data, family: str, split: str = "train") -> dict:
@@ -31,8 +31,8 @@ def test_rating_answer_layout_at_training_and_inference(musical_data, tok, speci
     assert tgt.ids == [star]  # not [216 ('Ġ'), star]
     ex = masking.prompt_example(src, tgt, special, None)
     la = ex.part_a_len
-    assert ex.input_ids[la - 2:] == [src.ids[-1], special.g_m, special.start, star]
-    assert ex.labels[la - 1:] == [masking.IGNORE, star, special.end]  # [START] is taught the star itself
+    assert ex.input_ids[la - 2 :] == [src.ids[-1], special.g_m, special.start, star]
+    assert ex.labels[la - 1 :] == [masking.IGNORE, star, special.end]  # [START] is taught the star itself
     assert ex.inter[la:] == [la - 1, la - 1] and ex.intra[la:] == [1, 2]
     # inference: the same Part A; decode.prefill appends [START] at the [gM] inter position
     a, ai, _ = Engine(None, tok, InferOptions(), None, None, {}).part_a([row])

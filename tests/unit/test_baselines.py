@@ -1,6 +1,6 @@
 """Baselines on small hand-made artifact directories (the contract's schemas).
 
-    python -m pytest tests/unit/test_baselines.py
+python -m pytest tests/unit/test_baselines.py
 """
 
 from __future__ import annotations
@@ -20,19 +20,46 @@ from recsys_cli.baselines.context import load_context, per_user, rank_prompts
 def make_data(tmp_path, sequences: dict[str, list[str]], items: list[str], direct: dict[str, list[str]] | None = None):
     """Write items / sequences / prompts (one sequential test prompt per user, plus direct
     prompts with the given candidates) in the contract's schemas."""
-    write_parquet(pl.DataFrame({"item_id": items, "title": items}), tmp_path / schemas.ITEMS,
-                  {"item_id": pl.Utf8, "title": pl.Utf8})
-    write_parquet(pl.DataFrame({"user_id": list(sequences), "items": list(sequences.values())}), tmp_path / schemas.SEQUENCES)
+    write_parquet(
+        pl.DataFrame({"item_id": items, "title": items}),
+        tmp_path / schemas.ITEMS,
+        {"item_id": pl.Utf8, "title": pl.Utf8},
+    )
+    write_parquet(
+        pl.DataFrame({"user_id": list(sequences), "items": list(sequences.values())}), tmp_path / schemas.SEQUENCES
+    )
     rows = []
     for user, seq in sequences.items():
         for split, target in (("test", seq[-1]), ("valid", seq[-2])):
-            rows.append({"prompt_id": f"s-{split}-{user}", "family": "sequential", "template_id": "sequential-1",
-                         "seen": True, "split": split, "user_id": user, "item_id": target, "source": "",
-                         "target": target, "candidates": None})
+            rows.append(
+                {
+                    "prompt_id": f"s-{split}-{user}",
+                    "family": "sequential",
+                    "template_id": "sequential-1",
+                    "seen": True,
+                    "split": split,
+                    "user_id": user,
+                    "item_id": target,
+                    "source": "",
+                    "target": target,
+                    "candidates": None,
+                }
+            )
         if direct and user in direct:
-            rows.append({"prompt_id": f"d-test-{user}", "family": "direct", "template_id": "direct-1", "seen": False,
-                         "split": "test", "user_id": user, "item_id": seq[-1], "source": "", "target": seq[-1],
-                         "candidates": direct[user]})
+            rows.append(
+                {
+                    "prompt_id": f"d-test-{user}",
+                    "family": "direct",
+                    "template_id": "direct-1",
+                    "seen": False,
+                    "split": "test",
+                    "user_id": user,
+                    "item_id": seq[-1],
+                    "source": "",
+                    "target": seq[-1],
+                    "candidates": direct[user],
+                }
+            )
     schema = {c: schemas.PROMPTS_SCHEMA[c] for c in rows[0]}
     write_parquet(pl.DataFrame(rows, schema=schema), tmp_path / schemas.PROMPTS, schema)
     return as_run(tmp_path)
@@ -73,7 +100,12 @@ def test_popularity_hand_computed(tmp_path):
 
 
 def test_itemknn_hand_computed(tmp_path):
-    seqs = {"u1": ["a", "b", "p", "p"], "u2": ["a", "c", "p", "p"], "u3": ["a", "b", "p", "p"], "u4": ["d", "e", "p", "p"]}
+    seqs = {
+        "u1": ["a", "b", "p", "p"],
+        "u2": ["a", "c", "p", "p"],
+        "u3": ["a", "b", "p", "p"],
+        "u4": ["d", "e", "p", "p"],
+    }
     data = make_data(tmp_path, seqs, ["a", "b", "c", "d", "e", "p"])
     ctx = load_context(data, "valid")  # histories: ab, ac, ab, de
     sim = itemknn.similarity(ctx).toarray()
@@ -97,7 +129,8 @@ def test_unknown_user_gets_empty_invalid_row(tmp_path):
 
 
 def test_sasrec_learns_a_deterministic_successor_and_is_seeded(tmp_path):
-    from recsys_cli.baselines.sasrec import SASRecConfig, fit
+    from recsys_cli.baselines.sasrec import SASRecConfig
+    from recsys_cli.baselines.sasrec_train import fit
 
     n_items = 12
     items = [f"i{k:02d}" for k in range(n_items)]
@@ -105,8 +138,18 @@ def test_sasrec_learns_a_deterministic_successor_and_is_seeded(tmp_path):
     seqs = {f"u{u:03d}": [items[(u + k) % n_items] for k in range(8)] for u in range(60)}
     data = make_data(tmp_path, seqs, items)
     ctx = load_context(data, "test")
-    cfg = SASRecConfig(hidden=16, blocks=1, max_len=4, dropout=0.0, lr=1e-2, batch_size=32,
-                       max_epochs=20, patience=20, seed=0, threads=1)
+    cfg = SASRecConfig(
+        hidden=16,
+        blocks=1,
+        max_len=4,
+        dropout=0.0,
+        lr=1e-2,
+        batch_size=32,
+        max_epochs=20,
+        patience=20,
+        seed=0,
+        threads=1,
+    )
     first = rank_prompts(ctx, fit(ctx, cfg, "test").score, k=5)
     truth = dict(zip(ctx.prompts["prompt_id"], ctx.prompts["item_id"]))
     top1 = np.mean([r[0] == truth[p] for p, r in zip(first["prompt_id"], first["ranked"])])
@@ -120,8 +163,19 @@ def test_sasrec_sampled_softmax_learns_too():
     from recsys_cli.baselines.sasrec_train import train
 
     seqs = [[(u + k) % 12 + 1 for k in range(8)] for u in range(60)]  # ring of 12 items, ids 1..12
-    cfg = SASRecConfig(hidden=16, blocks=1, max_len=4, dropout=0.0, lr=1e-2, batch_size=32,
-                       max_epochs=15, patience=15, seed=0, threads=1, negatives=5)
+    cfg = SASRecConfig(
+        hidden=16,
+        blocks=1,
+        max_len=4,
+        dropout=0.0,
+        lr=1e-2,
+        batch_size=32,
+        max_epochs=15,
+        patience=15,
+        seed=0,
+        threads=1,
+        negatives=5,
+    )
     _, history = train(seqs, 12, cfg)
     assert history[0]["valid_HR@5"] < 0.9 and max(r["valid_HR@5"] for r in history) == 1.0
 
@@ -132,10 +186,16 @@ def test_mf_fits_ratings_and_answers_like_prompts(tmp_path):
     rng = np.random.default_rng(0)
     users, items = [f"u{k}" for k in range(30)], [f"i{k}" for k in range(20)]
     ub, ib = rng.normal(0, 0.8, 30), rng.normal(0, 0.8, 20)
-    rows = [(u, i, float(np.clip(round(3.5 + ub[a] + ib[b]), 1, 5)))
-            for a, u in enumerate(users) for b, i in enumerate(items) if rng.random() < 0.6]
+    rows = [
+        (u, i, float(np.clip(round(3.5 + ub[a] + ib[b]), 1, 5)))
+        for a, u in enumerate(users)
+        for b, i in enumerate(items)
+        if rng.random() < 0.6
+    ]
     inter = pl.DataFrame(rows, schema={"user_id": pl.Utf8, "item_id": pl.Utf8, "rating": pl.Float64}, orient="row")
-    write_parquet(inter, tmp_path / schemas.INTERACTIONS, {"user_id": pl.Utf8, "item_id": pl.Utf8, "rating": pl.Float64})
+    write_parquet(
+        inter, tmp_path / schemas.INTERACTIONS, {"user_id": pl.Utf8, "item_id": pl.Utf8, "rating": pl.Float64}
+    )
     held = inter.sample(40, seed=0)
     prompts = held.with_columns(
         pl.format("r{}", pl.int_range(pl.len())).alias("prompt_id"),
@@ -145,12 +205,21 @@ def test_mf_fits_ratings_and_answers_like_prompts(tmp_path):
         pl.when(pl.int_range(pl.len()) < 20).then(pl.lit("valid")).otherwise(pl.lit("test")).alias("split"),
         pl.col("rating").cast(pl.Int64).cast(pl.Utf8).alias("target"),
     )
-    like = prompts.filter(pl.col("split") == "test").head(5).with_columns(
-        (pl.col("prompt_id") + "-like").alias("prompt_id"), pl.lit("rating-5").alias("template_id"),
-        pl.when(pl.col("rating") >= 4).then(pl.lit("yes")).otherwise(pl.lit("no")).alias("target"))
+    like = (
+        prompts.filter(pl.col("split") == "test")
+        .head(5)
+        .with_columns(
+            (pl.col("prompt_id") + "-like").alias("prompt_id"),
+            pl.lit("rating-5").alias("template_id"),
+            pl.when(pl.col("rating") >= 4).then(pl.lit("yes")).otherwise(pl.lit("no")).alias("target"),
+        )
+    )
     cols = ["prompt_id", "family", "template_id", "seen", "split", "user_id", "item_id", "target"]
-    write_parquet(pl.concat([prompts.select(cols), like.select(cols)]), tmp_path / schemas.PROMPTS,
-                  {c: schemas.PROMPTS_SCHEMA[c] for c in cols})
+    write_parquet(
+        pl.concat([prompts.select(cols), like.select(cols)]),
+        tmp_path / schemas.PROMPTS,
+        {c: schemas.PROMPTS_SCHEMA[c] for c in cols},
+    )
     as_run(tmp_path)
     df, summary = fit_predict(tmp_path, "test", MFConfig(seed=0, threads=1))
     assert summary["train_ratings"] == inter.height - 40  # held-out pairs never trained on

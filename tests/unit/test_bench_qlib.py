@@ -32,7 +32,13 @@ def test_list_check_reads_a_predictions_file(toys_data, tmp_path):
     items = pl.read_parquet(toys_data / "items.parquet", columns=["item_id"])["item_id"].to_list()
     f = tmp_path / "p.parquet"
     pl.DataFrame({"prompt_id": ["x", "y"], "ranked": [items[:12], items[:11] + [items[3]]]}).write_parquet(f)
-    assert qlib.list_check(toys_data, f, ["x", "y"]) == {"lists": 2, "ok": 1, "short": 0, "unknown_item": 0, "duplicate": 1}
+    assert qlib.list_check(toys_data, f, ["x", "y"]) == {
+        "lists": 2,
+        "ok": 1,
+        "short": 0,
+        "unknown_item": 0,
+        "duplicate": 1,
+    }
 
 
 def test_runner_keeps_stage_times_across_invocations(tmp_path):
@@ -60,13 +66,27 @@ def test_paired_bootstrap_interval_brackets_the_difference():
     assert same["diff"] == 0.0 and not same["excludes_0"]
 
 
-def test_a_continued_quality_run_reuses_its_recorded_beam_part(tmp_path):
+def test_quality_reuses_a_finished_stage_without_waiting_for_the_cpu_lock(tmp_path, monkeypatch):
+    import fcntl
+
     import quality
 
-    out = tmp_path / "predictions" / "recsysllm-beam-7.parquet"
-    out.parent.mkdir()
-    pl.DataFrame({"prompt_id": ["x"], "ranked": [["i1"]]}).write_parquet(out)
-    record = {"file": str(out), "prompts": 7, "probe_seconds_per_prompt": 1.5, "budget_minutes": 12.0}
-    (tmp_path / "beam.json").write_text(json.dumps(record))
-    # no Runner: reusing must not run a probe (which would re-draw the prompt count) or a beam search
-    assert quality.llm_alone(None, tmp_path / "data", tmp_path / "ckpt", out.parent, ["p1", "p2"], tmp_path, {"beam_minutes": 30.0}) == record
+    lock = tmp_path / "cpu.lock"
+    monkeypatch.setattr(quality, "LOCK", lock)
+    done = tmp_path / "sasrec-valid.parquet"
+    done.write_bytes(b"x")
+    with lock.open("a") as held:  # another job holds the CPU: a finished stage must not wait for it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert quality.LockedRunner(tmp_path / "work").run("sasrec valid", ["baseline"], done) == ""
+
+
+def test_quality_names_one_file_per_validation_scorer(tmp_path):
+    import quality
+
+    names = list(quality.SCORERS) + list(quality.ID_SCORERS)
+    slugs = [quality._slug(n) for n in names]
+    assert len(set(slugs)) == len(names) and all(" " not in s and "," not in s for s in slugs)
+    tier = {"k": 20}
+    (tmp_path / f"valid-{quality._slug('listwise')}-k20.parquet").write_bytes(b"x")
+    (tmp_path / f"valid-{quality._slug('rsllm listwise+ids')}-k20.parquet").write_bytes(b"x")
+    assert sorted(quality._valid_files(tmp_path, tier)) == ["listwise", "rsllm listwise+ids"]

@@ -1,6 +1,6 @@
 """The paired bootstrap (recsys_cli/evaluation/bootstrap.py) and the per-prompt metrics it rests on.
 
-    python -m pytest tests/unit/test_bootstrap.py -q
+python -m pytest tests/unit/test_bootstrap.py -q
 """
 
 from __future__ import annotations

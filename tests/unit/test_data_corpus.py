@@ -12,18 +12,25 @@ import random
 
 import polars as pl
 
-from tests.conftest import FIXTURES, MUSICAL, run_cli
-
 from recsys_cli.artifacts import schemas
 from recsys_cli.data import corpus
 from recsys_cli.data.spans import Registry
+from tests.conftest import FIXTURES, MUSICAL, run_cli
 
 DAY = 86400
 
 
 def test_time_windows_follow_the_cut_points():
     t_end = 1_500_000_000
-    times = [t_end - 800 * DAY, t_end - 200 * DAY, t_end - 89 * DAY, t_end - 30 * DAY, t_end - 6 * DAY, t_end - 3600, t_end]
+    times = [
+        t_end - 800 * DAY,
+        t_end - 200 * DAY,
+        t_end - 89 * DAY,
+        t_end - 30 * DAY,
+        t_end - 6 * DAY,
+        t_end - 3600,
+        t_end,
+    ]
     assert corpus.window_start("long", 7, times) == 0
     assert corpus.window_start("medium", 7, times) == 2  # the last 90 days
     assert corpus.window_start("short", 7, times) == 4  # the last 7 days
@@ -55,7 +62,10 @@ def test_copies_are_dropped_and_counted():
     docs = [(u, t.split(":", 1)[1]) for u, p, t in zip(uids, periods, texts) if p != "profile"]
     assert len(docs) == len(set(docs)) == stats["sampled"] - stats["dropped_copies"]
     a_docs = [t.split(": ", 1)[1] for u, p, t in zip(uids, periods, texts) if u == "a" and p != "profile"]
-    assert a_docs == ["Item 0. Item 1. Item 2.", "Item 1. Item 2."]  # 3 items: all, or the latest half; 8 copies dropped
+    assert a_docs == [
+        "Item 0. Item 1. Item 2.",
+        "Item 1. Item 2.",
+    ]  # 3 items: all, or the latest half; 8 copies dropped
     t0 = 1_400_000_000
     times = [[t0, t0 + DAY, t0 + 2 * DAY], [t0 + k * 40 * DAY for k in range(7)]]
     *_, stats_t = _columns(times)
@@ -70,22 +80,62 @@ def _hashes(d):
 
 def test_same_inputs_and_seed_are_byte_identical_with_timestamps(tmp_path):
     for name in ("a", "b"):
-        code, _, err = run_cli("textualize", "amazon", "-c", "Musical_Instruments", "--data-dir", str(MUSICAL), "--seed", "5",
-                               "--out", str(tmp_path / name), "--quiet")
+        code, _, err = run_cli(
+            "textualize",
+            "amazon",
+            "-c",
+            "Musical_Instruments",
+            "--data-dir",
+            str(MUSICAL),
+            "--seed",
+            "5",
+            "--out",
+            str(tmp_path / name),
+            "--quiet",
+        )
         assert code == 0, err
     assert _hashes(tmp_path / "a") == _hashes(tmp_path / "b")
-    code, out, err = run_cli("textualize", "recbole", "--dataset-dir", str(FIXTURES / "recbole" / "ml-100k"), "--seed", "5",
-                             "--out", str(tmp_path / "c"), "--json", "--quiet")
+    code, out, err = run_cli(
+        "textualize",
+        "recbole",
+        "--dataset-dir",
+        str(FIXTURES / "recbole" / "ml-100k"),
+        "--seed",
+        "5",
+        "--out",
+        str(tmp_path / "c"),
+        "--json",
+        "--quiet",
+    )
     assert code == 0, err
     assert any("cut by time" in n for n in json.loads(out)["notes"])
-    code, _, err = run_cli("textualize", "recbole", "--dataset-dir", str(FIXTURES / "recbole" / "ml-100k"), "--seed", "5",
-                           "--out", str(tmp_path / "d"), "--quiet")
+    code, _, err = run_cli(
+        "textualize",
+        "recbole",
+        "--dataset-dir",
+        str(FIXTURES / "recbole" / "ml-100k"),
+        "--seed",
+        "5",
+        "--out",
+        str(tmp_path / "d"),
+        "--quiet",
+    )
     assert code == 0, err
     assert _hashes(tmp_path / "c") == _hashes(tmp_path / "d")
 
 
 def test_time_cut_corpus_never_leaks_held_out_items(tmp_path):
-    code, _, err = run_cli("textualize", "amazon", "-c", "Musical_Instruments", "--data-dir", str(MUSICAL), "--out", str(tmp_path / "R"), "--quiet")
+    code, _, err = run_cli(
+        "textualize",
+        "amazon",
+        "-c",
+        "Musical_Instruments",
+        "--data-dir",
+        str(MUSICAL),
+        "--out",
+        str(tmp_path / "R"),
+        "--quiet",
+    )
     assert code == 0, err
     seq = dict(pl.read_parquet(tmp_path / "R" / schemas.SEQUENCES).iter_rows())
     docs = pl.read_parquet(tmp_path / "R" / schemas.CORPUS).filter(pl.col("period") != "profile")

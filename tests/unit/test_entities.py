@@ -1,6 +1,6 @@
 """Entity pool, the entity trie, MinHash near-duplicates and grounding.
 
-    python -m pytest tests/unit/test_entities.py
+python -m pytest tests/unit/test_entities.py
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 from recsys_cli.artifacts import schemas
 from recsys_cli.data import masking, tokenize
 from recsys_cli.data.entities import Grounder, MinHasher, build_pool, ground_text, near_duplicate_clusters, pool_trie
-from recsys_cli.data.intra import part_b_intra
+from recsys_cli.data.positions import part_b_intra
 from recsys_cli.data.special_tokens import SpecialIds, add_special_tokens
-from recsys_cli.data.trie import NONE, ROOT, EntityTrie, load_entity_trie, trie_from_rows
+from recsys_cli.data.trie import NONE, ROOT, load_entity_trie, trie_from_rows
 from recsys_cli.errors import RecsysError
 
 ROWS = [
@@ -97,7 +97,9 @@ def test_trie_load_kinds_and_part_b_matches_prompts(toys_entities, tiny_tokenize
     special = SpecialIds.from_tokenizer(tok)
     for row in prompts.iter_rows(named=True):
         tgt = tokenize.tokenize_target(row["target"], row["target_entities"], tok)
-        ex = masking.prompt_example(tokenize.tokenize_document(row["source"], row["source_entities"], tok), tgt, special, everything)
+        ex = masking.prompt_example(
+            tokenize.tokenize_document(row["source"], row["source_entities"], tok), tgt, special, everything
+        )
         assert part_b_intra(tgt.ids, everything) == ex.intra[ex.part_a_len :]
         assert ex.intra[ex.part_a_len :] == list(range(1, len(tgt.ids) + 2))  # one title: 1..n+1
         # the whole answer is one item title: the trie ends on it, naming the target item
@@ -129,14 +131,21 @@ def test_near_duplicates_and_grounding(toys_entities, pool):
     for r in rows:
         words = r["text"].lower().split()
         noisy = " ".join(words[:-1] if len(words) > 3 else words).replace("e", "3", 1)
-        hits += ground_text(noisy, toys_entities) in set(dups.filter(pl.col("item_id") == r["item_id"])["item_id"]) | {r["item_id"]}
+        hits += ground_text(noisy, toys_entities) in set(dups.filter(pl.col("item_id") == r["item_id"])["item_id"]) | {
+            r["item_id"]
+        }
     assert hits >= 20
     assert g.ground_text("") is None and g.ground_text("zzzz qqqq", min_similarity=0.9) is None
 
 
 def test_minhash_clusters_synthetic():
     h = MinHasher(num_perm=64)
-    titles = ["LEGO Star Wars Millennium Falcon 75192", "LEGO Star Wars Millennium Falcon 75192 Set", "Gloomhaven: Jaws of the Lion", "Uno Card Game"]
+    titles = [
+        "LEGO Star Wars Millennium Falcon 75192",
+        "LEGO Star Wars Millennium Falcon 75192 Set",
+        "Gloomhaven: Jaws of the Lion",
+        "Uno Card Game",
+    ]
     sigs = h.signatures(titles)
     assert sigs.shape == (4, 64) and sigs.dtype == np.uint64
     assert np.array_equal(sigs, MinHasher(num_perm=64).signatures(titles))  # deterministic
@@ -150,12 +159,15 @@ def test_build_pool_requires_items(tmp_path):
 
 def test_light_tokenizer_matches_hf(toys_data, tiny_model, tiny_tokenizer):
     """build-entities reads tokenizer.json directly; it must give AutoTokenizer's ids."""
-    from recsys_cli.data.entities import in_context_ids, load_text_tokenizer
-    from recsys_cli.modeling.registry import resolve_model
+    from recsys_cli.data.entities import in_context_ids
+    from recsys_cli.modeling.registry import load_text_tokenizer, resolve_model
 
     light = load_text_tokenizer(resolve_model(tiny_model))
     titles = pl.read_parquet(toys_data / schemas.ITEMS)["title"].to_list()[:300]
-    assert in_context_ids(titles, light) == tiny_tokenizer([" " + t for t in titles], add_special_tokens=False)["input_ids"]
+    assert (
+        in_context_ids(titles, light)
+        == tiny_tokenizer([" " + t for t in titles], add_special_tokens=False)["input_ids"]
+    )
     corpus = pl.read_parquet(toys_data / schemas.CORPUS).head(30)
     a = tokenize.tokenize_documents(corpus["text"].to_list(), corpus["entities"].to_list(), light)
     b = tokenize.tokenize_documents(corpus["text"].to_list(), corpus["entities"].to_list(), tiny_tokenizer)

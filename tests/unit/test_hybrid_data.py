@@ -1,5 +1,5 @@
-"""RSLLM hybrid examples (data/hybrid.py) on the real Toys slice: where the soft ID tokens go,
-their 2D positions, the id_tokens ablation, budgets, collate (training/hybrid.collate_hybrid).
+"""RSLLM hybrid examples (data/rsllm.py) on the real Toys slice: where the soft ID tokens go,
+their 2D positions, the id_tokens ablation, budgets, collate (training/rsllm.collate_hybrid).
 
     python -m pytest tests/unit/test_hybrid_data.py -q
 """
@@ -12,13 +12,22 @@ import polars as pl
 import pytest
 
 from recsys_cli.data import masking, tokenize
-from recsys_cli.data.hybrid import (HybridExample, fit_source, history_rows, hybrid_document, hybrid_part_a, hybrid_prompt,
-                                    hybridize, item_rows, row_of)
+from recsys_cli.data.rsllm import (
+    HybridExample,
+    fit_source,
+    history_rows,
+    hybrid_document,
+    hybrid_part_a,
+    hybrid_prompt,
+    hybridize,
+    item_rows,
+    row_of,
+)
 from recsys_cli.errors import RecsysError
+from recsys_cli.training.recipe import MaskArgs
 
-CFG = masking.MaskConfig()
+CFG = MaskArgs()
 PH = 7  # the placeholder id (any real token id; its embedding is replaced)
-
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +37,23 @@ def toys(toys_data, tok):
     train = pl.read_parquet(toys_data / "prompts.parquet").filter(pl.col("split") == "train").sort("prompt_id")
     prompts = pl.concat([train.filter(pl.col("family") == f).head(30) for f in ("sequential", "direct")])
     src = tokenize.tokenize_documents(prompts["source"].to_list(), prompts["source_entities"].to_list(), tok)
-    tgt = [tokenize.tokenize_target(t, e, tok) for t, e in zip(prompts["target"].to_list(), prompts["target_entities"].to_list())]
+    tgt = [
+        tokenize.tokenize_target(t, e, tok)
+        for t, e in zip(prompts["target"].to_list(), prompts["target_entities"].to_list())
+    ]
     corpus = pl.read_parquet(toys_data / "corpus.parquet").sort("doc_id").head(80)
     docs = tokenize.tokenize_documents(corpus["text"].to_list(), corpus["entities"].to_list(), tok)
     items = sorted(pl.read_parquet(toys_data / "items.parquet")["item_id"].to_list())
     rows = item_rows([i for i in items if i != "3"])  # item 3 ("Cards Against Humanity") has no row
     seqs = pl.read_parquet(toys_data / "sequences.parquet")
-    return {"prompts": prompts, "src": src, "tgt": tgt, "docs": docs, "rows": rows,
-            "seqs": dict(zip(seqs["user_id"].to_list(), seqs["items"].to_list()))}
+    return {
+        "prompts": prompts,
+        "src": src,
+        "tgt": tgt,
+        "docs": docs,
+        "rows": rows,
+        "seqs": dict(zip(seqs["user_id"].to_list(), seqs["items"].to_list())),
+    }
 
 
 def _text_view(hx: HybridExample) -> tuple[list[int], list[int]]:
@@ -52,7 +70,9 @@ def test_tokenize_keeps_entity_ids_aligned(toys, toys_data):
         cut = doc.slice(3, len(doc.ids) - 2)
         kept = [k for k, (s, e) in enumerate(doc.entity_spans) if s >= 3 and e <= len(doc.ids) - 2]
         assert cut.entity_ids == [doc.entity_ids[k] for k in kept]
-        assert [cut.ids[s:e] for s, e in cut.entity_spans] == [doc.ids[doc.entity_spans[k][0]:doc.entity_spans[k][1]] for k in kept]
+        assert [cut.ids[s:e] for s, e in cut.entity_spans] == [
+            doc.ids[doc.entity_spans[k][0] : doc.entity_spans[k][1]] for k in kept
+        ]
     fams = toys["prompts"]["family"].to_list()
     seq_targets = [t for t, f in zip(toys["tgt"], fams) if f == "sequential"]
     assert seq_targets and all(len(t.entity_ids) == 1 and t.entity_ids[0].startswith("item:") for t in seq_targets)
@@ -75,8 +95,13 @@ def test_prompt_soft_tokens_follow_the_position_rule(toys, special):
         assert hx.inter[:la] == list(range(la))  # a soft token takes an inter position like a token
         assert hx.input_ids[la - 1] == special.g_m and set(hx.inter[la:]) == {la - 1}  # Part B sits at [gM]
         assert _text_view(hx) == (plain.input_ids[: plain.part_a_len], plain.intra[: plain.part_a_len])
-        assert hx.input_ids[la:] == plain.input_ids[plain.part_a_len:] and hx.labels[la:] == plain.labels[plain.part_a_len:]
-        assert hx.intra[la:] == plain.intra[plain.part_a_len:] and PH not in hx.input_ids[la:]  # no soft token in Part B
+        assert (
+            hx.input_ids[la:] == plain.input_ids[plain.part_a_len :]
+            and hx.labels[la:] == plain.labels[plain.part_a_len :]
+        )
+        assert (
+            hx.intra[la:] == plain.intra[plain.part_a_len :] and PH not in hx.input_ids[la:]
+        )  # no soft token in Part B
         n_soft += len(hx.soft)
     assert n_soft > 60  # the slice's prompts name several items each
 
@@ -97,9 +122,17 @@ def test_id_tokens_off_is_exactly_the_text_example(toys, special, toys_entities,
         plain = masking.prompt_example(src, tgt, special, trie)
         off = hybridize(plain, [*src.entity_ids, *tgt.entity_ids], toys["rows"], PH, id_tokens=False)
         on = hybridize(plain, [*src.entity_ids, *tgt.entity_ids], toys["rows"], PH, id_tokens=True)
-        assert (off.input_ids, off.labels, off.inter, off.intra, off.part_a_len) == (plain.input_ids, plain.labels, plain.inter, plain.intra, plain.part_a_len)
+        assert (off.input_ids, off.labels, off.inter, off.intra, off.part_a_len) == (
+            plain.input_ids,
+            plain.labels,
+            plain.inter,
+            plain.intra,
+            plain.part_a_len,
+        )
         assert off.soft == [] and len(off.titles) == len(on.titles) and off.budget_len == on.budget_len == len(on)
-        assert on.intra[on.part_a_len:] == plain.intra[plain.part_a_len:]  # Part B's dynamic (trie) intra ids untouched
+        assert (
+            on.intra[on.part_a_len :] == plain.intra[plain.part_a_len :]
+        )  # Part B's dynamic (trie) intra ids untouched
 
 
 def test_documents_masked_items_get_no_soft_token_and_part_b_points_at_its_mask(toys, special):
@@ -112,14 +145,18 @@ def test_documents_masked_items_get_no_soft_token_and_part_b_points_at_its_mask(
                 hx = hybrid_document(doc, level, rng_a, CFG, special, None, rows, PH)
                 plain = masking.mask_document(doc, level, rng_b, CFG, special, None)
                 assert hx.spans == plain.spans  # same rng draws: the ablations see the same masks
-                masked = {k for k, (s, e) in enumerate(doc.entity_spans) if any(ms < e and s < me for ms, me in plain.spans)}
+                masked = {
+                    k for k, (s, e) in enumerate(doc.entity_spans) if any(ms < e and s < me for ms, me in plain.spans)
+                }
                 want = sum(1 for k, eid in enumerate(doc.entity_ids) if row_of(eid, rows) > 0 and k not in masked)
                 assert len(hx.soft) == want
                 la = hx.part_a_len
                 starts = [j for j in range(la, len(hx)) if hx.input_ids[j] == special.start]
                 masks = [hx.inter[j] for j in starts]
                 assert [hx.input_ids[m] for m in masks] == [special.mask_for(level)] * len(plain.spans)
-                assert len(hx) == len(plain) + len(hx.soft) and hx.labels.count(-100) == plain.labels.count(-100) + len(hx.soft)
+                assert len(hx) == len(plain) + len(hx.soft) and hx.labels.count(-100) == plain.labels.count(-100) + len(
+                    hx.soft
+                )
                 checked += len(hx.soft)
     assert checked > 500
 
@@ -154,11 +191,13 @@ def test_history_rows_and_bad_ids(toys, special):
 def test_collate_hybrid_tensors(toys, special):
     import torch
 
-    from recsys_cli.training.hybrid import collate_hybrid
+    from recsys_cli.training.rsllm import collate_hybrid
 
     exs = []
     for k, (src, tgt) in enumerate(zip(toys["src"][:4], toys["tgt"][:4])):
-        exs.append(hybrid_prompt(src, tgt, special, None, toys["rows"], PH, 512, history=[1, 2, 3][: k + 1] if k < 3 else []))
+        exs.append(
+            hybrid_prompt(src, tgt, special, None, toys["rows"], PH, 512, history=[1, 2, 3][: k + 1] if k < 3 else [])
+        )
     b = collate_hybrid(exs, 0, torch.float32, history_len=2)
     assert b["input_ids"].shape[1] % 8 == 0
     assert b["soft_b"].tolist() == [i for i, e in enumerate(exs) for _ in e.soft]
@@ -168,12 +207,14 @@ def test_collate_hybrid_tensors(toys, special):
     first = exs[0].titles[0]
     k = b["title_row"].tolist().index(first[2])
     toks = b["title_tok"] == k
-    assert b["title_ids"][toks].tolist() == exs[0].input_ids[first[0]:first[1]]
+    assert b["title_ids"][toks].tolist() == exs[0].input_ids[first[0] : first[1]]
     # the packed title rows: after the examples, this title alone, inter 0..n-1, its Part A intra ids, no labels
     rows, pos = b["title_b"][toks], b["title_pos"][toks]
-    assert (rows >= len(exs)).all() and b["input_ids"][rows, pos].tolist() == exs[0].input_ids[first[0]:first[1]]
+    assert (rows >= len(exs)).all() and b["input_ids"][rows, pos].tolist() == exs[0].input_ids[first[0] : first[1]]
     assert b["inter"][rows, pos].tolist() == list(range(first[1] - first[0]))
-    assert b["intra"][rows, pos].tolist() == exs[0].intra[first[0]:first[1]] and (b["labels"][len(exs):] == -100).all()
+    assert (
+        b["intra"][rows, pos].tolist() == exs[0].intra[first[0] : first[1]] and (b["labels"][len(exs) :] == -100).all()
+    )
     blocked = b["attn_mask_4d"][rows[0], 0, pos[0]] < 0  # what the title's first token may not see
     assert not blocked[pos].any() and int((~blocked).sum()) == len(pos)  # its own tokens, nothing else
     assert b["user_b"].tolist() == [0, 1, 2] and b["user_pos"].tolist() == [e.part_a_len for e in exs[:3]]

@@ -1,5 +1,5 @@
 """RSLLM model side on the tiny random model and a tiny SASRec trained on the Toys slice:
-projector + soft tokens (modeling/hybrid.py, RecsysLM hooks), the losses (training/hybrid.py),
+projector + soft tokens (modeling/rsllm.py, RecsysLM hooks), the losses (training/rsllm.py),
 checkpoint round trip, ablation flags, the saved-SASRec user encoder.
 
     python -m pytest tests/unit/test_hybrid_model.py -q
@@ -19,15 +19,15 @@ from recsys_cli.artifacts.checkpoint import CheckpointConfig, LoraSettings
 from recsys_cli.baselines import sasrec, sasrec_train
 from recsys_cli.baselines.sasrec_encoder import UserEncoder, left_pad, to_item_embeddings
 from recsys_cli.data import tokenize
-from recsys_cli.data.hybrid import history_rows, hybrid_prompt, item_rows
+from recsys_cli.data.rsllm import history_rows, hybrid_prompt, item_rows
 from recsys_cli.data.special_tokens import SpecialIds
 from recsys_cli.errors import RecsysError
 from recsys_cli.modeling.checkpoint import load_checkpoint, prepare_base, save_checkpoint
-from recsys_cli.modeling.hybrid import attach_from_checkpoint, build_hybrid
 from recsys_cli.modeling.lora import attach_lora
+from recsys_cli.modeling.rsllm import attach_from_checkpoint, build_hybrid
 from recsys_cli.modeling.wrapper import RecsysLM
-from recsys_cli.training.hybrid import collate_hybrid, hybrid_step, info_nce, schedule_step, stage_of
 from recsys_cli.training.recipe import HybridArgs, load_recipe
+from recsys_cli.training.rsllm import collate_hybrid, hybrid_step, info_nce, schedule_step, stage_of
 
 SAS = sasrec.SASRecConfig(hidden=16, blocks=1, max_len=10, max_epochs=2, batch_size=64, threads=1, seed=0)
 
@@ -40,7 +40,12 @@ def sas(toys_data, tmp_path_factory):
     model, _ = sasrec_train.train(enc, len(vocab), SAS)
     path = tmp_path_factory.mktemp("sas") / "sasrec.safetensors"
     item_embeddings.save(path, to_item_embeddings(model, SAS, vocab, None))
-    return {"model": model, "path": path, "emb": item_embeddings.load(path), "seqs": dict(zip(seqs["user_id"].to_list(), seqs["items"].to_list()))}
+    return {
+        "model": model,
+        "path": path,
+        "emb": item_embeddings.load(path),
+        "seqs": dict(zip(seqs["user_id"].to_list(), seqs["items"].to_list())),
+    }
 
 
 def _lm(tiny_model, emb, hyb: HybridArgs):
@@ -57,10 +62,17 @@ def setup(tiny_model, sas, toys_data):
     lm, tok, spec = _lm(tiny_model, sas["emb"], HybridArgs(embeddings=str(sas["path"])))
     special = SpecialIds.from_tokenizer(tok)
     rows = item_rows(sas["emb"].item_ids)
-    p = pl.read_parquet(toys_data / "prompts.parquet").filter((pl.col("split") == "train") & (pl.col("family") == "sequential")).sort("prompt_id").head(6)
+    p = (
+        pl.read_parquet(toys_data / "prompts.parquet")
+        .filter((pl.col("split") == "train") & (pl.col("family") == "sequential"))
+        .sort("prompt_id")
+        .head(6)
+    )
     src = tokenize.tokenize_documents(p["source"].to_list(), p["source_entities"].to_list(), tok)
     tgt = [tokenize.tokenize_target(t, e, tok) for t, e in zip(p["target"].to_list(), p["target_entities"].to_list())]
-    hists = [history_rows(sas["seqs"][u], "train", i, rows) for u, i in zip(p["user_id"].to_list(), p["item_id"].to_list())]
+    hists = [
+        history_rows(sas["seqs"][u], "train", i, rows) for u, i in zip(p["user_id"].to_list(), p["item_id"].to_list())
+    ]
 
     def batch(id_tokens=True, placeholder=None):
         ph = tok.pad_token_id if placeholder is None else placeholder
@@ -83,10 +95,14 @@ def test_projector_and_soft_tokens_receive_gradients(setup):
     assert all(g is not None and g.abs().sum() > 0 for g in grads)  # through the soft tokens' LM loss alone
     assert lm.hybrid.user_head.weight.grad is None
     lm.zero_grad(set_to_none=True)
-    hybrid_step(lm, lm, setup["batch"](id_tokens=False), _hyb(item_loss_weight=0.0, user_loss_weight=0.0), setup["enc"])["loss"].backward()
+    hybrid_step(
+        lm, lm, setup["batch"](id_tokens=False), _hyb(item_loss_weight=0.0, user_loss_weight=0.0), setup["enc"]
+    )["loss"].backward()
     assert all(p.grad is None for p in lm.hybrid.projector.parameters())  # no soft tokens, no ID loss: no gradient
     lm.zero_grad(set_to_none=True)
-    hybrid_step(lm, lm, setup["batch"](id_tokens=False), _hyb(item_loss_weight=1.0, user_loss_weight=1.0), setup["enc"])["loss"].backward()
+    hybrid_step(
+        lm, lm, setup["batch"](id_tokens=False), _hyb(item_loss_weight=1.0, user_loss_weight=1.0), setup["enc"]
+    )["loss"].backward()
     assert lm.hybrid.projector.net[0].weight.grad.abs().sum() > 0 and lm.hybrid.user_head.weight.grad.abs().sum() > 0
     lm.zero_grad(set_to_none=True)
 
@@ -94,7 +110,10 @@ def test_projector_and_soft_tokens_receive_gradients(setup):
 def test_each_loss_term_scales_with_its_weight(setup):
     lm, b, enc = setup["lm"], setup["batch"](), setup["enc"]
     with torch.no_grad():
-        runs = {w: hybrid_step(lm, lm, b, _hyb(item_loss_weight=w[0], user_loss_weight=w[1]), enc) for w in [(0.0, 0.0), (0.1, 0.0), (0.0, 0.2), (0.5, 0.3)]}
+        runs = {
+            w: hybrid_step(lm, lm, b, _hyb(item_loss_weight=w[0], user_loss_weight=w[1]), enc)
+            for w in [(0.0, 0.0), (0.1, 0.0), (0.0, 0.2), (0.5, 0.3)]
+        }
     lm_loss = float(runs[(0.0, 0.0)]["lm_loss"])
     item, user = float(runs[(0.1, 0.0)]["item_loss"]), float(runs[(0.0, 0.2)]["user_loss"])
     assert item > 0 and user > 0 and runs[(0.0, 0.0)]["item_loss"] is None and runs[(0.1, 0.0)]["user_loss"] is None
@@ -141,8 +160,17 @@ def test_hybrid_checkpoint_roundtrip_identical_logits(setup, sas, tmp_path, tiny
         for p in [*lm.hybrid.parameters(), lm.intra_embed.weight]:
             p.add_(torch.randn_like(p) * 0.1)
     desc = lm.hybrid.describe(str(sas["path"]), sas["emb"].item_ids)
-    cfg = CheckpointConfig(base_model=spec.stored_name, base_fingerprint=spec.fingerprint, positions="glm", max_intra=0, vocab_size=0,
-                           special_tokens={}, new_token_ids=[], lora=LoraSettings(4, 8, 0.0), hybrid=desc)
+    cfg = CheckpointConfig(
+        base_model=spec.stored_name,
+        base_fingerprint=spec.fingerprint,
+        positions="glm",
+        max_intra=0,
+        vocab_size=0,
+        special_tokens={},
+        new_token_ids=[],
+        lora=LoraSettings(4, 8, 0.0),
+        hybrid=desc,
+    )
     save_checkpoint(lm, tok, tmp_path / "C", cfg)
     b = setup["batch"]()
     args = (b["input_ids"], b["inter"], b["intra"], b["attn_mask_4d"])
@@ -170,7 +198,13 @@ def test_text_only_model_has_no_extras_and_rejects_soft(setup, tiny_model):
     ids = torch.tensor([[5, 6, 7]])
     mask = torch.zeros(1, 1, 3, 3)
     with pytest.raises(ValueError, match="hybrid"):
-        lm(ids, torch.arange(3)[None], torch.zeros_like(ids), mask, soft=(torch.tensor([0]), torch.tensor([1]), torch.tensor([1])))
+        lm(
+            ids,
+            torch.arange(3)[None],
+            torch.zeros_like(ids),
+            mask,
+            soft=(torch.tensor([0]), torch.tensor([1]), torch.tensor([1])),
+        )
 
 
 def test_freeze_projector_changes_only_the_projector(tiny_model, sas, setup):
@@ -192,12 +226,23 @@ def test_stages_and_schedule():
     two, one = _hyb(stage1_steps=30), _hyb(stage1_steps=0)
     assert [stage_of(s, two) for s in (0, 29, 30, 99)] == [1, 1, 2, 2] and stage_of(0, one) == 2
     assert schedule_step(10, two, 100) == (10, 30) and schedule_step(30, two, 100) == (0, 70)
-    assert schedule_step(40, replace(two, restart_schedule=False), 100) == (40, 100) and schedule_step(5, one, 100) == (5, 100)
+    assert schedule_step(40, replace(two, restart_schedule=False), 100) == (40, 100) and schedule_step(5, one, 100) == (
+        5,
+        100,
+    )
 
 
 def test_recipe_keys_and_checks(tmp_path):
-    r = load_recipe(None, [("hybrid.embeddings", "R/baselines/sasrec.safetensors"), ("hybrid.stage1_steps", 50),
-                           ("hybrid.item_text", "embedding"), ("hybrid.projector_norm", "none"), ("train.max_steps", 100)])
+    r = load_recipe(
+        None,
+        [
+            ("hybrid.embeddings", "R/baselines/sasrec.safetensors"),
+            ("hybrid.stage1_steps", 50),
+            ("hybrid.item_text", "embedding"),
+            ("hybrid.projector_norm", "none"),
+            ("train.max_steps", 100),
+        ],
+    )
     assert r.hybrid.stage1_steps == 50 and r.hybrid.item_text == "embedding" and r.hybrid.restart_schedule
     for bad in [("hybrid.item_text", "mean"), ("hybrid.temperature", 0), ("hybrid.projector_norm", "layer")]:
         with pytest.raises(RecsysError):

@@ -1,6 +1,6 @@
 """Inference core on the tiny random model (real tokenizer) and real Toys titles.
 
-    python -m pytest tests/unit/test_inference.py -q
+python -m pytest tests/unit/test_inference.py -q
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from recsys_cli.data import masking, tokenize  # noqa: E402
-from recsys_cli.data.intra import IntraTracker, part_b_intra  # noqa: E402
+from recsys_cli.data.positions import IntraTracker, part_b_intra  # noqa: E402
 from recsys_cli.data.ratings import parse_rating  # noqa: E402
 from recsys_cli.data.special_tokens import SpecialIds  # noqa: E402
 from recsys_cli.data.trie import EntityTrie  # noqa: E402
@@ -72,7 +72,7 @@ def test_dynamic_intra_equals_masking_part_b(setup):
     src = tokenize.tokenize_document("A user bought these toys:", [], tok)
     tgt = tokenize.tokenize_target(target, ents, tok)
     ex = masking.prompt_example(src, tgt, sp, trie)
-    part_b = ex.intra[ex.part_a_len:]  # [START] + answer tokens
+    part_b = ex.intra[ex.part_a_len :]  # [START] + answer tokens
     # generation-time ids: feed the same tokens through the KV-cache decoder one at a time
     a, ai = ex.input_ids[: ex.part_a_len], ex.intra[: ex.part_a_len]
     with torch.inference_mode():
@@ -130,7 +130,9 @@ def test_shared_prefix_candidate_scores_equal_separate_passes(setup):
     ref = [full_logprob(lm, sp, a, ai, c, part_b_intra(c, trie)) for c in cands]
     assert shared == pytest.approx(ref, abs=1e-3)
     with torch.inference_mode():
-        (y, n), = candidates.yes_no(lm, [a], [ai], sp.start, [tok(" yes")["input_ids"][0]], [tok(" no")["input_ids"][0]])
+        ((y, n),) = candidates.yes_no(
+            lm, [a], [ai], sp.start, [tok(" yes")["input_ids"][0]], [tok(" no")["input_ids"][0]]
+        )
     assert y < 0 and n < 0 and y != n
 
 
@@ -159,16 +161,26 @@ def test_batched_constrained_walker_equals_one_prompt_at_a_time(setup):
     ids = list(toks)
     prompts = ["Pick the toy this user will buy next from the list:", "Recommend a toy:", "The user bought Gloom and"]
     pa = [part_a(tok, sp, p) for p in prompts]
-    lists = [[toks[i] for i in ids[:25]], [toks[i] for i in ids[10:14]], [toks[ids[3]]]]  # different sizes; one single title
+    lists = [
+        [toks[i] for i in ids[:25]],
+        [toks[i] for i in ids[10:14]],
+        [toks[ids[3]]],
+    ]  # different sizes; one single title
     with torch.inference_mode():
-        batched = candidates.score_candidates_constrained_batch(lm, [a for a, _ in pa], [ai for _, ai in pa], sp.start, sp.end,
-                                                                lists, trie)
-        alone = [candidates.score_candidates_constrained(lm, a, ai, sp.start, sp.end, c, trie) for (a, ai), c in zip(pa, lists)]
+        batched = candidates.score_candidates_constrained_batch(
+            lm, [a for a, _ in pa], [ai for _, ai in pa], sp.start, sp.end, lists, trie
+        )
+        alone = [
+            candidates.score_candidates_constrained(lm, a, ai, sp.start, sp.end, c, trie)
+            for (a, ai), c in zip(pa, lists)
+        ]
     assert [len(b) for b in batched] == [len(c) for c in lists]
     for b, s in zip(batched, alone):  # left padding changes nothing but rounding
         assert b == pytest.approx(s, abs=1e-4)
     assert batched[2] == [0.0]  # one distinct title: probability 1, no forward needed
-    assert candidates.score_candidates_constrained_batch(lm, [pa[0][0]], [pa[0][1]], sp.start, sp.end, [[]], trie) == [[]]
+    assert candidates.score_candidates_constrained_batch(lm, [pa[0][0]], [pa[0][1]], sp.start, sp.end, [[]], trie) == [
+        []
+    ]
 
 
 def test_renormalized_beam_search_stops_once_a_title_is_decided(setup):
@@ -185,7 +197,9 @@ def test_renormalized_beam_search_stops_once_a_title_is_decided(setup):
     try:
         with torch.inference_mode():
             st = decode.prefill(lm, [a], [ai], sp.start, trie)
-            hyps = decode.beam_search(lm, st, 10, 10, sp.end, trie.max_depth + 1, decode.Constraint(trie, sp.end, renormalize=True))[0]
+            hyps = decode.beam_search(
+                lm, st, 10, 10, sp.end, trie.max_depth + 1, decode.Constraint(trie, sp.end, renormalize=True)
+            )[0]
     finally:
         decode.step = real_step
     assert len(hyps) == 10
@@ -204,7 +218,21 @@ def test_tracker_reorder_and_first_unit():
     assert part_b_intra([3, 4, 5, 6], trie) == [1, 2, 1, 1, 2]
 
 
-@pytest.mark.parametrize("text,want", [("4", 4.0), ("about 4.5 stars", 4.5), ("7", 5.0), ("0", 1.0), ("great", None), ("", None),
-                                       (".5", 1.0), ("3.", 3.0), ("1e1", 5.0), ("-2 stars", 1.0), ("4 or 5", 4.0)])
+@pytest.mark.parametrize(
+    "text,want",
+    [
+        ("4", 4.0),
+        ("about 4.5 stars", 4.5),
+        ("7", 5.0),
+        ("0", 1.0),
+        ("great", None),
+        ("", None),
+        (".5", 1.0),
+        ("3.", 3.0),
+        ("1e1", 5.0),
+        ("-2 stars", 1.0),
+        ("4 or 5", 4.0),
+    ],
+)
 def test_parse_rating(text, want):
     assert parse_rating(text) == want

@@ -101,7 +101,7 @@ def scoring(toys_data, tiny_model):
     test prompts with 20 catalogue candidates each."""
     from recsys_cli.inference.engine import Engine
     from recsys_cli.inference.listwise import ListwiseScorer
-    from recsys_cli.inference.runner import InferOptions
+    from recsys_cli.inference.options import InferOptions
     from recsys_cli.modeling.checkpoint import load_base_for_inference
 
     lm, tok, _ = load_base_for_inference(tiny_model)
@@ -118,8 +118,14 @@ def scoring(toys_data, tiny_model):
     sequences = dict(zip(seqs["user_id"].to_list(), seqs["items"].to_list()))
 
     def scorer(orders=1, seed=0):
-        eng = Engine(lm, tok, InferOptions(listwise_orders=orders, seed=seed, item_scoring="listwise"), None, None,
-                     dict(zip(ids, items["title"].to_list())))
+        eng = Engine(
+            lm,
+            tok,
+            InferOptions(listwise_orders=orders, seed=seed, item_scoring="listwise"),
+            None,
+            None,
+            dict(zip(ids, items["title"].to_list())),
+        )
         return ListwiseScorer(eng, sequences, "test")
 
     return lm, scorer, rows, cands
@@ -187,8 +193,18 @@ def _train_file(data, path, k=8, seed=0, poison=True, split=None):
         held = [seq[loo.target_position(len(seq), "valid")], seq[loo.target_position(len(seq), "test")]]
         others = [i for i in rng.sample(items, k + 4) if i != target and i not in held][: k - 3]
         ranked = list(dict.fromkeys((held if poison else []) + others[:2] + [target] + others[2:]))
-        rows.append({"prompt_id": pid, "family": "sequential", "template_id": "x", "seen": True, "output": ranked[0],
-                     "ranked": ranked, "scores": [float(-j) for j in range(len(ranked))], "valid": True})
+        rows.append(
+            {
+                "prompt_id": pid,
+                "family": "sequential",
+                "template_id": "x",
+                "seen": True,
+                "output": ranked[0],
+                "ranked": ranked,
+                "scores": [float(-j) for j in range(len(ranked))],
+                "valid": True,
+            }
+        )
     meta = None if split is None else provenance.encode(provenance.make(data, {"kind": "test"}, {"split": split}))
     frame = pl.DataFrame(rows, schema=schemas.PREDICTIONS_SCHEMA)
     write_parquet(frame, path, schemas.PREDICTIONS_SCHEMA, metadata=meta)
@@ -211,7 +227,7 @@ def test_training_cases_never_hold_valid_or_test_targets(toys_data, tok, special
         held = {seq[loo.target_position(len(seq), s)] for s in ("valid", "test")} - set(train_part)
         assert c.prompt_id in train_ids and c.item_id in train_part
         assert seq.index(c.item_id) in loo.train_positions(len(seq))
-        assert c.history == loo.history(seq, "train", c.item_id)[-lw.HISTORY_ITEMS:]
+        assert c.history == loo.history(seq, "train", c.item_id)[-lw.HISTORY_ITEMS :]
         assert set(c.history) <= set(train_part)
         assert not held & set(c.candidates) and not held & set(c.history)  # the poisoned head was dropped
         assert c.item_id in c.candidates and len(c.candidates) == len(set(c.candidates)) <= 8
@@ -241,8 +257,14 @@ def test_training_loss_is_the_inference_label_log_prob(toys_data, tiny_model, sp
         ex = listwise_example(data, rng, special)
         b = collate([ex], tok.pad_token_id, torch.float32)
         with torch.no_grad():
-            out = lm(b["input_ids"], b["inter"], b["intra"], b["attn_mask_4d"], labels=b["labels"],
-                     allowed=(b["allowed"], b["allowed_ids"]))
+            out = lm(
+                b["input_ids"],
+                b["inter"],
+                b["intra"],
+                b["attn_mask_4d"],
+                labels=b["labels"],
+                allowed=(b["allowed"], b["allowed_ids"]),
+            )
             la = ex.part_a_len
             st = decode.prefill(lm, [ex.input_ids[:la]], [ex.intra[:la]], special.start, None, dynamic=False)
         labels = ex.allowed[la]
@@ -255,9 +277,18 @@ def test_pretrain_with_listwise_examples_changes_the_lora_weights(toys_entities,
     from recsys_cli.training.recipe import load_recipe
 
     path = _train_file(toys_entities, tmp_path / "train.parquet", poison=False)
-    sets = [("model.name", tiny_model), ("train.max_steps", 3), ("train.batch_size", 4), ("train.max_length", 96),
-            ("train.precision", "fp32"), ("eval.eval_every", 100), ("train.save_every", 100),
-            ("listwise.candidates", str(path)), ("listwise.k", 8), ("listwise.weight", 0.5)]
+    sets = [
+        ("model.name", tiny_model),
+        ("train.max_steps", 3),
+        ("train.batch_size", 4),
+        ("train.max_length", 96),
+        ("train.precision", "fp32"),
+        ("eval.eval_every", 100),
+        ("train.save_every", 100),
+        ("listwise.candidates", str(path)),
+        ("listwise.k", 8),
+        ("listwise.weight", 0.5),
+    ]
     tr = Trainer(load_recipe(None, sets), toys_entities, tmp_path / "C")
     levels = [tr.stream.example(i).level for i in range(40)]
     assert 8 <= levels.count("listwise") <= 32  # about half of the examples
@@ -269,5 +300,6 @@ def test_pretrain_with_listwise_examples_changes_the_lora_weights(toys_entities,
     off = Trainer(load_recipe(None, sets[:-1] + [("listwise.weight", 0.0)]), toys_entities, tmp_path / "C0")
     plain = Trainer(load_recipe(None, sets[:-3]), toys_entities, tmp_path / "C1")
     # weight 0 draws nothing extra: the stream is the plain one
-    assert [off.stream.example(i).input_ids for i in range(10)] == [plain.stream.example(i).input_ids
-                                                                     for i in range(10)]
+    assert [off.stream.example(i).input_ids for i in range(10)] == [
+        plain.stream.example(i).input_ids for i in range(10)
+    ]

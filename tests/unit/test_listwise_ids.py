@@ -1,6 +1,6 @@
 """ID-aware listwise candidates (RSLLM x rerank, docs/rerank.md "ID-aware candidates"): with a
 hybrid checkpoint each candidate title may carry its projected SASRec item embedding as a soft
-token, placed by the history rule (data/hybrid.hybridize), counted in the length budget, read
+token, placed by the history rule (data/rsllm.hybridize), counted in the length budget, read
 by the score, trained by `listwise.candidate_ids`, switched by `infer --listwise-candidate-ids`.
 
     python -m pytest tests/unit/test_listwise_ids.py -q
@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 
 from recsys_cli.artifacts import provenance, schemas  # noqa: E402
 from recsys_cli.data import listwise as lw  # noqa: E402
-from recsys_cli.data.hybrid import hybridize  # noqa: E402
+from recsys_cli.data.rsllm import hybridize  # noqa: E402
 from recsys_cli.errors import RecsysError  # noqa: E402
 from tests.conftest import ROOT, run_cli  # noqa: E402
 
@@ -47,11 +47,11 @@ def test_each_candidate_soft_token_sits_right_after_its_title(tok, special):
     assert hx.inter[hx.part_a_len] == hx.part_a_len - 1  # [START] at the shifted [gM]
     for k, (j, title) in enumerate([(0, cands[0]), (2, cands[2])]):
         pos = soft[2 + k][0]
-        assert ids[pos] == 3 and ids[pos - len(title): pos] == title  # right after its own title
+        assert ids[pos] == 3 and ids[pos - len(title) : pos] == title  # right after its own title
         assert ids[pos - len(title) - 1] == vocab.labels[j]  # ... which follows the candidate's label
-        assert intra[pos - len(title): pos + 1] == list(range(1, len(title) + 2))  # the title's intra, then n + 1
+        assert intra[pos - len(title) : pos + 1] == list(range(1, len(title) + 2))  # the title's intra, then n + 1
     c2 = ids.index(vocab.labels[1]) + 1
-    assert ids[c2: c2 + len(cands[1]) + 1] == [*cands[1], vocab.cand_sep[0]]  # unknown item: no soft token
+    assert ids[c2 : c2 + len(cands[1]) + 1] == [*cands[1], vocab.cand_sep[0]]  # unknown item: no soft token
     plain = lw.build(vocab, lw.TEMPLATES[0], hist, cands, 512, rows)  # switch off: history soft tokens only
     assert [r for _, r in lw.part_a(plain, special, rows, placeholder=3)[2]] == [1, 2]
 
@@ -83,17 +83,18 @@ def rsllm(toys_entities, tmp_path_factory):
     emb, train = d / "sas.safetensors", d / "sas-train.parquet"
     valid = ["--split", "valid", "--no-refit", "--out", str(d / "sas-valid.parquet"), "--embeddings-out", str(emb)]
     for args in (valid, ["--split", "train", "--out", str(train)]):
-        code, _, err = run_cli("baseline", "sasrec", "--data", str(toys_entities), *SAS, "--top-k", "20", *args,
-                               "--quiet")
+        code, _, err = run_cli(
+            "baseline", "sasrec", "--data", str(toys_entities), *SAS, "--top-k", "20", *args, "--quiet"
+        )
         assert code == 0, err
     return {"data": toys_entities, "d": d, "emb": emb, "train": train}
 
 
 def _hybrid_lm(tiny_model, emb_path):
     from recsys_cli.artifacts import item_embeddings
-    from recsys_cli.data.hybrid import item_rows
+    from recsys_cli.data.rsllm import item_rows
     from recsys_cli.modeling.checkpoint import load_base_for_inference
-    from recsys_cli.modeling.hybrid import build_hybrid
+    from recsys_cli.modeling.rsllm import build_hybrid
     from recsys_cli.training.recipe import HybridArgs
 
     lm, tok, _ = load_base_for_inference(tiny_model)
@@ -105,15 +106,16 @@ def _hybrid_lm(tiny_model, emb_path):
 def test_a_candidate_item_embedding_reaches_its_score_only_with_the_switch(rsllm, tiny_model):
     from recsys_cli.inference.engine import Engine
     from recsys_cli.inference.listwise import ListwiseScorer
-    from recsys_cli.inference.runner import InferOptions
+    from recsys_cli.inference.options import InferOptions
 
     lm, tok, rows = _hybrid_lm(tiny_model, rsllm["emb"])
     data = rsllm["data"]
     items = pl.read_parquet(data / schemas.ITEMS)
     seqs = pl.read_parquet(data / schemas.SEQUENCES)
     sequences = dict(zip(seqs["user_id"].to_list(), seqs["items"].to_list()))
-    prompts = pl.read_parquet(data / schemas.PROMPTS).filter((pl.col("split") == "test")
-                                                              & (pl.col("family") == "sequential"))
+    prompts = pl.read_parquet(data / schemas.PROMPTS).filter(
+        (pl.col("split") == "test") & (pl.col("family") == "sequential")
+    )
     row = prompts.row(0, named=True)
     unseen = [i for i in items["item_id"].to_list() if i not in set(sequences[row["user_id"]]) and i in rows]
     cands = random.Random(0).sample(unseen, 8)
@@ -145,11 +147,21 @@ def test_training_with_candidate_ids_puts_them_in_examples_and_trains_the_projec
     from recsys_cli.training.loop import Trainer
     from recsys_cli.training.recipe import load_recipe
 
-    sets = [("model.name", tiny_model), ("train.max_steps", 2), ("train.batch_size", 2), ("train.max_length", 96),
-            ("train.precision", "fp32"), ("eval.eval_every", 100), ("train.save_every", 100),
-            ("hybrid.embeddings", str(rsllm["emb"])), ("hybrid.item_loss_weight", 0.0),
-            ("hybrid.user_loss_weight", 0.0), ("listwise.candidates", str(rsllm["train"])), ("listwise.k", 6),
-            ("listwise.weight", 1.0)]
+    sets = [
+        ("model.name", tiny_model),
+        ("train.max_steps", 2),
+        ("train.batch_size", 2),
+        ("train.max_length", 96),
+        ("train.precision", "fp32"),
+        ("eval.eval_every", 100),
+        ("train.save_every", 100),
+        ("hybrid.embeddings", str(rsllm["emb"])),
+        ("hybrid.item_loss_weight", 0.0),
+        ("hybrid.user_loss_weight", 0.0),
+        ("listwise.candidates", str(rsllm["train"])),
+        ("listwise.k", 6),
+        ("listwise.weight", 1.0),
+    ]
     on = Trainer(load_recipe(None, sets + [("listwise.candidate_ids", True)]), rsllm["data"], tmp_path / "on")
     off = Trainer(load_recipe(None, sets), rsllm["data"], tmp_path / "off")
     for i in range(4):
@@ -171,12 +183,37 @@ def test_training_with_candidate_ids_puts_them_in_examples_and_trains_the_projec
 @pytest.fixture(scope="module")
 def ckpt(rsllm, tiny_model):
     out = rsllm["d"] / "C"
-    code, stdout, err = run_cli("pretrain", "--data", str(rsllm["data"]), "--config", TINY, "--out", str(out),
-                                "--max-length", "64", "--batch-size", "2", "--save-every", "100", "--max-steps", "1",
-                                "--eval-every", "100", "--set", f"hybrid.embeddings={rsllm['emb']}",
-                                "--set", f"listwise.candidates={rsllm['train']}", "--set", "listwise.k=6",
-                                "--set", "listwise.weight=0.5", "--set", "listwise.candidate_ids=true",
-                                "--quiet", "--json")
+    code, stdout, err = run_cli(
+        "pretrain",
+        "--data",
+        str(rsllm["data"]),
+        "--config",
+        TINY,
+        "--out",
+        str(out),
+        "--max-length",
+        "64",
+        "--batch-size",
+        "2",
+        "--save-every",
+        "100",
+        "--max-steps",
+        "1",
+        "--eval-every",
+        "100",
+        "--set",
+        f"hybrid.embeddings={rsllm['emb']}",
+        "--set",
+        f"listwise.candidates={rsllm['train']}",
+        "--set",
+        "listwise.k=6",
+        "--set",
+        "listwise.weight=0.5",
+        "--set",
+        "listwise.candidate_ids=true",
+        "--quiet",
+        "--json",
+    )
     assert code == 0, err
     return out
 
@@ -187,9 +224,29 @@ def test_cli_writes_valid_distinct_lists_and_records_the_setting(rsllm, ckpt, ti
     assert cfg["recipe"]["listwise"]["candidate_ids"] is True and cfg["hybrid"]
 
     def infer(out, *more):
-        return run_cli("infer", "--data", str(data), "--checkpoint", str(ckpt), "--out", str(out), "--item-scoring",
-                       "listwise", "--candidates-from", str(rsllm["d"] / "sas-valid.parquet"), "--rerank-k", "10",
-                       "--split", "valid", "--family", "sequential", "--users", "2", *more, "--quiet")
+        return run_cli(
+            "infer",
+            "--data",
+            str(data),
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(out),
+            "--item-scoring",
+            "listwise",
+            "--candidates-from",
+            str(rsllm["d"] / "sas-valid.parquet"),
+            "--rerank-k",
+            "10",
+            "--split",
+            "valid",
+            "--family",
+            "sequential",
+            "--users",
+            "2",
+            *more,
+            "--quiet",
+        )
 
     items = set(pl.read_parquet(data / schemas.ITEMS)["item_id"].to_list())
     got = {}
@@ -206,11 +263,27 @@ def test_cli_writes_valid_distinct_lists_and_records_the_setting(rsllm, ckpt, ti
     assert [sorted(x[:10]) for x in got["default"]["ranked"]] == [sorted(x[:10]) for x in got["off"]["ranked"]]
     # asked for without a hybrid checkpoint, or without listwise scoring: one line each, nothing written
     out = tmp_path / "x.parquet"
-    for args in (("--checkpoint", "none", "--model", tiny_model, "--item-scoring", "listwise",
-                  "--listwise-candidate-ids"), ("--checkpoint", str(ckpt), "--listwise-candidate-ids")):
-        code, _, err = run_cli("infer", "--data", str(data), "--out", str(out), "--candidates-from",
-                               str(rsllm["d"] / "sas-valid.parquet"), "--rerank-k", "10", "--split", "valid",
-                               "--limit", "1", *args, "--quiet")
+    for args in (
+        ("--checkpoint", "none", "--model", tiny_model, "--item-scoring", "listwise", "--listwise-candidate-ids"),
+        ("--checkpoint", str(ckpt), "--listwise-candidate-ids"),
+    ):
+        code, _, err = run_cli(
+            "infer",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--candidates-from",
+            str(rsllm["d"] / "sas-valid.parquet"),
+            "--rerank-k",
+            "10",
+            "--split",
+            "valid",
+            "--limit",
+            "1",
+            *args,
+            "--quiet",
+        )
         lines = [x for x in err.splitlines() if x.strip()]
         assert code != 0 and len(lines) == 1 and "Traceback" not in err and "--listwise-candidate-ids" in lines[0], err
     assert not out.exists()

@@ -1,6 +1,6 @@
 """Invariants of the GLM masking library over many random documents (real SmolLM2 tokenizer).
 
-    python -m pytest tests/unit/test_masking.py
+python -m pytest tests/unit/test_masking.py
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recsys_cli.data import masking, tokenize
-from recsys_cli.data.intra import part_b_intra
+from recsys_cli.data.positions import part_b_intra
 from recsys_cli.data.special_tokens import SpecialIds, add_special_tokens
 from recsys_cli.data.trie import trie_from_rows
 from recsys_cli.errors import RecsysError
+from recsys_cli.training.recipe import MaskArgs
 
 ENTITY_TEXTS = [
     ("item:1", "item", "Gloomhaven: Jaws of the Lion"),
@@ -29,9 +30,25 @@ ENTITY_TEXTS = [
     ("feature:age=8-12", "feature", "8-12 years"),
     ("item:5", "item", "Playskool Busy Poppin' Pals Toy (FFP)"),
 ]
-WORDS = [",", "the", "user", "bought", "then", "a", "gift", "liked", "very", "much", "and", "after", "that", "it", "was", "fun"]
-CFG = masking.MaskConfig()
-
+WORDS = [
+    ",",
+    "the",
+    "user",
+    "bought",
+    "then",
+    "a",
+    "gift",
+    "liked",
+    "very",
+    "much",
+    "and",
+    "after",
+    "that",
+    "it",
+    "was",
+    "fun",
+]
+CFG = MaskArgs()
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +58,9 @@ def trie(tok):
 
 
 # a document: sentences of words and entities; entities always follow a space
-piece = st.one_of(st.sampled_from(WORDS).map(lambda w: ("w", w)), st.integers(0, len(ENTITY_TEXTS) - 1).map(lambda i: ("e", i)))
+piece = st.one_of(
+    st.sampled_from(WORDS).map(lambda w: ("w", w)), st.integers(0, len(ENTITY_TEXTS) - 1).map(lambda i: ("e", i))
+)
 sentence = st.lists(piece, min_size=1, max_size=12)
 document = st.lists(sentence, min_size=1, max_size=6)
 
@@ -104,7 +123,7 @@ def check_example(ex: masking.Example, doc: tokenize.TokenizedDoc, special: Spec
     a_plain = [ex.intra[k] for k in range(a) if ex.input_ids[k] == mask_id]
     assert all(v == 0 for v in a_plain)
     assert [v for k, v in enumerate(ex.intra[:a]) if ex.input_ids[k] != mask_id] == [pos[k] for k in kept]
-    # intra, Part B: the one rule of data/intra.py over the entity trie; on these documents no
+    # intra, Part B: the one rule of data/positions.py over the entity trie; on these documents no
     # plain word follows a trie path, so it equals the marked-entity reading of the rule:
     # [START] = 1, the first unit continues, later units restart at 1
     for (p, q), (s, e) in zip(segs, ex.spans):
@@ -144,12 +163,12 @@ def test_mask_invariants(tok, special, trie, doc_pieces, seed, level):
 
 
 def test_bpe_merge_across_entity_edge(tok):
-    """"(FFP)," is one BPE token in running text; the entity still gets its own ids."""
+    """ "(FFP)," is one BPE token in running text; the entity still gets its own ids."""
     text = "I bought Playskool Busy Poppin' Pals Toy (FFP), then more."
     ent = {"start": 9, "end": 46, "kind": "item", "entity_id": "item:5"}
     whole = tok(text, add_special_tokens=False)["input_ids"]
     doc = tokenize.tokenize_document(text, [ent], tok)
-    (s, e), = doc.entity_spans
+    ((s, e),) = doc.entity_spans
     assert doc.ids[s:e] == tok(" " + text[9:46], add_special_tokens=False)["input_ids"]
     assert doc.ids != whole and tok.decode(doc.ids) == text  # re-cut at the edge, same text
     assert doc.sentence_spans == [(0, len(doc.ids))]
@@ -172,7 +191,9 @@ def test_document_level_fraction(tok, special):
     text = "Note: " + " ".join(WORDS * 10) + "."
     doc = tokenize.tokenize_document(text, [], tok)
     fracs = [
-        (lambda ex: (ex.spans[0][1] - ex.spans[0][0]) / len(doc.ids))(masking.mask_document(doc, "document", random.Random(s), CFG, special, None))
+        (lambda ex: (ex.spans[0][1] - ex.spans[0][0]) / len(doc.ids))(
+            masking.mask_document(doc, "document", random.Random(s), CFG, special, None)
+        )
         for s in range(100)
     ]
     assert 0.5 <= min(fracs) and max(fracs) <= 1.0 and 0.65 <= sum(fracs) / 100 <= 0.85
@@ -181,7 +202,10 @@ def test_document_level_fraction(tok, special):
 def test_paper_example_positions(tok, special, trie):
     """Fig. 1: [S] x1 x2 x3 of one entity -> intra 1, 2, 3, 4; Part A entity tokens 1..n."""
     text = "I bought Gloomhaven: Jaws of the Lion and Puzzles"
-    ents = [{"start": 9, "end": 37, "kind": "item", "entity_id": "item:1"}, {"start": 42, "end": 49, "kind": "category", "entity_id": "c"}]
+    ents = [
+        {"start": 9, "end": 37, "kind": "item", "entity_id": "item:1"},
+        {"start": 42, "end": 49, "kind": "category", "entity_id": "c"},
+    ]
     doc = tokenize.tokenize_document(text, ents, tok)
     ex = masking.build_example(doc.ids, doc.entity_spans, [doc.entity_spans[0]], special.m, special, "entity", trie)
     n_ent = doc.entity_spans[0][1] - doc.entity_spans[0][0]
@@ -193,7 +217,10 @@ def test_paper_example_positions(tok, special, trie):
 
 def test_prompt_example(tok, special, trie):
     src_text = "Which toy will the user buy after Hasbro and Gloomhaven: Jaws of the Lion? Answer:"
-    src_ents = [{"start": 34, "end": 40, "kind": "brand", "entity_id": "brand:hasbro"}, {"start": 45, "end": 73, "kind": "item", "entity_id": "item:1"}]
+    src_ents = [
+        {"start": 34, "end": 40, "kind": "brand", "entity_id": "brand:hasbro"},
+        {"start": 45, "end": 73, "kind": "item", "entity_id": "item:1"},
+    ]
     tgt_text = "Hot Wheels 20-Car Gift Pack"
     tgt_ents = [{"start": 0, "end": len(tgt_text), "kind": "item", "entity_id": "item:4"}]
     src = tokenize.tokenize_document(src_text, src_ents, tok)
@@ -225,9 +252,9 @@ def test_special_ids(tiny_tokenizer):
 
 def test_config_and_level_validation(tok, special):
     with pytest.raises(RecsysError):
-        masking.MaskConfig(doc_min=0.9, doc_max=0.5)
+        MaskArgs(doc_min=0.9, doc_max=0.5)
     with pytest.raises(RecsysError):
-        masking.MaskConfig(level_weights={"paragraph": 1.0})
+        MaskArgs(level_weights={"paragraph": 1.0})
     doc = tokenize.tokenize_document("hello there.", [], tok)
     with pytest.raises(RecsysError, match="unknown masking level"):
         masking.mask_document(doc, "word", random.Random(0), CFG, special, None)

@@ -1,6 +1,6 @@
 """Every metric against values computed by hand (and the reference packages where they exist).
 
-    python -m pytest tests/unit/test_metrics.py
+python -m pytest tests/unit/test_metrics.py
 """
 
 from __future__ import annotations

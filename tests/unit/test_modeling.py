@@ -1,6 +1,6 @@
 """RecsysLM, the float 4D GLM mask and checkpoint io on the tiny random model.
 
-    python -m pytest tests/unit/test_modeling.py
+python -m pytest tests/unit/test_modeling.py
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import json
 import pytest
 import torch
 
-from recsys_cli.errors import RecsysError
 from recsys_cli.artifacts.checkpoint import CheckpointConfig, LoraSettings
+from recsys_cli.errors import RecsysError
 from recsys_cli.modeling.checkpoint import load_base_for_inference, load_checkpoint, prepare_base, save_checkpoint
 from recsys_cli.modeling.lora import attach_lora
 from recsys_cli.modeling.mask import build_attention_mask
@@ -21,8 +21,18 @@ from recsys_cli.modeling.wrapper import RecsysLM
 
 def _cfg(spec, step: int, fingerprint: str | None = None) -> CheckpointConfig:
     """The checkpoint config the training loop writes (model fields are filled from the model)."""
-    return CheckpointConfig(base_model=spec.stored_name, base_fingerprint=fingerprint or spec.fingerprint, positions="glm",
-                            max_intra=0, vocab_size=0, special_tokens={}, new_token_ids=[], lora=LoraSettings(4, 8, 0.0), step=step)
+    return CheckpointConfig(
+        base_model=spec.stored_name,
+        base_fingerprint=fingerprint or spec.fingerprint,
+        positions="glm",
+        max_intra=0,
+        vocab_size=0,
+        special_tokens={},
+        new_token_ids=[],
+        lora=LoraSettings(4, 8, 0.0),
+        step=step,
+    )
+
 
 TEXT = "The user bought a red wooden train set and later a puzzle of the solar system."
 
@@ -80,7 +90,12 @@ def test_padding_does_not_change_real_rows(lora_lm):
     a = tok(TEXT)["input_ids"]
     b = a[:7]
     with torch.no_grad():
-        single = lm(torch.tensor([b]), torch.arange(7)[None], torch.zeros(1, 7, dtype=torch.long), build_attention_mask([3], [7], 7, torch.float32)).logits
+        single = lm(
+            torch.tensor([b]),
+            torch.arange(7)[None],
+            torch.zeros(1, 7, dtype=torch.long),
+            build_attention_mask([3], [7], 7, torch.float32),
+        ).logits
         L = len(a)
         ids = torch.full((2, L), tok.pad_token_id)
         ids[0], ids[1, :7] = torch.tensor(a), torch.tensor(b)
@@ -122,7 +137,14 @@ def test_kv_cache_matches_full_forward(lora_lm):
         full = lm(ids, inter, intra, full_mask).logits
         cache = DynamicCache()
         out = lm(ids[:, :p], inter[:, :p], intra[:, :p], full_mask[:, :, :p, :p], cache=cache, use_cache=True)
-        step = lm(ids[:, p : p + 1], inter[:, p : p + 1], intra[:, p : p + 1], full_mask[:, :, p : p + 1, : p + 1], cache=out.cache, use_cache=True)
+        step = lm(
+            ids[:, p : p + 1],
+            inter[:, p : p + 1],
+            intra[:, p : p + 1],
+            full_mask[:, :, p : p + 1, : p + 1],
+            cache=out.cache,
+            use_cache=True,
+        )
     assert torch.allclose(step.logits[0, 0], full[0, p], atol=1e-4)
 
 

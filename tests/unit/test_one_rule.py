@@ -45,8 +45,14 @@ LOO_ALLOWED = {
     ("recsys_cli/evaluation/metrics.py", "np.cumsum(per_row)[:-1]"): "row start offsets of a flattened list column",
     ("recsys_cli/data/spans.py", "step[:-1]"): "element start offsets inside a list column's joined text",
     ("recsys_cli/data/textualize.py", "names[:-1]"): "'a, b and c': every name but the last before ' and '",
-    ("recsys_cli/inference/engine.py", "a[:-1][-keep:] + a[-1:], ai[:-1][-keep:] + ai[-1:]"): "prompt truncation keeping the final [gM] token",
-    ("recsys_cli/baselines/sasrec_train.py", "return [p[:-1] for p in parts], [p[1:] for p in parts]"): "next-item shift inside a training part (input = part[:-1], target = part[1:])",
+    (
+        "recsys_cli/inference/engine.py",
+        "a[:-1][-keep:] + a[-1:], ai[:-1][-keep:] + ai[-1:]",
+    ): "prompt truncation keeping the final [gM] token",
+    (
+        "recsys_cli/baselines/sasrec_train.py",
+        "return [p[:-1] for p in parts], [p[1:] for p in parts]",
+    ): "next-item shift inside a training part (input = part[:-1], target = part[1:])",
 }
 
 
@@ -136,7 +142,9 @@ def test_leave_one_out_slices_only_in_split():
                 used.update(allowed)
             else:
                 hits.append(f"{name}:{n}: {line.strip()}")
-    assert not hits, "leave-one-out slicing outside data/split.py (use its history/train_items/target_position):\n" + "\n".join(hits)
+    assert not hits, (
+        "leave-one-out slicing outside data/split.py (use its history/train_items/target_position):\n" + "\n".join(hits)
+    )
     assert used == set(LOO_ALLOWED), f"stale allow-list entries: {sorted(set(LOO_ALLOWED) - used)}"
 
 
@@ -165,8 +173,12 @@ def test_commands_never_import_each_other():
 
 
 def test_import_click_nowhere():
-    bad = [f"{rel(p)}:{line}" for p in py_files("recsys_cli", "bench", "tests", "scripts")
-           for line, mod in imported_modules(p) if mod == "click" or mod.startswith("click.")]
+    bad = [
+        f"{rel(p)}:{line}"
+        for p in py_files("recsys_cli", "bench", "tests", "scripts")
+        for line, mod in imported_modules(p)
+        if mod == "click" or mod.startswith("click.")
+    ]
     assert not bad, bad
 
 

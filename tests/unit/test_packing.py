@@ -23,8 +23,15 @@ def _tiny(toys_data, tiny_model, n=12, max_length=64):
     from recsys_cli.training.loop import build_model, intra_table_size
     from recsys_cli.training.recipe import load_recipe
 
-    r = load_recipe(None, [("model.name", tiny_model), ("train.max_length", max_length), ("lora.dropout", 0.0),
-                           ("train.corpus_ratio", 0.5)])
+    r = load_recipe(
+        None,
+        [
+            ("model.name", tiny_model),
+            ("train.max_length", max_length),
+            ("lora.dropout", 0.0),
+            ("train.corpus_ratio", 0.5),
+        ],
+    )
     tok = load_tokenizer(resolve_model(tiny_model))
     add_special_tokens(tok)
     src = load_sources(toys_data, tok, 4)
@@ -42,11 +49,13 @@ def _tiny(toys_data, tiny_model, n=12, max_length=64):
 def _per_example(lm, batch, examples) -> list[float]:
     """Summed target log-loss of each example, read from the full logits of one forward."""
     with torch.no_grad():
-        logits = lm(batch["input_ids"], batch["inter"], batch["intra"], batch["attn_mask_4d"]).logits.float()  # [R, L, V]
+        logits = lm(
+            batch["input_ids"], batch["inter"], batch["intra"], batch["attn_mask_4d"]
+        ).logits.float()  # [R, L, V]
     out = []
     for (row, start, n), e in zip(batch["placement"].tolist(), examples):
         lab = torch.tensor(e.labels)  # [n]
-        lp = torch.log_softmax(logits[row, start:start + n], -1)  # [n, V]
+        lp = torch.log_softmax(logits[row, start : start + n], -1)  # [n, V]
         keep = lab != -100
         out.append(float(-lp[keep].gather(1, lab[keep][:, None]).sum()))
     return out
@@ -69,17 +78,21 @@ def test_unpacked_mask_is_the_glm_mask_and_packed_is_block_diagonal(toys_data, t
 
     _, tok, exs = _tiny(toys_data, tiny_model, n=6)
     b = collate_rows(exs, tok.pad_token_id)
-    want = build_attention_mask([e.part_a_len for e in exs], [len(e) for e in exs], b["input_ids"].shape[1], torch.float32)
+    want = build_attention_mask(
+        [e.part_a_len for e in exs], [len(e) for e in exs], b["input_ids"].shape[1], torch.float32
+    )
     assert torch.equal(glm_mask(b["segment"], b["a_end"], torch.float32), want)
     p = collate_rows(exs, tok.pad_token_id, capacity=128)
     assert p["input_ids"].shape[0] < len(exs)  # packing saved rows
     allowed = glm_mask(p["segment"], p["a_end"], torch.float32)[:, 0] == 0  # [R, L, L]
     for (row, start, n), e in zip(p["placement"].tolist(), exs):
-        block = allowed[row, start:start + n]  # this example's query rows
-        assert not block[:, :start].any() and not block[:, start + n:].any()  # nothing outside its segment
+        block = allowed[row, start : start + n]  # this example's query rows
+        assert not block[:, :start].any() and not block[:, start + n :].any()  # nothing outside its segment
         la = e.part_a_len
-        assert block[:la, :][:, start:start + la].all()  # Part A bidirectional
-        assert torch.equal(block[la:, start + la:start + n], torch.ones(n - la, n - la, dtype=torch.bool).tril())  # Part B causal
+        assert block[:la, :][:, start : start + la].all()  # Part A bidirectional
+        assert torch.equal(
+            block[la:, start + la : start + n], torch.ones(n - la, n - la, dtype=torch.bool).tril()
+        )  # Part B causal
     assert p["lengths"].sum() == b["lengths"].sum() == sum(len(e) for e in exs)
 
 
@@ -94,7 +107,9 @@ def test_packed_per_example_losses_equal_unpacked(toys_data, tiny_model):
     assert b == pytest.approx(a, rel=1e-5, abs=1e-5)
     with torch.no_grad():  # the training loss (token mean over the batch's targets) too
         la = lm(one["input_ids"], one["inter"], one["intra"], one["attn_mask_4d"], labels=one["labels"]).loss
-        lb = lm(packed["input_ids"], packed["inter"], packed["intra"], packed["attn_mask_4d"], labels=packed["labels"]).loss
+        lb = lm(
+            packed["input_ids"], packed["inter"], packed["intra"], packed["attn_mask_4d"], labels=packed["labels"]
+        ).loss
     assert float(lb) == pytest.approx(float(la), rel=1e-5)
 
 
@@ -124,12 +139,25 @@ def test_packing_and_deferred_loss_reads_keep_the_loss_curve(toys_data, tiny_mod
     from recsys_cli.training.loop import Trainer
     from recsys_cli.training.recipe import load_recipe
 
-    base = [("model.name", tiny_model), ("train.max_steps", 4), ("train.batch_size", 6), ("train.max_length", 64),
-            ("train.lr", 0.01), ("train.warmup_steps", 1), ("lora.dropout", 0.0), ("eval.eval_every", 4),
-            ("eval.eval_prompts", 4), ("train.save_every", 100), ("train.precision", "fp32")]
+    base = [
+        ("model.name", tiny_model),
+        ("train.max_steps", 4),
+        ("train.batch_size", 6),
+        ("train.max_length", 64),
+        ("train.lr", 0.01),
+        ("train.warmup_steps", 1),
+        ("lora.dropout", 0.0),
+        ("eval.eval_every", 4),
+        ("eval.eval_prompts", 4),
+        ("train.save_every", 100),
+        ("train.precision", "fp32"),
+    ]
     plain = Trainer(load_recipe(None, base), toys_data, tmp_path / "plain").train()
-    fast = Trainer(load_recipe(None, base + [("train.packing", True), ("train.attention", "sdpa"), ("train.log_every", 3)]),
-                   toys_data, tmp_path / "fast").train()
+    fast = Trainer(
+        load_recipe(None, base + [("train.packing", True), ("train.attention", "sdpa"), ("train.log_every", 3)]),
+        toys_data,
+        tmp_path / "fast",
+    ).train()
     a, b = _losses(tmp_path / "plain"), _losses(tmp_path / "fast")
     assert len(a) == len(b) == 4
     assert b == pytest.approx(a, rel=1e-5)

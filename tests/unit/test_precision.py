@@ -1,6 +1,6 @@
 """fp32 / bf16 resolution and the bf16 inference model (tiny random model, real tokenizer).
 
-    python -m pytest tests/unit/test_precision.py -q
+python -m pytest tests/unit/test_precision.py -q
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The step-time breakdown (training/profile.py) of the real training loop, on the tiny model.
 
-    python -m pytest tests/unit/test_profile.py -q
+python -m pytest tests/unit/test_profile.py -q
 """
 
 from __future__ import annotations
@@ -28,8 +28,19 @@ def test_breakdown_of_two_steps_sums_to_the_step_time(toys_data, tiny_model, tmp
     from recsys_cli.training.profile import NO_TIMER, profile_trainer, table
     from recsys_cli.training.recipe import load_recipe
 
-    r = load_recipe(None, [("model.name", tiny_model), ("train.max_steps", 10), ("train.batch_size", 4), ("train.max_length", 64),
-                           ("train.precision", "fp32"), ("eval.eval_every", 100), ("train.save_every", 100), ("train.packing", True)])
+    r = load_recipe(
+        None,
+        [
+            ("model.name", tiny_model),
+            ("train.max_steps", 10),
+            ("train.batch_size", 4),
+            ("train.max_length", 64),
+            ("train.precision", "fp32"),
+            ("eval.eval_every", 100),
+            ("train.save_every", 100),
+            ("train.packing", True),
+        ],
+    )
     tr = Trainer(r, toys_data, tmp_path / "C")
     res = profile_trainer(tr, steps=2, warmup=1, plain=1)
     assert tr.timer is NO_TIMER  # the run's timer is taken off again
@@ -45,6 +56,8 @@ def test_breakdown_of_two_steps_sums_to_the_step_time(toys_data, tiny_model, tmp
     assert sum(res["phases_share"][p] for p in DEVICE_WORK) + res["host_share"] == pytest.approx(1.0, abs=0.02)
     n_params = sum(p.numel() for p in tr.lm.parameters())
     assert res["params"] == n_params
-    assert res["model_tflops_per_s"] == pytest.approx(6 * n_params * res["tokens_per_step"] / res["step_s"] / 1e12, abs=6e-5)  # rounded to 4 places
+    assert res["model_tflops_per_s"] == pytest.approx(
+        6 * n_params * res["tokens_per_step"] / res["step_s"] / 1e12, abs=6e-5
+    )  # rounded to 4 places
     assert res["mfu"] is None and res["device"] == "cpu"  # no bf16 peak for a CPU
     assert "forward" in table(res)

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 
 from recsys_cli.data import tokenize  # noqa: E402
 from recsys_cli.inference import rating  # noqa: E402
-from recsys_cli.inference.runner import InferOptions, mode_of  # noqa: E402
+from recsys_cli.inference.options import InferOptions, modes_of  # noqa: E402
 from tests.conftest import TINY_MODEL  # noqa: E402
 
 
@@ -33,7 +33,7 @@ def lm_tok():
 
 def _rating_rows(data, split: str) -> list[dict]:
     p = pl.read_parquet(data / "prompts.parquet").filter(pl.col("split") == split)
-    return [r for r in p.to_dicts() if mode_of(r["family"], r["target"], r["candidates"]) == "rating"]
+    return [r for r, m in zip(p.to_dicts(), modes_of(p, False, data / "prompts.parquet")) if m == "rating"]
 
 
 def _stream(data, tok, tiny_model, **sets):
@@ -77,8 +77,12 @@ def test_every_rating_prompt_gets_a_number_from_the_star_distribution(musical_da
     n = len(a)
     ids = torch.tensor([a + [eng.special.start]])
     with torch.inference_mode():
-        logits = lm(ids, torch.tensor([list(range(n)) + [n - 1]]), torch.tensor([ai + [1]]),
-                    build_attention_mask([n], [n + 1], n + 1, torch.float32)).logits[0, -1]
+        logits = lm(
+            ids,
+            torch.tensor([list(range(n)) + [n - 1]]),
+            torch.tensor([ai + [1]]),
+            build_attention_mask([n], [n + 1], n + 1, torch.float32),
+        ).logits[0, -1]
     assert torch.softmax(logits[stars], -1).tolist() == pytest.approx(expected[0]["scores"], abs=1e-5)
     assert len({e["output"] for e in expected}) > 1  # the prompts differ, so do their ratings
 
@@ -99,8 +103,12 @@ def _loss_by_hand(lm, ex, end_id, stars):
 
     n = len(ex)
     with torch.no_grad():
-        logits = lm(torch.tensor([ex.input_ids]), torch.tensor([ex.inter]), torch.tensor([ex.intra]),
-                    build_attention_mask([ex.part_a_len], [n], n, torch.float32)).logits[0]
+        logits = lm(
+            torch.tensor([ex.input_ids]),
+            torch.tensor([ex.inter]),
+            torch.tensor([ex.intra]),
+            build_attention_mask([ex.part_a_len], [n], n, torch.float32),
+        ).logits[0]
     la, gold = ex.part_a_len, ex.labels[ex.part_a_len]
     if stars:
         first = -torch.log_softmax(logits[la, stars], -1)[stars.index(gold)]
@@ -122,8 +130,14 @@ def test_rating_loss_is_the_cross_entropy_over_the_five_stars(musical_data, lm_t
     assert ex.allowed == ({ex.part_a_len: stars} if on else None)
     b = collate([ex], tok.pad_token_id, torch.float32)
     with torch.no_grad():
-        got = lm(b["input_ids"], b["inter"], b["intra"], b["attn_mask_4d"], labels=b["labels"],
-                 allowed=(b["allowed"], b["allowed_ids"]) if "allowed" in b else None).loss
+        got = lm(
+            b["input_ids"],
+            b["inter"],
+            b["intra"],
+            b["attn_mask_4d"],
+            labels=b["labels"],
+            allowed=(b["allowed"], b["allowed_ids"]) if "allowed" in b else None,
+        ).loss
     assert float(got) == pytest.approx(_loss_by_hand(lm, ex, stream.special.end, stars if on else None), rel=1e-4)
 
 
@@ -135,9 +149,20 @@ def test_short_rating_training_moves_weights_and_the_star_distribution(musical_d
     from recsys_cli.training.recipe import load_recipe
 
     weights = {"rating": 1.0, "sequential": 0.0, "explanation": 0.0, "review": 0.0, "direct": 0.0}
-    sets = {"model.name": tiny_model, "train.max_steps": 8, "train.batch_size": 4, "train.max_length": 96,
-            "train.lr": 0.01, "train.warmup_steps": 1, "train.corpus_ratio": 0.0, "train.family_weights": weights,
-            "lora.dropout": 0.0, "eval.eval_every": 1000, "train.save_every": 1000, "train.precision": "fp32"}
+    sets = {
+        "model.name": tiny_model,
+        "train.max_steps": 8,
+        "train.batch_size": 4,
+        "train.max_length": 96,
+        "train.lr": 0.01,
+        "train.warmup_steps": 1,
+        "train.corpus_ratio": 0.0,
+        "train.family_weights": weights,
+        "lora.dropout": 0.0,
+        "eval.eval_every": 1000,
+        "train.save_every": 1000,
+        "train.precision": "fp32",
+    }
     r = load_recipe(None, list(sets.items()))
     tr = Trainer(r, musical_data, tmp_path / "C")
     stars = rating.star_token_ids(tr.tok)
@@ -149,8 +174,12 @@ def test_short_rating_training_moves_weights_and_the_star_distribution(musical_d
         with torch.no_grad():
             for ex in exs:
                 n, la = len(ex), ex.part_a_len
-                lo = tr.lm(torch.tensor([ex.input_ids]), torch.tensor([ex.inter]), torch.tensor([ex.intra]),
-                           build_attention_mask([la], [n], n, torch.float32)).logits[0, la]
+                lo = tr.lm(
+                    torch.tensor([ex.input_ids]),
+                    torch.tensor([ex.inter]),
+                    torch.tensor([ex.intra]),
+                    build_attention_mask([la], [n], n, torch.float32),
+                ).logits[0, la]
                 total += float(torch.log_softmax(lo[stars], -1)[stars.index(ex.labels[la])])
         return total / len(exs)
 

@@ -1,6 +1,6 @@
 """Fusion arithmetic (inference/fusion.py) and the shard rule (inference/selection.py), by hand.
 
-    python -m pytest tests/unit/test_rerank_fusion.py -q
+python -m pytest tests/unit/test_rerank_fusion.py -q
 """
 
 from __future__ import annotations

@@ -21,15 +21,29 @@ from recsys_cli.artifacts.io import write_parquet  # noqa: E402
 def _retriever_file(data, path, k: int = 8, seed: int = 0):
     """A ranked list for every train sequential/direct prompt: the target among k-1 other items
     (no provenance: a file from another tool, accepted)."""
-    prompts = pl.read_parquet(data / schemas.PROMPTS).filter((pl.col("split") == "train") & pl.col("family").is_in(["sequential", "direct"]))
+    prompts = pl.read_parquet(data / schemas.PROMPTS).filter(
+        (pl.col("split") == "train") & pl.col("family").is_in(["sequential", "direct"])
+    )
     items = pl.read_parquet(data / schemas.ITEMS)["item_id"].to_list()
     rng = random.Random(seed)
     rows = []
-    for pid, fam, tid, seen, target in prompts.select("prompt_id", "family", "template_id", "seen", "item_id").iter_rows():
+    for pid, fam, tid, seen, target in prompts.select(
+        "prompt_id", "family", "template_id", "seen", "item_id"
+    ).iter_rows():
         others = [i for i in rng.sample(items, k + 1) if i != target][: k - 1]
         ranked = others[:3] + [target] + others[3:]
-        rows.append({"prompt_id": pid, "family": fam, "template_id": tid, "seen": seen, "output": ranked[0], "ranked": ranked,
-                     "scores": [float(-j) for j in range(len(ranked))], "valid": True})
+        rows.append(
+            {
+                "prompt_id": pid,
+                "family": fam,
+                "template_id": tid,
+                "seen": seen,
+                "output": ranked[0],
+                "ranked": ranked,
+                "scores": [float(-j) for j in range(len(ranked))],
+                "valid": True,
+            }
+        )
     write_parquet(pl.DataFrame(rows, schema=schemas.PREDICTIONS_SCHEMA), path, schemas.PREDICTIONS_SCHEMA)
     return path
 
@@ -83,11 +97,20 @@ def test_loss_is_minus_log_of_the_inference_score(setup):
         ex = restrict(masking.prompt_example(p.source, p.target, sp, trie), p.candidates, sp.end)
         b = collate([ex], tok.pad_token_id, torch.float32)
         with torch.no_grad():
-            out = lm(b["input_ids"], b["inter"], b["intra"], b["attn_mask_4d"], labels=b["labels"], allowed=(b["allowed"], b["allowed_ids"]))
+            out = lm(
+                b["input_ids"],
+                b["inter"],
+                b["intra"],
+                b["attn_mask_4d"],
+                labels=b["labels"],
+                allowed=(b["allowed"], b["allowed_ids"]),
+            )
         trained = float(out.loss) * len(ex.allowed)
         a = ex.input_ids[: ex.part_a_len]
         with torch.inference_mode():
-            scores = score_candidates_constrained(lm, a, ex.intra[: ex.part_a_len], sp.start, sp.end, p.candidates, trie)
+            scores = score_candidates_constrained(
+                lm, a, ex.intra[: ex.part_a_len], sp.start, sp.end, p.candidates, trie
+            )
         assert trained == pytest.approx(-scores[p.candidates.index(p.target.ids)], rel=1e-3, abs=1e-3)
         # the unrestricted loss on the same tokens is larger: the full vocabulary competes
         with torch.no_grad():
@@ -100,9 +123,18 @@ def test_pretrain_with_rerank_prompts_trains(toys_entities, tiny_model, tmp_path
     from recsys_cli.training.recipe import load_recipe
 
     path = setup[-1]
-    sets = [("model.name", tiny_model), ("train.max_steps", 3), ("train.batch_size", 4), ("train.max_length", 96),
-            ("train.precision", "fp32"), ("eval.eval_every", 100), ("train.save_every", 100),
-            ("rerank.candidates", str(path)), ("rerank.k", 8), ("rerank.weight", 0.5)]
+    sets = [
+        ("model.name", tiny_model),
+        ("train.max_steps", 3),
+        ("train.batch_size", 4),
+        ("train.max_length", 96),
+        ("train.precision", "fp32"),
+        ("eval.eval_every", 100),
+        ("train.save_every", 100),
+        ("rerank.candidates", str(path)),
+        ("rerank.k", 8),
+        ("rerank.weight", 0.5),
+    ]
     tr = Trainer(load_recipe(None, sets), toys_entities, tmp_path / "C")
     levels = [tr.stream.example(i).level for i in range(40)]
     assert 8 <= levels.count("rerank") <= 32  # about half of the examples
@@ -113,4 +145,6 @@ def test_pretrain_with_rerank_prompts_trains(toys_entities, tiny_model, tmp_path
     off = Trainer(load_recipe(None, sets[:-1] + [("rerank.weight", 0.0)]), toys_entities, tmp_path / "C0")
     plain = Trainer(load_recipe(None, sets[:-3]), toys_entities, tmp_path / "C1")
     # weight 0 draws nothing extra: the stream is the plain one
-    assert [off.stream.example(i).input_ids for i in range(10)] == [plain.stream.example(i).input_ids for i in range(10)]
+    assert [off.stream.example(i).input_ids for i in range(10)] == [
+        plain.stream.example(i).input_ids for i in range(10)
+    ]

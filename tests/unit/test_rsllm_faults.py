@@ -21,12 +21,12 @@ from recsys_cli.artifacts import item_embeddings
 from recsys_cli.baselines import sasrec, sasrec_train
 from recsys_cli.baselines.sasrec_encoder import UserEncoder, to_item_embeddings
 from recsys_cli.data import split as loo
-from recsys_cli.data.hybrid import HybridExample, history_rows, item_rows, prompt_history, shown_position
+from recsys_cli.data.rsllm import HybridExample, history_rows, item_rows, prompt_history, shown_position
 from recsys_cli.data.special_tokens import SpecialIds
-from recsys_cli.modeling.hybrid import HybridModules
+from recsys_cli.modeling.rsllm import HybridModules
 from recsys_cli.training.data import ExampleStream, HybridSpec, load_sources
-from recsys_cli.training.hybrid import collate_hybrid, hybrid_step, title_text
 from recsys_cli.training.recipe import HybridArgs, load_recipe
+from recsys_cli.training.rsllm import collate_hybrid, hybrid_step, title_text
 from tests.conftest import ROOT, run_cli
 from tests.unit.test_hybrid_model import SAS, _hyb, _lm, sas, setup  # noqa: F401 (sas, setup: fixtures)
 
@@ -39,6 +39,7 @@ def _entity_ids(spans) -> list[str]:
 
 
 # --- 1. the item loss cannot be met by copying the soft token ---------------------------------
+
 
 def test_title_side_of_the_item_loss_never_sees_its_soft_token(setup):  # noqa: F811
     lm, b = setup["lm"].eval(), setup["batch"]()
@@ -58,7 +59,7 @@ def test_title_side_of_the_item_loss_never_sees_its_soft_token(setup):  # noqa: 
         h1, t1 = forward()
     finally:
         lm.hybrid.table.copy_(saved)
-    in_context = (b["input_ids"][:n] != setup["tok"].pad_token_id)
+    in_context = b["input_ids"][:n] != setup["tok"].pad_token_id
     assert not torch.allclose(h0[:n][in_context], h1[:n][in_context], atol=1e-3)  # the prompts' states do move...
     assert torch.allclose(t0, t1, atol=1e-6)  # ...the title side the loss reads does not
     k = 0  # and it is the title encoded alone: its own short sequence, inter 0..n-1, Part A intra ids
@@ -82,6 +83,7 @@ def test_item_loss_gradient_reaches_the_llm_through_the_title_rows(setup):  # no
 
 
 # --- 2. the user loss only on prompts that carry a history ------------------------------------
+
 
 @pytest.fixture(scope="module")
 def musical(musical_data, tok, tiny_model):
@@ -124,9 +126,13 @@ def test_rating_explanation_and_review_prompts_get_no_user_loss_term(musical, ti
 
 # --- 3. a negative yes/no prompt's history stops at its position ------------------------------
 
+
 def test_negative_yes_no_history_stops_at_the_prompt_position(toys_data):
-    prompts = pl.read_parquet(toys_data / "prompts.parquet").filter(
-        (pl.col("split") == "train") & pl.col("family").is_in(["sequential", "direct"])).sort("prompt_id")
+    prompts = (
+        pl.read_parquet(toys_data / "prompts.parquet")
+        .filter((pl.col("split") == "train") & pl.col("family").is_in(["sequential", "direct"]))
+        .sort("prompt_id")
+    )
     seqs = pl.read_parquet(toys_data / "sequences.parquet")
     seqs = dict(zip(seqs["user_id"].to_list(), seqs["items"].to_list()))
     rows = item_rows(sorted({i for s in seqs.values() for i in s}))
@@ -142,8 +148,8 @@ def test_negative_yes_no_history_stops_at_the_prompt_position(toys_data):
         t = shown_position(seq, shown)
         hist = prompt_history(seq, p["family"], "train", p["item_id"], shown, rows)
         assert t is not None and t in loo.train_positions(len(seq))
-        shown_items = [e[len("item:"):] for e in shown if e[len("item:"):] in seq]
-        assert shown_items == seq[max(0, t - 10):t]  # the history its text shows ends right before t
+        shown_items = [e[len("item:") :] for e in shown if e[len("item:") :] in seq]
+        assert shown_items == seq[max(0, t - 10) : t]  # the history its text shows ends right before t
         assert hist == [rows[i] for i in seq[:t]]  # no history item at or after the position
         old = history_rows(seq, "train", p["item_id"], rows)  # the old fallback: items[:-2]
         leaked += len(old) > t
@@ -163,6 +169,7 @@ def test_prompt_history_rules():
 
 # --- 4. the shipped recipes run both stages ---------------------------------------------------
 
+
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_rsllm_recipes_run_both_stages(path):
     r = load_recipe(path)
@@ -176,8 +183,23 @@ def test_rsllm_recipes_run_both_stages(path):
 def test_rsllm_recipe_trains_stage_1_then_stage_2_in_one_run(toys_entities, tmp_path, tiny_model):
     data = tmp_path / "R"
     shutil.copytree(toys_entities, data)  # `baseline sasrec` writes R/baselines/: a private copy
-    sas_args = ["--max-epochs", "1", "--hidden", "8", "--blocks", "1", "--max-len", "10", "--seed", "1",
-                "--threads", "1", "--out", str(tmp_path / "sas.parquet"), "--quiet"]
+    sas_args = [
+        "--max-epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--blocks",
+        "1",
+        "--max-len",
+        "10",
+        "--seed",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "sas.parquet"),
+        "--quiet",
+    ]
     code, _, err = run_cli("baseline", "sasrec", "--data", str(data), *sas_args)
     assert code == 0, err
     assert (data / "baselines" / "sasrec.safetensors").is_file()
@@ -187,12 +209,29 @@ def test_rsllm_recipe_trains_stage_1_then_stage_2_in_one_run(toys_entities, tmp_
     cut = lines.index("hybrid:")
     end = next((j for j in range(cut + 1, len(lines)) if lines[j][:1].isalpha()), len(lines))
     text_only.write_text("\n".join(lines[:cut] + lines[end:]) + "\n")
-    common = ["--set", f"model.name={tiny_model}", "--max-length", "64", "--batch-size", "4", "--save-every", "100",
-              "--eval-every", "100", "--set", "train.warmup_steps=1", "--set", "eval.eval_prompts=4",
-              "--quiet", "--json"]
+    common = [
+        "--set",
+        f"model.name={tiny_model}",
+        "--max-length",
+        "64",
+        "--batch-size",
+        "4",
+        "--save-every",
+        "100",
+        "--eval-every",
+        "100",
+        "--set",
+        "train.warmup_steps=1",
+        "--set",
+        "eval.eval_prompts=4",
+        "--quiet",
+        "--json",
+    ]
     runs = {}
-    plan = (("both", recipe, ["--max-steps", "4", "--set", "hybrid.stage1_steps=2"]),
-            ("text", text_only, ["--max-steps", "2"]))
+    plan = (
+        ("both", recipe, ["--max-steps", "4", "--set", "hybrid.stage1_steps=2"]),
+        ("text", text_only, ["--max-steps", "2"]),
+    )
     for name, cfg, extra in plan:
         out = str(tmp_path / name)
         code, _, err = run_cli("pretrain", "--data", str(data), "--config", str(cfg), "--out", out, *extra, *common)

@@ -7,8 +7,6 @@ refit one position earlier.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import polars as pl
 import pytest
@@ -17,7 +15,9 @@ import torch
 from recsys_cli.baselines import sasrec, sasrec_train
 from recsys_cli.baselines.context import load_context, rank_prompts
 
-TINY = sasrec.SASRecConfig(hidden=8, blocks=1, max_len=10, dropout=0.0, max_epochs=2, patience=2, batch_size=64, threads=1, seed=0)
+TINY = sasrec.SASRecConfig(
+    hidden=8, blocks=1, max_len=10, dropout=0.0, max_epochs=2, patience=2, batch_size=64, threads=1, seed=0
+)
 
 
 def _brute_force_loss(model, seq, tgt, exclude: bool) -> float:
@@ -73,8 +73,18 @@ def test_sampled_softmax_never_uses_a_seen_item_as_negative():
 
 def test_ring_is_learned_and_training_is_seeded():
     seqs = [[(u + k) % 12 + 1 for k in range(8)] for u in range(60)]  # every next item is the successor
-    cfg = sasrec.SASRecConfig(hidden=16, blocks=1, max_len=4, dropout=0.0, lr=1e-2, batch_size=32, max_epochs=15,
-                              patience=15, seed=0, threads=1)
+    cfg = sasrec.SASRecConfig(
+        hidden=16,
+        blocks=1,
+        max_len=4,
+        dropout=0.0,
+        lr=1e-2,
+        batch_size=32,
+        max_epochs=15,
+        patience=15,
+        seed=0,
+        threads=1,
+    )
     model, history = sasrec_train.train(seqs, 12, cfg)
     assert history[0]["valid_x_HR@1"] < 0.9 and sasrec_train.best_epoch(history, cfg)["valid_x_HR@1"] == 1.0
     again, history2 = sasrec_train.train(seqs, 12, cfg)
@@ -86,7 +96,7 @@ def test_ring_is_learned_and_training_is_seeded():
 
 def test_top_n_lists_carry_the_model_scores_and_exclude_history(toys_data):
     ctx = load_context(toys_data, "test")
-    fitted = sasrec.fit(ctx, TINY, "test")
+    fitted = sasrec_train.fit(ctx, TINY, "test")
     df = rank_prompts(ctx, fitted.score, k=50)
     seq = df.filter(pl.col("family") == "sequential")
     assert (seq["ranked"].list.len() == 50).all() and (seq["scores"].list.len() == 50).all()
@@ -101,7 +111,9 @@ def test_top_n_lists_carry_the_model_scores_and_exclude_history(toys_data):
         allowed = np.delete(row, [ctx.index[i] for i in hist])
         assert scores[-1] >= np.sort(allowed)[-50] - 1e-5  # the 50 best allowed items (batching moves last bits)
     with_hist = rank_prompts(ctx, fitted.score, k=50, exclude_history=False).filter(pl.col("family") == "sequential")
-    leaked = sum(bool(set(r) & set(ctx.sequences[users[p]][:-1])) for p, r in with_hist.select("prompt_id", "ranked").iter_rows())
+    leaked = sum(
+        bool(set(r) & set(ctx.sequences[users[p]][:-1])) for p, r in with_hist.select("prompt_id", "ranked").iter_rows()
+    )
     assert leaked > 0  # --include-history ranks history items too (the last item is close to every state)
 
 
@@ -115,7 +127,7 @@ def test_train_split_model_and_histories_never_see_valid_or_test(toys_data, monk
 
     monkeypatch.setattr(sasrec_train, "train", spy)
     ctx = load_context(toys_data, "train")
-    fitted = sasrec.fit(ctx, TINY, "train")
+    fitted = sasrec_train.fit(ctx, TINY, "train")
     full = list(ctx.sequences.values())
     assert len(seen_training) == len(full)
     for got, items in zip(seen_training, full):
@@ -151,16 +163,30 @@ def test_refit_learns_the_valid_target_but_never_the_test_target():
     # ring walks of items 1..12, then item 15, the valid target 13 and the test target 14 (13 and
     # 14 occur nowhere else): only a model trained on items[:-1] has seen "15 -> 13"
     seqs = [[(u + k) % 12 + 1 for k in range(6)] + [15, 13, 14] for u in range(60)]
-    cfg = sasrec.SASRecConfig(hidden=16, blocks=1, max_len=4, dropout=0.0, lr=1e-2, batch_size=32, max_epochs=12,
-                              patience=12, seed=0, threads=1)
+    cfg = sasrec.SASRecConfig(
+        hidden=16,
+        blocks=1,
+        max_len=4,
+        dropout=0.0,
+        lr=1e-2,
+        batch_size=32,
+        max_epochs=12,
+        patience=12,
+        seed=0,
+        threads=1,
+    )
     selected, _ = sasrec_train.train(seqs, 15, cfg)
     # early stopping "chose" epoch 12, with an lr cut after epoch 6 (13 is unlearnable for it)
     chosen = [{"epoch": e, "valid_x_NDCG@10": e / 100, **({"lr": 5e-3} if e == 6 else {})} for e in range(1, 13)]
     model, rows = sasrec_train.refit(seqs, 15, cfg, chosen)
     assert len(rows) == 12 and all(r["loss"] > 0 for r in rows)
     valid_hist = [s[:-2] for s in seqs]
-    assert (_rank_excluding_history(model, valid_hist, 13, cfg.max_len) == 0).mean() > 0.9  # learned from the valid position
-    assert (_rank_excluding_history(selected, valid_hist, 13, cfg.max_len) > 0).mean() > 0.9  # early stopping never saw it
+    assert (
+        _rank_excluding_history(model, valid_hist, 13, cfg.max_len) == 0
+    ).mean() > 0.9  # learned from the valid position
+    assert (
+        _rank_excluding_history(selected, valid_hist, 13, cfg.max_len) > 0
+    ).mean() > 0.9  # early stopping never saw it
     test_rank = _rank_excluding_history(model, [s[:-1] for s in seqs], 14, cfg.max_len)
     assert (test_rank == 0).mean() < 0.1  # item 14 (the test target) was never a label: not learned
     again, rows2 = sasrec_train.refit(seqs, 15, cfg, chosen)
@@ -168,14 +194,19 @@ def test_refit_learns_the_valid_target_but_never_the_test_target():
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 
 
-@pytest.mark.parametrize(("split", "refit", "refitted"),
-                         [("test", True, True), ("test", False, False), ("valid", True, True), ("valid", False, False)])
+@pytest.mark.parametrize(
+    ("split", "refit", "refitted"),
+    [("test", True, True), ("test", False, False), ("valid", True, True), ("valid", False, False)],
+)
 def test_valid_and_test_prompts_get_the_refit_model(toys_data, split, refit, refitted):
     ctx = load_context(toys_data, split)
-    fitted = sasrec.fit(ctx, sasrec.SASRecConfig(**{**TINY.as_dict(), "refit": refit}), split)
+    fitted = sasrec_train.fit(ctx, sasrec.SASRecConfig(**{**TINY.as_dict(), "refit": refit}), split)
     assert (fitted.model is not fitted.selected) == refitted and bool(fitted.refit_history) == refitted
     if refitted:
-        changed = [not torch.equal(a, b) for a, b in zip(fitted.model.state_dict().values(), fitted.selected.state_dict().values())]
+        changed = [
+            not torch.equal(a, b)
+            for a, b in zip(fitted.model.state_dict().values(), fitted.selected.state_dict().values())
+        ]
         assert any(changed)
         assert len(fitted.refit_history) == sasrec_train.best_epoch(fitted.history, TINY)["epoch"]
 
@@ -204,8 +235,18 @@ def test_the_valid_refit_never_learns_the_valid_target():
     # ring walks of items 1..12, then item 15, the valid target 13 and the test target 14 (13 and 14 occur
     # nowhere else); the refit gets what `fit` gives it for valid prompts: the sequences without the test target
     seqs = [[(u + k) % 12 + 1 for k in range(6)] + [15, 13, 14] for u in range(60)]
-    cfg = sasrec.SASRecConfig(hidden=16, blocks=1, max_len=4, dropout=0.0, lr=1e-2, batch_size=32, max_epochs=12,
-                              patience=12, seed=0, threads=1)
+    cfg = sasrec.SASRecConfig(
+        hidden=16,
+        blocks=1,
+        max_len=4,
+        dropout=0.0,
+        lr=1e-2,
+        batch_size=32,
+        max_epochs=12,
+        patience=12,
+        seed=0,
+        threads=1,
+    )
     chosen = [{"epoch": e, "valid_x_NDCG@10": e / 100} for e in range(1, 13)]  # as if early stopping chose epoch 12
     valid_model, _ = sasrec_train.refit(sasrec.training_sequences(seqs, "valid", refit=True), 15, cfg, chosen)
     test_model, _ = sasrec_train.refit(sasrec.training_sequences(seqs, "test", refit=True), 15, cfg, chosen)

@@ -32,7 +32,11 @@ def test_join_span_table_and_layout_keep_offsets():
     layout.add(np.array([2, 0]), np.array([0, 7]), joined, np.array([2, 0]))
     layout.add(np.array([2, 1]), np.array([10, 0]), joined, np.array([0, 1]))
     col = entity_lists(*layout.arrays(), reg).to_list()
-    assert [[t[e["start"]:e["end"]] for e in row] for t, row in zip(texts, col)] == [["Gloom", "Uno", "Gloom"], [], ["Uno", "Gloom", "Uno", "Gloom"]]
+    assert [[t[e["start"] : e["end"]] for e in row] for t, row in zip(texts, col)] == [
+        ["Gloom", "Uno", "Gloom"],
+        [],
+        ["Uno", "Gloom", "Uno", "Gloom"],
+    ]
     assert [e["entity_id"] for e in col[2]] == ["item:9", "item:2", "item:9", "item:2"]
 
 
@@ -41,7 +45,16 @@ def test_render_fills_every_template_like_str_format():
     titles = [reg.mark(t, "item", f"item:{i}") for i, t in enumerate(["Gloom", "Uno Deluxe", "Ü-Puzzle", ""])]
     plan = render.PromptPlan()
     h = plan.history([2, 0, 3, 1])
-    r = plan.add_reviews(rating=["5", "4"], explanation=["", "It is fun."], feature=["", "colours"], review=["", "Great game."], summary=["", "Fun"]) + 1
+    r = (
+        plan.add_reviews(
+            rating=["5", "4"],
+            explanation=["", "It is fun."],
+            feature=["", "colours"],
+            review=["", "Great game."],
+            summary=["", "Fun"],
+        )
+        + 1
+    )
     c = plan.candidates(np.array([1, 3, 0]))
     for i, _ in enumerate(templates.TEMPLATES):
         plan.add(i, i % 3, i % 2, i % 4, h, 1 + i % 2, r, c if i % 5 == 0 else -1)
@@ -49,14 +62,33 @@ def test_render_fills_every_template_like_str_format():
     df = render.render(plan, ["u0", "u1"], ["user_u0", "user_u1"], titles, item_ids, reg)
     hist = "Ü-Puzzle; Gloom; ; Uno Deluxe"
     for i, (tpl, row) in enumerate(zip(templates.TEMPLATES, df.iter_rows(named=True))):
-        values = {"user": f"user_u{i % 2}", "item": titles[i % 4][0], "history": hist, "answer": ("yes", "no")[i % 2],
-                  "rating": "4", "explanation": "It is fun.", "feature": "colours", "review": "Great game.", "summary": "Fun"}
+        values = {
+            "user": f"user_u{i % 2}",
+            "item": titles[i % 4][0],
+            "history": hist,
+            "answer": ("yes", "no")[i % 2],
+            "rating": "4",
+            "explanation": "It is fun.",
+            "feature": "colours",
+            "review": "Great game.",
+            "summary": "Fun",
+        }
         assert row["source"] == tpl.source.format(**values) and row["target"] == tpl.target.format(**values)
-        assert (row["template_id"], row["split"], row["item_id"]) == (tpl.template_id, render.SPLITS[i % 3], f"i{i % 4}")
-        want = [t for name in (f for _, f, _, _ in string.Formatter().parse(tpl.source) if f) if name in ("item", "history")
-                for t in (hist.split("; ") if name == "history" else [titles[i % 4][0]])]
-        assert [row["source"][e["start"]:e["end"]] for e in row["source_entities"]] == want
-        assert [row["target"][e["start"]:e["end"]] for e in row["target_entities"]] == ([titles[i % 4][0]] if tpl.target == "{item}" else [])
+        assert (row["template_id"], row["split"], row["item_id"]) == (
+            tpl.template_id,
+            render.SPLITS[i % 3],
+            f"i{i % 4}",
+        )
+        want = [
+            t
+            for name in (f for _, f, _, _ in string.Formatter().parse(tpl.source) if f)
+            if name in ("item", "history")
+            for t in (hist.split("; ") if name == "history" else [titles[i % 4][0]])
+        ]
+        assert [row["source"][e["start"] : e["end"]] for e in row["source_entities"]] == want
+        assert [row["target"][e["start"] : e["end"]] for e in row["target_entities"]] == (
+            [titles[i % 4][0]] if tpl.target == "{item}" else []
+        )
         assert row["candidates"] == (["i1", "i3", "i0"] if i % 5 == 0 else None)
 
 

@@ -37,9 +37,15 @@ def test_paper_recipe_matches_the_paper():
 def test_overrides_types_and_bad_keys(tmp_path):
     from recsys_cli.training.recipe import parse_set
 
-    r = load_recipe(ROOT / "recipes/pretrain/tiny-cpu.yaml", [("train.max_steps", 3), ("model.positions", "linear"), ("train.lr", None)])
+    r = load_recipe(
+        ROOT / "recipes/pretrain/tiny-cpu.yaml",
+        [("train.max_steps", 3), ("model.positions", "linear"), ("train.lr", None)],
+    )
     assert r.train.max_steps == 3 and r.model.positions == "linear" and r.train.lr == 0.005
-    r = load_recipe(ROOT / "recipes/pretrain/tiny-cpu.yaml", parse_set(["train.lr=1e-4", "lora.targets=[q_proj, v_proj]", "mask.entity_ratio=0.2"]))
+    r = load_recipe(
+        ROOT / "recipes/pretrain/tiny-cpu.yaml",
+        parse_set(["train.lr=1e-4", "lora.targets=[q_proj, v_proj]", "mask.entity_ratio=0.2"]),
+    )
     assert r.train.lr == 1e-4 and r.lora.targets == ["q_proj", "v_proj"] and r.mask.entity_ratio == 0.2
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  lr: 0.1\n  learning_rate: 3\n")
@@ -57,7 +63,58 @@ def test_overrides_types_and_bad_keys(tmp_path):
         load_recipe(None, [("lora.modules_to_save", "embed_tokens")])
     with pytest.raises(RecsysError, match="expected section.key=value"):
         parse_set(["lr"])
-    assert load_recipe(ROOT / "recipes/pretrain/tiny-cpu.yaml", [("lora.modules_to_save", [])]).lora.modules_to_save == []
+    assert (
+        load_recipe(ROOT / "recipes/pretrain/tiny-cpu.yaml", [("lora.modules_to_save", [])]).lora.modules_to_save == []
+    )
+
+
+def test_literal_keys_refuse_other_values_in_one_line():
+    """Every string key with a fixed set of values is a Literal field: a recipe or --set value outside it is
+    one line naming the key and its choices (set_value); check() spells no choices again."""
+    from recsys_cli.training.recipe import choices_of, key_type, parse_set
+
+    literal = [k for k in Recipe().flat() if choices_of(key_type(k))]
+    assert {"model.positions", "train.precision", "train.attention", "hybrid.projector", "hybrid.item_text"} <= set(
+        literal
+    )
+    for key in literal:
+        choices = choices_of(key_type(key))
+        with pytest.raises(InputError) as err:
+            load_recipe(None, parse_set([f"{key}=nonsense"]))
+        assert str(err.value) == f"command line: {key} one of {', '.join(choices)}; got 'nonsense'"
+        assert "\n" not in str(err.value)
+        section, name = key.split(".")
+        assert getattr(getattr(load_recipe(None, [(key, choices[-1])]), section), name) == choices[-1]
+    with pytest.raises(InputError, match=r"mask.level_weights as dict"):
+        load_recipe(None, parse_set(["mask.level_weights={paragraph: 1.0}"]))
+
+
+def test_mask_section_is_the_recipes_with_its_ranges():
+    """MaskArgs is the recipe's `mask` section: defaults as before, ranges from RECIPE_RANGES, doc_min <= doc_max."""
+    from recsys_cli.training.recipe import MaskArgs, parse_set
+
+    m = Recipe().mask
+    assert isinstance(m, MaskArgs) and (m.entity_ratio, m.poisson_lambda, m.sentence_ratio, m.doc_min, m.doc_max) == (
+        0.15,
+        3.0,
+        0.15,
+        0.5,
+        1.0,
+    )
+    assert m.level_weights == {"entity": 0.6, "sentence": 0.2, "document": 0.2}
+    with pytest.raises(InputError, match=r"^command line: mask.doc_min in the range 0<x<=1; got 0$"):
+        load_recipe(None, parse_set(["mask.doc_min=0"]))
+    with pytest.raises(RecsysError, match=r"^command line: mask.doc_min <= mask.doc_max; got 0.9 > 0.6$"):
+        load_recipe(None, parse_set(["mask.doc_max=0.6", "mask.doc_min=0.9"]))
+    assert load_recipe(None, parse_set(["mask.entity_ratio=0.3"])).mask.entity_ratio == 0.3
+
+
+def test_loss_parts_row_means_each_term_over_its_count():
+    from recsys_cli.training.speed import LossParts
+
+    p = LossParts(lm=6.0, item=0.5, item_n=2, user=0.0, user_n=0)
+    assert p.values() == [6.0, 0.5, 2, 0.0, 0]
+    assert LossParts.row(2, p.values(), 3) == {"stage": 2, "lm_loss": 2.0, "item_loss": 0.25, "user_loss": None}
 
 
 def test_lr_schedule_warmup_then_decay():
@@ -72,8 +129,18 @@ def test_lr_schedule_warmup_then_decay():
 
 def _recipe(tiny_model, **kw):
     """Keys as 'section.key'; a short tiny-model run."""
-    base = {"model.name": tiny_model, "train.max_steps": 6, "train.batch_size": 2, "train.max_length": 64, "train.warmup_steps": 2,
-            "train.lr": 0.01, "eval.eval_every": 3, "eval.eval_prompts": 4, "train.save_every": 3, "train.precision": "fp32"}
+    base = {
+        "model.name": tiny_model,
+        "train.max_steps": 6,
+        "train.batch_size": 2,
+        "train.max_length": 64,
+        "train.warmup_steps": 2,
+        "train.lr": 0.01,
+        "eval.eval_every": 3,
+        "eval.eval_prompts": 4,
+        "train.save_every": 3,
+        "train.precision": "fp32",
+    }
     base.update({k.replace("__", "."): v for k, v in kw.items()})
     return load_recipe(None, list(base.items()))
 
@@ -87,7 +154,10 @@ def test_stream_is_deterministic_mixed_and_bounded(toys_data, tiny_model):
     src = load_sources(toys_data, tok, eval_prompts=8)
     assert src.docs and src.prompts and len(src.valid) == 8
     r = _recipe(tiny_model, train__corpus_ratio=0.5)
-    s1, s2 = ExampleStream(src, r, SpecialIds.from_tokenizer(tok)), ExampleStream(src, r, SpecialIds.from_tokenizer(tok))
+    s1, s2 = (
+        ExampleStream(src, r, SpecialIds.from_tokenizer(tok)),
+        ExampleStream(src, r, SpecialIds.from_tokenizer(tok)),
+    )
     exs = [s1.example(i) for i in range(40)]
     assert [e.input_ids for e in exs] == [s2.example(i).input_ids for i in range(40)]
     levels = {e.level for e in exs}
@@ -121,11 +191,19 @@ def test_tiny_recipe_loss_drops(toys_data, tmp_path):
     200 steps of the recipe itself: bench/pretrain.py --tiny-loss (~48%)."""
     from recsys_cli.training.loop import Trainer
 
-    r = load_recipe(ROOT / "recipes/pretrain/tiny-cpu.yaml", [("train.max_steps", 20), ("train.max_length", 64), ("train.lr", 0.01),
-                                                              ("eval.eval_every", 1000), ("train.save_every", 1000)])
+    r = load_recipe(
+        ROOT / "recipes/pretrain/tiny-cpu.yaml",
+        [
+            ("train.max_steps", 20),
+            ("train.max_length", 64),
+            ("train.lr", 0.01),
+            ("eval.eval_every", 1000),
+            ("train.save_every", 1000),
+        ],
+    )
     assert r.lora.modules_to_save == ["embed_tokens"]
     Trainer(r, toys_data, tmp_path / "C").train()
-    losses = [l for _, l in _losses(tmp_path / "C")]
+    losses = [loss for _, loss in _losses(tmp_path / "C")]
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last <= 0.9 * first, (first, last)
 
@@ -137,7 +215,14 @@ def test_training_changes_lora_intra_and_new_rows_and_nothing_else(toys_data, ti
 
     from recsys_cli.training.loop import Trainer
 
-    r = _recipe(tiny_model, lora__dropout=0.0, train__max_steps=4, train__batch_size=4, eval__eval_every=1000, train__save_every=1000)
+    r = _recipe(
+        tiny_model,
+        lora__dropout=0.0,
+        train__max_steps=4,
+        train__batch_size=4,
+        eval__eval_every=1000,
+        train__save_every=1000,
+    )
     tr = Trainer(r, toys_data, tmp_path / "C")
     emb = tr.lm.base.get_input_embeddings()
     new_ids, old_ids = torch.tensor(tr.lm.new_token_ids), torch.arange(0, 2000)
@@ -149,7 +234,9 @@ def test_training_changes_lora_intra_and_new_rows_and_nothing_else(toys_data, ti
     trainable = {n for n, p in params.items() if p.requires_grad}
     changed = {n for n, p in params.items() if not torch.equal(before[n], p.detach())}
     assert changed == trainable, (trainable - changed, changed - trainable)
-    assert any("lora_A" in n for n in changed) and any("lora_B" in n for n in changed) and "intra_embed.weight" in changed
+    assert (
+        any("lora_A" in n for n in changed) and any("lora_B" in n for n in changed) and "intra_embed.weight" in changed
+    )
     assert len(params) - len(trainable) > 10  # the frozen base weights exist, and none of them moved
     with torch.no_grad():
         rows1, old1 = emb(new_ids), emb(old_ids)
@@ -173,7 +260,9 @@ def test_resume_refuses_a_state_it_did_not_write(toys_data, tiny_model, tmp_path
     assert torch.load(st / "rank-0.pt", weights_only=True)["optimizer"]["state"]  # no pickled objects
     good = (st / "rank-0.pt").read_bytes()
     (st / "rank-0.pt").write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
-    with pytest.raises(RecsysError, match=r"did not write, or that changed since \(train_state\)"):  # C's ledger (issue 26)
+    with pytest.raises(
+        RecsysError, match=r"did not write, or that changed since \(train_state\)"
+    ):  # C's ledger (issue 26)
         Trainer(r, toys_data, tmp_path / "C", resume=True).train(resume=True)
     from recsys_cli.artifacts import outputs
 

@@ -17,7 +17,13 @@ import polars as pl
 # interaction frame: user_id str, item_id str, timestamp i64|null, rating f64|null,
 #                    review str|null, summary str|null, order i64 (file order, tie-breaker)
 # user frame:        user_id str + one Utf8 column per user feature (optional)
-ITEM_COLS = {"item_id": pl.Utf8, "title": pl.Utf8, "categories": pl.List(pl.Utf8), "brand": pl.Utf8, "price": pl.Float64}
+ITEM_COLS = {
+    "item_id": pl.Utf8,
+    "title": pl.Utf8,
+    "categories": pl.List(pl.Utf8),
+    "brand": pl.Utf8,
+    "price": pl.Float64,
+}
 INTER_COLS = {
     "user_id": pl.Utf8,
     "item_id": pl.Utf8,
@@ -55,7 +61,11 @@ def fill_titles(df: pl.DataFrame, fallback: pl.Expr) -> tuple[pl.DataFrame, dict
     empty = pl.col("title").is_null() | (pl.col("title").str.strip_chars() == "")
     why = df.select(
         "item_id",
-        pl.when(pl.col("has_meta").is_null()).then(pl.lit("no metadata")).when(empty).then(pl.lit("empty title")).alias("why"),
+        pl.when(pl.col("has_meta").is_null())
+        .then(pl.lit("no metadata"))
+        .when(empty)
+        .then(pl.lit("empty title"))
+        .alias("why"),
     ).drop_nulls("why")
     out = df.with_columns(title=pl.when(empty).then(fallback).otherwise(pl.col("title"))).drop("has_meta")
     return out, dict(why.iter_rows())

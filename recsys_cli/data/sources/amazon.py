@@ -69,12 +69,16 @@ def find(data_dir: Path, names: list[str]) -> Path | None:
     return None
 
 
-def load_amazon(category: str, data_dir: Path, min_user: int = 5, min_item: int | None = None, time_unit: str = "auto") -> Source:
+def load_amazon(
+    category: str, data_dir: Path, min_user: int = 5, min_item: int | None = None, time_unit: str = "auto"
+) -> Source:
     """`min_item` None: 0 for the 5-core 2014/2018 files, 5 for raw 2023 files (which are not
     5-core: iterating users and items >= 5 gives the release's own 5-core)."""
     cat = resolve_category(category)
     if not data_dir.is_dir():
-        raise RecsysError(f"{data_dir}: data directory not found (expected P5 files or reviews_{cat}_5.json.gz)", exit_code=2)
+        raise RecsysError(
+            f"{data_dir}: data directory not found (expected P5 files or reviews_{cat}_5.json.gz)", exit_code=2
+        )
     if (data_dir / "sequential_data.txt").is_file():
         return load_p5(data_dir, cat)
     r14 = find(data_dir, [f"reviews_{cat}_5.json"])
@@ -88,7 +92,8 @@ def load_amazon(category: str, data_dir: Path, min_user: int = 5, min_item: int 
             return load_2023(r23, meta23, min_user, 5 if min_item is None else min_item, time_unit)
         raise RecsysError(
             f"{data_dir}: unknown category {category!r} here: expected sequential_data.txt (P5), "
-            f"reviews_{cat}_5.json(.gz) (Amazon 2014), {cat}_5.json(.gz) (Amazon 2018) or {cat}.jsonl(.gz) (Amazon 2023)",
+            f"reviews_{cat}_5.json(.gz) (Amazon 2014), {cat}_5.json(.gz) (Amazon 2018) "
+            f"or {cat}.jsonl(.gz) (Amazon 2023)",
             exit_code=2,
         )
     meta = find(data_dir, [f"meta_{cat}.json"])
@@ -186,11 +191,15 @@ def load_p5(data_dir: Path, cat: str) -> Source:
     notes = ["P5-processed split: no reviews, ratings or timestamps; only sequential and direct prompts"]
     if meta is None:
         notes.append("no item metadata found: titles are Amazon asins")
-    return Source("amazon-p5", items_df, inter, None, False, inputs, notes, {"dedup": "none (P5 sequences as given)"}, fallback)
+    return Source(
+        "amazon-p5", items_df, inter, None, False, inputs, notes, {"dedup": "none (P5 sequences as given)"}, fallback
+    )
 
 
 # --- raw reviews --------------------------------------------------------------------------
-def load_raw(path: Path, meta_path: Path | None, kind: str, min_user: int, min_item: int, time_unit: str = "auto") -> Source:
+def load_raw(
+    path: Path, meta_path: Path | None, kind: str, min_user: int, min_item: int, time_unit: str = "auto"
+) -> Source:
     rows, lines = [], []
     for lineno, obj in json_lines(path):
         user, item = obj.get("reviewerID"), obj.get("asin")
@@ -201,13 +210,33 @@ def load_raw(path: Path, meta_path: Path | None, kind: str, min_user: int, min_i
             raise InputError.at(path, lineno, f"'unixReviewTime' as a unix time number; got {ts!r}")
         if rating is not None and (not isinstance(rating, (int, float)) or isinstance(rating, bool)):
             raise InputError.at(path, lineno, f"'overall' as a number 1-5; got {rating!r}")
-        rows.append((user, item, None if rating is None else float(rating), ts,
-                     clean(obj.get("reviewText")) or None, clean(obj.get("summary")) or None, len(rows)))
+        rows.append(
+            (
+                user,
+                item,
+                None if rating is None else float(rating),
+                ts,
+                clean(obj.get("reviewText")) or None,
+                clean(obj.get("summary")) or None,
+                len(rows),
+            )
+        )
         lines.append(lineno)
     if not rows:
         raise InputError.at(path, None, "at least one review; the file is empty")
-    raw = pl.DataFrame(rows, schema={"user_id": pl.Utf8, "item_id": pl.Utf8, "rating": pl.Float64, "ts": pl.Float64,
-                                     "review": pl.Utf8, "summary": pl.Utf8, "order": pl.Int64}, orient="row")
+    raw = pl.DataFrame(
+        rows,
+        schema={
+            "user_id": pl.Utf8,
+            "item_id": pl.Utf8,
+            "rating": pl.Float64,
+            "ts": pl.Float64,
+            "review": pl.Utf8,
+            "summary": pl.Utf8,
+            "order": pl.Int64,
+        },
+        orient="row",
+    )
     seconds, used = to_seconds(raw["ts"].alias("unixReviewTime"), time_unit, path, lines)
     warned: list[str] = []
     review_times(seconds, path, lines, "check --time-unit", warned)

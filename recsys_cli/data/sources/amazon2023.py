@@ -43,8 +43,15 @@ from recsys_cli.data.text import clean
 from recsys_cli.errors import InputError
 
 _PRICE_RE = re.compile(r"\d+(?:\.\d+)?")
-_SCHEMA = {"user_id": pl.Utf8, "item_id": pl.Utf8, "rating": pl.Float64, "ts": pl.Float64,
-           "review": pl.Utf8, "summary": pl.Utf8, "order": pl.Int64}
+_SCHEMA = {
+    "user_id": pl.Utf8,
+    "item_id": pl.Utf8,
+    "rating": pl.Float64,
+    "ts": pl.Float64,
+    "review": pl.Utf8,
+    "summary": pl.Utf8,
+    "order": pl.Int64,
+}
 
 
 def _number(value) -> bool:
@@ -75,7 +82,17 @@ def read_reviews(path: Path, time_unit: str, notes: list[str] | None = None) -> 
             raise InputError.at(path, lineno, f"'rating' as a number 1-5; got {rating!r}")
         text, title = _str_or_none(path, lineno, obj, "text"), _str_or_none(path, lineno, obj, "title")
         variants += isinstance(obj.get("asin"), str) and obj["asin"] != item
-        rows.append((user, item, None if rating is None else float(rating), ts, clean(text) or None, clean(title) or None, len(rows)))
+        rows.append(
+            (
+                user,
+                item,
+                None if rating is None else float(rating),
+                ts,
+                clean(text) or None,
+                clean(title) or None,
+                len(rows),
+            )
+        )
         lines.append(lineno)
     if not rows:
         raise InputError.at(path, None, "at least one review; the file is empty")
@@ -143,7 +160,10 @@ def load_2023(path: Path, meta_path: Path | None, min_user: int, min_item: int, 
     filters["variant_reviews"] = variants
     meta = read_meta(meta_path) if meta_path else None
     items_df, fallback = items_for(inter["item_id"].unique().sort(), meta)
-    notes = [unit_note("timestamp", used, time_unit), "Amazon 2023: items are parent_asins (variants of one product are one item)"]
+    notes = [
+        unit_note("timestamp", used, time_unit),
+        "Amazon 2023: items are parent_asins (variants of one product are one item)",
+    ]
     notes += warned
     if meta is None:
         notes.append(f"no meta_<Category>.jsonl(.gz) beside {path.name}: item titles are parent_asins")

@@ -1,6 +1,6 @@
 """Line readers with one-line errors: file, line number and what was expected.
 
-    for lineno, obj in json_lines(Path("reviews_Beauty_5.json.gz"), literal_ok=False): ...
+for lineno, obj in json_lines(Path("reviews_Beauty_5.json.gz"), literal_ok=False): ...
 """
 
 from __future__ import annotations

@@ -58,8 +58,12 @@ def require_times(seconds: pl.Series, path: str | Path, where: Where, name: str)
     """Every row of a source with a time column needs a time."""
     bad = seconds.is_null().arg_true()
     if len(bad):
-        raise InputError.at(path, where(int(bad[0])), f"a time in '{name}' on every row (an interaction without one "
-                            "would sort last and become the user's test item); this row has none")
+        raise InputError.at(
+            path,
+            where(int(bad[0])),
+            f"a time in '{name}' on every row (an interaction without one "
+            "would sort last and become the user's test item); this row has none",
+        )
 
 
 def place(where: Where, k: int) -> str:
@@ -91,10 +95,18 @@ def check_times(seconds: pl.Series, path: str | Path, where: Where, hint: str, n
     span = f"before {_day(EARLIEST_TIME)} or in the future"  # no date of today: the note goes into manifest.json
     example = f"e.g. {place(where, k)}: {value} = {_day(value)}"
     if share > TIME_ERROR_SHARE:
-        raise InputError.at(path, None, f"'{seconds.name}' looks like ids, not times: {count:,} of {values.len():,} "
-                            f"values ({share:.0%}) fall {span} ({example}); {hint}")
-    warn(path, f"{count:,} of {values.len():,} times in '{seconds.name}' ({share:.1%}) fall {span} ({example}); "
-         "they are kept as they are", notes)
+        raise InputError.at(
+            path,
+            None,
+            f"'{seconds.name}' looks like ids, not times: {count:,} of {values.len():,} "
+            f"values ({share:.0%}) fall {span} ({example}); {hint}",
+        )
+    warn(
+        path,
+        f"{count:,} of {values.len():,} times in '{seconds.name}' ({share:.1%}) fall {span} ({example}); "
+        "they are kept as they are",
+        notes,
+    )
 
 
 def review_times(seconds: pl.Series, path: str | Path, lines: list[int], hint: str, notes: list[str]) -> None:
@@ -114,12 +126,20 @@ def check_items(items: pl.Series, path: str | Path, hint: str, notes: list[str])
         return
     distinct = items.n_unique()
     if distinct == rows:
-        raise InputError.at(path, None, f"'{items.name}' has a different value on each of its {rows:,} rows: "
-                            f"it looks like a row id, not an item id (no item is seen twice); {hint}")
+        raise InputError.at(
+            path,
+            None,
+            f"'{items.name}' has a different value on each of its {rows:,} rows: "
+            f"it looks like a row id, not an item id (no item is seen twice); {hint}",
+        )
     share = distinct / rows
     if share >= ITEM_WARN_SHARE:
-        warn(path, f"'{items.name}' has {distinct:,} distinct values in {rows:,} rows ({share:.1%}): few items repeat, "
-             f"so there is little to learn from; {hint}", notes)
+        warn(
+            path,
+            f"'{items.name}' has {distinct:,} distinct values in {rows:,} rows ({share:.1%}): few items repeat, "
+            f"so there is little to learn from; {hint}",
+            notes,
+        )
 
 
 def warn(path: str | Path, message: str, notes: list[str]) -> None:

@@ -40,10 +40,14 @@ CATEGORY_NAMES = ("class", "genre", "genres", "categories", "category")
 def find_dataset(dataset_dir: Path, name: str | None) -> str:
     """The dataset name: --dataset, or the stem of the only *.inter file in the directory."""
     if not dataset_dir.is_dir():
-        raise RecsysError(f"{dataset_dir}: dataset directory not found (expected <name>.inter, .item, .user)", exit_code=2)
+        raise RecsysError(
+            f"{dataset_dir}: dataset directory not found (expected <name>.inter, .item, .user)", exit_code=2
+        )
     if name is not None:
         if not (dataset_dir / f"{name}.inter").is_file():
-            raise InputError.at(dataset_dir / f"{name}.inter", None, "file not found (RecBole interactions of --dataset)")
+            raise InputError.at(
+                dataset_dir / f"{name}.inter", None, "file not found (RecBole interactions of --dataset)"
+            )
         return name
     stems = sorted(p.stem for p in dataset_dir.glob("*.inter"))
     if len(stems) != 1:
@@ -65,13 +69,24 @@ def read_atomic(path: Path) -> tuple[pl.DataFrame, dict[str, str], pl.Series]:
     for k, field in enumerate(header.split("\t")):
         name, sep, kind = field.rpartition(":")
         if not sep or not name or kind not in TYPES:
-            raise InputError.at(path, 1, f"a RecBole header of name:type fields (type one of {', '.join(TYPES)}); field {k + 1} is {field!r}")
+            raise InputError.at(
+                path,
+                1,
+                f"a RecBole header of name:type fields (type one of {', '.join(TYPES)}); field {k + 1} is {field!r}",
+            )
         if name in types:
             raise InputError.at(path, 1, f"each field once; {name!r} repeats")
         types[name] = kind
     try:
-        df = pl.read_csv(path, separator="\t", quote_char=None, has_header=False, skip_rows=1,
-                         new_columns=list(types), schema_overrides={n: pl.Utf8 for n in types})
+        df = pl.read_csv(
+            path,
+            separator="\t",
+            quote_char=None,
+            has_header=False,
+            skip_rows=1,
+            new_columns=list(types),
+            schema_overrides={n: pl.Utf8 for n in types},
+        )
     except (pl.exceptions.PolarsError, UnicodeDecodeError, OSError):
         raise _bad_line(path, len(types))
     if df.width != len(types):
@@ -97,8 +112,12 @@ def _short_rows(path: Path, names: list[str], suspects: set[int]) -> set[int]:
                 blank.add(lineno)
             elif line.count(b"\t") + 1 < len(names):
                 found = line.count(b"\t") + 1
-                raise InputError.at(path, lineno, f"{len(names)} tab-separated fields like the header "
-                                    f"({', '.join(names)}); found {found}: the line is cut short")
+                raise InputError.at(
+                    path,
+                    lineno,
+                    f"{len(names)} tab-separated fields like the header "
+                    f"({', '.join(names)}); found {found}: the line is cut short",
+                )
     return blank
 
 
@@ -110,7 +129,9 @@ def _bad_line(path: Path, n: int) -> InputError:
             except UnicodeDecodeError as exc:
                 return InputError.at(path, lineno, f"valid UTF-8 text (undecodable byte at column {exc.start + 1})")
             if lineno > 1 and line and line.count("\t") + 1 != n:
-                return InputError.at(path, lineno, f"{n} tab-separated fields like the header; found {line.count(chr(9)) + 1}")
+                return InputError.at(
+                    path, lineno, f"{n} tab-separated fields like the header; found {line.count(chr(9)) + 1}"
+                )
     return InputError.at(path, None, "a readable RecBole atomic file")
 
 
@@ -125,10 +146,14 @@ def _floats(path: Path, df: pl.DataFrame, name: str, lines: pl.Series) -> pl.Ser
 
 def _require(path: Path, types: dict, name: str) -> None:
     if name not in types:
-        raise InputError.at(path, 1, f"a {name}:token field; the fields are: {', '.join(f'{n}:{t}' for n, t in types.items())}")
+        raise InputError.at(
+            path, 1, f"a {name}:token field; the fields are: {', '.join(f'{n}:{t}' for n, t in types.items())}"
+        )
 
 
-def load_recbole(dataset_dir: Path, name: str | None = None, min_user: int = 5, min_item: int = 0, time_unit: str = "auto") -> Source:
+def load_recbole(
+    dataset_dir: Path, name: str | None = None, min_user: int = 5, min_item: int = 0, time_unit: str = "auto"
+) -> Source:
     name = find_dataset(dataset_dir, name)
     ipath = dataset_dir / f"{name}.inter"
     df, types, lines = read_atomic(ipath)
@@ -160,7 +185,9 @@ def load_recbole(dataset_dir: Path, name: str | None = None, min_user: int = 5, 
 def _items(path: Path, ids: pl.Series, inputs: list[Path]) -> tuple[pl.DataFrame, dict[str, str], list[str]]:
     base = pl.DataFrame({"item_id": ids})
     if not path.is_file():
-        df = base.with_columns(title=pl.lit(None, pl.Utf8), has_meta=pl.lit(None, pl.Boolean), categories=pl.lit([], pl.List(pl.Utf8)))
+        df = base.with_columns(
+            title=pl.lit(None, pl.Utf8), has_meta=pl.lit(None, pl.Boolean), categories=pl.lit([], pl.List(pl.Utf8))
+        )
         df, fallback = fill_titles(df, pl.lit("item ") + pl.col("item_id"))
         return conform(df, ITEM_COLS).sort("item_id"), fallback, [f"no {path.name}: titles are 'item <id>'"]
     inputs.append(path)
@@ -170,14 +197,31 @@ def _items(path: Path, ids: pl.Series, inputs: list[Path]) -> tuple[pl.DataFrame
     title = next((n for n in types if n != "item_id" and ("title" in n.lower() or "name" in n.lower())), None)
     cats = next((n for n in types if n.lower() in CATEGORY_NAMES and types[n] == "token_seq" and n != title), None)
     sel = [pl.col("item_id"), pl.lit(True).alias("has_meta")]
-    sel.append(pl.col(title).map_elements(clean, return_dtype=pl.Utf8).alias("title") if title else pl.lit(None, pl.Utf8).alias("title"))
-    sel.append(pl.col(cats).fill_null("").str.split(" ").list.eval(pl.element().filter(pl.element() != "")).list.unique(maintain_order=True).alias("categories")
-               if cats else pl.lit([], pl.List(pl.Utf8)).alias("categories"))
+    sel.append(
+        pl.col(title).map_elements(clean, return_dtype=pl.Utf8).alias("title")
+        if title
+        else pl.lit(None, pl.Utf8).alias("title")
+    )
+    sel.append(
+        pl.col(cats)
+        .fill_null("")
+        .str.split(" ")
+        .list.eval(pl.element().filter(pl.element() != ""))
+        .list.unique(maintain_order=True)
+        .alias("categories")
+        if cats
+        else pl.lit([], pl.List(pl.Utf8)).alias("categories")
+    )
     sel.append(pl.col("brand").alias("brand") if "brand" in types else pl.lit(None, pl.Utf8).alias("brand"))
-    sel.append(_floats(path, df, "price", lines).alias("price") if "price" in types
-               else pl.lit(None, pl.Float64).alias("price"))
+    sel.append(
+        _floats(path, df, "price", lines).alias("price")
+        if "price" in types
+        else pl.lit(None, pl.Float64).alias("price")
+    )
     meta = df.select(sel).unique("item_id", keep="first", maintain_order=True)
-    out = base.join(meta, on="item_id", how="left").with_columns(pl.col("categories").fill_null(pl.lit([], pl.List(pl.Utf8))))
+    out = base.join(meta, on="item_id", how="left").with_columns(
+        pl.col("categories").fill_null(pl.lit([], pl.List(pl.Utf8)))
+    )
     out, fallback = fill_titles(out, pl.lit("item ") + pl.col("item_id"))
     notes = [] if title else [f"{path.name} has no *title* or *name* field: titles are 'item <id>'"]
     return conform(out, ITEM_COLS).sort("item_id"), fallback, notes
@@ -191,4 +235,6 @@ def _users(path: Path, inputs: list[Path]) -> pl.DataFrame | None:
     _require(path, types, "user_id")
     require_keys(df["user_id"], path, lambda k: int(lines[k]), "a non-empty user_id")
     feats = [n for n in types if n != "user_id"]
-    return df.select(pl.col("user_id"), *[pl.col(f) for f in feats]).unique("user_id", keep="first", maintain_order=True)
+    return df.select(pl.col("user_id"), *[pl.col(f) for f in feats]).unique(
+        "user_id", keep="first", maintain_order=True
+    )

@@ -47,13 +47,25 @@ def filter_reviews(raw: pl.DataFrame, path: Path, min_user: int, min_item: int) 
     inter = kcore(inter, min_user, min_item)
     if inter.height == 0:
         hint = " (on a slice of a raw file, pass --min-item-users 0)" if min_item > 0 else ""
-        raise InputError.at(path, None, f"users with >= {min_user} distinct items"
-                            f"{f' and items with >= {min_item} users' if min_item > 0 else ''}; none left after filtering{hint}")
-    counts = {"raw_rows": raw.height, "after_dedup": n_dedup, "after_kcore": inter.height, "min_user": min_user, "min_item": min_item}
+        raise InputError.at(
+            path,
+            None,
+            f"users with >= {min_user} distinct items"
+            f"{f' and items with >= {min_item} users' if min_item > 0 else ''}; none left after filtering{hint}",
+        )
+    counts = {
+        "raw_rows": raw.height,
+        "after_dedup": n_dedup,
+        "after_kcore": inter.height,
+        "min_user": min_user,
+        "min_item": min_item,
+    }
     return inter.sort("order"), counts
 
 
-def items_for(item_ids: pl.Series, meta: pl.DataFrame | None, lookup: pl.Series | None = None) -> tuple[pl.DataFrame, dict[str, str]]:
+def items_for(
+    item_ids: pl.Series, meta: pl.DataFrame | None, lookup: pl.Series | None = None
+) -> tuple[pl.DataFrame, dict[str, str]]:
     """The item frame for `item_ids` from a meta frame keyed by `item_id` (ITEM_COLS).
     `lookup`: the meta key of each id when it differs (P5 numbers -> asins); the key is also
     the stand-in title of an item without metadata or with an empty title."""

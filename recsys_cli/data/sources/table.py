@@ -25,18 +25,35 @@ from pathlib import Path
 import polars as pl
 
 from recsys_cli.data.sources import ITEM_COLS, Source, conform, fill_titles
-from recsys_cli.data.sources.reviews import filter_reviews
 from recsys_cli.data.sources.plausible import check_items, check_times, require_keys, require_times
+from recsys_cli.data.sources.reviews import filter_reviews
 from recsys_cli.data.sources.tablefile import check_scalar, collect, column_names, first_bad, locate
 from recsys_cli.data.sources.timeunit import to_seconds, unit_note
 from recsys_cli.data.text import clean
 from recsys_cli.errors import InputError
 
-CONVENTIONAL = {"time": "timestamp", "rating": "rating", "review": "review", "summary": "summary",
-                "title": "title", "categories": "categories", "brand": "brand", "price": "price"}
-OPTION = {"user": "--user-col", "item": "--item-col", "time": "--time-col", "rating": "--rating-col",
-          "review": "--review-col", "summary": "--summary-col", "title": "--title-col",
-          "categories": "--category-col", "brand": "--brand-col", "price": "--price-col"}
+CONVENTIONAL = {
+    "time": "timestamp",
+    "rating": "rating",
+    "review": "review",
+    "summary": "summary",
+    "title": "title",
+    "categories": "categories",
+    "brand": "brand",
+    "price": "price",
+}
+OPTION = {
+    "user": "--user-col",
+    "item": "--item-col",
+    "time": "--time-col",
+    "rating": "--rating-col",
+    "review": "--review-col",
+    "summary": "--summary-col",
+    "title": "--title-col",
+    "categories": "--category-col",
+    "brand": "--brand-col",
+    "price": "--price-col",
+}
 ITEM_FIELDS = ("title", "categories", "brand", "price")
 
 
@@ -70,7 +87,9 @@ def resolve(path: Path, found: list[str], cols: Columns, fields: tuple[str, ...]
         elif given in found:
             out[f] = given
         else:
-            raise InputError.at(path, "header", f"{OPTION[f]} {given!r}: no such column; the columns are: {_shown(found)}")
+            raise InputError.at(
+                path, "header", f"{OPTION[f]} {given!r}: no such column; the columns are: {_shown(found)}"
+            )
     return out
 
 
@@ -106,8 +125,12 @@ def _interactions(path: Path, cols: Columns, time_unit: str) -> tuple[pl.DataFra
     found = column_names(path)
     for f in ("user", "item"):
         if getattr(cols, f) not in found:
-            raise InputError.at(path, "header", f"{OPTION[f]} {getattr(cols, f)!r}: no such column (map it with "
-                                f"{OPTION[f]}); the columns are: {_shown(found)}")
+            raise InputError.at(
+                path,
+                "header",
+                f"{OPTION[f]} {getattr(cols, f)!r}: no such column (map it with "
+                f"{OPTION[f]}); the columns are: {_shown(found)}",
+            )
     opt = resolve(path, found, cols, ("time", "rating", "review", "summary"))
     df = collect(path, [cols.user, cols.item, *[c for c in opt.values() if c]])
     if df.height == 0:
@@ -117,8 +140,11 @@ def _interactions(path: Path, cols: Columns, time_unit: str) -> tuple[pl.DataFra
     where = locate(path)
     for c in (cols.user, cols.item):
         require_keys(df[c], path, where, f"a non-empty '{c}' value ({OPTION['user' if c == cols.user else 'item']})")
-    out = {"user_id": df[cols.user].cast(pl.Utf8), "item_id": df[cols.item].cast(pl.Utf8),
-           "order": pl.int_range(0, df.height, eager=True).cast(pl.Int64)}
+    out = {
+        "user_id": df[cols.user].cast(pl.Utf8),
+        "item_id": df[cols.item].cast(pl.Utf8),
+        "order": pl.int_range(0, df.height, eager=True).cast(pl.Int64),
+    }
     notes: list[str] = []
     if opt["time"]:
         out["timestamp"], used = _to_seconds(path, df[opt["time"]], time_unit, where)
@@ -129,7 +155,11 @@ def _interactions(path: Path, cols: Columns, time_unit: str) -> tuple[pl.DataFra
     check_items(df[cols.item], path, "check --item-col", notes)
     if opt["rating"]:
         r = df[opt["rating"]].cast(pl.Float64, strict=False)
-        first_bad(path, r.is_null() & df[opt["rating"]].is_not_null(), lambda k: f"'{opt['rating']}' as a number; got {df[opt['rating']][k]!r}")
+        first_bad(
+            path,
+            r.is_null() & df[opt["rating"]].is_not_null(),
+            lambda k: f"'{opt['rating']}' as a number; got {df[opt['rating']][k]!r}",
+        )
         out["rating"] = r
     has_reviews = "rating" in out
     for key in ("review", "summary"):
@@ -143,23 +173,50 @@ def _interactions(path: Path, cols: Columns, time_unit: str) -> tuple[pl.DataFra
 def _items(path: Path, ids: pl.Series, cols: Columns) -> tuple[pl.DataFrame, dict[str, str]]:
     found = column_names(path)
     if cols.item not in found:
-        raise InputError.at(path, "header", f"{OPTION['item']} {cols.item!r}: no such column in the item table; the columns are: {_shown(found)}")
+        raise InputError.at(
+            path,
+            "header",
+            f"{OPTION['item']} {cols.item!r}: no such column in the item table; the columns are: {_shown(found)}",
+        )
     opt = resolve(path, found, cols, ITEM_FIELDS)
     idf = collect(path, [cols.item, *[c for c in opt.values() if c]])
     for f in ("title", "brand", "price"):
         if opt[f]:
             check_scalar(path, idf[opt[f]])
     check_scalar(path, idf[cols.item])
-    idf = idf.rename({cols.item: "item_id"}).with_columns(pl.col("item_id").cast(pl.Utf8)).unique("item_id", keep="first", maintain_order=True)
+    idf = (
+        idf.rename({cols.item: "item_id"})
+        .with_columns(pl.col("item_id").cast(pl.Utf8))
+        .unique("item_id", keep="first", maintain_order=True)
+    )
     sel = [pl.col("item_id"), pl.lit(True).alias("has_meta")]
-    sel.append(pl.col(opt["title"]).cast(pl.Utf8).map_elements(clean, return_dtype=pl.Utf8).alias("title") if opt["title"] else pl.lit(None, pl.Utf8).alias("title"))
+    sel.append(
+        pl.col(opt["title"]).cast(pl.Utf8).map_elements(clean, return_dtype=pl.Utf8).alias("title")
+        if opt["title"]
+        else pl.lit(None, pl.Utf8).alias("title")
+    )
     if opt["categories"]:
         c = opt["categories"]
-        cat = pl.col(c).cast(pl.List(pl.Utf8)) if isinstance(idf.schema[c], pl.List) else pl.col(c).cast(pl.Utf8).str.split("|")
+        cat = (
+            pl.col(c).cast(pl.List(pl.Utf8))
+            if isinstance(idf.schema[c], pl.List)
+            else pl.col(c).cast(pl.Utf8).str.split("|")
+        )
         check_scalar(path, idf[c], allow_list=True)
-        sel.append(cat.list.eval(pl.element().str.strip_chars()).list.eval(pl.element().filter(pl.element() != "")).list.unique(maintain_order=True).alias("categories"))
-    sel.append(pl.col(opt["brand"]).cast(pl.Utf8).alias("brand") if opt["brand"] else pl.lit(None, pl.Utf8).alias("brand"))
-    sel.append(pl.col(opt["price"]).cast(pl.Float64, strict=False).alias("price") if opt["price"] else pl.lit(None, pl.Float64).alias("price"))
+        sel.append(
+            cat.list.eval(pl.element().str.strip_chars())
+            .list.eval(pl.element().filter(pl.element() != ""))
+            .list.unique(maintain_order=True)
+            .alias("categories")
+        )
+    sel.append(
+        pl.col(opt["brand"]).cast(pl.Utf8).alias("brand") if opt["brand"] else pl.lit(None, pl.Utf8).alias("brand")
+    )
+    sel.append(
+        pl.col(opt["price"]).cast(pl.Float64, strict=False).alias("price")
+        if opt["price"]
+        else pl.lit(None, pl.Float64).alias("price")
+    )
     meta = idf.select(sel)
     df = pl.DataFrame({"item_id": ids}).join(meta, on="item_id", how="left")
     if "categories" not in df.columns:
@@ -172,26 +229,43 @@ def _items(path: Path, ids: pl.Series, cols: Columns) -> tuple[pl.DataFrame, dic
 def _users(path: Path, cols: Columns) -> pl.DataFrame:
     found = column_names(path)
     if cols.user not in found:
-        raise InputError.at(path, "header", f"{OPTION['user']} {cols.user!r}: no such column in the user table; the columns are: {_shown(found)}")
+        raise InputError.at(
+            path,
+            "header",
+            f"{OPTION['user']} {cols.user!r}: no such column in the user table; the columns are: {_shown(found)}",
+        )
     if cols.features is not None:
         missing = [c for c in cols.features if c not in found]
         if missing:
-            raise InputError.at(path, "header", f"--user-features {','.join(missing)}: no such column; the columns are: {_shown(found)}")
+            raise InputError.at(
+                path, "header", f"--user-features {','.join(missing)}: no such column; the columns are: {_shown(found)}"
+            )
     feats = cols.features if cols.features is not None else [c for c in found if c != cols.user]
     udf = collect(path, [cols.user, *[f for f in feats if f != cols.user]])
     for c in udf.columns:
         check_scalar(path, udf[c])
-    return udf.select(pl.col(cols.user).cast(pl.Utf8).alias("user_id"), *[pl.col(c).cast(pl.Utf8) for c in udf.columns if c != cols.user]).unique(
-        "user_id", keep="first", maintain_order=True
-    )
+    return udf.select(
+        pl.col(cols.user).cast(pl.Utf8).alias("user_id"),
+        *[pl.col(c).cast(pl.Utf8) for c in udf.columns if c != cols.user],
+    ).unique("user_id", keep="first", maintain_order=True)
 
 
-def load_table(interactions: Path, items: Path | None, users: Path | None, cols: Columns,
-               min_user: int = 5, min_item: int = 0, time_unit: str = "auto") -> Source:
+def load_table(
+    interactions: Path,
+    items: Path | None,
+    users: Path | None,
+    cols: Columns,
+    min_user: int = 5,
+    min_item: int = 0,
+    time_unit: str = "auto",
+) -> Source:
     if items is None:
         named = [OPTION[f] for f in ITEM_FIELDS if getattr(cols, f) is not None]
         if named:
-            raise InputError(f"{', '.join(named)} {'names an item-table column' if len(named) == 1 else 'name item-table columns'}, but no --items table was given")
+            raise InputError(
+                f"{', '.join(named)} {'names an item-table column' if len(named) == 1 else 'name item-table columns'}, "
+                "but no --items table was given"
+            )
     if users is None and cols.features is not None:
         raise InputError("--user-features names user-table columns, but no --users table was given")
     raw, has_reviews, notes = _interactions(interactions, cols, time_unit)
@@ -212,7 +286,8 @@ def load_table(interactions: Path, items: Path | None, users: Path | None, cols:
 
 
 def _items_without_table(ids: pl.Series) -> tuple[pl.DataFrame, dict[str, str]]:
-    df = pl.DataFrame({"item_id": ids}).with_columns(title=pl.lit(None, pl.Utf8), has_meta=pl.lit(None, pl.Boolean),
-                                                     categories=pl.lit([], pl.List(pl.Utf8)))
+    df = pl.DataFrame({"item_id": ids}).with_columns(
+        title=pl.lit(None, pl.Utf8), has_meta=pl.lit(None, pl.Boolean), categories=pl.lit([], pl.List(pl.Utf8))
+    )
     df, fallback = fill_titles(df, pl.lit("item ") + pl.col("item_id"))
     return conform(df, ITEM_COLS).sort("item_id"), fallback

@@ -139,7 +139,11 @@ def _bad_utf8(path: Path) -> InputError | None:
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                return InputError.at(path, lineno, f"valid UTF-8 text (undecodable byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
+                return InputError.at(
+                    path,
+                    lineno,
+                    f"valid UTF-8 text (undecodable byte 0x{raw[exc.start]:02x} at column {exc.start + 1})",
+                )
     return None
 
 
@@ -176,9 +180,15 @@ def first_bad(path: Path, mask: pl.Series, what: Callable[[int], str]) -> None:
 def check_scalar(path: Path, s: pl.Series, allow_list: bool = False) -> None:
     """A column that must hold text or numbers (or, with allow_list, a list of text)."""
     nested = isinstance(s.dtype, (pl.List, pl.Array, pl.Struct))
-    if not nested or (allow_list and isinstance(s.dtype, (pl.List, pl.Array)) and not isinstance(s.dtype.inner, (pl.List, pl.Struct))):
+    if not nested or (
+        allow_list and isinstance(s.dtype, (pl.List, pl.Array)) and not isinstance(s.dtype.inner, (pl.List, pl.Struct))
+    ):
         return
     k = int(s.is_not_null().arg_true()[0]) if s.is_not_null().any() else 0
     value = str(s.slice(k, 1).to_list()[0])[:60]
-    raise InputError.at(path, locate(path)(k), f"'{s.name}' as a single value (text or a number); got a "
-                        f"{'list' if isinstance(s.dtype, (pl.List, pl.Array)) else 'record'} {value}")
+    raise InputError.at(
+        path,
+        locate(path)(k),
+        f"'{s.name}' as a single value (text or a number); got a "
+        f"{'list' if isinstance(s.dtype, (pl.List, pl.Array)) else 'record'} {value}",
+    )

@@ -33,8 +33,9 @@ def detect(values: pl.Series) -> str:
     return "ms" if float(v.abs().median()) > MS_THRESHOLD else "s"
 
 
-def to_seconds(values: pl.Series, unit: str, path: str | Path,
-               lines: list[int] | Callable[[int], int | str] | None = None) -> tuple[pl.Series, str]:
+def to_seconds(
+    values: pl.Series, unit: str, path: str | Path, lines: list[int] | Callable[[int], int | str] | None = None
+) -> tuple[pl.Series, str]:
     """(Int64 unix seconds, the unit used) for an integer or float series. Errors name
     `row k` (1-based data row) or, with `lines` (the file line of each value, or a function
     of the 0-based row giving its line number or place), `line n`."""
@@ -51,9 +52,13 @@ def to_seconds(values: pl.Series, unit: str, path: str | Path,
         if len(idx):
             k = int(idx[0])
             where = f"row {k + 1}" if lines is None else lines(k) if callable(lines) else lines[k]
-            raise InputError.at(path, where, f"timestamps in one unit; '{values.name}' is mostly "
-                                f"{'milliseconds' if used == 'ms' else 'seconds'} but this value is {values[k]!r}; "
-                                "pass --time-unit s or --time-unit ms")
+            raise InputError.at(
+                path,
+                where,
+                f"timestamps in one unit; '{values.name}' is mostly "
+                f"{'milliseconds' if used == 'ms' else 'seconds'} but this value is {values[k]!r}; "
+                "pass --time-unit s or --time-unit ms",
+            )
     out = (num / 1000).floor() if used == "ms" else num.floor()
     return out.cast(pl.Int64).alias(values.name), used
 

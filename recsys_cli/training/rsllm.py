@@ -1,7 +1,7 @@
 """RSLLM stage 2 (docs/rsllm.md): batches of hybrid examples, the LM loss plus two InfoNCE
 alignment losses, and the two-stage schedule.
 
-    python -c "import torch; from recsys_cli.training.hybrid import info_nce; print(info_nce(torch.eye(3), torch.eye(3), 0.1))"
+    python -c "import torch as t; from recsys_cli.training.rsllm import info_nce as f; print(f(t.eye(3), t.eye(3), 1))"
 
   loss = LM + item_loss_weight * InfoNCE(projector(e_item), title representation in the LLM)
             + user_loss_weight * InfoNCE(user_head(h at [START]), SASRec last state of the history)
@@ -10,7 +10,7 @@ Both InfoNCE terms are symmetric (a->b and b->a cross-entropy, averaged) with in
 negatives and temperature hybrid.temperature. Item: one row per distinct item of the batch;
 its title is encoded alone in extra rows of the same forward (`pack_titles`), so the text side
 never sees the item's own soft token and the loss cannot be met by copying it. User: one row
-per prompt with a history (sequential / direct prompts: data/hybrid.prompt_history); prompts
+per prompt with a history (sequential / direct prompts: data/rsllm.prompt_history); prompts
 with identical histories are not each other's negatives. A weight of 0 skips
 the term entirely (no hidden states requested, no head forward): the LM loss is unchanged.
 """
@@ -19,23 +19,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from recsys_cli.data.hybrid import HybridExample
+import torch
+import torch.nn.functional as F
+
+from recsys_cli.baselines.sasrec_encoder import left_pad
+from recsys_cli.data.rsllm import HybridExample
+from recsys_cli.modeling.mask import packed_attention_mask
 from recsys_cli.training.data import collate
 
-ITEM_TEXT = ("hidden", "embedding")
 
-
-def collate_hybrid(examples: list[HybridExample], pad_id: int, dtype, pad_multiple: int = 8, history_len: int = 50,
-                   title_rows: bool = True) -> dict:
+def collate_hybrid(
+    examples: list[HybridExample],
+    pad_id: int,
+    dtype,
+    pad_multiple: int = 8,
+    history_len: int = 50,
+    title_rows: bool = True,
+) -> dict:
     """training/data.collate + the hybrid tensors (all long):
     soft_b/soft_pos/soft_row [S]: the soft tokens; title_row [I]: the distinct items whose title
     is in some Part A, title_tok [P] / title_ids [P]: each title's tokens (the longest occurrence);
     user_b/user_pos [U] (the [START] position) and user_hist [U, Lh] (left-padded history rows)
     for prompts with a history. With `title_rows`, the titles are also packed into extra batch
     rows after the examples (`pack_titles`): title_b/title_pos [P] locate each token there."""
-    import torch
-
-    from recsys_cli.baselines.sasrec_encoder import left_pad
 
     out = collate(examples, pad_id, dtype, pad_multiple)
     soft = [(b, p, r) for b, e in enumerate(examples) for p, r in getattr(e, "soft", [])]
@@ -72,8 +78,6 @@ def pack_titles(out: dict, titles: list[tuple[list[int], list[int]]], pad_id: in
     own representation beside the examples' (the item loss: it cannot copy its soft token).
     title_b/title_pos [P]: where each title token sits. Every title comes from an example's Part
     A, so it fits the batch's width."""
-    import torch
-
     width = out["input_ids"].shape[1]
     packed: list[list[tuple[int, int, int, int]]] = [[]]  # row -> (token id, inter, intra, block)
     where = []
@@ -90,11 +94,7 @@ def pack_titles(out: dict, titles: list[tuple[list[int], list[int]]], pad_id: in
     block = torch.full((m, width), -1, dtype=torch.long)  # [M, W]: title index, -1 = padding
     for i, row in enumerate(packed):
         ids[i, : len(row)], inter[i, : len(row)], intra[i, : len(row)], block[i, : len(row)] = torch.tensor(row).T
-    allowed = (block[:, :, None] == block[:, None, :]) & (block[:, None, :] >= 0)  # [M, W, W]
-    allowed |= (block[:, :, None] < 0) & torch.eye(width, dtype=torch.bool)  # padding queries: self only
-    mask_dtype = out["attn_mask_4d"].dtype
-    mask = torch.zeros((m, 1, width, width), dtype=mask_dtype)  # [M, 1, W, W]
-    mask.masked_fill_(~allowed[:, None], torch.finfo(mask_dtype).min)
+    mask = packed_attention_mask(block, torch.full_like(block, width), out["attn_mask_4d"].dtype)  # [M, 1, W, W]
     out["input_ids"] = torch.cat([out["input_ids"], ids])
     out["labels"] = torch.cat([out["labels"], torch.full((m, width), -100, dtype=torch.long)])
     out["inter"], out["intra"] = torch.cat([out["inter"], inter]), torch.cat([out["intra"], intra])
@@ -106,9 +106,6 @@ def pack_titles(out: dict, titles: list[tuple[list[int], list[int]]], pad_id: in
 def info_nce(a, b, temperature: float, keys=None):
     """Symmetric InfoNCE of paired rows a[i] <-> b[i] ([N, D] each) on cosine similarity;
     keys [N]: rows with equal keys are not negatives of each other. 0 when N < 2."""
-    import torch
-    import torch.nn.functional as F
-
     n = a.shape[0]
     if n < 2:
         return a.float().sum() * 0.0 + b.float().sum() * 0.0  # keeps the graph, value 0
@@ -125,8 +122,6 @@ def title_text(lm, batch: dict, hidden, text: str = "hidden"):
     over its title tokens of the last layer's states in the title's own block of the packed rows
     (text="hidden": the title alone, so it never sees its soft token, see pack_titles) or of the
     input token embeddings (text="embedding", context-free).  -> [I, H] float"""
-    import torch
-
     if text == "hidden":
         if "title_b" not in batch:
             raise ValueError("item_text hidden needs the packed title rows (collate_hybrid(..., title_rows=True))")
@@ -146,8 +141,6 @@ def item_loss(lm, batch: dict, hidden, temperature: float, text: str = "hidden")
 
 def user_loss(lm, batch: dict, hidden, encoder, temperature: float):
     """user_head(LLM state at [START]) vs the frozen SASRec state after the same history."""
-    import torch
-
     h = hidden[batch["user_b"], batch["user_pos"]]  # [U, H]
     head = lm.hybrid.user_head
     u = head(h.to(head.weight.dtype))  # [U, d_rec]
@@ -166,8 +159,16 @@ def hybrid_step(model, lm, batch: dict, hyb, encoder=None) -> dict[str, Any]:
     need_hidden = (w_item > 0 and hyb.item_text == "hidden") or w_user > 0
     soft = (batch["soft_b"], batch["soft_pos"], batch["soft_row"]) if len(batch["soft_b"]) else None
     allowed = (batch["allowed"], batch["allowed_ids"]) if "allowed" in batch else None  # rerank examples
-    out = model(batch["input_ids"], batch["inter"], batch["intra"], batch["attn_mask_4d"], labels=batch["labels"],
-                soft=soft, hidden=need_hidden, allowed=allowed)
+    out = model(
+        batch["input_ids"],
+        batch["inter"],
+        batch["intra"],
+        batch["attn_mask_4d"],
+        labels=batch["labels"],
+        soft=soft,
+        hidden=need_hidden,
+        allowed=allowed,
+    )
     hidden = getattr(out, "hidden", None)
     li = item_loss(lm, batch, hidden, hyb.temperature, hyb.item_text) if w_item > 0 else None
     lu = user_loss(lm, batch, hidden, encoder, hyb.temperature) if w_user > 0 else None

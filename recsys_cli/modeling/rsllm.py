@@ -1,7 +1,7 @@
 """RSLLM "Hybrid Encoding" (docs/rsllm.md): the projector that maps a trained recommender's
 item-ID embeddings into the LLM's input space, and the user head of the user-alignment loss.
 
-    python -c "from recsys_cli.modeling.hybrid import Projector; print(Projector(64, 576, 'mlp2', 256, 0.05))"
+    python -c "from recsys_cli.modeling.rsllm import Projector; print(Projector(64, 576, 'mlp2', 256, 0.05))"
 
 `HybridModules` is attached as `lm.hybrid` (modeling/wrapper.RecsysLM): `project(rows)` gives
 the soft-token input embeddings, `extra_tensors()` what save_checkpoint writes into
@@ -38,7 +38,9 @@ class Projector(nn.Module):
     scalar gain initialised to the RMS of the LLM's token embeddings, so a soft token starts
     at the norm of a real token (a project choice; LLaRA has no such step)."""
 
-    def __init__(self, d_rec: int, hidden: int, kind: str = "mlp2", inner: int = 256, target_rms: float = 1.0, norm: str = "rms"):
+    def __init__(
+        self, d_rec: int, hidden: int, kind: str = "mlp2", inner: int = 256, target_rms: float = 1.0, norm: str = "rms"
+    ):
         super().__init__()
         if kind not in PROJECTORS:
             raise RecsysError(f"hybrid.projector must be one of {PROJECTORS}, got {kind!r}", exit_code=2)
@@ -61,8 +63,16 @@ class Projector(nn.Module):
 class HybridModules(nn.Module):
     """Projector + user head (H -> d_rec) + the frozen item table [N + 1, d_rec] (row 0 = padding)."""
 
-    def __init__(self, table: torch.Tensor, hidden: int, kind: str = "mlp2", inner: int = 256,
-                 target_rms: float = 1.0, norm: str = "rms", user_head: bool = True):
+    def __init__(
+        self,
+        table: torch.Tensor,
+        hidden: int,
+        kind: str = "mlp2",
+        inner: int = 256,
+        target_rms: float = 1.0,
+        norm: str = "rms",
+        user_head: bool = True,
+    ):
         super().__init__()
         self.d_rec, self.hidden, self.n_rows = int(table.shape[1]), int(hidden), int(table.shape[0])
         self.register_buffer("table", table.detach().float().clone(), persistent=False)  # [N + 1, d_rec]
@@ -83,16 +93,33 @@ class HybridModules(nn.Module):
 
     def extra_tensors(self) -> dict[str, torch.Tensor]:
         """Projector and head weights for C/extras.safetensors (float32, CPU)."""
-        out = {PREFIX + "projector." + k: v.detach().float().contiguous().cpu() for k, v in self.projector.state_dict().items()}
+        out = {
+            PREFIX + "projector." + k: v.detach().float().contiguous().cpu()
+            for k, v in self.projector.state_dict().items()
+        }
         if self.user_head is not None:
-            out.update({PREFIX + "user_head." + k: v.detach().float().contiguous().cpu() for k, v in self.user_head.state_dict().items()})
+            out.update(
+                {
+                    PREFIX + "user_head." + k: v.detach().float().contiguous().cpu()
+                    for k, v in self.user_head.state_dict().items()
+                }
+            )
         return out
 
     def describe(self, embeddings_path: str, item_ids: list[str]) -> dict:
         """The CheckpointConfig.hybrid dict (everything needed to rebuild the modules)."""
-        return {"format": 1, "projector": self.projector.kind, "projector_hidden": self.inner, "projector_norm": self.projector.norm,
-                "d_rec": self.d_rec, "hidden": self.hidden, "user_head": self.user_head is not None, "n_rows": self.n_rows,
-                "embeddings": str(embeddings_path), "embeddings_sha256": table_sha256(item_ids, self.table)}
+        return {
+            "format": 1,
+            "projector": self.projector.kind,
+            "projector_hidden": self.inner,
+            "projector_norm": self.projector.norm,
+            "d_rec": self.d_rec,
+            "hidden": self.hidden,
+            "user_head": self.user_head is not None,
+            "n_rows": self.n_rows,
+            "embeddings": str(embeddings_path),
+            "embeddings_sha256": table_sha256(item_ids, self.table),
+        }
 
 
 def token_embedding_rms(lm) -> float:
@@ -109,8 +136,15 @@ def build_hybrid(lm, emb, hyb, seed: int = 0) -> HybridModules:
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        mods = HybridModules(emb.table, hidden, hyb.projector, hyb.projector_hidden, token_embedding_rms(lm),
-                             getattr(hyb, "projector_norm", "rms"), user_head=True)
+        mods = HybridModules(
+            emb.table,
+            hidden,
+            hyb.projector,
+            hyb.projector_hidden,
+            token_embedding_rms(lm),
+            getattr(hyb, "projector_norm", "rms"),
+            user_head=True,
+        )
     finally:
         torch.random.set_rng_state(gen_state)
     if hyb.freeze_projector:
@@ -128,18 +162,35 @@ def attach_from_checkpoint(lm, desc: dict | None, extras: dict, emb) -> HybridMo
         return None
     sha = table_sha256(emb.item_ids, emb.table)
     if sha != desc.get("embeddings_sha256"):
-        raise RecsysError(f"item embeddings {desc.get('embeddings')}: content differs from the embeddings this checkpoint was trained "
-                          f"with (sha256 {sha[:12]}, expected {str(desc.get('embeddings_sha256'))[:12]}); retrained SASRec?", exit_code=2)
-    mods = HybridModules(emb.table, int(desc["hidden"]), desc["projector"], int(desc["projector_hidden"]), 1.0,
-                         desc.get("projector_norm", "rms"), user_head=bool(desc.get("user_head", True)))
-    state = {k[len(PREFIX):]: v for k, v in extras.items() if k.startswith(PREFIX)}
+        raise RecsysError(
+            f"item embeddings {desc.get('embeddings')}: content differs from the embeddings this checkpoint "
+            f"was trained with (sha256 {sha[:12]}, expected {str(desc.get('embeddings_sha256'))[:12]}); "
+            "retrained SASRec?",
+            exit_code=2,
+        )
+    mods = HybridModules(
+        emb.table,
+        int(desc["hidden"]),
+        desc["projector"],
+        int(desc["projector_hidden"]),
+        1.0,
+        desc.get("projector_norm", "rms"),
+        user_head=bool(desc.get("user_head", True)),
+    )
+    state = {k[len(PREFIX) :]: v for k, v in extras.items() if k.startswith(PREFIX)}
     try:
         missing, unexpected = mods.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatch
-        raise RecsysError(f"extras.safetensors: hybrid tensors do not fit the recorded projector ({' '.join(str(exc).split())[:160]})", exit_code=2)
+        raise RecsysError(
+            "extras.safetensors: hybrid tensors do not fit the recorded projector "
+            f"({' '.join(str(exc).split())[:160]})",
+            exit_code=2,
+        )
     missing = [k for k in missing if k != "table"]
     if missing or unexpected:
-        raise RecsysError(f"extras.safetensors: hybrid tensors missing {missing[:3]} / unexpected {unexpected[:3]}", exit_code=2)
+        raise RecsysError(
+            f"extras.safetensors: hybrid tensors missing {missing[:3]} / unexpected {unexpected[:3]}", exit_code=2
+        )
     dev = lm.intra_embed.weight.device
     lm.hybrid = mods.to(dev).eval() if not lm.training else mods.to(dev)
     return mods

@@ -1,7 +1,7 @@
 """RSLLM unified Text-ID examples (docs/rsllm.md): one soft ID token after each item title in
 Part A. Pure Python: no torch, no model.
 
-    python -c "from recsys_cli.data.hybrid import HybridExample; help(HybridExample)"
+    python -c "from recsys_cli.data.rsllm import HybridExample; help(HybridExample)"
 
 Rule (the one place it is written):
 * after every ITEM entity ("item:<id>", with a row in the recommender's item table) that stays
@@ -22,16 +22,19 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from recsys_cli.artifacts import schemas
 from recsys_cli.data import masking
 from recsys_cli.data import split as loo
-from recsys_cli.data.masking import IGNORE, Example, MaskConfig
+from recsys_cli.data.masking import IGNORE, Example
 from recsys_cli.data.special_tokens import SpecialIds
 from recsys_cli.data.tokenize import TokenizedDoc
 from recsys_cli.data.trie import EntityTrie
 from recsys_cli.errors import RecsysError
+
+if TYPE_CHECKING:  # the recipe's `mask` section; data/ never imports training/
+    from recsys_cli.training.recipe_sections import MaskArgs
 
 ITEM_PREFIX = "item:"
 
@@ -57,7 +60,7 @@ def row_of(entity_id: str, rows: Mapping[str, int]) -> int:
     """Table row of an item entity ("item:<id>"), 0 for other kinds and unknown items."""
     if not entity_id.startswith(ITEM_PREFIX):
         return 0
-    return int(rows.get(entity_id[len(ITEM_PREFIX):], 0))
+    return int(rows.get(entity_id[len(ITEM_PREFIX) :], 0))
 
 
 def history_rows(sequence: Sequence[str], split: str, target: str | None, rows: Mapping[str, int]) -> list[int]:
@@ -78,7 +81,7 @@ def shown_position(sequence: Sequence[str], shown_entity_ids: Sequence[str]) -> 
     a subsequence. A prompt shows items[t - 10:t] (data/prompts.py), so the match never ends
     after the true t. None when the text shows no item of the sequence or they do not match."""
     seen = set(sequence)
-    items = (e[len(ITEM_PREFIX):] for e in shown_entity_ids if e.startswith(ITEM_PREFIX))
+    items = (e[len(ITEM_PREFIX) :] for e in shown_entity_ids if e.startswith(ITEM_PREFIX))
     shown = [i for i in items if i in seen]
     if not shown:
         return None
@@ -91,8 +94,14 @@ def shown_position(sequence: Sequence[str], shown_entity_ids: Sequence[str]) -> 
     return None
 
 
-def prompt_history(sequence: Sequence[str], family: str | None, split: str, target: str | None,
-                   shown_entity_ids: Sequence[str], rows: Mapping[str, int]) -> list[int]:
+def prompt_history(
+    sequence: Sequence[str],
+    family: str | None,
+    split: str,
+    target: str | None,
+    shown_entity_ids: Sequence[str],
+    rows: Mapping[str, int],
+) -> list[int]:
     """The user-loss history rows of a prompt (docs/rsllm.md): none unless its family carries a
     history. A train prompt whose item is not in the sequence (a negative yes/no prompt) takes
     its position from the history its text shows (`shown_position`) and sees only the items
@@ -110,13 +119,21 @@ def prompt_history(sequence: Sequence[str], family: str | None, split: str, targ
 
 def _checked_ids(ex: Example, entity_ids: Sequence[str]) -> Sequence[str]:
     if len(entity_ids) != len(ex.entity_spans):
-        raise RecsysError(f"hybrid example: {len(ex.entity_spans)} entity spans but {len(entity_ids)} entity ids "
-                          "(tokenize with data/tokenize.tokenize_documents and slice with TokenizedDoc.slice)")
+        raise RecsysError(
+            f"hybrid example: {len(ex.entity_spans)} entity spans but {len(entity_ids)} entity ids "
+            "(tokenize with data/tokenize.tokenize_documents and slice with TokenizedDoc.slice)"
+        )
     return entity_ids
 
 
-def hybridize(ex: Example, entity_ids: Sequence[str], rows: Mapping[str, int], placeholder: int,
-              id_tokens: bool = True, history: Sequence[int] | None = None) -> HybridExample:
+def hybridize(
+    ex: Example,
+    entity_ids: Sequence[str],
+    rows: Mapping[str, int],
+    placeholder: int,
+    id_tokens: bool = True,
+    history: Sequence[int] | None = None,
+) -> HybridExample:
     """Insert the soft ID tokens into Part A of `ex` (built by data/masking); `entity_ids` are
     aligned with ex.entity_spans (ORIGINAL coordinates, like ex.spans)."""
     entity_ids = _checked_ids(ex, entity_ids)
@@ -136,8 +153,20 @@ def hybridize(ex: Example, entity_ids: Sequence[str], rows: Mapping[str, int], p
         plain_titles.append((a, b, row))
     la = ex.part_a_len
     if not id_tokens:
-        return HybridExample(list(ex.input_ids), list(ex.labels), list(ex.inter), list(ex.intra), la, list(ex.spans),
-                             list(ex.entity_spans), ex.level, ex.allowed, [], plain_titles, list(history or []))
+        return HybridExample(
+            list(ex.input_ids),
+            list(ex.labels),
+            list(ex.inter),
+            list(ex.intra),
+            la,
+            list(ex.spans),
+            list(ex.entity_spans),
+            ex.level,
+            ex.allowed,
+            [],
+            plain_titles,
+            list(history or []),
+        )
     new_index = [0] * la  # old Part A index -> new
     ids, intra, soft = [], [], []
     for j in range(la):
@@ -155,8 +184,20 @@ def hybridize(ex: Example, entity_ids: Sequence[str], rows: Mapping[str, int], p
     inter = list(range(n_a)) + [new_index[m] for m in ex.inter[la:]]
     titles = [(new_index[a], new_index[b - 1] + 1, r) for a, b, r in plain_titles]
     allowed = None if ex.allowed is None else {p - la + n_a: v for p, v in ex.allowed.items()}
-    return HybridExample(ids, labels, inter, intra, n_a, list(ex.spans), list(ex.entity_spans), ex.level, allowed,
-                         soft, titles, list(history or []))
+    return HybridExample(
+        ids,
+        labels,
+        inter,
+        intra,
+        n_a,
+        list(ex.spans),
+        list(ex.entity_spans),
+        ex.level,
+        allowed,
+        soft,
+        titles,
+        list(history or []),
+    )
 
 
 def n_items(doc: TokenizedDoc, rows: Mapping[str, int]) -> int:
@@ -177,9 +218,17 @@ def fit_source(source: TokenizedDoc, keep: int, rows: Mapping[str, int]) -> Toke
         start += need - keep
 
 
-def hybrid_prompt(source: TokenizedDoc, target: TokenizedDoc, special: SpecialIds, trie: EntityTrie | None,
-                  rows: Mapping[str, int], placeholder: int, max_length: int, id_tokens: bool = True,
-                  history: Sequence[int] | None = None) -> HybridExample:
+def hybrid_prompt(
+    source: TokenizedDoc,
+    target: TokenizedDoc,
+    special: SpecialIds,
+    trie: EntityTrie | None,
+    rows: Mapping[str, int],
+    placeholder: int,
+    max_length: int,
+    id_tokens: bool = True,
+    history: Sequence[int] | None = None,
+) -> HybridExample:
     """A prompt (Part A = prompt + soft tokens + [gM], Part B = the answer) cut to max_length
     like ExampleStream.prompt, counting the soft tokens in the budget."""
     if len(target.ids) + 1 > max_length // 2:
@@ -189,16 +238,31 @@ def hybrid_prompt(source: TokenizedDoc, target: TokenizedDoc, special: SpecialId
     return hybridize(ex, [*source.entity_ids, *target.entity_ids], rows, placeholder, id_tokens, history)
 
 
-def hybrid_document(doc: TokenizedDoc, level: str, rng: random.Random, cfg: MaskConfig, special: SpecialIds,
-                    trie: EntityTrie | None, rows: Mapping[str, int], placeholder: int, id_tokens: bool = True) -> HybridExample:
+def hybrid_document(
+    doc: TokenizedDoc,
+    level: str,
+    rng: random.Random,
+    cfg: MaskArgs,
+    special: SpecialIds,
+    trie: EntityTrie | None,
+    rows: Mapping[str, int],
+    placeholder: int,
+    id_tokens: bool = True,
+) -> HybridExample:
     """A corpus document masked at `level` (data/masking.mask_document, same rng draws), with
     soft tokens after the item titles left in Part A."""
     ex = masking.mask_document(doc, level, rng, cfg, special, trie)
     return hybridize(ex, doc.entity_ids, rows, placeholder, id_tokens)
 
 
-def hybrid_part_a(source: TokenizedDoc, special: SpecialIds, rows: Mapping[str, int], placeholder: int,
-                  max_prompt_len: int, id_tokens: bool = True) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+def hybrid_part_a(
+    source: TokenizedDoc,
+    special: SpecialIds,
+    rows: Mapping[str, int],
+    placeholder: int,
+    max_prompt_len: int,
+    id_tokens: bool = True,
+) -> tuple[list[int], list[int], list[tuple[int, int]]]:
     """Inference: Part A (prompt + soft tokens + [gM]) ids, intra ids and soft list, exactly as
     hybrid_prompt lays out Part A in training (cut to max_prompt_len - 2 + [gM])."""
     source = fit_source(source, max_prompt_len - 2, rows)

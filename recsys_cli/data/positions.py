@@ -1,9 +1,15 @@
-"""The intra-position rule of a Part B span: the one function training and decoding share.
+"""The paper's 2D positions, both dimensions in one place; training (data/masking.py) and
+decoding (inference/decode.py, inference/candidates.py) call these, and modeling/wrapper.py
+consumes them (inter -> the base model's position_ids, intra -> the added intra embedding).
 
-    python -c "from recsys_cli.data.trie import EntityTrie; from recsys_cli.data.intra import part_b_intra; \
+    python -c "from recsys_cli.data.trie import EntityTrie; from recsys_cli.data.positions import part_b_intra; \
 print(part_b_intra([7, 8, 9], EntityTrie([([7, 8], 'x')])))"
 
-Rule (the paper's Fig. 2, applied to every family's answers, free text included):
+Inter position: a Part A token sits at its index in Part A; every token of a Part B span
+(its `[START]` included) sits at the index of the span's mask token in Part A (`part_a_inter`,
+`part_b_inter`). Decoding puts the answer at the `[gM]` index, the last one of Part A.
+
+Intra position (the paper's Fig. 2, applied to every family's answers, free text included):
 `[START]` gets 1; the span's first token continues from it (2); afterwards a token that
 continues the entity in progress (a child of the current node of the entity trie) gets
 previous + 1, and any other token restarts at 1 (starting a new walk from the root when it
@@ -80,3 +86,19 @@ def part_b_intra(tokens: Sequence[int], trie: EntityTrie | None) -> list[int]:
     for tok in tokens:
         out.extend(tracker.push([int(tok)]))
     return out
+
+
+def part_a_inter(part_a_len: int) -> list[int]:
+    """Inter positions of Part A: each token at its own index."""
+    return list(range(part_a_len))
+
+
+def part_b_inter(mask_index: int, span_len: int) -> list[int]:
+    """Inter positions of one Part B span: `[START]` and its `span_len` tokens all sit at the
+    index of the span's mask token in Part A."""
+    return [mask_index] * (span_len + 1)
+
+
+def answer_inter(part_a_len: int) -> int:
+    """Inter position of a generated answer: the `[gM]` that ends a prompt's Part A."""
+    return part_a_len - 1

@@ -1,7 +1,8 @@
 """What a `recsys infer` predictions file records about itself (artifacts/provenance.py) and the
 resume / overwrite rules built on it.
 
-    python -c "from recsys_cli.artifacts.provenance import read; import json; print(json.dumps(read('C/predictions/test.parquet'), indent=1))"
+    python -c "from recsys_cli.artifacts.provenance import read; import json; \\
+print(json.dumps(read('C/predictions/test.parquet'), indent=1))"
 
 * producer: the checkpoint (absolute path, training step, base model + fingerprint, the data it
   was trained on, sha256 of its config and weights) or the bare base model (--checkpoint none).
@@ -41,9 +42,17 @@ def weights_sha256(ckpt: Path) -> str:
 
 def checkpoint_producer(ckpt: Path, cfg, model_name: str | None) -> dict[str, Any]:
     ckpt = Path(ckpt).resolve()
-    return {"kind": "checkpoint", "path": str(ckpt), "step": cfg.step, "base_model": cfg.base_model,
-            "base_fingerprint": cfg.base_fingerprint, "trained_on": cfg.data_fingerprint, "model_override": model_name,
-            "config_sha256": file_sha256(ckpt / schemas.CKPT_CONFIG), "weights_sha256": weights_sha256(ckpt)}
+    return {
+        "kind": "checkpoint",
+        "path": str(ckpt),
+        "step": cfg.step,
+        "base_model": cfg.base_model,
+        "base_fingerprint": cfg.base_fingerprint,
+        "trained_on": cfg.data_fingerprint,
+        "model_override": model_name,
+        "config_sha256": file_sha256(ckpt / schemas.CKPT_CONFIG),
+        "weights_sha256": weights_sha256(ckpt),
+    }
 
 
 def data_differences(cfg, data: Path) -> list[str]:
@@ -102,12 +111,16 @@ def base_producer(model_name: str | None) -> dict[str, Any]:
     from recsys_cli.modeling.registry import resolve_model
 
     spec = resolve_model(model_name)
-    return {"kind": "base-model", "name": spec.stored_name, "fingerprint": spec.fingerprint,
-            "random_init_seed": spec.random_init_seed}
+    return {
+        "kind": "base-model",
+        "name": spec.stored_name,
+        "fingerprint": spec.fingerprint,
+        "random_init_seed": spec.random_init_seed,
+    }
 
 
 def parts(out: Path) -> list[Path]:
-    from recsys_cli.inference.runner import parts_dir
+    from recsys_cli.inference.chunks import parts_dir
 
     return sorted(parts_dir(out).glob("part-*.parquet"))
 
@@ -130,14 +143,18 @@ def check_overwrite(out: Path) -> None:
     kind = ((prov or {}).get("producer") or {}).get("kind")
     if kind not in INFER_KINDS:
         who = "has no recsys provenance" if prov is None else f"was written by a {kind!r} producer"
-        raise InputError.at(out, None, f"a file written by `recsys infer` to replace with --overwrite; this file {who} (choose another --out)")
+        raise InputError.at(
+            out,
+            None,
+            f"a file written by `recsys infer` to replace with --overwrite; this file {who} (choose another --out)",
+        )
 
 
 def clear(out: Path) -> None:
     """--overwrite: remove the old file and infer's own chunk files (nothing else: each is checked
     against the ledger, artifacts/outputs.py)."""
     from recsys_cli.artifacts import outputs
-    from recsys_cli.inference.runner import parts_dir
+    from recsys_cli.inference.chunks import parts_dir
 
     outputs.remove(out, outputs.PREDICTIONS)
     for f in parts(out):
