@@ -60,3 +60,20 @@ def write_json(path: Path, obj: dict) -> Path:
 def write_result(name: str, result: dict) -> Path:
     """bench/results/<name>, atomically."""
     return write_json(RESULTS / name, result)
+
+
+def prepared_run(data_dir: Path, work: Path, model: str | None, cli, note) -> Path:
+    """`work/R`: the P5 split at `data_dir` textualized and its entity pool built, each step
+    skipped when its output is there (`cli` runs one `recsys` command, `note` logs a line)."""
+    from recsys_cli.artifacts import schemas
+
+    data = work / "R"
+    if not (data / schemas.MANIFEST).is_file():
+        note(f"textualize {data_dir} -> {data}")
+        cli(
+            "textualize", "amazon", "--category", "toys", "--data-dir", str(data_dir), "--out", str(data), "--seed", "0"
+        )
+    if not (data / schemas.ENTITIES).is_file():
+        note("build-entities")
+        cli("build-entities", "--data", str(data), *(["--model", model] if model else []))
+    return data

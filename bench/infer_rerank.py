@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import RESULTS, loadavg, machine, write_json
+from common import RESULTS, loadavg, machine, prepared_run, write_json
 
 from recsys_cli.artifacts import schemas
 
@@ -46,24 +46,7 @@ def _prepare(args, ks: list[int]) -> tuple[Path, Path, Path]:
 
     spec = resolve_model(args.model)
     work = args.work or Path("/tmp/recsys-bench-rerank") / f"{args.data_dir.resolve().name}-{spec.fingerprint}"
-    data = work / "R"
-    if not (data / schemas.MANIFEST).is_file():
-        note(f"textualize {args.data_dir} -> {data}")
-        cli(
-            "textualize",
-            "amazon",
-            "--category",
-            "toys",
-            "--data-dir",
-            str(args.data_dir),
-            "--out",
-            str(data),
-            "--seed",
-            "0",
-        )
-    if not (data / schemas.ENTITIES).is_file():
-        note("build-entities")
-        cli("build-entities", "--data", str(data), *(["--model", args.model] if args.model else []))
+    data = prepared_run(args.data_dir, work, args.model, cli, note)
     retr = args.retriever
     if retr is None:
         retr = work / f"itemknn-test-top{max(ks)}.parquet"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import RESULTS, ROOT, loadavg, machine, write_json
+from common import RESULTS, ROOT, loadavg, machine, prepared_run, write_json
 from infer_rerank import cli, note  # in-process `recsys ... --json`
 
 from recsys_cli.artifacts import schemas
@@ -36,24 +36,7 @@ def prepare(args) -> tuple[Path, Path, Path]:
 
     spec = resolve_model(args.model)
     work = Path("/tmp/recsys-bench-listwise") / f"{args.data_dir.resolve().name}-{spec.fingerprint}"
-    data = work / "R"
-    if not (data / schemas.MANIFEST).is_file():
-        note(f"textualize {args.data_dir} -> {data}")
-        cli(
-            "textualize",
-            "amazon",
-            "--category",
-            "toys",
-            "--data-dir",
-            str(args.data_dir),
-            "--out",
-            str(data),
-            "--seed",
-            "0",
-        )
-    if not (data / schemas.ENTITIES).is_file():
-        note("build-entities")
-        cli("build-entities", "--data", str(data), *(["--model", args.model] if args.model else []))
+    data = prepared_run(args.data_dir, work, args.model, cli, note)
     retr = work / f"itemknn-test-top{args.k}.parquet"
     if not retr.is_file():
         note("retriever: baseline itemknn")

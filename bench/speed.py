@@ -34,28 +34,17 @@ def checks_of(stage: str, data: dict) -> list[dict]:
     if stage == "score":
         t = data["text"]
         return [
-            {
-                "name": "score 1M top-10 predictions (s)",
-                "value": data["ranking"]["seconds"],
-                "target": "<= 10",
-                "ok": data["ranking"]["ok"],
-            },
-            {
-                "name": "BLEU+ROUGE 100k pairs, standard (s)",
-                "value": t["standard"]["total_seconds"],
-                "target": "<= 60",
-                "ok": t["standard"]["ok"],
-            },
-            {
-                "name": "BLEU+ROUGE 100k pairs, p5-compatible (s)",
-                "value": t["p5"]["total_seconds"],
-                "target": "<= 60",
-                "ok": t["p5"]["ok"],
-            },
+            _check("score 1M top-10 predictions (s)", data["ranking"]["seconds"], "<= 10", data["ranking"]["ok"]),
+            _check("BLEU+ROUGE 100k pairs, standard (s)", t["standard"]["total_seconds"], "<= 60", t["standard"]["ok"]),
+            _check("BLEU+ROUGE 100k pairs, p5-compatible (s)", t["p5"]["total_seconds"], "<= 60", t["p5"]["ok"]),
         ]
     if stage == "sasrec":
         return sasrec_checks(data)
     return []
+
+
+def _check(name: str, value, target: str, ok: bool) -> dict:
+    return {"name": name, "value": value, "target": target, "ok": ok}
 
 
 def sasrec_checks(data: dict) -> list[dict]:

@@ -38,36 +38,15 @@ from recsys_cli.inference import textgen
 RECIPE = ROOT / "recipes" / "pretrain" / "smollm2-cpu.yaml"
 SUMMARY = ["review-1", "review-2", "review-3", "review-6", "review-8", "review-9"]  # text answers (not stars)
 FAMILIES = {"explanation": None, "review": SUMMARY}
+BEAM4_N3_MIN4 = "--text-decoding beam --text-beams 4 --no-repeat-ngram 3 --min-new-tokens 4".split()
 # name -> recsys infer options; `plain` first (the reference), then cheaper before dearer
 DECODINGS = {
     "plain (before)": ["--text-decoding", "plain"],
     "greedy n3 min4": ["--text-decoding", "greedy", "--no-repeat-ngram", "3", "--min-new-tokens", "4"],
     "greedy n2 min4": ["--text-decoding", "greedy", "--no-repeat-ngram", "2", "--min-new-tokens", "4"],
     "greedy n3 min8": ["--text-decoding", "greedy", "--no-repeat-ngram", "3", "--min-new-tokens", "8"],
-    "beam4 n3 min4 a0": [
-        "--text-decoding",
-        "beam",
-        "--text-beams",
-        "4",
-        "--no-repeat-ngram",
-        "3",
-        "--min-new-tokens",
-        "4",
-        "--length-penalty",
-        "0",
-    ],
-    "beam4 n3 min4 a1": [
-        "--text-decoding",
-        "beam",
-        "--text-beams",
-        "4",
-        "--no-repeat-ngram",
-        "3",
-        "--min-new-tokens",
-        "4",
-        "--length-penalty",
-        "1",
-    ],
+    "beam4 n3 min4 a0": [*BEAM4_N3_MIN4, "--length-penalty", "0"],
+    "beam4 n3 min4 a1": [*BEAM4_N3_MIN4, "--length-penalty", "1"],
 }
 
 
