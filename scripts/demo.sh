@@ -20,6 +20,7 @@ RUN=${RUN:-runs/demo}
 STEPS=${STEPS:-40}          # LoRA steps (recipes/pretrain/smollm2-cpu.yaml: 2 x 4 sequences of 256 tokens each)
 RERANK_K=${RERANK_K:-10}    # SASRec candidates the LLM reranks
 FUSION=${FUSION:-1.0}       # 1 = the LLM's order alone inside the top-K (no tuning on the demo's test prompts)
+SCORER=${SCORER:-full-norm} # the candidate scorer bench/quality.py found best on validation (bench/results/quality-ranker-cpu.json)
 DATA=$RUN/toys
 GIFT=$RUN/gift_cards
 CKPT=$RUN/ckpt
@@ -50,8 +51,8 @@ recsys pretrain --data "$DATA" --config recipes/pretrain/smollm2-cpu.yaml --out 
 
 step "6/8 the LLM reranks SASRec's top-$RERANK_K on 300 sequential and 300 direct test prompts, and ranks the 100 direct candidates alone"
 common=(--data "$DATA" --checkpoint "$CKPT" --split test --seen --exclude-history --top-k 10 --precision auto --quiet --overwrite)
-recsys infer "${common[@]}" --family sequential --candidates-from "$P/sasrec.parquet" --rerank-k "$RERANK_K" --fusion "$FUSION" --out "$P/llm-rerank.sequential.parquet"
-recsys infer "${common[@]}" --family direct --kind rank --candidates-from "$P/sasrec.parquet" --rerank-k "$RERANK_K" --fusion "$FUSION" --out "$P/llm-rerank.direct.parquet"
+recsys infer "${common[@]}" --family sequential --candidates-from "$P/sasrec.parquet" --rerank-k "$RERANK_K" --fusion "$FUSION" --item-scoring "$SCORER" --out "$P/llm-rerank.sequential.parquet"
+recsys infer "${common[@]}" --family direct --kind rank --candidates-from "$P/sasrec.parquet" --rerank-k "$RERANK_K" --fusion "$FUSION" --item-scoring "$SCORER" --out "$P/llm-rerank.direct.parquet"
 recsys infer "${common[@]}" --family direct --kind rank --out "$P/llm.direct.parquet"
 seq_files=("$P/llm-rerank.sequential.parquet") dir_files=("$P/llm-rerank.direct.parquet" "$P/llm.direct.parquet")
 if [ "${LLM:-0}" = 1 ]; then
