@@ -36,6 +36,7 @@ from common import RESULTS, loadavg
 from qlib import ROOT, SHARED, Runner
 
 from recsys_cli.artifacts import schemas
+from recsys_cli.artifacts.predictions import write_predictions
 
 DATASETS = {
     "mi": ("musical_instruments", SHARED / "amazon" / "musical_instruments"),
@@ -258,7 +259,7 @@ def _zero_shot_direct(run: Runner, a, work: Path) -> dict:
     ).filter(pl.col("prompt_id").is_in(ids))
     rng = random.Random(a.seed)
     lists = [rng.sample(list(c), len(c)) for c in prompts["candidates"].to_list()]
-    pl.DataFrame(
+    random_rows = pl.DataFrame(
         {
             "prompt_id": prompts["prompt_id"],
             "family": prompts["family"],
@@ -269,7 +270,8 @@ def _zero_shot_direct(run: Runner, a, work: Path) -> dict:
             "scores": [[0.0] * len(x) for x in lists],
             "valid": [True] * len(lists),
         }
-    ).write_parquet(rnd)
+    )
+    write_predictions(rnd, random_rows)  # the candidates in a seeded random order
     rows = _score(run, R, [zs, pop, rnd], "direct", False, plot=RESULTS / "quality-text-toys-direct.png")
     return {"users": len(users), "prompts": len(ids), "rows": rows}
 

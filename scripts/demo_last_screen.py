@@ -57,9 +57,11 @@ def text_examples(data: Path, files: list[Path], n: int) -> None:
     console.print_table(t)
 
 
-def validation_w(path: Path) -> float | None:
+def validation_w(path: Path, scorer: str | None = None) -> float | None:
+    """The fusion weight of the best validation row (NDCG@10) of `scorer` (any scorer: None)."""
     try:
-        return float(json.loads(path.read_text())["tuning"]["best"]["w"])
+        rows = [r for r in json.loads(path.read_text())["tuning"]["rows"] if scorer in (None, r["scorer"])]
+        return float(max(rows, key=lambda r: r["NDCG@10"])["w"]) if rows else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -75,7 +77,7 @@ def fused(data: Path, rerank: Path, sasrec: Path) -> tuple[dict[str, list[str]],
     k, w_run = settings.get("rerank_k"), settings.get("fusion")
     if w_run != 1.0:
         return _lists(rerank), f"rerank top {k}, fusion W={w_run} (as run)"
-    w = validation_w(CHOSEN)
+    w = validation_w(CHOSEN, settings.get("item_scoring"))
     if w is None:
         return _lists(rerank), f"LLM rerank of SASRec's top {k} (W=1; no validation-chosen W in {CHOSEN.name})"
     return fused_rankings(

@@ -28,6 +28,8 @@ from gpu_bench_scoring import scoring
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from recsys_cli.artifacts.io import write_json  # noqa: E402
+
 RECIPE = ROOT / "recipes" / "pretrain" / "quality-gpu.yaml"
 BEFORE_TOKENS_PER_S = 9300.0  # issue 30: quality-gpu.yaml as written on one H200, median tokens/s
 TARGET_MFU = 0.25
@@ -333,10 +335,7 @@ def run(args) -> int:
     res["checks"] = checks(res["training"])
     res["wall_s"] = round(time.monotonic() - st.t0, 1)
     out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"gpu-{slug(device)}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(res, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_json(res, out)  # atomic (artifacts/io.py -> outputs.atomic_file)
     print(f"gpu-bench: {device}, {res['wall_s']} s; wrote {out}")
     for c in res["checks"]:
         print(f"{'PASS' if c['ok'] else 'MISS'}  {c['name']}: {c['value']} (target {c['target']})")

@@ -219,3 +219,21 @@ def test_the_checks_see_what_they_should():
         assert LOG_DISCOUNT.search(hit), hit
     for miss in ("np.log(p)", "dialog2(x)", "log_2 = 3"):
         assert not LOG_DISCOUNT.search(miss), miss
+
+
+# directory swaps (a whole tree renamed into place) live where their rule does; a single file is
+# always written through artifacts/outputs.py (atomic_file / write_file)
+DIRECTORY_SWAPS = {
+    "recsys_cli/artifacts/io.py": "atomic_dir: a staged directory",
+    "recsys_cli/artifacts/runswap.py": "textualize's whole-run swap",
+    "recsys_cli/artifacts/layout.py": "stale outputs moved aside",
+    "recsys_cli/training/state.py": "the resume-state directory",
+    "recsys_cli/modeling/registry.py": "the converted embedded model's cache directory",
+}
+
+
+def test_one_atomic_file_writer():
+    temp_files = [rel(p) for p in py_files("recsys_cli", "bench", "scripts") if "mkstemp(" in p.read_text()]
+    assert temp_files == ["recsys_cli/artifacts/outputs.py"], temp_files
+    renames = {rel(p) for p in py_files("recsys_cli", "bench", "scripts") if "os.replace(" in p.read_text()}
+    assert renames - {"recsys_cli/artifacts/outputs.py"} <= set(DIRECTORY_SWAPS), renames

@@ -54,16 +54,8 @@ def write_parquet(
         with outputs.write_file(Path(path), kind) as staged:
             df.write_parquet(staged, compression="zstd", statistics=False, row_group_size=1 << 20, metadata=metadata)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with outputs.atomic_file(Path(path)) as tmp:
         df.write_parquet(tmp, compression="zstd", statistics=False, row_group_size=1 << 20, metadata=metadata)
-        os.chmod(tmp, _umask_mode(0o666))  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(obj: Any, path: Path, kind: str | None = None) -> None:
@@ -71,13 +63,8 @@ def write_json(obj: Any, path: Path, kind: str | None = None) -> None:
     if kind is not None:
         outputs.write_json(obj, Path(path), kind)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True, default=str)
-        fh.write("\n")
-    os.chmod(tmp, _umask_mode(0o666))
-    os.replace(tmp, path)
+    with outputs.atomic_file(Path(path)) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_artifact(data_dir: Path, name: str, columns: list[str] | None = None) -> pl.DataFrame:

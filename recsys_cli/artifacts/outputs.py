@@ -273,15 +273,8 @@ def record_known(directory: Path, entries: dict[str, dict]) -> None:
 def _write_ledger(directory: Path, entries: dict[str, dict]) -> None:
     """Replace the ledger of `directory` atomically (the caller holds its lock)."""
     payload = {"written_by": "recsys", "version": LEDGER_VERSION, "entries": dict(sorted(entries.items()))}
-    fd, tmp = tempfile.mkstemp(prefix=f"{LEDGER}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=1, sort_keys=True)
-            fh.write("\n")
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, Path(directory) / LEDGER)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_file(Path(directory) / LEDGER) as tmp:
+        tmp.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
 
 
 def forget(path: Path) -> None:
@@ -302,24 +295,44 @@ def _check_still_ours(path: Path, kind: str) -> None:
 
 
 @contextmanager
+def _temp_sibling(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """A new empty file beside `path` (same directory, so a rename is atomic), with the umask's
+    mode; removed on the way out unless it was renamed over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_file(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """recsys's one atomic single-file write: yield a temporary sibling to write; on success one
+    rename puts it at `path`, on failure or interrupt it is removed (the old file stays whole).
+    No ownership check: for files recsys keeps for itself (ledgers, result files); outputs a user
+    names go through `write_file`."""
+    path = Path(path)
+    with _temp_sibling(path, suffix) as tmp:
+        yield tmp
+        os.replace(tmp, path)
+
+
+@contextmanager
 def write_file(path: Path, kind: str, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary sibling path to write; on success it replaces `path` (only if `path` is missing or
     recsys's own of `kind`) and is recorded in the ledger; on failure or interrupt the temp file is removed.
     `suffix` lets writers that choose a format by extension (matplotlib) see the right one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with _temp_sibling(path, suffix) as tmp:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
         with dir_lock(path.parent):
             _check_still_ours(path, kind)
             os.replace(tmp, path)
             record(path, kind)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -132,7 +132,10 @@ def test_last_screen_user_by_seed_lists_and_ranks(toys_entities, musical_data, f
     expect = [mod.rank_text(lst[row["prompt_id"]], row["item_id"]) for lst in (ret_list, fus)]
     assert f"SASRec: {expect[0]} · fused: {expect[1]}" in out
     assert ("W=" in how) and "fused:" in out
-    w = mod.validation_w(mod.CHOSEN)
+    from recsys_cli.artifacts import provenance
+
+    scorer = provenance.read(rerank)["settings"]["item_scoring"]
+    w = mod.validation_w(mod.CHOSEN, scorer)  # the best validation W of the scorer the rerank ran with
     if w is not None and w != 1.0:  # the fused list is the validation W's, not the W = 1 rerank file's order
         from recsys_cli.evaluation.tune import fused_rankings
 
