@@ -15,6 +15,7 @@ from pathlib import Path
 from common import RESULTS, loadavg, machine, prepared_run, write_json
 
 from recsys_cli.artifacts import schemas
+from recsys_cli.artifacts.predictions import read_predictions
 
 
 def cli(*args: str) -> dict:
@@ -115,7 +116,7 @@ def rerank_section(args) -> None:
             "loadavg_after": loadavg(),
             **({"recall_at_k": summary["rerank"]["recall_at_k"]} if "rerank" in summary else {}),
         }
-        lists = pl.read_parquet(out)["ranked"].to_list()
+        lists = read_predictions(out, None, strict_lists=False)["ranked"].to_list()
         valid[name] = all(len(x) > 0 and len(set(x)) == len(x) and set(x) <= items for x in lists)
 
     measure("beam", "items", "--top-k", "10", "--beams", "10")

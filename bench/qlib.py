@@ -23,6 +23,7 @@ SHARED = ROOT.parent / "shared" / "data"
 
 # the bench scripts call qlib.paired_bootstrap; the one implementation is the product's
 from recsys_cli.artifacts import schemas  # noqa: E402
+from recsys_cli.artifacts.predictions import read_predictions  # noqa: E402
 from recsys_cli.evaluation.bootstrap import paired_bootstrap as paired_bootstrap  # noqa: E402
 from recsys_cli.evaluation.metrics import ranking_from_ranks, truth_ranks  # noqa: E402
 
@@ -121,7 +122,7 @@ def _lists(src: Path | dict[str, list[str]]) -> dict[str, list[str]]:
     """prompt_id -> ranked list, from a predictions file or an already built dict."""
     if isinstance(src, dict):
         return src
-    df = pl.read_parquet(src, columns=["prompt_id", "ranked"])
+    df = read_predictions(src, None, strict_lists=False)  # the contract; malformed lists are counted, not refused
     return dict(zip(df["prompt_id"].to_list(), df["ranked"].to_list()))
 
 
@@ -153,9 +154,7 @@ def list_check(data: Path, src: Path | dict[str, list[str]], ids: list[str], dep
 
 def prompts_in(src: Path | dict, ids: list[str]) -> list[str]:
     """The ids of `ids` that a predictions file (or {prompt_id: list}) answers, in order."""
-    have = (
-        set(src) if isinstance(src, dict) else set(pl.read_parquet(src, columns=["prompt_id"])["prompt_id"].to_list())
-    )
+    have = set(src) if isinstance(src, dict) else set(read_predictions(src, None, strict_lists=False)["prompt_id"])
     return [i for i in ids if i in have]
 
 

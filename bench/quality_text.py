@@ -36,7 +36,7 @@ from common import RESULTS, loadavg
 from qlib import ROOT, SHARED, Runner
 
 from recsys_cli.artifacts import schemas
-from recsys_cli.artifacts.predictions import write_predictions
+from recsys_cli.artifacts.predictions import read_predictions, write_predictions
 
 DATASETS = {
     "mi": ("musical_instruments", SHARED / "amazon" / "musical_instruments"),
@@ -94,7 +94,7 @@ def rating_diagnostics(R: Path, path: Path) -> dict:
     """Per file: gold and predicted means, the mean star distribution (scores p_1..p_5), and the confusion
     of gold star (rows) against the predicted star rounded to the nearest (columns), seen and unseen."""
     gold = pl.read_parquet(R / schemas.PROMPTS, columns=["prompt_id", "target", "seen"])
-    df = pl.read_parquet(path, columns=["prompt_id", "output", "scores"]).join(gold, on="prompt_id")
+    df = read_predictions(path, None).select("prompt_id", "output", "scores").join(gold, on="prompt_id")
     df = df.filter(pl.col("target").is_in(["1", "2", "3", "4", "5"]))
     out = {}
     for seen in (True, False):

@@ -32,6 +32,7 @@ import qlib
 from qlib import ROOT, SHARED, Runner
 
 from recsys_cli.artifacts import schemas
+from recsys_cli.artifacts.predictions import read_predictions
 from recsys_cli.evaluation.metrics import text_metrics
 from recsys_cli.inference import textgen
 
@@ -59,7 +60,7 @@ def degenerate(text: str | None) -> bool:
 
 
 def measure(pred: Path, targets: dict[str, str], ids: list[str]) -> dict:
-    df = pl.read_parquet(pred, columns=["prompt_id", "output"]).filter(pl.col("prompt_id").is_in(ids))
+    df = read_predictions(pred, None).select("prompt_id", "output").filter(pl.col("prompt_id").is_in(ids))
     out = dict(zip(df["prompt_id"].to_list(), df["output"].to_list()))
     hyps = pl.Series([out.get(i) or "" for i in ids], dtype=pl.Utf8)
     m = text_metrics(hyps, pl.Series([targets[i] for i in ids], dtype=pl.Utf8), 4)

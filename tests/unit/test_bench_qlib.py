@@ -31,7 +31,9 @@ def test_list_check_counts_each_kind_of_bad_list(toys_data):
 def test_list_check_reads_a_predictions_file(toys_data, tmp_path):
     items = pl.read_parquet(toys_data / "items.parquet", columns=["item_id"])["item_id"].to_list()
     f = tmp_path / "p.parquet"
-    pl.DataFrame({"prompt_id": ["x", "y"], "ranked": [items[:12], items[:11] + [items[3]]]}).write_parquet(f)
+    lists = [items[:12], items[:11] + [items[3]]]
+    rows = {"family": ["sequential"] * 2, "template_id": ["sequential-1"] * 2, "seen": [True] * 2, "output": ["", ""]}
+    pl.DataFrame({"prompt_id": ["x", "y"], **rows, "ranked": lists, "valid": [True] * 2}).write_parquet(f)
     assert qlib.list_check(toys_data, f, ["x", "y"]) == {
         "lists": 2,
         "ok": 1,
