@@ -24,6 +24,7 @@ SHARED = ROOT.parent / "shared" / "data"
 # the bench scripts call qlib.paired_bootstrap; the one implementation is the product's
 from recsys_cli.artifacts import schemas  # noqa: E402
 from recsys_cli.artifacts.predictions import read_predictions  # noqa: E402
+from recsys_cli.data import templates  # noqa: E402
 from recsys_cli.evaluation.bootstrap import paired_bootstrap as paired_bootstrap  # noqa: E402
 from recsys_cli.evaluation.metrics import ranking_from_ranks, truth_ranks  # noqa: E402
 
@@ -85,18 +86,19 @@ def prompt_ids(
     kind_templates: list[str] | None = None,
     one_per_user: bool = True,
 ) -> list[str]:
-    """The prompts of `users` of one family / seen flag (the first template in id order per user)."""
+    """The prompts of `users` of one family / seen flag (the first template in id order per user);
+    templates whose answer is yes/no (data/templates.py) are left out."""
     p = pl.read_parquet(
         Path(data) / schemas.PROMPTS,
-        columns=["prompt_id", "family", "template_id", "seen", "split", "user_id", "target"],
+        columns=["prompt_id", "family", "template_id", "seen", "split", "user_id"],
     )
     p = p.filter(
         (pl.col("split") == split)
         & (pl.col("family") == family)
         & (pl.col("seen") == seen)
         & pl.col("user_id").is_in(users)
-        & ~pl.col("target").str.to_lowercase().is_in(["yes", "no"])
     )
+    p = p.filter(templates.answer_types(p["template_id"], str(Path(data) / schemas.PROMPTS)) != templates.YES_NO_ANSWER)
     if kind_templates is not None:
         p = p.filter(pl.col("template_id").is_in(kind_templates))
     p = p.sort("user_id", "template_id", "prompt_id")

@@ -16,6 +16,10 @@ Protocol (fixed before any test figure was seen):
 * rating rows: the expected star (`recsysllm`, `zero-shot`), its argmax, the old greedy text + parser
   (`-generate`), and the expected star after the temperature + star-bias calibration fitted on
   VALIDATION star prompts of --calib-users users (`-calibrated`, `infer --rating-calibration`);
+* explanation and review rows: the adapter with infer's decoding defaults (inference/textgen.py,
+  chosen on validation by bench/text_decoding.py), the same adapter with `--text-decoding plain`
+  (the decoding before issue 29), the base model with the defaults; `text_checks` counts each
+  file's answers that are empty or hold no letter or digit;
 * every method answers the same prompts (`score --common-prompts`); the base model without an
   adapter (`--checkpoint none`) is the zero-shot row; metrics standard and --p5-compatible;
 * zero-shot direct: the base model ranks each sampled full-Toys test user's 100 candidates
@@ -37,6 +41,7 @@ from qlib import ROOT, SHARED, Runner
 
 from recsys_cli.artifacts import schemas
 from recsys_cli.artifacts.predictions import read_predictions, write_predictions
+from recsys_cli.inference import textgen
 
 DATASETS = {
     "mi": ("musical_instruments", SHARED / "amazon" / "musical_instruments"),
@@ -117,6 +122,34 @@ def rating_diagnostics(R: Path, path: Path) -> dict:
     return out
 
 
+def _infer_methods(run: Runner, R: Path, C: Path, P: Path, idfile: Path, subset: str, name: str, a) -> list[Path]:
+    """The adapter and the base model (zero-shot) answer the subset's prompts with infer's defaults;
+    text subsets add the adapter with the decoding from before issue 29 (`--text-decoding plain`)."""
+    methods: list[tuple[str, object, list]] = [("recsysllm", C, []), ("zero-shot", "none", [])]
+    if subset != "rating":
+        methods.insert(1, ("recsysllm-plain", C, ["--text-decoding", "plain"]))
+    files = []
+    for method, ckpt, extra in methods:
+        dest = P / f"{method}.parquet"
+        args = ["infer", "--data", R, "--checkpoint", ckpt, "--split", "test", "--prompt-ids", idfile]
+        args += ["--max-new-tokens", a.max_new_tokens, "--batch-size", 8, *extra, "--out", dest, "--quiet"]
+        run.run(f"infer {method} {subset} {name}", args, dest)
+        files.append(dest)
+        if subset == "rating":
+            files += _rating_variants(run, R, ckpt, P, idfile, method, name, a)
+    return files
+
+
+def text_checks(path: Path) -> dict:
+    """Per text file: answers, those that are empty or hold no letter or digit, and the mean word count."""
+    outs = [o or "" for o in read_predictions(path, None)["output"].to_list()]
+    return {
+        "n": len(outs),
+        "empty_or_punctuation_only": sum(not textgen.has_word(o) for o in outs),
+        "mean_words": round(sum(len(o.split()) for o in outs) / max(len(outs), 1), 2),
+    }
+
+
 def _text_dataset(run: Runner, name: str, a, work: Path) -> dict:
     category, raw = DATASETS[name]
     R, C, P = work / name / "R", work / name / "ckpt", work / name / "pred"
@@ -159,34 +192,7 @@ def _text_dataset(run: Runner, name: str, a, work: Path) -> dict:
         if not ids or subset not in a.families:
             continue
         idfile = qlib.write_ids(P / subset / "ids.txt", ids)
-        files = []
-        for method, ckpt in (("recsysllm", C), ("zero-shot", "none")):
-            dest = P / subset / f"{method}.parquet"
-            run.run(
-                f"infer {method} {subset} {name}",
-                [
-                    "infer",
-                    "--data",
-                    R,
-                    "--checkpoint",
-                    ckpt,
-                    "--split",
-                    "test",
-                    "--prompt-ids",
-                    idfile,
-                    "--max-new-tokens",
-                    a.max_new_tokens,
-                    "--batch-size",
-                    8,
-                    "--out",
-                    dest,
-                    "--quiet",
-                ],
-                dest,
-            )
-            files.append(dest)
-            if subset == "rating":
-                files += _rating_variants(run, R, ckpt, P / subset, idfile, method, name, a)
+        files = _infer_methods(run, R, C, P / subset, idfile, subset, name, a)
         family = subset.split("-")[0]
         files += [
             P / f"{m}.parquet" for m in (("mf", "global-mean", "user-mean") if family == "rating" else ("retrieval",))
@@ -196,6 +202,10 @@ def _text_dataset(run: Runner, name: str, a, work: Path) -> dict:
         )  # the methods side by side, one PNG per family
         if family == "rating":
             out["rating_diagnostics"] = {f.stem: rating_diagnostics(R, f) for f in files}
+        else:
+            out.setdefault("text_checks", {})[subset] = {
+                f.stem: text_checks(f) for f in files if f.parent.name == subset
+            }
         out["tables"][subset] = {
             "standard": _score(run, R, files, family, False, plot=plot),
             "p5_compatible": _score(run, R, files, family, True),

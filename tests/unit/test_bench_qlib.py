@@ -92,3 +92,17 @@ def test_quality_names_one_file_per_validation_scorer(tmp_path):
     (tmp_path / f"valid-{quality._slug('listwise')}-k20.parquet").write_bytes(b"x")
     (tmp_path / f"valid-{quality._slug('rsllm listwise+ids')}-k20.parquet").write_bytes(b"x")
     assert sorted(quality._valid_files(tmp_path, tier)) == ["listwise", "rsllm listwise+ids"]
+
+
+def test_prompt_ids_routes_on_the_template_answer_type_not_the_gold_text(toys_data):
+    from recsys_cli.data import templates
+
+    prompts = pl.read_parquet(toys_data / "prompts.parquet")
+    users = sorted(prompts["user_id"].unique().to_list())
+    picked = qlib.prompt_ids(toys_data, users, "test", "direct", True, one_per_user=False)
+    got = prompts.filter(pl.col("prompt_id").is_in(picked))
+    direct = prompts.filter((pl.col("split") == "test") & (pl.col("family") == "direct") & pl.col("seen"))
+    yes_no = templates.answer_types(direct["template_id"]) == templates.YES_NO_ANSWER
+    assert yes_no.any()  # the fixture holds yes/no direct prompts to leave out
+    assert set(templates.answer_types(got["template_id"]).to_list()) == {templates.ITEM}
+    assert got.height == direct.height - int(yes_no.sum())
