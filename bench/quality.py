@@ -249,7 +249,7 @@ def rerank(
             out,
             "--quiet",
         ],
-        None,  # always run: infer resumes its own file, so more users extend it and a finished file is kept
+        out,
     )
     return out
 

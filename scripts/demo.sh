@@ -20,7 +20,9 @@ RUN=${RUN:-runs/demo}
 STEPS=${STEPS:-40}          # LoRA steps (recipes/pretrain/smollm2-cpu.yaml: 2 x 4 sequences of 256 tokens each)
 RERANK_K=${RERANK_K:-10}    # SASRec candidates the LLM reranks
 FUSION=${FUSION:-1.0}       # 1 = the LLM's order alone inside the top-K (no tuning on the demo's test prompts)
-SCORER=${SCORER:-constrained}  # the walker; full-norm (best on validation, bench/results/quality-ranker-cpu.json) took the demo to 12 min
+# The walker: pmi, best on validation (bench/results/quality-ranker-cpu.json), is slower still than
+# full-norm, which took the demo to 12 min.
+SCORER=${SCORER:-constrained}
 DATA=$RUN/toys
 GIFT=$RUN/gift_cards
 CKPT=$RUN/ckpt
