@@ -6,6 +6,7 @@ scorer, K and W chosen on VALIDATION by `recsys tune`, then the test split run o
     python bench/quality.py --tier cpu                       # 2-core fp32 CPU (the cost of each part is in the result)
     python bench/quality.py --tier cpu --valid-users 1000 --users 1000 --skip ids   # what fits beside other work
     python bench/quality.py --tier cpu --data-dir ../shared/data/amazon/beauty --category beauty
+    python bench/quality.py --tier cpu --listwise-head pointer   # listwise scored by modeling/pointer
     python bench/quality.py --tier gpu                       # refuses without CUDA
 
 Every stage is the `recsys` command a user types, run under /tmp/recsys-cpu.lock (one torch job
@@ -89,6 +90,12 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=None, help="LLM optimizer steps (default: the tier's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--listwise-head",
+        choices=["labels", "pointer"],
+        default="labels",
+        help="the shared checkpoint's listwise.head (bench/listwise_heads.py compares them); RSLLM part: labels",
+    )
+    ap.add_argument(
         "--skip",
         default="",
         help=f"comma-separated: ids (the RSLLM part), or validation scorers by name ({', '.join(SCORERS)})",
@@ -143,25 +150,20 @@ def retrievers(run: Runner, a, tier: dict, R: Path, P: Path) -> None:
         )
 
 
+def mix_sets(cands: Path, k: int) -> list[str]:
+    """The `--set` flags of the protocol's training mix: the paper's objective, rerank prompts (w
+    0.2) and listwise examples (w 0.4) on the retriever's lists for training positions (`cands`)."""
+    sets = {"rerank.candidates": cands, "rerank.k": 20, "rerank.weight": 0.2}
+    sets |= {"listwise.candidates": cands, "listwise.k": k, "listwise.weight": 0.4}
+    return [a for key, value in sets.items() for a in ("--set", f"{key}={value}")]
+
+
 def train(run: Runner, a, tier: dict, R: Path, P: Path, work: Path, ids: bool) -> dict[str, Path]:
     """The shared LLM checkpoint (paper objective + rerank prompts + listwise examples) and, with
     `ids`, an RSLLM stage 2 from it whose listwise candidates carry their ID tokens."""
     steps = a.steps or tier["steps"]
-    cands = P / "sasrec-train.parquet"
-    mix = [
-        "--set",
-        f"rerank.candidates={cands}",
-        "--set",
-        "rerank.k=20",
-        "--set",
-        "rerank.weight=0.2",
-        "--set",
-        f"listwise.candidates={cands}",
-        "--set",
-        f"listwise.k={tier['k']}",
-        "--set",
-        "listwise.weight=0.4",
-    ]
+    mix = mix_sets(P / "sasrec-train.parquet", tier["k"])
+    head = ["--set", f"listwise.head={a.listwise_head}"] if a.listwise_head != "labels" else []
     ckpt = work / "ckpt"
     run.run(
         "pretrain",
@@ -179,6 +181,7 @@ def train(run: Runner, a, tier: dict, R: Path, P: Path, work: Path, ids: bool) -
             a.seed,
             "--quiet",
             *mix,
+            *head,
         ],
         ckpt / "train_state",
     )
@@ -379,6 +382,7 @@ def main() -> None:
             "steps": a.steps or tier["steps"],
             "k": tier["k"],
             "skipped": sorted(skip),
+            "listwise_head": a.listwise_head,
             "history_excluded": True,
         },
         "valid": valid,

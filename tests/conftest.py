@@ -123,3 +123,28 @@ def toys_entities(toys_data, tiny_model, tmp_path_factory) -> Path:
     code, _, err = run_cli("build-entities", "--data", str(out), "--model", tiny_model, "--quiet")
     assert code == 0, err
     return out
+
+
+def run_itemknn(data: Path, split: str, top_k: int, out: Path) -> Path:
+    """`recsys baseline itemknn` on `data`'s `split`, top `top_k`, written to `out` (asserted to succeed)."""
+    code, _, err = run_cli(
+        "baseline",
+        "itemknn",
+        "--data",
+        str(data),
+        "--split",
+        split,
+        "--top-k",
+        str(top_k),
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert code == 0, err
+    return out
+
+
+@pytest.fixture(scope="session")
+def knn(toys_entities, tmp_path_factory):
+    """itemknn's top 60 for the test split of the Toys slice (read-only: a retriever for rerank tests)."""
+    return run_itemknn(toys_entities, "test", 60, tmp_path_factory.mktemp("listwise-retriever") / "knn-test.parquet")

@@ -225,15 +225,21 @@ def part_a(
     return ex.input_ids[:la], ex.intra[:la], (ex.soft if rows is not None else None)
 
 
-def example(doc: TokenizedDoc, answer: int, k: int, vocab: Vocab, special: SpecialIds) -> Example:
+def example(
+    doc: TokenizedDoc, answer: int, k: int, vocab: Vocab, special: SpecialIds, pointer: bool = False
+) -> Example:
     """Training: Part A = prompt + [gM], Part B = [START] whose one target is label `answer`;
-    `allowed` restricts that position's softmax to the K labels (the listwise cross-entropy)."""
+    `allowed` restricts that position's softmax to the K labels (the listwise cross-entropy).
+    `pointer` (listwise.head pointer): the K options are scored by modeling/pointer from their
+    titles' spans (the last K entity spans; Part A keeps the prompt's offsets), listed in
+    `Example.pointer` in the order of `allowed`."""
     n = len(doc.ids)
     label = vocab.labels[answer]
     ex = build_example([*doc.ids, label], doc.entity_spans, [(n, n + 1)], special.g_m, special, "prompt", None)
     la = ex.part_a_len
     end = la + 1  # Part B keeps [START] only: its label is the answer, [END] is not a target
     labels = [IGNORE] * la + [label]
+    options = sorted(zip(vocab.labels[:k], candidate_spans(doc, k)))  # (label id, its title's span)
     return Example(
         ex.input_ids[:end],
         labels,
@@ -243,5 +249,11 @@ def example(doc: TokenizedDoc, answer: int, k: int, vocab: Vocab, special: Speci
         [(n, n + 1)],
         list(doc.entity_spans),
         "listwise",
-        {la: sorted(vocab.labels[:k])},
+        {la: [t for t, _ in options]},
+        {la: [span for _, span in options]} if pointer else None,
     )
+
+
+def candidate_spans(doc: TokenizedDoc, k: int) -> list[tuple[int, int]]:
+    """The titles of the K candidates (presented order) in `build`'s prompt: its last K entity spans."""
+    return [tuple(s) for s in doc.entity_spans[len(doc.entity_spans) - k :]]

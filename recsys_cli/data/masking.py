@@ -45,6 +45,8 @@ class Example:
     level: str  # entity | sentence | document | prompt | rerank
     # rerank prompts (training/rerank.py): position -> the tokens the softmax is restricted to
     allowed: dict[int, list[int]] | None = None
+    # listwise pointer head (modeling/pointer.py): position -> the Part A span of each allowed option
+    pointer: dict[int, list[tuple[int, int]]] | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)

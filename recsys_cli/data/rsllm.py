@@ -163,9 +163,9 @@ def hybridize(
             list(ex.entity_spans),
             ex.level,
             ex.allowed,
-            [],
-            plain_titles,
-            list(history or []),
+            soft=[],
+            titles=plain_titles,
+            history=list(history or []),
         )
     new_index = [0] * la  # old Part A index -> new
     ids, intra, soft = [], [], []
@@ -194,9 +194,9 @@ def hybridize(
         list(ex.entity_spans),
         ex.level,
         allowed,
-        soft,
-        titles,
-        list(history or []),
+        soft=soft,
+        titles=titles,
+        history=list(history or []),
     )
 
 

@@ -18,15 +18,17 @@ from recsys_cli.data.trie import ROOT, EntityTrie
 from recsys_cli.modeling.mask import cached_attention_mask, prefill_attention_mask
 
 
-def forward(model, ids, inter, intra, mask, cache, soft=None, last_only=False):
-    """One RecsysLM call; returns (logits [B, q, V], or [B, 1, V] with `last_only`, cache).
-    `soft`: RSLLM soft ID tokens (batch_idx [S], position [S], item_rows [S]), only given when
-    there are some."""
+def forward(model, ids, inter, intra, mask, cache, soft=None, last_only=False, hidden=False):
+    """One RecsysLM call; returns (logits [B, q, V], or [B, 1, V] with `last_only`, cache), and the
+    last layer's states [B, q, H] third with `hidden`. `soft`: RSLLM soft ID tokens (batch_idx
+    [S], position [S], item_rows [S]), only given when there are some."""
     extra = {"soft": soft} if soft is not None else {}
     if last_only:
         extra["last_only"] = True
-    out = model(input_ids=ids, inter=inter, intra=intra, attn_mask_4d=mask, cache=cache, use_cache=True, **extra)
-    return out.logits, out.cache
+    out = model(
+        input_ids=ids, inter=inter, intra=intra, attn_mask_4d=mask, cache=cache, use_cache=True, hidden=hidden, **extra
+    )
+    return (out.logits, out.cache, out.hidden) if hidden else (out.logits, out.cache)
 
 
 def _dtype(model):
@@ -46,6 +48,7 @@ class State:
     inter: Any  # [R] long: inter position of generated tokens (index of [gM])
     logits: Any  # [R, V] next-token logits
     tracker: IntraTracker | None  # None: intra ids stay 1 (dynamic positions off)
+    hidden: Any = None  # prefill(hidden=True): [R, L, H] last-layer states of Part A + [START], left padded
 
     def select(self, index) -> None:
         """Row r takes the state of row index[r] (beam reorder, expansion)."""
@@ -78,9 +81,12 @@ def prefill(
     trie: EntityTrie | None,
     dynamic: bool = True,
     soft: Sequence[Sequence[tuple[int, int]]] | None = None,
+    hidden: bool = False,
 ) -> State:
     """Run Part A + [START] of every row once; returns the state ready to generate. `soft`
-    (RSLLM, data/rsllm.hybrid_part_a): per row, (Part A position, item row) of each soft token."""
+    (RSLLM, data/rsllm.hybrid_part_a): per row, (Part A position, item row) of each soft token.
+    `hidden`: State.hidden keeps every position's last-layer state (row r's Part A token p sits
+    at column max Part A length - len(part_a[r]) + p; [START] is the last column)."""
     import torch
     from transformers import DynamicCache
 
@@ -107,11 +113,10 @@ def prefill(
         # left padding shifts the soft tokens' positions
         trip = [(r, a_max - len(a) + p, row) for r, (a, sr) in enumerate(zip(part_a, soft)) for p, row in sr]
         soft_t = tuple(torch.tensor([t[i] for t in trip], dtype=torch.long, device=dev) for i in range(3))  # 3 x [S]
-    logits, cache = forward(
-        model, ids.to(dev), inter.to(dev), intra.to(dev), mask.to(dev), DynamicCache(), soft_t, last_only=True
-    )
+    got = forward(model, ids.to(dev), inter.to(dev), intra.to(dev), mask.to(dev), DynamicCache(), soft_t, True, hidden)
     tracker = IntraTracker(trie, rows) if (dynamic and trie is not None) else None
-    return State(cache, key_ok.to(dev), inter[:, a_max].to(dev), logits[:, -1].float(), tracker)
+    states = got[2] if hidden else None
+    return State(got[1], key_ok.to(dev), inter[:, a_max].to(dev), got[0][:, -1].float(), tracker, states)
 
 
 def step(model, state: State, tokens) -> None:

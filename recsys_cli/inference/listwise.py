@@ -55,6 +55,7 @@ def settings(opts) -> dict:
         "history_items": lw.HISTORY_ITEMS,
         "templates": [t.template_id for t in lw.TEMPLATES],
         "candidate_ids": bool(opts.listwise_candidate_ids),
+        "head": opts.listwise_head,
     }
 
 
@@ -87,6 +88,7 @@ class ListwiseScorer:
         self.rows = engine.hybrid_rows if hyb else None  # RSLLM: soft tokens after history titles
         self.budget_rows = self.rows if hyb and engine.id_tokens else None  # counted in the budget
         self.candidate_ids = hyb and bool(o.listwise_candidate_ids)  # a soft token after each candidate title too
+        self.pointer = o.listwise_head == "pointer"  # the checkpoint's listwise.head (modeling/pointer.py)
 
     def _key(self, row: dict) -> str:
         return f"{self.seed}:{row['prompt_id']}"
@@ -124,7 +126,7 @@ class ListwiseScorer:
         from recsys_cli.inference import decode
 
         e = self.engine
-        a_ids, a_intra, softs, where = [], [], [], []
+        a_ids, a_intra, softs, where, spans = [], [], [], [], []
         out: list[list[list[float]]] = [[[0.0] * len(c)] * (self.orders if c else 0) for c in cand_lists]
         for b, (row, cands) in enumerate(zip(rows, cand_lists)):
             if len(cands) < 2:
@@ -140,15 +142,26 @@ class ListwiseScorer:
                 a_intra.append(intra)
                 softs.append(soft or [])
                 where.append((b, o, perm))
+                spans.append(lw.candidate_spans(doc, len(perm)))
         if not where:
             return out
         st = decode.prefill(
-            e.model, a_ids, a_intra, e.special.start, None, dynamic=False, soft=softs if self.rows is not None else None
+            e.model,
+            a_ids,
+            a_intra,
+            e.special.start,
+            None,
+            False,
+            softs if self.rows is not None else None,
+            self.pointer,
         )
-        logits = st.logits.float().cpu()  # [P, V] at [START]
-        labels = torch.tensor(self.vocab.labels, dtype=torch.long)  # [MAX_K]
+        if self.pointer:
+            label_lp = pointer_log_probs(st.hidden, [len(a) for a in a_ids], spans)  # [P, K] in presented order
+        else:
+            labels = torch.tensor(self.vocab.labels, dtype=torch.long)  # [MAX_K]
+            label_lp = torch.log_softmax(st.logits.float().cpu()[:, labels[: lw.MAX_K]], -1)  # [P, MAX_K]
         for p, (b, o, perm) in enumerate(where):
-            lp = torch.log_softmax(logits[p, labels[: len(perm)]], -1).tolist()  # [K]: position j shows perm[j]
+            lp = torch.log_softmax(label_lp[p, : len(perm)], -1).tolist()  # [K]: position j shows perm[j]
             got = [0.0] * len(perm)
             for j, c in enumerate(perm):
                 got[c] = lp[j]
@@ -161,6 +174,24 @@ class ListwiseScorer:
         """The LLM score of each candidate: its label log-prob averaged over the orders."""
         per_row = self.score_orders(rows, cand_lists)
         return [[sum(col) / len(col) for col in zip(*per)] if per else [] for per in per_row]
+
+
+def pointer_log_probs(hidden, part_a_lens: Sequence[int], spans: Sequence[Sequence[tuple[int, int]]]):
+    """modeling/pointer scores of each prompt's candidates (presented order) from prefill's left-
+    padded states hidden [P, L, H] ([START] last).  -> [P, max K] float on the CPU, -inf padded."""
+    import torch
+
+    from recsys_cli.modeling import pointer
+
+    a_max = hidden.shape[1] - 1
+    width = max(len(s) for s in spans)
+    cols = torch.full((len(spans), width, 2), -1, dtype=torch.long)  # [P, K, 2]
+    for p, (n, sp) in enumerate(zip(part_a_lens, spans)):
+        cols[p, : len(sp)] = torch.tensor(sp) + (a_max - n)  # left padding shifts every column
+    cols = cols.to(hidden.device)
+    rows = torch.arange(len(spans), device=hidden.device)  # [P]
+    means = pointer.span_means(hidden, rows, cols)  # [P, K, H]
+    return pointer.scores(hidden[:, -1], means, cols[..., 0] < 0).float().cpu()  # [P, K]
 
 
 def prepare(engine, data: Path, split: str, todo: Sequence[tuple[dict, str]], excluded: dict[str, set]) -> None:

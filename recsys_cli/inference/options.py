@@ -52,6 +52,7 @@ class InferOptions:
     listwise_orders: int = 1  # listwise: candidate orders averaged per prompt
     listwise_max_length: int = field(default_factory=lambda: _listwise_default())  # the recipe's listwise.max_length
     listwise_candidate_ids: bool | None = None  # RSLLM: soft ID tokens after candidate titles (None: the recipe's)
+    listwise_head: str = "labels"  # labels | pointer: the checkpoint recipe's listwise.head (modeling/pointer.py)
     seed: int = 0  # listwise: the candidate orders and templates
 
 

@@ -91,6 +91,7 @@ def _resolve(req: InferRequest) -> Resolved:
         max_new_tokens=recipe.eval.max_new_tokens if o.max_new_tokens is None else o.max_new_tokens,
         listwise_max_length=recipe.listwise.max_length,
         listwise_candidate_ids=listwise.candidate_ids_of(o, cfg),
+        listwise_head=recipe.listwise.head,
         dynamic=o.dynamic and cfg.positions != "linear",
     )
     producer = provenance_checks.checkpoint_producer(ckpt, cfg, req.model_name)

@@ -96,7 +96,8 @@ class RecsysLM(nn.Module):
         use_cache: bool = False,
         soft=None,  # RSLLM: (batch_idx [S], position [S], item_rows [S]) long tensors, or None
         hidden: bool = False,  # also return out.hidden [B, q, H]: last layer, after the final norm
-        allowed=None,  # rerank prompts: ([R, 2] (row, position), [R, A] allowed token ids, -1 padded)
+        allowed=None,  # rerank prompts: ([R, 2] (row, position), [R, A] allowed token ids, -1 padded[,
+        # [R, A, 2] pointer spans or None]): a row with spans scores its options by modeling/pointer
         last_only: bool = False,  # project only the last position onto the vocabulary (prefill)
         keep=None,  # with labels: [k] long, the columns where some row has a target (else found here, a device sync)
     ):
@@ -123,6 +124,8 @@ class RecsysLM(nn.Module):
             extra["logits_to_keep"] = keep
         elif last_only:
             extra["logits_to_keep"] = 1  # out.logits [B, 1, V]
+        pointer = allowed is not None and len(allowed) > 2 and allowed[2] is not None
+        hidden = hidden or (labels is not None and pointer)
         seen: list = []
         hook = _decoder(self.base).register_forward_hook(lambda _m, _i, o: seen.append(o)) if hidden else None
         try:
@@ -144,25 +147,43 @@ class RecsysLM(nn.Module):
         if not hasattr(out, "cache"):  # older transformers name it past_key_values
             out.cache = getattr(out, "past_key_values", None)
         if labels is not None:
-            out.loss = _token_loss(out.logits.float(), labels, keep, allowed)  # logits [B, k, V]
+            states = out.hidden if pointer else None
+            out.loss = _token_loss(out.logits.float(), labels, keep, allowed, states)  # logits [B, k, V]
         return out
 
 
-def _token_loss(logits: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor, allowed) -> torch.Tensor:
+def _token_loss(logits: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor, allowed, states=None) -> torch.Tensor:
     """Mean cross-entropy over the labelled positions. A position listed in `allowed` (a rerank
     prompt, training/rerank.py) takes its softmax over its allowed tokens only: the candidate-
-    restricted distribution `infer --candidates-from` ranks with."""
+    restricted distribution `infer --candidates-from` ranks with. A listwise pointer position
+    (allowed[2], with `states` [B, q, H]) takes it over modeling/pointer's candidate scores."""
     b, k, v = logits.shape
     ce = nn.functional.cross_entropy(
         logits.reshape(-1, v), labels.reshape(-1), ignore_index=-100, reduction="none"
     )  # [B*k]
     if allowed is not None and len(allowed[0]):
-        where, ids = allowed  # [R, 2], [R, A]
+        where, ids = allowed[0], allowed[1]  # [R, 2], [R, A]
         col = torch.searchsorted(keep, where[:, 1].contiguous())  # [R] column of each position among the kept ones
         rows = logits[where[:, 0], col]  # [R, V]
         pad = ids < 0  # [R, A]
         sub = rows.gather(1, ids.clamp(min=0)).masked_fill(pad, float("-inf"))  # [R, A]
         target = rows.gather(1, labels[where[:, 0], col].clamp(min=0)[:, None])[:, 0]  # [R]
+        if states is not None:
+            sub, target = _pointer_terms(states, where, ids, allowed[2], labels[where[:, 0], col], sub, target)
         ce = ce.index_put((where[:, 0] * k + col,), torch.logsumexp(sub, 1) - target)  # [B*k]
     valid = labels.reshape(-1) != -100
     return ce.sum() / valid.sum().clamp(min=1)  # ignored positions are 0 in ce (no boolean indexing: no device sync)
+
+
+def _pointer_terms(states, where, ids, spans, answer, sub, target):
+    """Rows with pointer spans swap their label logits for pointer scores.  -> sub [R, A], target [R]."""
+    from recsys_cli.modeling import pointer
+
+    is_ptr = (spans[..., 0] >= 0).any(1)  # [R]
+    pad = (ids < 0) | (spans[..., 0] < 0)  # [R, A]
+    query = states[where[:, 0], where[:, 1]]  # [R, H] the [START] state
+    ptr = pointer.scores(query, pointer.span_means(states, where[:, 0], spans), pad)  # [R, A]
+    pick = (ids == answer[:, None]).int().argmax(1)  # [R] the answer's option
+    sub = torch.where(is_ptr[:, None], ptr, sub)  # [R, A]
+    target = torch.where(is_ptr, ptr.gather(1, pick[:, None])[:, 0], target)  # [R]
+    return sub, target

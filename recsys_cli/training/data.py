@@ -27,6 +27,7 @@ from recsys_cli.errors import RecsysError
 from recsys_cli.inference.rating import star_restriction, star_token_ids
 from recsys_cli.modeling.mask import build_attention_mask
 from recsys_cli.training.listwise import listwise_example
+from recsys_cli.training.packing import allowed_tensors, shifted
 from recsys_cli.training.rerank import restrict
 
 PromptKey = tuple[str, "str | None", str]  # (user_id, target item_id, split): what a hybrid prompt's history needs
@@ -272,12 +273,11 @@ def collate(examples: list[Example], pad_id: int, dtype, pad_multiple: int = 8) 
         "attn_mask_4d": mask,
         "lengths": torch.tensor(lengths),
     }
-    rows = [(b, pos, opts) for b, e in enumerate(examples) for pos, opts in sorted((e.allowed or {}).items())]
-    if rows:  # rerank prompts: the softmax of these positions is taken over `allow_ids` only
-        width = max(len(o) for _, _, o in rows)
-        allow_ids = torch.full((len(rows), width), -1, dtype=torch.long)  # [R, A], -1 = padding
-        for r, (_, _, opts) in enumerate(rows):
-            allow_ids[r, : len(opts)] = torch.tensor(opts)
-        out["allowed"] = torch.tensor([[b, p] for b, p, _ in rows], dtype=torch.long)  # [R, 2] (row, position)
-        out["allowed_ids"] = allow_ids
+    rows = [
+        (b, pos, opts, shifted(e, pos, 0))
+        for b, e in enumerate(examples)
+        for pos, opts in sorted((e.allowed or {}).items())
+    ]
+    if rows:  # rerank and listwise prompts: the softmax of these positions is over `allowed_ids` only
+        out.update(allowed_tensors(rows))  # allowed [R, 2] (row, position), allowed_ids [R, A][, allowed_spans]
     return out

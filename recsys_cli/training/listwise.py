@@ -50,6 +50,7 @@ class ListwiseData:
     vocab: lw.Vocab
     budget: int  # listwise.max_length
     candidate_ids: bool = False  # listwise.candidate_ids: RSLLM soft tokens after candidate titles too
+    pointer: bool = False  # listwise.head pointer: options scored by modeling/pointer, not label logits
 
 
 def held_out(seq: list[str]) -> set[str]:
@@ -125,6 +126,7 @@ def load_listwise(
     budget: int,
     sequences: dict[str, list[str]],
     candidate_ids: bool = False,
+    head: str = "labels",
 ) -> ListwiseData:
     """Cases of the train prompts the retriever ranked, their titles tokenized, each checked to
     fit `budget` with its K candidates (and their soft tokens with `candidate_ids`; one line
@@ -151,7 +153,12 @@ def load_listwise(
     needed = sorted({i for c in cases for i in (*c.history, *c.candidates)})
     toks = encode_batch(tokenizer, [" " + (names.get(i) or i) for i in needed])[0]
     data = ListwiseData(
-        cases, {i: lw.title_tokens(t) for i, t in zip(needed, toks)}, lw.Vocab.of(tokenizer), budget, candidate_ids
+        cases,
+        {i: lw.title_tokens(t) for i, t in zip(needed, toks)},
+        lw.Vocab.of(tokenizer),
+        budget,
+        candidate_ids,
+        head == "pointer",
     )
     for c in cases:
         titles, soft = [data.titles[i] for i in c.candidates], len(c.candidates) if candidate_ids else 0
@@ -187,7 +194,7 @@ def listwise_example(
         rows,
         cand_items,
     )
-    ex = lw.example(doc, shown.index(case.item_id), len(shown), data.vocab, special)
+    ex = lw.example(doc, shown.index(case.item_id), len(shown), data.vocab, special, data.pointer)
     if hybrid is None:
         return ex
     from recsys_cli.data.rsllm import history_rows, hybridize

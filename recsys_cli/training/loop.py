@@ -129,9 +129,9 @@ class Trainer:
         if r.rerank.candidates and r.rerank.weight > 0:
             self.sources.rerank = load_rerank_prompts(self.data_dir, Path(r.rerank.candidates), r.rerank.k, tok)
         if r.listwise.candidates and r.listwise.weight > 0:
-            lw = r.listwise
+            lw, seqs = r.listwise, self.sources.sequences
             self.sources.listwise = load_listwise(
-                self.data_dir, Path(lw.candidates), lw.k, tok, lw.max_length, self.sources.sequences, lw.candidate_ids
+                self.data_dir, Path(lw.candidates), lw.k, tok, lw.max_length, seqs, lw.candidate_ids, lw.head
             )
         self.max_intra, self.intra_clipped = intra_table_size(r, self.sources.trie)
         self.lm, self.tok, self.spec, self.special_map = build_model(r, self.device, self.max_intra, tok)
@@ -190,7 +190,7 @@ class Trainer:
                 b["intra"],
                 b["attn_mask_4d"],
                 labels=b["labels"],
-                allowed=(b["allowed"], b["allowed_ids"]) if "allowed" in b else None,
+                allowed=(b["allowed"], b["allowed_ids"], b.get("allowed_spans")) if "allowed" in b else None,
                 keep=b.get("keep"),
             )
         return out.loss

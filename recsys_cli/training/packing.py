@@ -81,7 +81,7 @@ def collate_rows(examples: Sequence[Example], pad_id: int, capacity: int | None 
             t["segment"][r, cols] = slot
             t["a_end"][r, cols] = at + e.part_a_len
             placement[i] = torch.tensor([r, at, n])
-            allowed += [(r, at + pos, opts) for pos, opts in sorted((e.allowed or {}).items())]
+            allowed += [(r, at + pos, opts, shifted(e, pos, at)) for pos, opts in sorted((e.allowed or {}).items())]
             at += n
         if at < width:  # padding continues the last example's positions (it is masked anyway)
             t["inter"][r, at:] = (examples[row[-1]].inter[-1] + 1) if at else 0
@@ -93,11 +93,30 @@ def collate_rows(examples: Sequence[Example], pad_id: int, capacity: int | None 
     }  # [k] columns with a target (RecsysLM's keep)
     if allowed:  # rerank prompts: the softmax of these positions is taken over `allowed_ids` only
         allowed.sort(key=lambda a: (a[0], a[1]))
-        allow_ids = torch.full((len(allowed), max(len(o) for _, _, o in allowed)), -1, dtype=torch.long)  # [P, A]
-        for k, (_, _, opts) in enumerate(allowed):
-            allow_ids[k, : len(opts)] = torch.tensor(opts)
-        out["allowed"] = torch.tensor([[r, c] for r, c, _ in allowed], dtype=torch.long)  # [P, 2]
-        out["allowed_ids"] = allow_ids
+        out.update(allowed_tensors(allowed))
+    return out
+
+
+def shifted(e, pos: int, at: int) -> list[tuple[int, int]] | None:
+    """The pointer spans of `e`'s option position `pos`, moved to its row's columns (`at`)."""
+    spans = (e.pointer or {}).get(pos)
+    return None if spans is None else [(s + at, t + at) for s, t in spans]
+
+
+def allowed_tensors(allowed: list) -> dict:
+    """[(row, column, option ids, pointer spans or None)] -> allowed [P, 2], allowed_ids [P, A]
+    (-1 padded) and, when some position is a listwise pointer one, allowed_spans [P, A, 2]."""
+    width = max(len(o) for _, _, o, _ in allowed)
+    allow_ids = torch.full((len(allowed), width), -1, dtype=torch.long)  # [P, A]
+    for k, (_, _, opts, _) in enumerate(allowed):
+        allow_ids[k, : len(opts)] = torch.tensor(opts)
+    out = {"allowed": torch.tensor([[r, c] for r, c, _, _ in allowed], dtype=torch.long), "allowed_ids": allow_ids}
+    if any(sp is not None for _, _, _, sp in allowed):
+        spans = torch.full((len(allowed), width, 2), -1, dtype=torch.long)  # [P, A, 2]
+        for k, (_, _, _, sp) in enumerate(allowed):
+            if sp is not None:
+                spans[k, : len(sp)] = torch.tensor(sp)
+        out["allowed_spans"] = spans
     return out
 
 
@@ -113,7 +132,7 @@ def to_device(batch: dict, device, dtype) -> dict:
     out = dict(zip(ROW_KEYS, copy(torch.stack([batch[k] for k in ROW_KEYS])).unbind(0)))  # [6, R, L] in one copy
     out["attn_mask_4d"] = glm_mask(out.pop("segment"), out.pop("a_end"), dtype)  # [R, 1, L, L]
     out["lengths"], out["placement"] = batch["lengths"], batch["placement"]
-    for key in ("keep", "allowed", "allowed_ids"):
+    for key in ("keep", "allowed", "allowed_ids", "allowed_spans"):
         if key in batch:
             out[key] = copy(batch[key])
     return out

@@ -269,6 +269,12 @@ def check(r: Recipe, where: str, origins: dict[str, str] | None = None) -> None:
             "listwise.candidate_ids",
             "hybrid.embeddings",
         )
+    if r.listwise.head == "pointer" and h.embeddings is not None:
+        raise bad(
+            "listwise.head pointer scores text-only checkpoints; an RSLLM run (hybrid.embeddings) uses the labels head",
+            "listwise.head",
+            "hybrid.embeddings",
+        )
     if h.embeddings is None and (h.stage1_steps or h.init_checkpoint):
         raise bad(
             "hybrid.stage1_steps / hybrid.init_checkpoint need hybrid.embeddings "

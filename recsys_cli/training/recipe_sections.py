@@ -132,6 +132,9 @@ class ListwiseArgs:
     weight: float = 0.0  # share of examples that are listwise prompts (0: off; with rerank.weight <= 1)
     max_length: int = 512  # the whole listwise example's length, in training and in `infer` (data/listwise.py)
     candidate_ids: bool = False  # RSLLM: each candidate title also carries its soft ID token (needs hybrid.embeddings)
+    # labels: the K one-token labels' logits at [START]; pointer: [START]'s state against each candidate
+    # title's mean state (modeling/pointer.py; text-only checkpoints)
+    head: Literal["labels", "pointer"] = "labels"
 
 
 @dataclass

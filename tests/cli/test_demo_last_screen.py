@@ -14,7 +14,7 @@ import sys
 import polars as pl
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_itemknn
 
 pytest.importorskip("torch")
 
@@ -30,20 +30,7 @@ def _script():
 def files(toys_entities, musical_data, tiny_model, tmp_path_factory):
     d = tmp_path_factory.mktemp("demo")
     retr, rerank = d / "retr.parquet", d / "rerank.parquet"
-    code, _, err = run_cli(
-        "baseline",
-        "itemknn",
-        "--data",
-        str(toys_entities),
-        "--split",
-        "test",
-        "--top-k",
-        "30",
-        "--out",
-        str(retr),
-        "--quiet",
-    )
-    assert code == 0, err
+    run_itemknn(toys_entities, "test", 30, retr)
     code, _, err = run_cli(
         "infer",
         "--data",

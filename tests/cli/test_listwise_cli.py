@@ -17,26 +17,6 @@ from recsys_cli.artifacts import provenance
 from tests.conftest import run_cli
 
 
-@pytest.fixture(scope="module")
-def knn(toys_entities, tmp_path_factory):
-    path = tmp_path_factory.mktemp("listwise-retriever") / "knn-test.parquet"
-    code, _, err = run_cli(
-        "baseline",
-        "itemknn",
-        "--data",
-        str(toys_entities),
-        "--split",
-        "test",
-        "--top-k",
-        "60",
-        "--out",
-        str(path),
-        "--quiet",
-    )
-    assert code == 0, err
-    return path
-
-
 def infer(data, model, out, *more):
     return run_cli(
         "infer",

@@ -14,7 +14,7 @@ import pytest
 
 from recsys_cli.artifacts import provenance
 from recsys_cli.artifacts.io import data_fingerprint
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_itemknn
 
 
 def infer(*args):
@@ -26,20 +26,7 @@ def retrievers(toys_entities, tmp_path_factory):
     """itemknn (per-user lists) for test and valid, top 30, written outside the data dir."""
     d = tmp_path_factory.mktemp("retrievers")
     for split in ("test", "valid"):
-        code, _, err = run_cli(
-            "baseline",
-            "itemknn",
-            "--data",
-            str(toys_entities),
-            "--split",
-            split,
-            "--top-k",
-            "30",
-            "--out",
-            str(d / f"knn-{split}.parquet"),
-            "--quiet",
-        )
-        assert code == 0, err
+        run_itemknn(toys_entities, split, 30, d / f"knn-{split}.parquet")
     return d
 
 

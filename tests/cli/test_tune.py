@@ -15,7 +15,7 @@ import pytest
 from recsys_cli.artifacts import outputs, provenance, schemas
 from recsys_cli.artifacts.io import write_parquet
 from recsys_cli.inference import retriever
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_itemknn
 
 K = 20
 
@@ -80,20 +80,7 @@ def hand_made(data, retr, ids, out, scorer: str, boosted: int | None) -> dict:
 def runs(toys_entities, tiny_model, tmp_path_factory):
     d = tmp_path_factory.mktemp("tune")
     for split in ("valid", "test"):
-        code, _, err = run_cli(
-            "baseline",
-            "itemknn",
-            "--data",
-            str(toys_entities),
-            "--split",
-            split,
-            "--top-k",
-            "30",
-            "--out",
-            str(d / f"knn-{split}.parquet"),
-            "--quiet",
-        )
-        assert code == 0, err
+        run_itemknn(toys_entities, split, 30, d / f"knn-{split}.parquet")
     ids = _valid_ids(toys_entities, d / "knn-valid.parquet")
     (d / "ids.txt").write_text("".join(i + "\n" for i in ids))
     code, _, err = run_cli(

@@ -272,12 +272,9 @@ def test_training_loss_is_the_inference_label_log_prob(toys_data, tiny_model, sp
         assert float(out.loss) == pytest.approx(-float(lp[labels.index(ex.labels[la])]), rel=1e-4, abs=1e-4)
 
 
-def test_pretrain_with_listwise_examples_changes_the_lora_weights(toys_entities, tiny_model, tmp_path):
-    from recsys_cli.training.loop import Trainer
-    from recsys_cli.training.recipe import load_recipe
-
-    path = _train_file(toys_entities, tmp_path / "train.parquet", poison=False)
-    sets = [
+def listwise_sets(tiny_model: str, path, weight: float) -> list[tuple[str, object]]:
+    """A 3-step tiny-model recipe whose last three keys are the listwise section (`path`: _train_file's)."""
+    return [
         ("model.name", tiny_model),
         ("train.max_steps", 3),
         ("train.batch_size", 4),
@@ -287,8 +284,16 @@ def test_pretrain_with_listwise_examples_changes_the_lora_weights(toys_entities,
         ("train.save_every", 100),
         ("listwise.candidates", str(path)),
         ("listwise.k", 8),
-        ("listwise.weight", 0.5),
+        ("listwise.weight", weight),
     ]
+
+
+def test_pretrain_with_listwise_examples_changes_the_lora_weights(toys_entities, tiny_model, tmp_path):
+    from recsys_cli.training.loop import Trainer
+    from recsys_cli.training.recipe import load_recipe
+
+    path = _train_file(toys_entities, tmp_path / "train.parquet", poison=False)
+    sets = listwise_sets(tiny_model, path, 0.5)
     tr = Trainer(load_recipe(None, sets), toys_entities, tmp_path / "C")
     levels = [tr.stream.example(i).level for i in range(40)]
     assert 8 <= levels.count("listwise") <= 32  # about half of the examples
