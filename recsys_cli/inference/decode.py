@@ -113,10 +113,12 @@ def prefill(
         # left padding shifts the soft tokens' positions
         trip = [(r, a_max - len(a) + p, row) for r, (a, sr) in enumerate(zip(part_a, soft)) for p, row in sr]
         soft_t = tuple(torch.tensor([t[i] for t in trip], dtype=torch.long, device=dev) for i in range(3))  # 3 x [S]
-    got = forward(model, ids.to(dev), inter.to(dev), intra.to(dev), mask.to(dev), DynamicCache(), soft_t, True, hidden)
+    logits, cache, *states = forward(
+        model, ids.to(dev), inter.to(dev), intra.to(dev), mask.to(dev), DynamicCache(), soft_t, True, hidden
+    )  # states: [the last layer's [B, L, H]] with `hidden`, else []
     tracker = IntraTracker(trie, rows) if (dynamic and trie is not None) else None
-    states = got[2] if hidden else None
-    return State(got[1], key_ok.to(dev), inter[:, a_max].to(dev), got[0][:, -1].float(), tracker, states)
+    last = states[0] if states else None
+    return State(cache, key_ok.to(dev), inter[:, a_max].to(dev), logits[:, -1].float(), tracker, last)
 
 
 def step(model, state: State, tokens) -> None:

@@ -145,23 +145,16 @@ class ListwiseScorer:
                 spans.append(lw.candidate_spans(doc, len(perm)))
         if not where:
             return out
+        soft = softs if self.rows is not None else None
         st = decode.prefill(
-            e.model,
-            a_ids,
-            a_intra,
-            e.special.start,
-            None,
-            False,
-            softs if self.rows is not None else None,
-            self.pointer,
+            e.model, a_ids, a_intra, e.special.start, None, dynamic=False, soft=soft, hidden=self.pointer
         )
         if self.pointer:
-            label_lp = pointer_log_probs(st.hidden, [len(a) for a in a_ids], spans)  # [P, K] in presented order
+            option_scores = pointer_scores(st.hidden, [len(a) for a in a_ids], spans)  # [P, max K] presented order
         else:
-            labels = torch.tensor(self.vocab.labels, dtype=torch.long)  # [MAX_K]
-            label_lp = torch.log_softmax(st.logits.float().cpu()[:, labels[: lw.MAX_K]], -1)  # [P, MAX_K]
+            option_scores = st.logits.float().cpu()[:, self.vocab.labels]  # [P, MAX_K] label logits
         for p, (b, o, perm) in enumerate(where):
-            lp = torch.log_softmax(label_lp[p, : len(perm)], -1).tolist()  # [K]: position j shows perm[j]
+            lp = torch.log_softmax(option_scores[p, : len(perm)], -1).tolist()  # [K]: position j shows perm[j]
             got = [0.0] * len(perm)
             for j, c in enumerate(perm):
                 got[c] = lp[j]
@@ -176,7 +169,7 @@ class ListwiseScorer:
         return [[sum(col) / len(col) for col in zip(*per)] if per else [] for per in per_row]
 
 
-def pointer_log_probs(hidden, part_a_lens: Sequence[int], spans: Sequence[Sequence[tuple[int, int]]]):
+def pointer_scores(hidden, part_a_lens: Sequence[int], spans: Sequence[Sequence[tuple[int, int]]]):
     """modeling/pointer scores of each prompt's candidates (presented order) from prefill's left-
     padded states hidden [P, L, H] ([START] last).  -> [P, max K] float on the CPU, -inf padded."""
     import torch

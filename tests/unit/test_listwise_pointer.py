@@ -94,7 +94,7 @@ def _loss(lm, b, spans=True):
 
 def test_training_loss_is_the_inference_pointer_log_prob(pointer_cases):
     from recsys_cli.inference import decode
-    from recsys_cli.inference.listwise import pointer_log_probs
+    from recsys_cli.inference.listwise import pointer_scores
     from recsys_cli.training import packing
     from recsys_cli.training.data import collate
 
@@ -104,7 +104,7 @@ def test_training_loss_is_the_inference_pointer_log_prob(pointer_cases):
         la = ex.part_a_len
         with torch.no_grad():
             st = decode.prefill(lm, [ex.input_ids[:la]], [ex.intra[:la]], special.start, None, False, None, True)
-        lp = torch.log_softmax(pointer_log_probs(st.hidden, [la], [ex.pointer[la]])[0], -1)
+        lp = torch.log_softmax(pointer_scores(st.hidden, [la], [ex.pointer[la]])[0], -1)
         want.append(-float(lp[ex.allowed[la].index(ex.labels[la])]))
         b = collate([ex], tok.pad_token_id, torch.float32)
         assert _loss(lm, b) == pytest.approx(want[-1], rel=1e-4, abs=1e-4)
