@@ -17,7 +17,8 @@ Protocol (fixed before any test figure was seen):
   (`-generate`), and the expected star after the temperature + star-bias calibration fitted on
   VALIDATION star prompts of --calib-users users (`-calibrated`, `infer --rating-calibration`);
 * explanation and review rows: the adapter with infer's decoding defaults (inference/textgen.py,
-  chosen on validation by bench/text_decoding.py), the same adapter with `--text-decoding plain`
+  chosen on validation by bench/text_decoding.py), the same with no repetition penalty and the
+  whole adapter (`recsysllm-n2-whole`, the defaults before), the same adapter with `--text-decoding plain`
   (the decoding before issue 29), the base model with the defaults; `text_checks` counts each
   file's answers that are empty or hold no letter or digit;
 * every method answers the same prompts (`score --common-prompts`); the base model without an
@@ -124,10 +125,13 @@ def rating_diagnostics(R: Path, path: Path) -> dict:
 
 def _infer_methods(run: Runner, R: Path, C: Path, P: Path, idfile: Path, subset: str, name: str, a) -> list[Path]:
     """The adapter and the base model (zero-shot) answer the subset's prompts with infer's defaults;
-    text subsets add the adapter with the decoding from before issue 29 (`--text-decoding plain`)."""
+    text subsets add the adapter with the decoding from before issue 29 (`--text-decoding plain`)
+    and with the defaults of stops 35-36 (bigram blocking and a minimum length, but no repetition
+    penalty and the whole adapter: `recsysllm-n2-whole`)."""
     methods: list[tuple[str, object, list]] = [("recsysllm", C, []), ("zero-shot", "none", [])]
     if subset != "rating":
         methods.insert(1, ("recsysllm-plain", C, ["--text-decoding", "plain"]))
+        methods.insert(2, ("recsysllm-n2-whole", C, ["--repetition-penalty", "0", "--text-adapter-scale", "1"]))
     files = []
     for method, ckpt, extra in methods:
         dest = P / f"{method}.parquet"

@@ -113,6 +113,7 @@ RECIPE_RANGES: dict[str, Range] = {
     "listwise.k": Range(low=2),
     "listwise.weight": UNIT,
     "listwise.max_length": Range(low=16),
+    "listwise.temperature": ABOVE_0,
     "hybrid.projector_hidden": AT_LEAST_1,
     "hybrid.stage1_steps": AT_LEAST_0,
     "hybrid.item_loss_weight": AT_LEAST_0,

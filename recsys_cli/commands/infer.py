@@ -54,6 +54,8 @@ def command(
     no_repeat_ngram: flags.NoRepeatNgramOpt = None,
     min_new_tokens: flags.MinNewTokensOpt = None,
     length_penalty: flags.LengthPenaltyOpt = None,
+    repetition_penalty: flags.RepetitionPenaltyOpt = None,
+    text_adapter_scale: flags.TextAdapterScaleOpt = None,
     item_scoring: flags.ItemScoringOpt = None,
     listwise_orders: flags.ListwiseOrdersOpt = 1,
     listwise_candidate_ids: flags.ListwiseCandidateIdsOpt = None,

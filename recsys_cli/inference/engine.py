@@ -107,6 +107,11 @@ class Engine:
             "rating": self._rating,
             "text": self._text,
         }
+        from recsys_cli.modeling.checkpoint import set_merged_scale
+
+        text = self.opts.text_decoding
+        # explanation / review are written with text.adapter_scale times each LoRA delta, the rest with it whole
+        set_merged_scale(self.model, text.adapter_scale if mode == "text" and text.method != "plain" else 1.0)
         with torch.inference_mode():
             return modes[mode](rows, excluded)
 

@@ -124,7 +124,15 @@ def rating_calibration(f: SimpleNamespace):
 
 
 def infer_options(f: SimpleNamespace, calibration):
-    text_cfg = resolve(f.text_decoding, f.text_beams, f.no_repeat_ngram, f.min_new_tokens, f.length_penalty)
+    text_cfg = resolve(
+        f.text_decoding,
+        f.text_beams,
+        f.no_repeat_ngram,
+        f.min_new_tokens,
+        f.length_penalty,
+        f.repetition_penalty,
+        f.text_adapter_scale,
+    )
     if text_cfg.problem() is not None:
         raise typer.BadParameter(text_cfg.problem()[1], param_hint=text_cfg.problem()[0])
     return InferOptions(

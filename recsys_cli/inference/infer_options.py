@@ -110,6 +110,23 @@ LengthPenaltyOpt = Annotated[
         help="--text-decoding beam: alpha in score / length**alpha (0 = raw log-prob sums).",
     ),
 ]
+TextAdapterScaleOpt = Annotated[
+    Optional[float],
+    ranged(
+        "--text-adapter-scale",
+        rule=AT_LEAST_0,
+        help="Explanation / review: each LoRA delta times this while writing text (1 = as trained; 0 = the base "
+        "model with the trained special-token rows); other answers always use the whole adapter.",
+    ),
+]
+RepetitionPenaltyOpt = Annotated[
+    Optional[float],
+    ranged(
+        "--repetition-penalty",
+        rule=AT_LEAST_0,
+        help="Explanation / review: nats off a token's log-prob per earlier use in the answer (0 = off).",
+    ),
+]
 ItemScoringOpt = Annotated[
     Optional[str],
     typer.Option(

@@ -56,6 +56,7 @@ def settings(opts) -> dict:
         "templates": [t.template_id for t in lw.TEMPLATES],
         "candidate_ids": bool(opts.listwise_candidate_ids),
         "head": opts.listwise_head,
+        **({"temperature": opts.listwise_temperature} if opts.listwise_head == "pointer" else {}),
     }
 
 
@@ -89,6 +90,7 @@ class ListwiseScorer:
         self.budget_rows = self.rows if hyb and engine.id_tokens else None  # counted in the budget
         self.candidate_ids = hyb and bool(o.listwise_candidate_ids)  # a soft token after each candidate title too
         self.pointer = o.listwise_head == "pointer"  # the checkpoint's listwise.head (modeling/pointer.py)
+        self.temperature = o.listwise_temperature  # and its listwise.temperature
 
     def _key(self, row: dict) -> str:
         return f"{self.seed}:{row['prompt_id']}"
@@ -150,7 +152,7 @@ class ListwiseScorer:
             e.model, a_ids, a_intra, e.special.start, None, dynamic=False, soft=soft, hidden=self.pointer
         )
         if self.pointer:
-            option_scores = pointer_scores(st.hidden, [len(a) for a in a_ids], spans)  # [P, max K] presented order
+            option_scores = pointer_scores(st.hidden, [len(a) for a in a_ids], spans, self.temperature)  # [P, max K]
         else:
             option_scores = st.logits.float().cpu()[:, self.vocab.labels]  # [P, MAX_K] label logits
         for p, (b, o, perm) in enumerate(where):
@@ -169,7 +171,7 @@ class ListwiseScorer:
         return [[sum(col) / len(col) for col in zip(*per)] if per else [] for per in per_row]
 
 
-def pointer_scores(hidden, part_a_lens: Sequence[int], spans: Sequence[Sequence[tuple[int, int]]]):
+def pointer_scores(hidden, part_a_lens: Sequence[int], spans: Sequence[Sequence[tuple[int, int]]], temperature: float):
     """modeling/pointer scores of each prompt's candidates (presented order) from prefill's left-
     padded states hidden [P, L, H] ([START] last).  -> [P, max K] float on the CPU, -inf padded."""
     import torch
@@ -184,7 +186,7 @@ def pointer_scores(hidden, part_a_lens: Sequence[int], spans: Sequence[Sequence[
     cols = cols.to(hidden.device)
     rows = torch.arange(len(spans), device=hidden.device)  # [P]
     means = pointer.span_means(hidden, rows, cols)  # [P, K, H]
-    return pointer.scores(hidden[:, -1], means, cols[..., 0] < 0).float().cpu()  # [P, K]
+    return pointer.scores(hidden[:, -1], means, cols[..., 0] < 0, temperature).float().cpu()  # [P, K]
 
 
 def prepare(engine, data: Path, split: str, todo: Sequence[tuple[dict, str]], excluded: dict[str, set]) -> None:

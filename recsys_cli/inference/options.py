@@ -25,6 +25,7 @@ import polars as pl
 from recsys_cli.data import templates
 from recsys_cli.data.split import history as split_history
 from recsys_cli.inference.textgen import TextDecoding
+from recsys_cli.modeling import pointer
 
 YES_WORDS = (templates.YES, templates.YES.capitalize())  # first tokens scored as P(yes) / P(no)
 NO_WORDS = (templates.NO, templates.NO.capitalize())
@@ -53,6 +54,7 @@ class InferOptions:
     listwise_max_length: int = field(default_factory=lambda: _listwise_default())  # the recipe's listwise.max_length
     listwise_candidate_ids: bool | None = None  # RSLLM: soft ID tokens after candidate titles (None: the recipe's)
     listwise_head: str = "labels"  # labels | pointer: the checkpoint recipe's listwise.head (modeling/pointer.py)
+    listwise_temperature: float = pointer.TEMPERATURE  # the checkpoint recipe's listwise.temperature
     seed: int = 0  # listwise: the candidate orders and templates
 
 

@@ -92,6 +92,7 @@ def _resolve(req: InferRequest) -> Resolved:
         listwise_max_length=recipe.listwise.max_length,
         listwise_candidate_ids=listwise.candidate_ids_of(o, cfg),
         listwise_head=recipe.listwise.head,
+        listwise_temperature=recipe.listwise.temperature,
         dynamic=o.dynamic and cfg.positions != "linear",
     )
     producer = provenance_checks.checkpoint_producer(ckpt, cfg, req.model_name)

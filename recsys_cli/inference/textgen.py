@@ -9,7 +9,15 @@ Every step's next-token log-probs pass through one `Processor`:
   (before issue 29 a 40-step adapter answered ". The m. m. m.m.m.");
 * the end tokens are blocked until `min_new_tokens` tokens have been generated;
 * n-gram blocking: a token that would repeat an n-gram (n = `no_repeat_ngram`) the hypothesis
-  already holds is blocked (0 turns it off).
+  already holds is blocked (0 turns it off);
+* a repetition penalty: a token's log-prob loses `repetition_penalty` nats per time the answer
+  already holds it (0 turns it off). n-gram blocking alone lets an adapter trained on id-heavy
+  data walk through the digits ("B00102030405070B0806..." on MI 2014, whose items are ASINs);
+  the penalty makes each further use of a token dearer;
+* the adapter scale: text is written with `adapter_scale` times each LoRA delta
+  (modeling/checkpoint.set_merged_scale; other answers use the whole adapter). A 40-step
+  adapter trained mostly on id answers (sequential, direct, the histories) writes ids where
+  text is asked for; a quarter of it keeps the base model's prose and the adapter's domain.
 Decoding is greedy, or beam search whose hypotheses are compared by score / length ** alpha
 (alpha = `length_penalty`; the summed log-prob over the generated tokens, [END] included; 0
 compares raw sums, which favour short answers). Generation stops at [END] / EOS; an answer cut
@@ -34,14 +42,18 @@ _WORD = re.compile(r"[^\W_]")  # a letter or a digit, any script
 
 @dataclass(frozen=True)
 class TextDecoding:
-    """The defaults: bench/text_decoding.py's choice on Gift Cards validation prompts (greedy with
-    bigram blocking led ROUGE-L; beam search and alpha did not help at 40 CPU steps)."""
+    """The defaults: bench/text_decoding.py's choice on MI 2014 and Gift Cards 2018 validation
+    prompts (bench/results/text-decoding.json): greedy with bigram blocking, a 2-nat repetition
+    penalty and a quarter of the adapter led ROUGE-L; beam search and alpha did not help at 40
+    CPU steps. `plain` uses none of them (the whole adapter, nothing blocked)."""
 
     method: str = "greedy"
     beams: int = 4  # used by `beam` (and `plain`, where 1 is greedy)
     no_repeat_ngram: int = 2
     min_new_tokens: int = 4
     length_penalty: float = 1.0
+    repetition_penalty: float = 2.0  # nats off a token's log-prob per earlier use in the answer
+    adapter_scale: float = 0.25  # each LoRA delta times this while text is written (modeling/checkpoint)
 
     def settings(self) -> dict[str, Any]:
         """What the predictions' provenance records (only what changes an answer)."""
@@ -61,6 +73,10 @@ class TextDecoding:
             return "--no-repeat-ngram", f"expected 0 (off) or >= 2, got {self.no_repeat_ngram}"
         if self.min_new_tokens < 0:
             return "--min-new-tokens", f"expected >= 0, got {self.min_new_tokens}"
+        if not self.repetition_penalty >= 0:
+            return "--repetition-penalty", f"expected >= 0 nats, got {self.repetition_penalty}"
+        if not self.adapter_scale >= 0:
+            return "--text-adapter-scale", f"expected >= 0, got {self.adapter_scale}"
         return None
 
 
@@ -73,6 +89,8 @@ def resolve(
     no_repeat_ngram: int | None,
     min_new_tokens: int | None,
     length_penalty: float | None,
+    repetition_penalty: float | None = None,
+    adapter_scale: float | None = None,
 ) -> TextDecoding:
     """The `recsys infer` options -> settings; None takes the default. `--text-beams N` (N > 1)
     alone means beam search, `--text-beams 1` alone greedy (the option's meaning before issue 29)."""
@@ -86,6 +104,8 @@ def resolve(
         DEFAULT.no_repeat_ngram if no_repeat_ngram is None else no_repeat_ngram,
         DEFAULT.min_new_tokens if min_new_tokens is None else min_new_tokens,
         DEFAULT.length_penalty if length_penalty is None else length_penalty,
+        DEFAULT.repetition_penalty if repetition_penalty is None else repetition_penalty,
+        DEFAULT.adapter_scale if adapter_scale is None else adapter_scale,
     )
 
 
@@ -121,6 +141,19 @@ def word_tokens(tokenizer) -> Any:
     return mask
 
 
+def repeat_counts(seqs: Sequence[Sequence[int]]) -> tuple[list[int], list[int], list[int]]:
+    """(rows, tokens, counts): how often each hypothesis already holds each of its tokens."""
+    from collections import Counter
+
+    rows, toks, counts = [], [], []
+    for r, seq in enumerate(seqs):
+        for tok, n in Counter(seq).items():
+            rows.append(r)
+            toks.append(tok)
+            counts.append(n)
+    return rows, toks, counts
+
+
 def ngram_bans(seq: Sequence[int], n: int) -> list[int]:
     """Tokens that would complete an n-gram `seq` already holds."""
     if n < 2 or len(seq) < n:
@@ -147,6 +180,8 @@ class Processor:
             logp[:, self.not_word.to(logp.device)] = neg
         if t < self.cfg.min_new_tokens:
             logp[:, self.ends] = neg
+        if self.cfg.repetition_penalty > 0:
+            self._penalise(logp, seqs)
         rows, cols = [], []
         for r, seq in enumerate(seqs):
             bans = ngram_bans(seq, self.cfg.no_repeat_ngram)
@@ -155,6 +190,14 @@ class Processor:
         if rows:
             logp[torch.tensor(rows, device=logp.device), torch.tensor(cols, device=logp.device)] = neg
         return logp
+
+    def _penalise(self, logp, seqs: Sequence[Sequence[int]]) -> None:
+        import torch
+
+        rows, toks, counts = repeat_counts(seqs)
+        if rows:
+            at = (torch.tensor(rows, device=logp.device), torch.tensor(toks, device=logp.device))
+            logp[at] -= self.cfg.repetition_penalty * torch.tensor(counts, dtype=logp.dtype, device=logp.device)
 
 
 # --- decoding -----------------------------------------------------------------------------

@@ -99,6 +99,38 @@ def _read_extras(path: Path) -> dict:
         raise InputError.at(f, None, f"a readable safetensors file ({' '.join(str(exc).split())[:120]})")
 
 
+def lora_deltas(model) -> dict[str, tuple]:
+    """Every LoRA layer of a peft model, named as after merge_and_unload -> (A [r, in], B [out, r],
+    scaling): what `set_merged_scale` needs to move a merged model to another adapter scale."""
+    out = {}
+    for name, module in model.named_modules():
+        scaling = getattr(module, "scaling", None)
+        if not isinstance(scaling, dict) or not hasattr(module, "lora_A"):
+            continue
+        for adapter, factor in scaling.items():
+            if adapter in module.lora_A:
+                a, b = module.lora_A[adapter].weight, module.lora_B[adapter].weight
+                out[name.removeprefix("base_model.model.")] = (a.detach().clone(), b.detach().clone(), factor)
+    return out
+
+
+def set_merged_scale(lm, scale: float) -> None:
+    """Move a merged checkpoint (load_checkpoint(merge=True)) to `scale` times each LoRA delta:
+    W = W0 + scale * scaling * B @ A (`infer --text-adapter-scale`; 1 = as trained). A model
+    without LoRA (`--checkpoint none`) is left alone."""
+    import torch
+
+    deltas, now = getattr(lm, "lora_deltas", None), getattr(lm, "lora_scale", 1.0)
+    if not deltas or scale == now:
+        return
+    modules = dict(lm.base.named_modules())
+    with torch.no_grad():
+        for name, (a, b, factor) in deltas.items():
+            w = modules[name].weight  # [out, in]
+            w += ((scale - now) * factor * (b.float() @ a.float())).to(device=w.device, dtype=w.dtype)
+    lm.lora_scale = scale
+
+
 def load_checkpoint(
     path,
     base_model: str | None = None,
@@ -109,7 +141,8 @@ def load_checkpoint(
 ):
     """-> (RecsysLM, tokenizer, CheckpointConfig). Base from the registry (or `base_model`),
     embeddings resized to the saved tokenizer, `PeftModel.from_pretrained(C/adapter)`, intra
-    table from extras. `merge=True` folds LoRA into the weights (inference)."""
+    table from extras. `merge=True` folds LoRA into the weights (inference) and keeps each
+    layer's A and B as `lm.lora_deltas` (for `set_merged_scale`)."""
     import torch
     from peft import PeftModel
     from transformers import AutoTokenizer
@@ -147,6 +180,7 @@ def load_checkpoint(
             None,
             f"a peft adapter for this base model ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})",
         )
+    deltas = lora_deltas(model) if merge else None
     if merge:
         model = model.merge_and_unload()
     lm = RecsysLM(model, positions=cfg.positions, max_intra=cfg.max_intra)
@@ -163,6 +197,7 @@ def load_checkpoint(
     with torch.no_grad():
         lm.intra_embed.weight.copy_(w.to(lm.intra_embed.weight.dtype))
     lm.extras = extras  # for modules stored beside the adapter (RSLLM projector)
+    lm.lora_deltas = deltas  # merged: each LoRA layer's A, B and scaling (set_merged_scale)
     lm.to(device)
     if merge:
         lm.eval()

@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recsys_cli.modeling import pointer
+
 POSITIONS = ("glm", "linear")
 
 
@@ -47,7 +49,13 @@ DEFAULT_MAX_INTRA = 64
 class RecsysLM(nn.Module):
     """Base LM + intra-position table. `forward` takes the GLM inputs of one batch."""
 
-    def __init__(self, base: nn.Module, positions: str = "glm", max_intra: int = DEFAULT_MAX_INTRA):
+    def __init__(
+        self,
+        base: nn.Module,
+        positions: str = "glm",
+        max_intra: int = DEFAULT_MAX_INTRA,
+        pointer_temperature: float = pointer.TEMPERATURE,
+    ):
         super().__init__()
         if positions not in POSITIONS:
             raise ValueError(f"positions must be one of {POSITIONS}, got {positions!r}")
@@ -56,6 +64,7 @@ class RecsysLM(nn.Module):
         self.max_intra = int(max_intra)
         self.new_token_ids: list[int] = []  # rows added for the special tokens
         self.hybrid: nn.Module | None = None  # RSLLM projector + heads (modeling/rsllm.py)
+        self.pointer_temperature = pointer_temperature  # listwise.head pointer: the recipe's listwise.temperature
         hidden = base.get_input_embeddings().weight.shape[1]
         dtype = base.get_input_embeddings().weight.dtype
         self.intra_embed = nn.Embedding(self.max_intra, hidden, dtype=dtype)
@@ -148,15 +157,25 @@ class RecsysLM(nn.Module):
             out.cache = getattr(out, "past_key_values", None)
         if labels is not None:
             states = out.hidden if pointer else None
-            out.loss = _token_loss(out.logits.float(), labels, keep, allowed, states)  # logits [B, k, V]
+            out.loss = _token_loss(
+                out.logits.float(), labels, keep, allowed, states, self.pointer_temperature
+            )  # logits [B, k, V]
         return out
 
 
-def _token_loss(logits: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor, allowed, states=None) -> torch.Tensor:
+def _token_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    keep: torch.Tensor,
+    allowed,
+    states=None,
+    temperature: float = pointer.TEMPERATURE,
+) -> torch.Tensor:
     """Mean cross-entropy over the labelled positions. A position listed in `allowed` (a rerank
     prompt, training/rerank.py) takes its softmax over its allowed tokens only: the candidate-
     restricted distribution `infer --candidates-from` ranks with. A listwise pointer position
-    (allowed[2], with `states` [B, q, H]) takes it over modeling/pointer's candidate scores."""
+    (allowed[2], with `states` [B, q, H]) takes it over modeling/pointer's candidate scores
+    (cosine / `temperature`)."""
     b, k, v = logits.shape
     ce = nn.functional.cross_entropy(
         logits.reshape(-1, v), labels.reshape(-1), ignore_index=-100, reduction="none"
@@ -169,20 +188,19 @@ def _token_loss(logits: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor, 
         sub = rows.gather(1, ids.clamp(min=0)).masked_fill(pad, float("-inf"))  # [R, A]
         target = rows.gather(1, labels[where[:, 0], col].clamp(min=0)[:, None])[:, 0]  # [R]
         if states is not None:
-            sub, target = _pointer_terms(states, where, ids, allowed[2], labels[where[:, 0], col], sub, target)
+            answer = labels[where[:, 0], col]  # [R]
+            sub, target = _pointer_terms(states, where, ids, allowed[2], answer, sub, target, temperature)
         ce = ce.index_put((where[:, 0] * k + col,), torch.logsumexp(sub, 1) - target)  # [B*k]
     valid = labels.reshape(-1) != -100
     return ce.sum() / valid.sum().clamp(min=1)  # ignored positions are 0 in ce (no boolean indexing: no device sync)
 
 
-def _pointer_terms(states, where, ids, spans, answer, sub, target):
+def _pointer_terms(states, where, ids, spans, answer, sub, target, temperature):
     """Rows with pointer spans swap their label logits for pointer scores.  -> sub [R, A], target [R]."""
-    from recsys_cli.modeling import pointer
-
     is_ptr = (spans[..., 0] >= 0).any(1)  # [R]
     pad = (ids < 0) | (spans[..., 0] < 0)  # [R, A]
     query = states[where[:, 0], where[:, 1]]  # [R, H] the [START] state
-    ptr = pointer.scores(query, pointer.span_means(states, where[:, 0], spans), pad)  # [R, A]
+    ptr = pointer.scores(query, pointer.span_means(states, where[:, 0], spans), pad, temperature)  # [R, A]
     pick = (ids == answer[:, None]).int().argmax(1)  # [R] the answer's option
     sub = torch.where(is_ptr[:, None], ptr, sub)  # [R, A]
     target = torch.where(is_ptr, ptr.gather(1, pick[:, None])[:, 0], target)  # [R]

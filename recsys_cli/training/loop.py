@@ -70,7 +70,7 @@ def build_model(r: Recipe, device: str, max_intra: int, tokenizer=None):
         base.config.use_cache = False
     lo = r.lora
     peft_model = attach_lora(base, new_ids, lo.rank, lo.alpha, lo.dropout, lo.targets, lo.modules_to_save)
-    lm = RecsysLM(peft_model, positions=r.model.positions, max_intra=max_intra)
+    lm = RecsysLM(peft_model, r.model.positions, max_intra, pointer_temperature=r.listwise.temperature)
     lm.new_token_ids = new_ids
     if r.model.positions == "linear":  # the intra table is unused: keep it out of the optimizer (and DDP)
         lm.intra_embed.weight.requires_grad_(False)

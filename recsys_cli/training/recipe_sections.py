@@ -12,6 +12,7 @@ from typing import Literal
 
 from recsys_cli.data.masking import LEVELS, MaskLevel
 from recsys_cli.errors import RecsysError
+from recsys_cli.modeling.pointer import TEMPERATURE
 from recsys_cli.modeling.precision import Precision
 from recsys_cli.options import RECIPE_RANGES
 from recsys_cli.training.speed import Attention
@@ -135,6 +136,7 @@ class ListwiseArgs:
     # labels: the K one-token labels' logits at [START]; pointer: [START]'s state against each candidate
     # title's mean state (modeling/pointer.py; text-only checkpoints)
     head: Literal["labels", "pointer"] = "labels"
+    temperature: float = TEMPERATURE  # pointer head: its scores are cosine / temperature; > 0
 
 
 @dataclass

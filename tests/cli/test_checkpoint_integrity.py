@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from recsys_cli.artifacts import provenance
 from recsys_cli.artifacts.io import file_sha256
 from tests.conftest import ROOT, run_cli
 
@@ -230,3 +231,18 @@ def test_recipe_cannot_enable_remote_code(toys_entities, tmp_path):
     recipe.write_text(text.replace("trust_remote_code: true", "trust_remote_code: false"))
     assert load_recipe(recipe).model.trust_remote_code is False
     assert load_recipe(recipe, [("model.trust_remote_code", True)]).model.trust_remote_code is True
+
+
+def test_text_adapter_scale_is_recorded_and_a_resume_at_another_scale_is_refused(ckpt, musical_data, tmp_path):
+    out = tmp_path / "e.parquet"  # the Toys slice has no explanation prompts: MI's, with the Toys adapter
+    args = ["infer", "--data", str(musical_data), "--checkpoint", str(ckpt), "--allow-other-data"]
+    args += ["--family", "explanation"]
+    args += ["--limit", "2", "--max-new-tokens", "4", "--out", str(out), "--quiet"]
+    code, _, err = run_cli(*args, "--text-adapter-scale", "0.5")
+    assert code == 0, err
+    assert provenance.read(out)["settings"]["text_decoding"]["adapter_scale"] == 0.5
+    before = file_sha256(out)
+    code, _, err = run_cli(*args, "--text-adapter-scale", "1")  # other settings: not resumed into the same file
+    errors = [line for line in err.strip().splitlines() if not line.startswith("warning:")]  # --allow-other-data's
+    assert code != 0 and len(errors) == 1 and "text_decoding" in errors[0] and "Traceback" not in err
+    assert file_sha256(out) == before

@@ -63,7 +63,15 @@ def test_settings_are_recorded_and_a_change_is_refused_on_resume(musical_data, t
     )
     assert code == 0, err
     rec = provenance.read(out)["settings"]["text_decoding"]
-    assert rec == {"method": "greedy", "beams": 1, "no_repeat_ngram": 2, "min_new_tokens": 3, "length_penalty": None}
+    assert rec == {
+        "method": "greedy",
+        "beams": 1,
+        "no_repeat_ngram": 2,
+        "min_new_tokens": 3,
+        "length_penalty": None,
+        "repetition_penalty": DEFAULT.repetition_penalty,
+        "adapter_scale": DEFAULT.adapter_scale,
+    }
     code, _, err = _infer(
         musical_data, tiny_model, out, "--text-decoding", "greedy", "--no-repeat-ngram", "3", "--min-new-tokens", "3"
     )
@@ -77,6 +85,8 @@ def test_settings_are_recorded_and_a_change_is_refused_on_resume(musical_data, t
         (["--text-decoding", "beam", "--text-beams", "1"], "--text-beams"),
         (["--no-repeat-ngram", "1"], "--no-repeat-ngram"),
         (["--min-new-tokens", "-1"], "--min-new-tokens"),
+        (["--repetition-penalty", "-0.5"], "--repetition-penalty"),
+        (["--text-adapter-scale", "-1"], "--text-adapter-scale"),
     ],
 )
 def test_bad_decoding_options_one_line(musical_data, tiny_model, tmp_path, args, option):

@@ -99,20 +99,26 @@ def test_training_loss_is_the_inference_pointer_log_prob(pointer_cases):
     from recsys_cli.training.data import collate
 
     lm, tok, special, examples = pointer_cases
-    want = []
-    for ex in examples:
-        la = ex.part_a_len
-        with torch.no_grad():
-            st = decode.prefill(lm, [ex.input_ids[:la]], [ex.intra[:la]], special.start, None, False, None, True)
-        lp = torch.log_softmax(pointer_scores(st.hidden, [la], [ex.pointer[la]])[0], -1)
-        want.append(-float(lp[ex.allowed[la].index(ex.labels[la])]))
-        b = collate([ex], tok.pad_token_id, torch.float32)
-        assert _loss(lm, b) == pytest.approx(want[-1], rel=1e-4, abs=1e-4)
-        assert _loss(lm, b, spans=False) != pytest.approx(want[-1], rel=1e-3)  # the label head is another loss
+    by_temperature = {}
+    for temperature in (pointer.TEMPERATURE, 0.3):  # the recipe's listwise.temperature, on both sides
+        lm.pointer_temperature = temperature
+        want = []
+        for ex in examples:
+            la = ex.part_a_len
+            with torch.no_grad():
+                st = decode.prefill(lm, [ex.input_ids[:la]], [ex.intra[:la]], special.start, None, False, None, True)
+            lp = torch.log_softmax(pointer_scores(st.hidden, [la], [ex.pointer[la]], temperature)[0], -1)
+            want.append(-float(lp[ex.allowed[la].index(ex.labels[la])]))
+            b = collate([ex], tok.pad_token_id, torch.float32)
+            assert _loss(lm, b) == pytest.approx(want[-1], rel=1e-4, abs=1e-4)
+            assert _loss(lm, b, spans=False) != pytest.approx(want[-1], rel=1e-3)  # the label head: another loss
+        by_temperature[temperature] = want
+    assert by_temperature[0.3] != pytest.approx(by_temperature[pointer.TEMPERATURE], rel=1e-3)
     # packed: two examples share a row, their spans move with them; the loss is the mean of the three
     packed = packing.to_device(packing.collate_rows(examples, tok.pad_token_id, 2048), "cpu", torch.float32)
     assert packed["input_ids"].shape[0] < len(examples)
     assert _loss(lm, packed) == pytest.approx(sum(want) / len(want), rel=1e-4, abs=1e-4)
+    lm.pointer_temperature = pointer.TEMPERATURE
 
 
 def _sets(tiny_model, path):
@@ -138,6 +144,7 @@ def test_infer_on_a_pointer_checkpoint_ranks_with_the_pointer(toys_entities, tin
     path = _train_file(toys_entities, tmp_path / "train.parquet", poison=False)
     ckpt = tmp_path / "C"
     sets = [a for k, v in _sets(tiny_model, path)[1:] for a in ("--set", f"{k}={v}")]
+    sets += ["--set", "listwise.temperature=0.2"]
     code, _, err = run_cli(
         "pretrain", "--data", str(toys_entities), "--model", tiny_model, "--out", str(ckpt), "--quiet", *sets
     )
@@ -148,7 +155,8 @@ def test_infer_on_a_pointer_checkpoint_ranks_with_the_pointer(toys_entities, tin
         "infer", *args, "--candidates-from", str(knn), "--rerank-k", "8", "--out", str(out), "--quiet"
     )
     assert code == 0, err
-    assert provenance.read(out)["settings"]["listwise"]["head"] == "pointer"
+    recorded = provenance.read(out)["settings"]["listwise"]
+    assert recorded["head"] == "pointer" and recorded["temperature"] == 0.2  # read from the checkpoint's recipe
     ranked = pl.read_parquet(out).filter(pl.col("prompt_id").is_in(pl.read_parquet(knn)["prompt_id"].to_list()))
     items = set(pl.read_parquet(toys_entities / schemas.ITEMS)["item_id"].to_list())
     full = [r for r in ranked.iter_rows(named=True) if r["ranked"] is not None and len(r["ranked"]) >= 8]

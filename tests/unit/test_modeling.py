@@ -183,6 +183,37 @@ def test_checkpoint_roundtrip_identical_logits(lora_lm, tiny_model, tmp_path):
     PeftModel.from_pretrained(base, str(tmp_path / "C" / "adapter"))
 
 
+def test_merged_scale_moves_every_lora_layer_to_that_many_deltas(lora_lm, tmp_path):
+    """`infer --text-adapter-scale s` (modeling/checkpoint.set_merged_scale): W = W0 + s * delta in
+    every LoRA layer of a merged checkpoint, and back to the whole adapter exactly enough."""
+    from recsys_cli.modeling.checkpoint import set_merged_scale
+
+    lm, tok, spec = lora_lm
+    _perturb(lm)
+    save_checkpoint(lm, tok, tmp_path / "C", _cfg(spec, 1))
+    lm2, _, _ = load_checkpoint(tmp_path / "C", merge=True)
+    assert lm2.lora_deltas and all(name.endswith("proj") for name in lm2.lora_deltas)
+
+    def weights():
+        return {n: p.detach().clone() for n, p in lm2.base.named_parameters() if "proj" in n}
+
+    merged = {}
+    for scale in (1.0, 0.0, 0.5, 1.0):
+        set_merged_scale(lm2, scale)
+        merged[scale] = weights()
+    unmerged, _, _ = load_checkpoint(tmp_path / "C", merge=False)
+    base = {
+        n.removeprefix("base_model.model.").replace(".base_layer", ""): p for n, p in unmerged.base.named_parameters()
+    }
+    moved = 0
+    for name, w0 in merged[0.0].items():
+        assert torch.allclose(w0, base[name], atol=1e-5)  # scale 0: the base weights
+        half, full = merged[0.5][name] - w0, merged[1.0][name] - w0
+        assert torch.allclose(2 * half, full, atol=1e-5)
+        moved += bool(full.abs().max() > 1e-4)
+    assert moved > 0  # some delta is not zero, so the checks above can fail
+
+
 def test_full_embedding_stays_tied_and_roundtrips(tiny_model, tmp_path):
     """modules_to_save=[embed_tokens] (the tiny recipe): one trained matrix for input and output,
     saved in the adapter; same logits after load_checkpoint (merged or not) and plain peft."""

@@ -23,10 +23,10 @@ PROMPTS = [
 
 
 class Biased:
-    """The tiny model with `bias` added to one token's logit ([END]: answers end early; a word:
-    greedy repeats it)."""
+    """The tiny model with `bias` added to one token's logit, or to several ([END]: answers end
+    early; a word: greedy repeats it; the digits: greedy walks through them)."""
 
-    def __init__(self, lm, token: int, bias: float):
+    def __init__(self, lm, token: int | list[int], bias: float):
         self.lm, self.token, self.bias = lm, token, bias
 
     def parameters(self):
@@ -54,8 +54,9 @@ def setup(tok, special):
 
 
 def _proc(tok, special, words, **cfg):
+    """The processor with `cfg`; the repetition penalty off unless given, so each test sees one rule."""
     ends = [special.end, tok.eos_token_id]
-    return Processor(TextDecoding(**cfg), ends, tok.all_special_ids, words)
+    return Processor(TextDecoding(**{"repetition_penalty": 0.0, **cfg}), ends, tok.all_special_ids, words)
 
 
 def _run(model, parts, special, proc, max_new, beams=0, alpha=1.0):
@@ -95,6 +96,32 @@ def test_no_repeat_ngram_blocks_the_repeats_greedy_makes(setup, tok, special):
         got = _run(model, parts, special, _proc(tok, special, words, no_repeat_ngram=n, min_new_tokens=24), 24)
         for seq, _ in got:
             assert len(seq) == 24 and len(set(_ngrams(seq, n))) == len(_ngrams(seq, n))
+
+
+def test_repetition_penalty_subtracts_per_earlier_use(tok, special):
+    words = textgen.word_tokens(tok)
+    assert textgen.repeat_counts([[7, 8, 7], []]) == ([0, 0], [7, 8], [2, 1])
+    proc = _proc(tok, special, words, no_repeat_ngram=0, min_new_tokens=0, repetition_penalty=1.5)
+    logp = proc(torch.zeros(2, len(tok)), [[7, 8, 7], [9]], 3)
+    assert logp[0, 7] == -3.0 and logp[0, 8] == -1.5 and logp[0, 9] == 0  # twice, once, never in row 0
+    assert logp[1, 9] == -1.5 and logp[1, 7] == 0
+    off = _proc(tok, special, words, no_repeat_ngram=0, min_new_tokens=0)(torch.zeros(1, len(tok)), [[7, 7]], 2)
+    assert off[0, 7] == 0  # 0 nats: off
+
+
+def test_repetition_penalty_breaks_a_digit_walk(setup, tok, special):
+    """A model that prefers a few digits (an adapter trained on ASIN-heavy text: "B0010203...")
+    walks through them under bigram blocking alone; the penalty makes every reuse dearer."""
+    lm, parts, words = setup
+    digits = [tok.convert_tokens_to_ids(str(d)) for d in range(3)]
+    model = Biased(lm, digits, 12.0)  # far above every other token of the tiny model
+    cfg = {"no_repeat_ngram": 2, "min_new_tokens": 16}
+    walk = _run(model, parts, special, _proc(tok, special, words, **cfg), 16)
+    for seq, _ in walk:  # bigram blocking alone: mostly digits, each used 5 times or more
+        assert sum(t in digits for t in seq) >= 12 and max(seq.count(d) for d in digits) >= 5
+    fixed = _run(model, parts, special, _proc(tok, special, words, **cfg, repetition_penalty=4.0), 16)
+    for seq, _ in fixed:  # 4 nats per use: by the fourth use a digit has lost its lead
+        assert max(seq.count(d) for d in digits) <= 3 and sum(t in digits for t in seq) <= 9
 
 
 def test_min_new_tokens_holds_back_end(setup, tok, special):
@@ -147,6 +174,10 @@ def test_options_resolve_and_refuse():
     assert textgen.resolve(None, 1, None, None, None).method == "greedy"
     assert textgen.resolve("plain", None, None, None, None).settings() == {"method": "plain", "beams": 1}
     assert textgen.resolve("greedy", None, 0, 2, None).settings()["length_penalty"] is None
+    assert textgen.resolve("greedy", None, 0, 2, None, 0.5).settings()["repetition_penalty"] == 0.5
+    assert TextDecoding(repetition_penalty=-1).problem()[0] == "--repetition-penalty"
+    assert TextDecoding(adapter_scale=-0.5).problem()[0] == "--text-adapter-scale"
+    assert textgen.resolve("greedy", None, 0, 2, None, None, 0.5).settings()["adapter_scale"] == 0.5
     assert TextDecoding("beam", 1).problem()[0] == "--text-beams"
     assert TextDecoding(no_repeat_ngram=1).problem()[0] == "--no-repeat-ngram"
     assert TextDecoding("sample").problem()[0] == "--text-decoding"
