@@ -15,6 +15,8 @@ Protocol (fixed before any figure was seen; MI 2014 added when the repetition pe
   limit): `plain` is the decoding before issue 29 (greedy, nothing blocked);
 * metrics per family: BLEU-4 and ROUGE-L (x100, evaluation/metrics.text_metrics, standard
   conventions) and the share of outputs that are empty or hold no letter or digit;
+* `s0` (`--text-adapter-scale 0`) is a reference row, never chosen;
+* `--set KEY=VALUE` passes recipe overrides to pretrain (use a fresh --work and --out for each);
 * the chosen decoding (never `plain`) has no such output and the highest ROUGE-L averaged over
   the two families and the datasets (ties: BLEU-4, then the earlier, cheaper row). Test prompts
   are not read.
@@ -68,7 +70,11 @@ DECODINGS = {
     "greedy n3 min4 rp2": options("greedy", 3, 4, 2),
     # the same adapter with its LoRA deltas scaled while text is written (--text-adapter-scale)
     **{f"greedy n2 min4 rp2 s{s:g}": options("greedy", 2, 4, 2, s) for s in (0.5, 0.25)},
+    # scale 0: no LoRA delta, but the trained rows of the new tokens and the intra table stay (not the
+    # base model: bench/quality_text.py's zero-shot row is `--checkpoint none`); a reference, never chosen
+    "greedy n2 min4 rp2 s0": options("greedy", 2, 4, 2, 0),
 }
+REFERENCES = {"plain (before)", "greedy n2 min4 rp2 s0"}
 
 
 def valid_prompts(R: Path, users: list[str]) -> dict[str, list[str]]:
@@ -102,7 +108,7 @@ def choose(rows: dict[str, dict]) -> str:
         bleu = sum(f["BLEU-4"] for f in fams) / len(fams)
         return (clean, round(rouge, 6), round(bleu, 6), -i)
 
-    candidates = [(i, item) for i, item in enumerate(rows.items()) if DECODINGS[item[0]][1] != "plain"]
+    candidates = [(i, item) for i, item in enumerate(rows.items()) if item[0] not in REFERENCES]
     return max(candidates, key=key)[1][0]
 
 
@@ -124,6 +130,7 @@ def prepare(run: Runner, a, name: str) -> tuple[Path, Path]:
     run.run(f"textualize {name}", [*textualize, "--quiet"], R / schemas.MANIFEST)
     run.run(f"entities {name}", ["build-entities", "--data", R, "--quiet"], R / schemas.ENTITIES)
     train = ["pretrain", "--data", R, "--config", RECIPE, "--out", C, "--max-steps", a.steps, "--seed", a.seed]
+    train += [arg for kv in a.set for arg in ("--set", kv)]  # recipe overrides (a fresh --work for each)
     run.run(f"pretrain {name}", [*train, "--quiet"], C / schemas.CKPT_CONFIG)
     return R, C
 
@@ -151,7 +158,10 @@ def decode_all(run: Runner, a, name: str) -> dict:
             "examples": pl.read_parquet(dest, columns=["prompt_id", "output"]).head(3).to_dicts(),
         }
     refs = [{"prompt_id": i, "target": targets[i]} for i in ids[:3]]
-    return {"prompts": {fam: len(v) for fam, v in sets.items()}, "rows": rows, "examples_reference": refs}
+    logged = [json.loads(line) for line in (C / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    val = [r["val_loss"] for r in logged if "val_loss" in r]  # the recipe's validation prompts, after training
+    out = {"prompts": {fam: len(v) for fam, v in sets.items()}, "rows": rows, "examples_reference": refs}
+    return {**out, "final_val_loss": round(val[-1], 4) if val else None}
 
 
 def pooled(per_dataset: dict[str, dict]) -> dict[str, dict]:
@@ -179,6 +189,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=24)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Recipe override for pretrain.")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "text-decoding")
     ap.add_argument("--out", default="text-decoding.json", help="Result file name under bench/results.")
     a = ap.parse_args()

@@ -133,12 +133,19 @@ def sentence_spans_to_mask(doc: TokenizedDoc, rng: random.Random, cfg: MaskArgs)
 
 
 def document_span_to_mask(doc: TokenizedDoc, rng: random.Random, cfg: MaskArgs) -> list[tuple[int, int]]:
-    """One span at the end covering doc_min..doc_max of the tokens, starting on a unit boundary."""
+    """One span at the end covering doc_min..doc_max of the tokens. It starts at the sentence or
+    entity start nearest the drawn length when one gives a length in that range (ties: the longer
+    span), else on a unit boundary. A prompt's answer, also behind `[gM]`, opens a sentence or an
+    item; spans opening mid-clause taught `[gM] [START]` to go on with " of the", " in a" (issue 29)."""
     n = len(doc.ids)
     if n == 0:
         return []
     frac = rng.uniform(cfg.doc_min, cfg.doc_max)
     start = n - max(1, math.ceil(frac * n))
+    lo, hi = math.ceil(cfg.doc_min * n), math.floor(cfg.doc_max * n)  # allowed span lengths
+    opens = [s for s, _ in [*doc.sentence_spans, *doc.entity_spans] if lo <= n - s <= hi]
+    if opens:
+        return [(min(opens, key=lambda s: (abs(s - start), s)), n)]
     for s, e in doc.entity_spans:  # never start inside an entity: move to its start
         if s < start < e:
             start = s

@@ -158,8 +158,31 @@ def test_mask_invariants(tok, special, trie, doc_pieces, seed, level):
         assert masked >= round(0.15 * n)
     else:
         assert len(ex.spans) == 1 and ex.spans[0][1] == n and masked >= math.ceil(CFG.doc_min * n)
+        starts = [s for s, _ in [*doc.sentence_spans, *doc.entity_spans]]
+        opens = {s for s in starts if math.ceil(CFG.doc_min * n) <= n - s <= n}
+        assert not opens or ex.spans[0][0] in opens  # a sentence or entity start whenever one is in range
     # same seed, same example
     assert masking.mask_document(doc, level, random.Random(seed), CFG, special, trie) == ex
+
+
+def test_document_span_opens_a_sentence(tok):
+    """The document-level span (the one behind `[gM]`, like a prompt's answer) starts at a sentence
+    start for every draw, never mid-clause (issue 29: answers began with " of the", " in a")."""
+    text = (
+        "Long-term interests of user_7, oldest first: Build-A-Bear Gift Card, by Build-A-Bear, in Gift Cards. "
+        "Amazon.com Gift Card in a Greeting Card, by Amazon, in Gift Cards. "
+        "Amazon.com Gift Card in a Snowflake Tin, by Amazon, in Gift Cards."
+    )
+    doc = tokenize.tokenize_document(text, [], tok)
+    opens = {s for s, _ in doc.sentence_spans}
+    assert len(opens) == 3
+    starts = {masking.document_span_to_mask(doc, random.Random(seed), CFG)[0][0] for seed in range(200)}
+    assert starts <= opens and len(starts) >= 2  # sentence starts only, and more than one of them
+    narrow = MaskArgs(doc_min=0.05, doc_max=0.1)  # no sentence gives 5-10% of the tokens: a unit boundary
+    n = len(doc.ids)
+    for seed in range(20):
+        ((s, e),) = masking.document_span_to_mask(doc, random.Random(seed), narrow)
+        assert e == n and math.ceil(0.05 * n) <= n - s <= math.ceil(0.1 * n) and s not in opens
 
 
 def test_bpe_merge_across_entity_edge(tok):
@@ -188,8 +211,11 @@ def test_entity_ratio_and_poisson_lengths(tok, special):
 
 
 def test_document_level_fraction(tok, special):
-    text = "Note: " + " ".join(WORDS * 10) + "."
+    """Many short sentences: the span still covers 50-100% of the tokens, spread over that range.
+    One sentence: the only start in range is the document's own, so the whole text is the span."""
+    text = " ".join(f"Note {i}: the user bought it." for i in range(30))
     doc = tokenize.tokenize_document(text, [], tok)
+    assert len(doc.sentence_spans) == 30
     fracs = [
         (lambda ex: (ex.spans[0][1] - ex.spans[0][0]) / len(doc.ids))(
             masking.mask_document(doc, "document", random.Random(s), CFG, special, None)
@@ -197,6 +223,9 @@ def test_document_level_fraction(tok, special):
         for s in range(100)
     ]
     assert 0.5 <= min(fracs) and max(fracs) <= 1.0 and 0.65 <= sum(fracs) / 100 <= 0.85
+    one = tokenize.tokenize_document("Note: " + " ".join(WORDS * 10) + ".", [], tok)
+    spans = {masking.document_span_to_mask(one, random.Random(s), CFG)[0] for s in range(20)}
+    assert spans == {(0, len(one.ids))}
 
 
 def test_paper_example_positions(tok, special, trie):
