@@ -8,9 +8,9 @@
 # Toys fixture (300 real P5 users, 2,282 items): popularity, SASRec, the fine-tuned LLM
 # reranking SASRec's top-K, and the LLM alone on direct prompts (100 candidates), on the same
 # 300 sequential and 300 direct test prompts (one seen-template prompt per user; LLM=1 adds the
-# LLM alone on sequential prompts, full-catalogue beam search, about one more minute). Then one
-# rating (the star distribution's expected value) and explanation answers on the raw 2018 Gift Cards
-# reviews beside their references; last, one user drawn with the seed: history, SASRec's top 5, the
+# LLM alone on sequential prompts, full-catalogue beam search, about one more minute). Then
+# ratings (the star distribution's expected value, then the same through a calibration fitted on
+# validation prompts) and explanations on the raw 2018 Gift Cards reviews beside their references; last, one user drawn with the seed: history, SASRec's top 5, the
 # fused top 5 (W chosen on validation by bench/quality.py) and the held-out item's rank in each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,8 +70,12 @@ recsys score --data "$DATA" --task direct --common-prompts --compare \
 
 step "8/8 rating and explanation on raw Gift Cards reviews (the Toys adapter, which never saw reviews); one user: SASRec vs fused top 5"
 recsys infer --data "$GIFT" --checkpoint "$CKPT" --allow-other-data --split test --family rating --seen --limit 2 --precision auto --quiet --overwrite --out "$P/gift.rating.parquet"
+# the same answers through a temperature and star biases fitted on Gift Cards VALIDATION rating prompts
+recsys infer --data "$GIFT" --checkpoint "$CKPT" --allow-other-data --split valid --family rating --precision auto --quiet --overwrite --out "$P/gift.rating-valid.parquet"
+recsys infer --data "$GIFT" --checkpoint "$CKPT" --allow-other-data --split test --family rating --seen --limit 2 --precision auto --quiet --overwrite \
+  --rating-calibration "$P/gift.rating-valid.parquet" --out "$P/gift.rating-calibrated.parquet"
 recsys infer --data "$GIFT" --checkpoint "$CKPT" --allow-other-data --split test --family explanation --seen --limit 2 --max-new-tokens 32 --precision auto --quiet --overwrite --out "$P/gift.explanation.parquet"
 python scripts/demo_last_screen.py --data "$DATA" --sasrec "$P/sasrec.parquet" --rerank "$P/llm-rerank.sequential.parquet" \
-  --text-data "$GIFT" --text "$P/gift.rating.parquet" "$P/gift.explanation.parquet" --seed 0 -k 5
+  --text-data "$GIFT" --text "$P/gift.rating.parquet" "$P/gift.rating-calibrated.parquet" "$P/gift.explanation.parquet" --seed 0 -k 5
 echo
 echo "demo finished in $((SECONDS - started)) s (install not included)"

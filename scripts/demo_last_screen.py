@@ -39,10 +39,20 @@ def _short(text: str, limit: int = 140) -> str:
     return text if len(text) <= limit else "…" + text[-(limit - 1) :]
 
 
+def task_label(family: str, template_id: str, path: Path) -> str:
+    """The family and template, plus the fitted temperature when the file's ratings went through a
+    validation calibration (`infer --rating-calibration`): T = 0 says validation found no per-prompt
+    signal, so every answer is the validation star prior."""
+    cal = ((provenance.read(path) or {}).get("extra") or {}).get("rating_calibration")
+    if family != "rating" or not isinstance(cal, dict):
+        return f"{family}\n{template_id}"
+    return f"{family}, calibrated on validation (T = {float(cal['temperature']):.2f})\n{template_id}"
+
+
 def text_rows(data: Path, files: list[Path], n: int) -> list[tuple[str, str, str, str]]:
     """(task, the prompt's end, the model's answer, the reference) of the first `n` prompts of each file."""
     return [
-        (f"{r['family']}\n{r['template_id']}", _short(r["prompt"]), r["output"] or "(empty)", r["reference"])
+        (task_label(r["family"], r["template_id"], f), _short(r["prompt"]), r["output"] or "(empty)", r["reference"])
         for f in files
         for r in answers(data, f, None, None, n)
     ]

@@ -164,3 +164,26 @@ def test_a_different_seed_can_pick_another_user(toys_entities, musical_data, fil
         line = next(ln for ln in capsys.readouterr().out.splitlines() if "drawn with seed" in ln)
         seen.add(line.split("user ")[1].split(" ")[0])
     assert len(seen) > 1
+
+
+def test_calibrated_rating_row_names_its_temperature(musical_data, files, tiny_model, tmp_path):
+    """The demo shows the ratings twice: the star distribution's expected value, then the same
+    prompts through a calibration fitted on validation; the second row says the fitted T."""
+    _, _, texts = files
+    valid, calibrated = tmp_path / "valid.parquet", tmp_path / "calibrated.parquet"
+    common = ["infer", "--data", str(musical_data), "--checkpoint", "none", "--model", tiny_model, "--family", "rating"]
+    code, _, err = run_cli(*common, "--split", "valid", "--out", str(valid), "--quiet")
+    assert code == 0, err
+    code, _, err = run_cli(
+        *common, "--seen", "--limit", "2", "--rating-calibration", str(valid), "--out", str(calibrated), "--quiet"
+    )
+    assert code == 0, err
+    from recsys_cli.artifacts import provenance
+
+    t = provenance.read(calibrated)["extra"]["rating_calibration"]["temperature"]
+    rows = _script().text_rows(musical_data, [texts[0], calibrated], 2)
+    assert [r[0].split("\n")[0] for r in rows] == ["rating"] * 2 + [
+        f"rating, calibrated on validation (T = {t:.2f})"
+    ] * 2
+    assert [r[1] for r in rows[:2]] == [r[1] for r in rows[2:]]  # the same two prompts, before and after
+    assert all(1.0 <= float(r[2]) <= 5.0 for r in rows[2:])
