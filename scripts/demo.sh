@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole pipeline on committed real data with the embedded SmolLM2-135M model, in under
 # 10 minutes on 2 CPU cores with native bf16, install included (--precision auto; a CPU without
-# bf16 runs fp32: 718 s measured; 442 s + 72 s install on a bf16 CPU, 2026-12-05; bench/README.md "What make demo printed"):
+# bf16 runs fp32: 718 s measured; 8 min 18 s with the install on a bf16 CPU, 2026-12-06; bench/README.md "What make demo printed"):
 #   make demo          (creates .venv, installs, then runs this script)
 #   RUN=runs/demo STEPS=40 RERANK_K=10 LLM=1 bash scripts/demo.sh
 #
