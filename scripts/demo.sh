@@ -10,8 +10,9 @@
 # 300 sequential and 300 direct test prompts (one seen-template prompt per user; LLM=1 adds the
 # LLM alone on sequential prompts, full-catalogue beam search, about one more minute). Then
 # ratings (the star distribution's expected value, then the same through a calibration fitted on
-# validation prompts) and explanations on the raw 2018 Gift Cards reviews beside their references; last, one user drawn with the seed: history, SASRec's top 5, the
-# fused top 5 (W chosen on validation by bench/quality.py) and the held-out item's rank in each.
+# validation prompts) and explanations on the raw 2018 Gift Cards reviews beside their references;
+# last, one user drawn with the seed: history, SASRec's top 5, the fused top 5 (W chosen on
+# validation by bench/quality.py) and the held-out item's rank in each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"

@@ -39,23 +39,23 @@ def _short(text: str, limit: int = 140) -> str:
     return text if len(text) <= limit else "…" + text[-(limit - 1) :]
 
 
-def task_label(family: str, template_id: str, path: Path) -> str:
-    """The family and template, plus the fitted temperature when the file's ratings went through a
-    validation calibration (`infer --rating-calibration`): T = 0 says validation found no per-prompt
+def calibration_note(path: Path) -> str:
+    """ ", calibrated on validation (T = ...)" when the file's ratings went through a validation
+    calibration (`infer --rating-calibration`), else "": T = 0 says validation found no per-prompt
     signal, so every answer is the validation star prior."""
     cal = ((provenance.read(path) or {}).get("extra") or {}).get("rating_calibration")
-    if family != "rating" or not isinstance(cal, dict):
-        return f"{family}\n{template_id}"
-    return f"{family}, calibrated on validation (T = {float(cal['temperature']):.2f})\n{template_id}"
+    return f", calibrated on validation (T = {float(cal['temperature']):.2f})" if isinstance(cal, dict) else ""
 
 
 def text_rows(data: Path, files: list[Path], n: int) -> list[tuple[str, str, str, str]]:
     """(task, the prompt's end, the model's answer, the reference) of the first `n` prompts of each file."""
-    return [
-        (task_label(r["family"], r["template_id"], f), _short(r["prompt"]), r["output"] or "(empty)", r["reference"])
-        for f in files
-        for r in answers(data, f, None, None, n)
-    ]
+    rows = []
+    for f in files:
+        note = calibration_note(f)  # one provenance read per file
+        for r in answers(data, f, None, None, n):
+            task = f"{r['family']}{note if r['family'] == 'rating' else ''}\n{r['template_id']}"
+            rows.append((task, _short(r["prompt"]), r["output"] or "(empty)", r["reference"]))
+    return rows
 
 
 def text_examples(data: Path, files: list[Path], n: int) -> None:
