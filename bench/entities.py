@@ -42,7 +42,6 @@ sys.path.insert(0, str(ROOT))
 
 from common import machine, write_json  # noqa: E402
 
-from recsys_cli.artifacts import schemas  # noqa: E402
 from recsys_cli.data.positions import IntraTracker  # noqa: E402
 from recsys_cli.data.trie import ROOT as TRIE_ROOT  # noqa: E402
 from recsys_cli.data.trie import EntityTrie  # noqa: E402
@@ -52,11 +51,10 @@ SIZES = (1_000, 10_000, 100_000)
 
 
 def time_build(data: Path, model: str | None, repeats: int) -> tuple[list[float], dict]:
-    work = Path(tempfile.mkdtemp(prefix="bench_entities_"))
+    work = Path(tempfile.mkdtemp(prefix="bench_entities_")) / "R"
     try:
-        for name in (schemas.ITEMS, schemas.CORPUS, schemas.PROMPTS):
-            if (data / name).is_file():
-                shutil.copy(data / name, work / name)
+        # a whole textualized run (build-entities refuses a directory without its manifest), less its entities
+        shutil.copytree(data, work, ignore=shutil.ignore_patterns("entities*"))
         cmd = [sys.executable, "-m", "recsys_cli.main", "build-entities", "--data", str(work), "--json", "--quiet"]
         if model:
             cmd += ["--model", model]
@@ -70,7 +68,7 @@ def time_build(data: Path, model: str | None, repeats: int) -> tuple[list[float]
             summary = json.loads(res.stdout)
         return times, summary
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work.parent, ignore_errors=True)
 
 
 def synthetic_pool(size: int, seed: int) -> list[tuple[int, ...]]:
@@ -153,16 +151,8 @@ def time_steps(
     return best, shape
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=Path("/tmp/toys_full"), help="a textualized directory (full Toys)")
-    ap.add_argument("--model", default=None, help="--model for build-entities (default: embedded SmolLM2)")
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument(
-        "--skip-build", action="store_true", help="trie figures only; keep the previous build-entities figures"
-    )
-    args = ap.parse_args()
-
+def _build_figures(args) -> tuple[dict, list[float]]:
+    """Time build-entities, or carry the previous figures over with --skip-build; (figures, times)."""
     previous = json.loads(OUT.read_text()) if OUT.is_file() else {}
     if args.skip_build:
         build = {
@@ -180,17 +170,11 @@ def main() -> None:
             "near_duplicate_clusters": summary.get("near_duplicate_clusters"),
             "build_entities_carried_over": False,
         }
+    return build, times
 
-    steps, shape = time_steps(SIZES)
-    lo, hi = SIZES[0], SIZES[-1]
-    per = {}
-    for n, v in steps.items():
-        per[str(n)] = {k: round(x, 1) for k, x in v.items()} | {
-            "pygtrie_over_step": round(v["pygtrie_has_node_ns"] / v["entitytrie_step_ns"], 2),
-            "pool": shape[n],
-        }
-    growth = {k: round(steps[hi][k] / steps[lo][k], 2) for k in steps[lo]}
-    ratio_hi = steps[hi]["pygtrie_has_node_ns"] / steps[hi]["entitytrie_step_ns"]
+
+def _checks(ratio_hi: float, growth: dict, times: list[float]) -> list[dict]:
+    """The pass/fail checks: build time (when measured), pygtrie / step ratio, step growth."""
     checks = [
         {
             "name": "trie: pygtrie has_node(prefix) / EntityTrie.step, 100k pool (x)",
@@ -216,6 +200,32 @@ def main() -> None:
                 "ok": best <= 15,
             },
         )
+    return checks
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path("/tmp/toys_full"), help="a textualized directory (full Toys)")
+    ap.add_argument("--model", default=None, help="--model for build-entities (default: embedded SmolLM2)")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument(
+        "--skip-build", action="store_true", help="trie figures only; keep the previous build-entities figures"
+    )
+    args = ap.parse_args()
+
+    build, times = _build_figures(args)
+
+    steps, shape = time_steps(SIZES)
+    lo, hi = SIZES[0], SIZES[-1]
+    per = {}
+    for n, v in steps.items():
+        per[str(n)] = {k: round(x, 1) for k, x in v.items()} | {
+            "pygtrie_over_step": round(v["pygtrie_has_node_ns"] / v["entitytrie_step_ns"], 2),
+            "pool": shape[n],
+        }
+    growth = {k: round(steps[hi][k] / steps[lo][k], 2) for k in steps[lo]}
+    ratio_hi = steps[hi]["pygtrie_has_node_ns"] / steps[hi]["entitytrie_step_ns"]
+    checks = _checks(ratio_hi, growth, times)
     result = build | {
         "machine": machine(),
         "trie_method": "synthetic Toys-word titles, real SmolLM2 tokenizer in context; "

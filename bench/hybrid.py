@@ -110,6 +110,48 @@ def example(pool: Pool, i: int, hybrid: bool, special, rows, ph: int, length: in
     return hybrid_prompt(pool.src[k], pool.tgt[k], special, None, rows, ph, length, False)
 
 
+def _record(times: dict[str, list], b: dict, data_s: float, model_s: float) -> None:
+    """Append one timed step of a mode: data and model seconds, soft and real token counts."""
+    times["data"].append(data_s)
+    times["model"].append(model_s)
+    times["soft"].append(len(b.get("soft_b", [])))
+    times["tokens"].append(int(b["lengths"].sum()))
+
+
+def _summary(args, times: dict, emb, emb_from: str) -> dict:
+    """Medians per mode, throughput and model-time ratios against text, and the result dict."""
+    med = {m: {k: statistics.median(v) for k, v in d.items()} for m, d in times.items()}
+    step_s = {m: med[m]["data"] + med[m]["model"] for m in MODES}
+    ratio = {m: step_s["text"] / step_s[m] for m in MODES}
+    model_ratio = {m: med["text"]["model"] / med[m]["model"] for m in MODES}
+    return {
+        "command": "python bench/hybrid.py " + " ".join(sys.argv[1:]),
+        "loadavg_before": args.loadavg,
+        "loadavg_after": loadavg(),
+        "machine": machine(threads=args.threads),
+        "model": str(args.model),
+        "batch": [args.batch, args.length],
+        "steps_timed": args.steps,
+        "embeddings": emb_from,
+        "d_rec": emb.dim,
+        "median_s": {
+            m: {"data": round(med[m]["data"], 4), "model": round(med[m]["model"], 4), "step": round(step_s[m], 4)}
+            for m in MODES
+        },
+        "real_tokens_per_batch": {m: med[m]["tokens"] for m in MODES},
+        "soft_tokens_per_batch": med["hybrid"]["soft"],
+        "throughput_vs_text": {m: round(r, 3) for m, r in ratio.items()},
+        "model_time_vs_text": {m: round(r, 3) for m, r in model_ratio.items()},
+        "checks": [
+            {
+                "name": f"hybrid step throughput >= {TARGET}x text-only at the same batch shape",
+                "value": round(ratio["hybrid"], 3),
+                "ok": ratio["hybrid"] >= TARGET,
+            }
+        ],
+    }
+
+
 def run(args) -> dict:
     import torch
 
@@ -172,40 +214,8 @@ def run(args) -> dict:
             opt.zero_grad(set_to_none=True)
             t2 = time.perf_counter()
             if step >= 3:
-                times[mode]["data"].append(t1 - t0)
-                times[mode]["model"].append(t2 - t1)
-                times[mode]["soft"].append(len(b.get("soft_b", [])))
-                times[mode]["tokens"].append(int(b["lengths"].sum()))
-    med = {m: {k: statistics.median(v) for k, v in d.items()} for m, d in times.items()}
-    step_s = {m: med[m]["data"] + med[m]["model"] for m in MODES}
-    ratio = {m: step_s["text"] / step_s[m] for m in MODES}
-    model_ratio = {m: med["text"]["model"] / med[m]["model"] for m in MODES}
-    return {
-        "command": "python bench/hybrid.py " + " ".join(sys.argv[1:]),
-        "loadavg_before": args.loadavg,
-        "loadavg_after": loadavg(),
-        "machine": machine(threads=args.threads),
-        "model": str(args.model),
-        "batch": [B, L],
-        "steps_timed": args.steps,
-        "embeddings": emb_from,
-        "d_rec": emb.dim,
-        "median_s": {
-            m: {"data": round(med[m]["data"], 4), "model": round(med[m]["model"], 4), "step": round(step_s[m], 4)}
-            for m in MODES
-        },
-        "real_tokens_per_batch": {m: med[m]["tokens"] for m in MODES},
-        "soft_tokens_per_batch": med["hybrid"]["soft"],
-        "throughput_vs_text": {m: round(r, 3) for m, r in ratio.items()},
-        "model_time_vs_text": {m: round(r, 3) for m, r in model_ratio.items()},
-        "checks": [
-            {
-                "name": f"hybrid step throughput >= {TARGET}x text-only at the same batch shape",
-                "value": round(ratio["hybrid"], 3),
-                "ok": ratio["hybrid"] >= TARGET,
-            }
-        ],
-    }
+                _record(times[mode], b, t1 - t0, t2 - t1)
+    return _summary(args, times, emb, emb_from)
 
 
 def main() -> None:

@@ -79,6 +79,57 @@ def note(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def _report(args, ks: list[int], full: bool, paths: tuple[Path, Path, Path], runs, ratios, valid) -> dict:
+    """The JSON report of the rerank section (`paths`: data, retriever, prompt ids)."""
+    data, retr, ids = paths
+    return {
+        "stage": "infer-rerank",
+        "smoke": not full,
+        "model": args.model or "embedded",
+        "data": str(data),
+        "retriever": str(retr),
+        "prompts_file": str(ids),
+        "prompts": args.prompts,
+        "ks": ks,
+        "seed": args.seed,
+        "machine": machine(),
+        "runs": runs,
+        "speedup_vs_beam": ratios,
+        "all_lists_valid_distinct": valid,
+        "checks": [
+            {
+                "name": "rerank K=50 >= 20x faster per prompt than full-catalogue beam search",
+                "value": ratios.get("rerank-k50"),
+                "target": ">= 20",
+                "ok": (ratios.get("rerank-k50") or 0) >= 20,
+            }
+        ],
+        "note": "seconds = time in the mode's loop of `recsys infer` (model loading excluded); "
+        "beam = constrained beam search over every title (top 10, 10 beams, batch 8); "
+        "rerank = constrained candidate walker over the retriever's first K, "
+        "batch 8 (the prompts of a batch walk together); fp32 for both",
+    }
+
+
+def _print_table(prompts: int, runs: dict, ratios: dict, valid: dict) -> None:
+    """Print the per-run seconds, speed-ups, recall and validity as a rich table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"beam search vs rerank: {prompts} test prompts, {os.cpu_count()} CPUs, load {loadavg()}")
+    for col in ("run", "s/prompt", "speedup vs beam", "recall@K", "valid"):
+        table.add_column(col, justify="right" if col != "run" else "left")
+    for name, r in runs.items():
+        table.add_row(
+            name,
+            f"{r['s_per_prompt']:.3f}",
+            f"{ratios.get(name, 1.0):.1f}x",
+            f"{r.get('recall_at_k', float('nan')):.3f}",
+            str(valid[name]),
+        )
+    Console().print(table)
+
+
 def rerank_section(args) -> None:
     """Beam search over the whole catalogue vs rerank K, one process, the same prompts."""
     import polars as pl
@@ -127,47 +178,7 @@ def rerank_section(args) -> None:
     full = (
         args.prompts == 50 and ks == [20, 50, 100] and args.data_dir.resolve() == Path("/work/shared/data/amazon/toys")
     )
-    report = {
-        "stage": "infer-rerank",
-        "smoke": not full,
-        "model": args.model or "embedded",
-        "data": str(data),
-        "retriever": str(retr),
-        "prompts_file": str(ids),
-        "prompts": args.prompts,
-        "ks": ks,
-        "seed": args.seed,
-        "machine": machine(),
-        "runs": runs,
-        "speedup_vs_beam": ratios,
-        "all_lists_valid_distinct": valid,
-        "checks": [
-            {
-                "name": "rerank K=50 >= 20x faster per prompt than full-catalogue beam search",
-                "value": ratios.get("rerank-k50"),
-                "target": ">= 20",
-                "ok": (ratios.get("rerank-k50") or 0) >= 20,
-            }
-        ],
-        "note": "seconds = time in the mode's loop of `recsys infer` (model loading excluded); "
-        "beam = constrained beam search over every title (top 10, 10 beams, batch 8); "
-        "rerank = constrained candidate walker over the retriever's first K, "
-        "batch 8 (the prompts of a batch walk together); fp32 for both",
-    }
+    report = _report(args, ks, full, (data, retr, ids), runs, ratios, valid)
     out = write_json(args.out or RESULTS / ("infer-rerank.json" if full else "infer-rerank.smoke.json"), report)
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"beam search vs rerank: {args.prompts} test prompts, {os.cpu_count()} CPUs, load {loadavg()}")
-    for col in ("run", "s/prompt", "speedup vs beam", "recall@K", "valid"):
-        table.add_column(col, justify="right" if col != "run" else "left")
-    for name, r in runs.items():
-        table.add_row(
-            name,
-            f"{r['s_per_prompt']:.3f}",
-            f"{ratios.get(name, 1.0):.1f}x",
-            f"{r.get('recall_at_k', float('nan')):.3f}",
-            str(valid[name]),
-        )
-    Console().print(table)
+    _print_table(args.prompts, runs, ratios, valid)
     print(f"wrote {out}")

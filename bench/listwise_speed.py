@@ -70,6 +70,47 @@ def counted(fn):
     return value, seen["forwards"], seen["positions"]
 
 
+def _infer_args(args, data: Path, retr: Path, ids: Path) -> list[str]:
+    """The `recsys infer` arguments both scorers share."""
+    return [
+        "infer",
+        "--data",
+        str(data),
+        "--checkpoint",
+        "none",
+        "--prompt-ids",
+        str(ids),
+        "--overwrite",
+        "--candidates-from",
+        str(retr),
+        "--rerank-k",
+        str(args.k),
+        "--batch-size",
+        str(args.batch_size),
+        *(["--model", args.model] if args.model else []),
+    ]
+
+
+def _measure(args, common: list[str], ids: Path) -> tuple[dict[str, list[float]], dict[str, dict[str, float]]]:
+    """Alternating timed runs of each scorer (s per prompt), then one counted run each (model work)."""
+    runs: dict[str, list[float]] = {"constrained": [], "listwise": []}
+    for rep in range(args.reps):
+        for scorer in runs:
+            note(f"{scorer} rep {rep + 1} (load {loadavg()})")
+            summary = cli(*common, "--item-scoring", scorer, "--out", str(ids.parent / f"{scorer}.parquet"))
+            m = summary["modes"]["rerank"]
+            runs[scorer].append(m["seconds"] / max(m["prompts"], 1))
+    work: dict[str, dict[str, float]] = {}
+    for scorer in runs:  # one more, untimed run: what each scorer asks of the model
+        summary, forwards, positions = counted(
+            lambda: cli(*common, "--item-scoring", scorer, "--out", str(ids.parent / f"{scorer}.parquet"))
+        )
+        n = summary["modes"]["rerank"]["prompts"]
+        batches = -(-n // args.batch_size)
+        work[scorer] = {"forwards_per_batch": forwards / batches, "positions_per_prompt": positions / n}
+    return runs, work
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="base model (default: embedded SmolLM2-135M-Instruct)")
@@ -87,38 +128,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     data, retr, ids = prepare(args)
-    common = [
-        "infer",
-        "--data",
-        str(data),
-        "--checkpoint",
-        "none",
-        "--prompt-ids",
-        str(ids),
-        "--overwrite",
-        "--candidates-from",
-        str(retr),
-        "--rerank-k",
-        str(args.k),
-        "--batch-size",
-        str(args.batch_size),
-        *(["--model", args.model] if args.model else []),
-    ]
-    runs: dict[str, list[float]] = {"constrained": [], "listwise": []}
-    for rep in range(args.reps):
-        for scorer in runs:
-            note(f"{scorer} rep {rep + 1} (load {loadavg()})")
-            summary = cli(*common, "--item-scoring", scorer, "--out", str(ids.parent / f"{scorer}.parquet"))
-            m = summary["modes"]["rerank"]
-            runs[scorer].append(m["seconds"] / max(m["prompts"], 1))
-    work: dict[str, dict[str, float]] = {}
-    for scorer in runs:  # one more, untimed run: what each scorer asks of the model
-        summary, forwards, positions = counted(
-            lambda: cli(*common, "--item-scoring", scorer, "--out", str(ids.parent / f"{scorer}.parquet"))
-        )
-        n = summary["modes"]["rerank"]["prompts"]
-        batches = -(-n // args.batch_size)
-        work[scorer] = {"forwards_per_batch": forwards / batches, "positions_per_prompt": positions / n}
+    runs, work = _measure(args, _infer_args(args, data, retr, ids), ids)
     walker, listwise = min(runs["constrained"]), min(runs["listwise"])
     ratio = walker / listwise
     name = "embedded" if args.model is None else Path(args.model).name

@@ -273,7 +273,13 @@ def save_profile(label: str, res: dict, path: Path = PROFILE_RESULTS) -> None:
     write_json(path, old)
 
 
-def main() -> None:
+def _check(name: str, value, target: str, ok: bool) -> dict:
+    """One check row of the results file."""
+    return {"name": name, "value": value, "target": target, "ok": ok}
+
+
+def _parse_args() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """Command-line flags; the parser too, for its error()."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", help="textualized data (speed modes)")
     ap.add_argument("--model", help="base model (default: the recipe's, else embedded)")
@@ -292,7 +298,41 @@ def main() -> None:
     ap.add_argument("--gc", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--tiny-loss", action="store_true", help="loss drop of the tiny recipe (uses --steps, default 200)")
-    args = ap.parse_args()
+    return ap, ap.parse_args()
+
+
+def _memory_runs(args) -> list[dict]:
+    """One `--child memory` subprocess per checkpointing setting; their JSON lines."""
+    runs = []
+    for gc in (False, True):
+        cmd = [sys.executable, __file__, "--child", "memory", "--data", args.data, "--model", args.model]
+        cmd += ["--steps", str(args.steps), "--batch", str(args.batch), "--length", str(args.length)]
+        cmd += ["--gc"] if gc else []
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        runs.append(json.loads(out))
+        print(out, flush=True)
+    return runs
+
+
+def _speed_checks(res: dict, model: str) -> list[dict]:
+    """Checks of the ratio run and of each memory configuration."""
+    r = res["ratio"]
+    glm, share = r["glm_throughput_vs_causal"], r["batch_build_share_of_step"]
+    checks = [
+        _check("GLM / causal-LM LoRA throughput", glm, ">= 0.95", glm >= 0.95),
+        _check("batch construction share of step", share, "< 0.05", share < 0.05),
+    ]
+    for m in res.get("memory", []):
+        tag = " (activation checkpointing)" if m["gradient_checkpointing"] else ""
+        cap = 3.5 if m["gradient_checkpointing"] else 6.5
+        checks.append(_check(f"{model} {r['batch']} s/step{tag}", m["s_per_step"], "<= 15", m["s_per_step"] <= 15))
+        rss = m["peak_rss_gb"]
+        checks.append(_check(f"{model} {r['batch']} peak RSS GB{tag}", rss, f"<= {cap}", rss <= cap))
+    return checks
+
+
+def main() -> None:
+    ap, args = _parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.child:
         print(json.dumps(memory_child(args)))
@@ -301,14 +341,8 @@ def main() -> None:
         steps = args.steps or 200
         res = tiny_loss(steps)
         drop = res["recipe"]["drop"]
-        checks = [
-            {
-                "name": f"{TINY_CHECK}: smoothed loss drop in {steps} steps",
-                "value": drop,
-                "target": f">= {TINY_TARGET}",
-                "ok": drop >= TINY_TARGET,
-            }
-        ]
+        name = f"{TINY_CHECK}: smoothed loss drop in {steps} steps"
+        checks = [_check(name, drop, f">= {TINY_TARGET}", drop >= TINY_TARGET)]
         save_results({"tiny_loss": res}, checks, lambda n: n.startswith(TINY_CHECK))
         return
     if not args.data:
@@ -326,68 +360,14 @@ def main() -> None:
     }
     print(json.dumps(res["ratio"], indent=2), flush=True)
     if not args.skip_memory:
-        res["memory"] = []
-        for gc in (False, True):
-            cmd = [
-                sys.executable,
-                __file__,
-                "--child",
-                "memory",
-                "--data",
-                args.data,
-                "--model",
-                args.model,
-                "--steps",
-                str(args.steps),
-                "--batch",
-                str(args.batch),
-                "--length",
-                str(args.length),
-            ] + (["--gc"] if gc else [])
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-            res["memory"].append(json.loads(out))
-            print(out, flush=True)
+        res["memory"] = _memory_runs(args)
     res["targets"] = {
         "glm_throughput_vs_causal": ">= 0.95",
         "batch_build_share_of_step": "< 0.05",
         "s_per_step": "<= 15",
         "peak_rss_gb": "<= 6.5 (<= 3.5 with checkpointing)",
     }
-    r = res["ratio"]
-    checks = [
-        {
-            "name": "GLM / causal-LM LoRA throughput",
-            "value": r["glm_throughput_vs_causal"],
-            "target": ">= 0.95",
-            "ok": r["glm_throughput_vs_causal"] >= 0.95,
-        },
-        {
-            "name": "batch construction share of step",
-            "value": r["batch_build_share_of_step"],
-            "target": "< 0.05",
-            "ok": r["batch_build_share_of_step"] < 0.05,
-        },
-    ]
-    for m in res.get("memory", []):
-        tag = " (activation checkpointing)" if m["gradient_checkpointing"] else ""
-        cap = 3.5 if m["gradient_checkpointing"] else 6.5
-        checks.append(
-            {
-                "name": f"{args.model} {r['batch']} s/step{tag}",
-                "value": m["s_per_step"],
-                "target": "<= 15",
-                "ok": m["s_per_step"] <= 15,
-            }
-        )
-        checks.append(
-            {
-                "name": f"{args.model} {r['batch']} peak RSS GB{tag}",
-                "value": m["peak_rss_gb"],
-                "target": f"<= {cap}",
-                "ok": m["peak_rss_gb"] <= cap,
-            }
-        )
-    save_results(res, checks, lambda n: not n.startswith(TINY_CHECK), keep_only=("tiny_loss",))
+    save_results(res, _speed_checks(res, args.model), lambda n: not n.startswith(TINY_CHECK), keep_only=("tiny_loss",))
 
 
 if __name__ == "__main__":

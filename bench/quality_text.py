@@ -217,6 +217,29 @@ def _text_dataset(run: Runner, name: str, a, work: Path) -> dict:
     return out
 
 
+def _random_order(R: Path, ids: list[str], seed: int, rnd: Path) -> Path:
+    """Write the prompts' candidates in a seeded random order as a predictions file at `rnd`."""
+    prompts = pl.read_parquet(
+        R / schemas.PROMPTS, columns=["prompt_id", "family", "template_id", "seen", "candidates"]
+    ).filter(pl.col("prompt_id").is_in(ids))
+    rng = random.Random(seed)
+    lists = [rng.sample(list(c), len(c)) for c in prompts["candidates"].to_list()]
+    random_rows = pl.DataFrame(
+        {
+            "prompt_id": prompts["prompt_id"],
+            "family": prompts["family"],
+            "template_id": prompts["template_id"],
+            "seen": prompts["seen"],
+            "output": [x[0] for x in lists],
+            "ranked": lists,
+            "scores": [[0.0] * len(x) for x in lists],
+            "valid": [True] * len(lists),
+        }
+    )
+    write_predictions(rnd, random_rows)  # the candidates in a seeded random order
+    return rnd
+
+
 def _zero_shot_direct(run: Runner, a, work: Path) -> dict:
     R, P = work / "toys" / "R", work / "toys" / "pred"
     run.run(
@@ -267,25 +290,7 @@ def _zero_shot_direct(run: Runner, a, work: Path) -> dict:
         ["baseline", "popularity", "--data", R, "--out", pop, "--top-k", 100, "--quiet"],
         pop,
     )
-    rnd = P / "random.parquet"
-    prompts = pl.read_parquet(
-        R / schemas.PROMPTS, columns=["prompt_id", "family", "template_id", "seen", "candidates"]
-    ).filter(pl.col("prompt_id").is_in(ids))
-    rng = random.Random(a.seed)
-    lists = [rng.sample(list(c), len(c)) for c in prompts["candidates"].to_list()]
-    random_rows = pl.DataFrame(
-        {
-            "prompt_id": prompts["prompt_id"],
-            "family": prompts["family"],
-            "template_id": prompts["template_id"],
-            "seen": prompts["seen"],
-            "output": [x[0] for x in lists],
-            "ranked": lists,
-            "scores": [[0.0] * len(x) for x in lists],
-            "valid": [True] * len(lists),
-        }
-    )
-    write_predictions(rnd, random_rows)  # the candidates in a seeded random order
+    rnd = _random_order(R, ids, a.seed, P / "random.parquet")
     rows = _score(run, R, [zs, pop, rnd], "direct", False, plot=RESULTS / "quality-text-toys-direct.png")
     return {"users": len(users), "prompts": len(ids), "rows": rows}
 

@@ -61,7 +61,8 @@ def _textualize(raw: Path, out: Path) -> None:
             raise
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
+    """Command-line flags."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--data-dir",
@@ -76,12 +77,119 @@ def main() -> None:
     )
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="SASRecConfig overrides")
     ap.add_argument("--out", type=Path, default=RESULTS / "sasrec.json")
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+def _on_epoch(epoch: int, loss: float, row: dict) -> None:
+    """Progress line for one training epoch with its valid @10 figures."""
+    extra = "  ".join(f"{k[6:]}={v:.4f}" for k, v in row.items() if k.startswith("valid_") and k.endswith("@10"))
+    print(f"epoch {epoch:3d}  loss {loss:.4f}  {row['elapsed_s']:.0f}s  {extra}", flush=True)
+
+
+def _protocol(m: dict, prefix: str) -> dict:
+    """The figures whose keys start with `prefix`, prefix dropped, rounded; HR@1 left out."""
+    return {k[len(prefix) :]: round(v, 4) for k, v in m.items() if k.startswith(prefix) and "HR@1" != k[len(prefix) :]}
+
+
+def _check_refit(args, cfg, ctx, users: list, load_before) -> None:
+    """--check-refit: early-stopped vs refit model on the valid split; writes sasrec-refit-check.json."""
     from recsys_cli.baselines.context import load_context
-    from recsys_cli.baselines.sasrec import SASRecConfig, rank_metrics
+    from recsys_cli.baselines.sasrec import rank_metrics
     from recsys_cli.baselines.sasrec_train import best_epoch, fit
     from recsys_cli.data import split as loo
+
+    # the product's valid protocol (`recsys baseline sasrec --split valid`, baselines/sasrec.protocol)
+    cfg.refit = True
+    valid = fit(
+        load_context(args.run_dir, "valid"),
+        cfg,
+        "valid",
+        on_epoch=_on_epoch,
+        on_refit_epoch=lambda e, loss, r: print(f"refit {e:3d}  loss {loss:.4f}", flush=True),
+    )
+    selected, history, model, rows = valid.selected, valid.history, valid.model, valid.refit_history
+    seqs = [[ctx.index[i] + 1 for i in ctx.sequences[u]] for u in users]
+    hist, tgt = [loo.history(s, "valid") for s in seqs], [s[loo.target_position(len(s), "valid")] for s in seqs]
+    figures = {
+        name: rank_metrics(m, hist, tgt, cfg.max_len) for name, m in (("early_stopped", selected), ("refit", model))
+    }
+    check = {
+        "stage": "sasrec-refit-check",
+        "protocol": "valid split only: train items[:-3], early stop on items[-3]; "
+        "refit on items[:-2] for the chosen epochs; both models predict the valid target items[-2] "
+        "from items[:-2], full ranking; no test target is read",
+        "config": cfg.as_dict(),
+        "best_epoch": best_epoch(history, cfg).get("epoch"),
+        "epochs_run": len(history),
+        "train_seconds": round(history[-1]["elapsed_s"], 1),
+        "refit_seconds": round(rows[-1]["elapsed_s"], 1) if rows else 0.0,
+        "valid": {
+            name: {k: round(v, 4) for k, v in m.items() if k.startswith("x_") or k in ("HR@10", "NDCG@10")}
+            for name, m in figures.items()
+        },
+        "loadavg_before": load_before,
+        "loadavg_after": loadavg(),
+        "history": history,
+        "refit_history": rows,
+    }
+    write_json(args.out.with_name("sasrec-refit-check.json"), check)
+    print(json.dumps({k: v for k, v in check.items() if "history" not in k}, indent=2))
+
+
+def _fit_test(ctx, cfg, users: list):
+    """Train for the test protocol, then score the final and the early-stopped models on test;
+    -> (fitted, test figures, early-stopped figures, wall s, test eval s, loadavg after training)."""
+    from recsys_cli.baselines.sasrec import rank_metrics
+    from recsys_cli.baselines.sasrec_train import fit
+    from recsys_cli.data import split as loo
+
+    t0 = time.perf_counter()
+    fitted = fit(
+        ctx,
+        cfg,
+        "test",
+        on_epoch=_on_epoch,
+        on_refit_epoch=lambda e, loss, r: print(f"refit {e:3d}  loss {loss:.4f}  {r['elapsed_s']:.0f}s", flush=True),
+    )
+    wall_s = time.perf_counter() - t0
+    load_after = loadavg()
+    seqs = [[ctx.index[i] + 1 for i in ctx.sequences[u]] for u in users]
+    t1 = time.perf_counter()
+    test_hist, test_tgt = [loo.history(s, "test") for s in seqs], [s[-1] for s in seqs]
+    test = rank_metrics(fitted.model, test_hist, test_tgt, cfg.max_len)
+    eval_s = time.perf_counter() - t1
+    early = (
+        rank_metrics(fitted.selected, test_hist, test_tgt, cfg.max_len) if fitted.model is not fitted.selected else test
+    )
+    return fitted, test, early, wall_s, eval_s, load_after
+
+
+def _figures(best: dict, test: dict, early: dict) -> dict:
+    """Valid figures at the best epoch and both models' test figures, under both protocols."""
+    return {
+        "valid_at_best_epoch": {
+            "exclude_history": _protocol({k[6:]: v for k, v in best.items() if k.startswith("valid_x_")}, ""),
+            "include_history": _protocol(
+                {k[6:]: v for k, v in best.items() if k.startswith("valid_") and "_x_" not in k}, ""
+            ),
+        },
+        "test": {
+            "exclude_history": _protocol(test, "x_"),
+            "include_history": _protocol({k: v for k, v in test.items() if not k.startswith("x_")}, ""),
+        },
+        "test_early_stopped_model": {
+            "exclude_history": _protocol(early, "x_"),
+            "include_history": _protocol({k: v for k, v in early.items() if not k.startswith("x_")}, ""),
+        },
+    }
+
+
+def main() -> None:
+    args = _parse_args()
+
+    from recsys_cli.baselines.context import load_context
+    from recsys_cli.baselines.sasrec import SASRecConfig
+    from recsys_cli.baselines.sasrec_train import best_epoch
 
     if not (args.run_dir / schemas.MANIFEST).is_file():
         _textualize(args.data_dir, args.run_dir)
@@ -95,76 +203,14 @@ def main() -> None:
     users = list(ctx.sequences)
     print(f"users {len(users)}  items {len(ctx.items)}  load {load_before}", flush=True)
 
-    def on_epoch(epoch: int, loss: float, row: dict) -> None:
-        extra = "  ".join(f"{k[6:]}={v:.4f}" for k, v in row.items() if k.startswith("valid_") and k.endswith("@10"))
-        print(f"epoch {epoch:3d}  loss {loss:.4f}  {row['elapsed_s']:.0f}s  {extra}", flush=True)
-
     if args.check_refit:
-        # the product's valid protocol (`recsys baseline sasrec --split valid`, baselines/sasrec.protocol)
-        cfg.refit = True
-        valid = fit(
-            load_context(args.run_dir, "valid"),
-            cfg,
-            "valid",
-            on_epoch=on_epoch,
-            on_refit_epoch=lambda e, loss, r: print(f"refit {e:3d}  loss {loss:.4f}", flush=True),
-        )
-        selected, history, model, rows = valid.selected, valid.history, valid.model, valid.refit_history
-        seqs = [[ctx.index[i] + 1 for i in ctx.sequences[u]] for u in users]
-        hist, tgt = [loo.history(s, "valid") for s in seqs], [s[loo.target_position(len(s), "valid")] for s in seqs]
-        figures = {
-            name: rank_metrics(m, hist, tgt, cfg.max_len) for name, m in (("early_stopped", selected), ("refit", model))
-        }
-        check = {
-            "stage": "sasrec-refit-check",
-            "protocol": "valid split only: train items[:-3], early stop on items[-3]; "
-            "refit on items[:-2] for the chosen epochs; both models predict the valid target items[-2] "
-            "from items[:-2], full ranking; no test target is read",
-            "config": cfg.as_dict(),
-            "best_epoch": best_epoch(history, cfg).get("epoch"),
-            "epochs_run": len(history),
-            "train_seconds": round(history[-1]["elapsed_s"], 1),
-            "refit_seconds": round(rows[-1]["elapsed_s"], 1) if rows else 0.0,
-            "valid": {
-                name: {k: round(v, 4) for k, v in m.items() if k.startswith("x_") or k in ("HR@10", "NDCG@10")}
-                for name, m in figures.items()
-            },
-            "loadavg_before": load_before,
-            "loadavg_after": loadavg(),
-            "history": history,
-            "refit_history": rows,
-        }
-        write_json(args.out.with_name("sasrec-refit-check.json"), check)
-        print(json.dumps({k: v for k, v in check.items() if "history" not in k}, indent=2))
+        _check_refit(args, cfg, ctx, users, load_before)
         return
 
-    t0 = time.perf_counter()
-    fitted = fit(
-        ctx,
-        cfg,
-        "test",
-        on_epoch=on_epoch,
-        on_refit_epoch=lambda e, loss, r: print(f"refit {e:3d}  loss {loss:.4f}  {r['elapsed_s']:.0f}s", flush=True),
-    )
-    wall_s = time.perf_counter() - t0
-    load_after = loadavg()
-    seqs = [[ctx.index[i] + 1 for i in ctx.sequences[u]] for u in users]
-    t1 = time.perf_counter()
-    test_hist, test_tgt = [loo.history(s, "test") for s in seqs], [s[-1] for s in seqs]
-    test = rank_metrics(fitted.model, test_hist, test_tgt, cfg.max_len)
-    eval_s = time.perf_counter() - t1
-    early = (
-        rank_metrics(fitted.selected, test_hist, test_tgt, cfg.max_len) if fitted.model is not fitted.selected else test
-    )
+    fitted, test, early, wall_s, eval_s, load_after = _fit_test(ctx, cfg, users)
     best = best_epoch(fitted.history, cfg)
     refit_s = fitted.refit_history[-1]["elapsed_s"] if fitted.refit_history else 0.0
     train_s = fitted.history[-1]["elapsed_s"] + refit_s
-
-    def protocol(m: dict, prefix: str) -> dict:
-        return {
-            k[len(prefix) :]: round(v, 4) for k, v in m.items() if k.startswith(prefix) and "HR@1" != k[len(prefix) :]
-        }
-
     result = {
         "stage": "sasrec",
         "run_dir": str(args.run_dir),
@@ -184,20 +230,7 @@ def main() -> None:
         "test_eval_seconds": round(eval_s, 1),
         "loadavg_before": load_before,
         "loadavg_after": load_after,
-        "valid_at_best_epoch": {
-            "exclude_history": protocol({k[6:]: v for k, v in best.items() if k.startswith("valid_x_")}, ""),
-            "include_history": protocol(
-                {k[6:]: v for k, v in best.items() if k.startswith("valid_") and "_x_" not in k}, ""
-            ),
-        },
-        "test": {
-            "exclude_history": protocol(test, "x_"),
-            "include_history": protocol({k: v for k, v in test.items() if not k.startswith("x_")}, ""),
-        },
-        "test_early_stopped_model": {
-            "exclude_history": protocol(early, "x_"),
-            "include_history": protocol({k: v for k, v in early.items() if not k.startswith("x_")}, ""),
-        },
+        **_figures(best, test, early),
         "selection_on_valid": SELECTION,
         "published": {"eSASRec Toys (HR@10, NDCG@10)": [0.0970, 0.0580], "RecSysLLM paper Toys": [0.0712, 0.0596]},
         "targets": {"test HR@10 (exclude_history)": TARGET_HR10, "train_seconds": TARGET_TRAIN_S},

@@ -155,6 +155,75 @@ def synthetic(dirpath: Path, n_inter: int, seed: int = 0) -> list[str]:
     ]
 
 
+QUIET = ["--quiet", "--json"]  # every timed run: no progress bar, the summary as JSON
+
+
+def _wall_line(label: str, wall: str, target: int, r: dict) -> None:
+    """Print one run's wall time against its target, its CPU time and the load."""
+    cpu = f"CPU {r['cpu_s']:.1f} s (+ {r['child_cpu_s']:.1f} s in the helper process)"
+    print(f"{label}: wall {wall} s (target <= {target}), {cpu}, load {loadavg()[0]:.2f}")
+
+
+def _at_most(name: str, value, cap) -> dict:
+    """A check row: value <= cap."""
+    return {"name": name, "value": value, "target": f"<= {cap}", "ok": value <= cap}
+
+
+def _toys_section(tmp: Path) -> tuple[dict, list[dict]]:
+    """Textualize full P5 Toys, print its figures; its result entry and checks."""
+    r = run(["textualize", "amazon", "--category", "toys", "--data-dir", str(TOYS), "--out", str(tmp / "toys")] + QUIET)
+    s = r["summary"]
+    counts = (s["users"], s["items"], s["interactions"])
+    print(f"P5 Toys: users/items/interactions {counts}, documents {s['documents']}, prompts {s['prompts']}")
+    _wall_line("P5 Toys", f"{r['wall_s']:.2f}", 10, r)
+    print(f"P5 Toys: {memory_line(r)} (target: main <= 2048)")
+    entry = {k: v for k, v in r.items() if k != "summary"} | {
+        "counts": counts,
+        "documents": s["documents"],
+        "prompts": s["prompts"],
+    }
+    checks = [
+        {
+            "name": "P5 Toys counts",
+            "value": list(counts),
+            "target": [19412, 11924, 167597],
+            "ok": counts == (19412, 11924, 167597),
+        },
+        _at_most("P5 Toys wall s", r["wall_s"], 10),
+        _at_most("P5 Toys peak RSS MB", round(r["peak_rss_mb"]), 2048),
+    ]
+    return entry, checks
+
+
+def _table_section(tmp: Path, interactions: int) -> tuple[dict, list[dict]]:
+    """Generate and textualize the synthetic table, print its figures; its result entry and checks."""
+    t = time.perf_counter()
+    targs = synthetic(tmp, interactions)
+    gen = time.perf_counter() - t
+    r = run(["textualize", "table", *targs, "--out", str(tmp / "table")] + QUIET)
+    s = r["summary"]
+    print(
+        f"table ({interactions:,} synthetic interactions, generated in {gen:.1f} s): "
+        f"users {s['users']:,}, "
+        f"interactions {s['interactions']:,}, documents {s['documents']:,}, prompts {s['prompts']:,}"
+    )
+    _wall_line("table", f"{r['wall_s']:.1f}", 180, r)
+    print(f"table: {memory_line(r)} (target: tree PSS <= 8192)")
+    entry = {k: v for k, v in r.items() if k != "summary"} | {
+        "interactions": s["interactions"],
+        "users": s["users"],
+        "documents": s["documents"],
+        "prompts": s["prompts"],
+    }
+    checks = []
+    if interactions >= 10_000_000:
+        checks = [
+            _at_most("10M table wall s", r["wall_s"], 180),
+            _at_most("10M table process tree peak PSS MB", round(r["tree_peak_pss_mb"]), 8192),
+        ]
+    return entry, checks
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=["toys", "table"])
@@ -164,82 +233,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-textualize-") as tmp:
         tmp = Path(tmp)
         if args.only in (None, "toys"):
-            r = run(
-                [
-                    "textualize",
-                    "amazon",
-                    "--category",
-                    "toys",
-                    "--data-dir",
-                    str(TOYS),
-                    "--out",
-                    str(tmp / "toys"),
-                    "--quiet",
-                    "--json",
-                ]
-            )
-            s = r["summary"]
-            counts = (s["users"], s["items"], s["interactions"])
-            print(f"P5 Toys: users/items/interactions {counts}, documents {s['documents']}, prompts {s['prompts']}")
-            print(
-                f"P5 Toys: wall {r['wall_s']:.2f} s (target <= 10), CPU {r['cpu_s']:.1f} s "
-                f"(+ {r['child_cpu_s']:.1f} s in the helper process), "
-                f"load {loadavg()[0]:.2f}"
-            )
-            print(f"P5 Toys: {memory_line(r)} (target: main <= 2048)")
-            result["toys"] = {k: v for k, v in r.items() if k != "summary"} | {
-                "counts": counts,
-                "documents": s["documents"],
-                "prompts": s["prompts"],
-            }
-            result["checks"] += [
-                {
-                    "name": "P5 Toys counts",
-                    "value": list(counts),
-                    "target": [19412, 11924, 167597],
-                    "ok": counts == (19412, 11924, 167597),
-                },
-                {"name": "P5 Toys wall s", "value": r["wall_s"], "target": "<= 10", "ok": r["wall_s"] <= 10},
-                {
-                    "name": "P5 Toys peak RSS MB",
-                    "value": round(r["peak_rss_mb"]),
-                    "target": "<= 2048",
-                    "ok": r["peak_rss_mb"] <= 2048,
-                },
-            ]
+            result["toys"], checks = _toys_section(tmp)
+            result["checks"] += checks
         if args.only in (None, "table"):
-            t = time.perf_counter()
-            targs = synthetic(tmp, args.interactions)
-            gen = time.perf_counter() - t
-            r = run(["textualize", "table", *targs, "--out", str(tmp / "table"), "--quiet", "--json"])
-            s = r["summary"]
-            print(
-                f"table ({args.interactions:,} synthetic interactions, generated in {gen:.1f} s): "
-                f"users {s['users']:,}, "
-                f"interactions {s['interactions']:,}, documents {s['documents']:,}, prompts {s['prompts']:,}"
-            )
-            print(
-                f"table: wall {r['wall_s']:.1f} s (target <= 180), CPU {r['cpu_s']:.1f} s "
-                f"(+ {r['child_cpu_s']:.1f} s in the helper process), "
-                f"load {loadavg()[0]:.2f}"
-            )
-            print(f"table: {memory_line(r)} (target: tree PSS <= 8192)")
-            result["table"] = {k: v for k, v in r.items() if k != "summary"} | {
-                "interactions": s["interactions"],
-                "users": s["users"],
-                "documents": s["documents"],
-                "prompts": s["prompts"],
-            }
-            if args.interactions >= 10_000_000:
-                result["checks"] += [
-                    {"name": "10M table wall s", "value": r["wall_s"], "target": "<= 180", "ok": r["wall_s"] <= 180},
-                    {
-                        "name": "10M table process tree peak PSS MB",
-                        "value": round(r["tree_peak_pss_mb"]),
-                        "target": "<= 8192",
-                        "ok": r["tree_peak_pss_mb"] <= 8192,
-                    },
-                ]
+            result["table"], checks = _table_section(tmp, args.interactions)
+            result["checks"] += checks
     out = RESULTS / "textualize.json"
     old = json.loads(out.read_text()) if out.exists() else {}
     if args.only:  # keep the other half's figures from an earlier run

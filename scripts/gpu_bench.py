@@ -179,10 +179,8 @@ def _infer(st: Stages, name: str, args: list[str], timeout: float) -> dict:
     return row
 
 
-def inference(st: Stages, model: str, data: str, work: Path, quick: bool) -> dict:
-    """A short checkpoint and SASRec's top 50, then every item-scoring mode at two batch sizes."""
-    ckpt, pred = work / "ckpt", work / "pred"
-    pred.mkdir(exist_ok=True)
+def _checkpoint_and_sasrec(st: Stages, model: str, data: str, ckpt: Path, pred: Path, k: str, quick: bool) -> dict:
+    """Train the short checkpoint into `ckpt` and SASRec's top k into `pred`; their statuses."""
     n_steps = "3" if quick else "20"
     sets = [a for s in FAST + (["train.batch_size=4", "train.max_length=64"] if quick else []) for a in ("--set", s)]
     train = cli(
@@ -206,7 +204,6 @@ def inference(st: Stages, model: str, data: str, work: Path, quick: bool) -> dic
         *sets,
     )
     out = {"checkpoint": st.run("pretrain checkpoint", train, 300)["status"]}
-    k = "10" if quick else "50"
     sasrec = cli(
         "baseline",
         "sasrec",
@@ -223,6 +220,15 @@ def inference(st: Stages, model: str, data: str, work: Path, quick: bool) -> dic
         "--quiet",
     )
     out["sasrec"] = st.run(f"sasrec top {k}", sasrec, 180)["status"]
+    return out
+
+
+def inference(st: Stages, model: str, data: str, work: Path, quick: bool) -> dict:
+    """A short checkpoint and SASRec's top 50, then every item-scoring mode at two batch sizes."""
+    ckpt, pred = work / "ckpt", work / "pred"
+    pred.mkdir(exist_ok=True)
+    k = "10" if quick else "50"
+    out = _checkpoint_and_sasrec(st, model, data, ckpt, pred, k, quick)
     if out["checkpoint"] != "ok":
         return out
     limit = {"walker": "8" if quick else "256", "full": "4" if quick else "128"}

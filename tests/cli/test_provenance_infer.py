@@ -60,25 +60,8 @@ def test_infer_refuses_mixed_settings_and_models(toys_entities, tiny_model, tmp_
     cfg = json.loads((other_model / "config.json").read_text())
     cfg["num_hidden_layers"] += 1
     (other_model / "config.json").write_text(json.dumps(cfg))
-    msg = one_error(
-        [
-            "infer",
-            "--data",
-            str(toys_entities),
-            "--checkpoint",
-            "none",
-            "--model",
-            str(other_model),
-            "--family",
-            "sequential",
-            "--top-k",
-            "3",
-            "--limit",
-            "3",
-            "--out",
-            str(out),
-        ]
-    )
+    model_at = common.index("--model") + 1
+    msg = one_error([*common[:model_at], str(other_model), *common[model_at + 1 :], "--top-k", "3", "--limit", "3"])
     assert "producer.fingerprint" in msg and "producer.name" in msg
     assert out.read_bytes() == before  # nothing appended
     # an unfinished run's chunks are checked too
@@ -86,19 +69,7 @@ def test_infer_refuses_mixed_settings_and_models(toys_entities, tiny_model, tmp_
     parts.mkdir()
     shutil.copy(out, parts / "part-000000.parquet")
     outputs.record(parts / "part-000000.parquet", outputs.PREDICTIONS)  # as infer's chunk writer records it (issue 26)
-    q = [
-        "infer",
-        "--data",
-        str(toys_entities),
-        "--checkpoint",
-        "none",
-        "--model",
-        tiny_model,
-        "--family",
-        "sequential",
-        "--out",
-        str(tmp_path / "q.parquet"),
-    ]
+    q = [*common[:-1], str(tmp_path / "q.parquet")]  # the same run, written to another file
     assert "part-000000.parquet" in one_error(q + ["--top-k", "5", "--limit", "3"])
     code, stdout, err = run_cli(*q, "--top-k", "3", "--limit", "3", "--quiet", "--json")
     assert code == 0, err

@@ -247,6 +247,10 @@ def test_bad_candidates_files_are_one_line_errors(toys_entities, tiny_model, ret
         ),
     )
     assert "made on other data" in err_of(other)
+
+
+def test_rerank_refuses_unconstrained_and_a_missing_k(toys_entities, tiny_model, retrievers, tmp_path):
+    """--candidates-from with --unconstrained, or without --rerank-k, is refused before any work."""
     code, _, err = run_cli(
         "infer",
         *base(
@@ -278,7 +282,7 @@ def test_bad_candidates_files_are_one_line_errors(toys_entities, tiny_model, ret
 
 def test_calibrated_scorers_write_valid_distinct_lists(toys_entities, tiny_model, retrievers, tmp_path):
     """--item-scoring full-norm / pmi (inference/calibrated.py): reranked heads of real, distinct items,
-    other scores than full; a direct prompt's own candidates too; refused without candidates."""
+    other scores than full."""
     retr = retrievers / "knn-test.parquet"
     want = lists(retr)
     items = set(pl.read_parquet(toys_entities / "items.parquet")["item_id"].to_list())
@@ -317,6 +321,10 @@ def test_calibrated_scorers_write_valid_distinct_lists(toys_entities, tiny_model
             sorted(row["scores"][:8]) != pytest.approx(sorted(runs["full"][p]["scores"][:8]), abs=1e-4)
             for p, row in runs[scorer].items()
         )
+
+
+def test_calibrated_scorers_on_direct_prompts_and_refused_without_candidates(toys_entities, tiny_model, tmp_path):
+    """pmi ranks a direct prompt's own candidates; full-norm on catalogue prompts is one line."""
     direct = [
         "--data",
         str(toys_entities),

@@ -32,10 +32,8 @@ def _ok(*args: str) -> str:
     return out
 
 
-@pytest.mark.slow
-def test_whole_pipeline(tmp_path, tiny_model):
-    data, ckpt = tmp_path / "R", tmp_path / "C"
-
+def _textualize_gift_cards(data):
+    """textualize the Gift Cards fixture into `data` and check every file's schema and the manifest."""
     out = _ok(
         "textualize",
         "amazon",
@@ -57,6 +55,9 @@ def test_whole_pipeline(tmp_path, tiny_model):
     manifest = json.loads((data / schemas.MANIFEST).read_text())
     assert manifest["command"].startswith("textualize") and manifest["inputs"]
 
+
+def _entities_and_mask_preview(data, tiny_model):
+    """build-entities, then two entity-level mask previews whose position arrays line up."""
     _ok("build-entities", "--data", str(data), "--model", tiny_model, "--quiet")
     ents = _check_schema(data / schemas.ENTITIES, schemas.ENTITIES_SCHEMA)
     assert set(ents["kind"].unique()) >= {"item", "category"}
@@ -84,6 +85,9 @@ def test_whole_pipeline(tmp_path, tiny_model):
         assert len(ex["input_ids"]) == len(ex["inter"]) == len(ex["intra"]) == len(ex["tokens"])
         assert 0 < ex["part_a_len"] < len(ex["input_ids"])
 
+
+def _pretrain_four_steps(data, ckpt):
+    """four steps of the tiny recipe; the checkpoint holds every file and logs step 4."""
     recipe = ROOT / "recipes" / "pretrain" / "tiny-cpu.yaml"
     _ok(
         "pretrain",
@@ -110,6 +114,9 @@ def test_whole_pipeline(tmp_path, tiny_model):
     steps = [json.loads(x) for x in (ckpt / schemas.CKPT_METRICS).read_text().splitlines() if x.strip()]
     assert any(row.get("step") == 4 for row in steps)
 
+
+def _infer_every_family(tmp_path, data, ckpt) -> dict:
+    """four test prompts of each family; ranking answers hold catalogue items only."""
     preds = {}
     for family in schemas.FAMILIES:
         path = tmp_path / f"pred-{family}.parquet"
@@ -140,6 +147,16 @@ def test_whole_pipeline(tmp_path, tiny_model):
             ranked = [i for lst in df["ranked"].drop_nulls() for i in lst]
             assert ranked and set(ranked) <= items
         preds[family] = path
+    return preds
+
+
+@pytest.mark.slow
+def test_whole_pipeline(tmp_path, tiny_model):
+    data, ckpt = tmp_path / "R", tmp_path / "C"
+    _textualize_gift_cards(data)
+    _entities_and_mask_preview(data, tiny_model)
+    _pretrain_four_steps(data, ckpt)
+    preds = _infer_every_family(tmp_path, data, ckpt)
 
     base = tmp_path / "popularity.parquet"
     _ok("baseline", "popularity", "--data", str(data), "--out", str(base), "--quiet")
