@@ -100,6 +100,11 @@ def parse() -> argparse.Namespace:
         default="",
         help=f"comma-separated: ids (the RSLLM part), or validation scorers by name ({', '.join(SCORERS)})",
     )
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="results file under bench/results (default: quality-ranker-<tier>[-<category>].json)",
+    )
     return ap.parse_args()
 
 
@@ -222,38 +227,10 @@ def rerank(
     run: Runner, R: Path, ckpt: Path, split: str, ids: Path, retr: Path, k: int, flags: list[str], out: Path, batch: int
 ) -> Path:
     """One W = 1 rerank of the retriever's top k (the LLM's scores for every candidate are kept)."""
-    run.run(
-        f"rerank {out.stem}",
-        [
-            "infer",
-            "--data",
-            R,
-            "--checkpoint",
-            ckpt,
-            "--split",
-            split,
-            "--prompt-ids",
-            ids,
-            "--candidates-from",
-            retr,
-            "--rerank-k",
-            k,
-            "--fusion",
-            1,
-            *flags,
-            "--exclude-history",
-            "--top-k",
-            10,
-            "--batch-size",
-            batch,
-            "--seed",
-            0,
-            "--out",
-            out,
-            "--quiet",
-        ],
-        out,
-    )
+    args = ["infer", "--data", R, "--checkpoint", ckpt, "--split", split, "--prompt-ids", ids]
+    args += ["--candidates-from", retr, "--rerank-k", k, "--fusion", 1, *flags, "--exclude-history"]
+    args += ["--top-k", 10, "--batch-size", batch, "--seed", 0, "--out", out, "--quiet"]
+    run.run(f"rerank {out.stem}", args, out)
     return out
 
 
@@ -392,7 +369,7 @@ def main() -> None:
         "seconds": run.seconds,
         "total_seconds_this_invocation": round(time.perf_counter() - t0, 1),
     }
-    name = f"quality-ranker-{a.tier}{'' if a.category == 'toys' else '-' + a.category}.json"
+    name = a.out or f"quality-ranker-{a.tier}{'' if a.category == 'toys' else '-' + a.category}.json"
     report(table, valid, checks_, tuning)
     print(f"wrote {qlib.write_result(name, result)}")
 
