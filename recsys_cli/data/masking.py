@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Sequence, get_args
+from typing import Any, Literal, Protocol, Sequence, get_args
 
 from recsys_cli.data.positions import part_a_inter, part_b_inter, part_b_intra
 from recsys_cli.data.special_tokens import SpecialIds
@@ -23,11 +23,22 @@ from recsys_cli.data.tokenize import TokenizedDoc
 from recsys_cli.data.trie import EntityTrie
 from recsys_cli.errors import RecsysError
 
-if TYPE_CHECKING:  # the settings are the recipe's `mask` section; data/ never imports training/
-    from recsys_cli.training.recipe_sections import MaskArgs
-
 MaskLevel = Literal["entity", "sentence", "document"]
 LEVELS: tuple[str, ...] = get_args(MaskLevel)
+
+
+class MaskSettings(Protocol):
+    """What masking reads from its settings: the recipe's `mask` section (training/recipe_sections.MaskArgs,
+    which checks their ranges) has these fields. Named here so that data/ never imports training/."""
+
+    entity_ratio: float  # share of an entity-level document's units masked
+    poisson_lambda: float  # span lengths (in units) ~ Poisson(lambda), at least 1
+    sentence_ratio: float  # share of a sentence-level document's sentences masked
+    doc_min: float  # a document-level span covers doc_min..doc_max of the document
+    doc_max: float
+    level_weights: dict[MaskLevel, float]
+
+
 IGNORE = -100  # label on Part A tokens
 
 
@@ -89,7 +100,7 @@ def _poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
-def entity_spans_to_mask(doc: TokenizedDoc, rng: random.Random, cfg: MaskArgs) -> list[tuple[int, int]]:
+def entity_spans_to_mask(doc: TokenizedDoc, rng: random.Random, cfg: MaskSettings) -> list[tuple[int, int]]:
     """Spans of whole units, length ~ Poisson(lambda) units, until >= entity_ratio of tokens."""
     units = units_of(doc)
     nu = len(units)
@@ -115,7 +126,7 @@ def entity_spans_to_mask(doc: TokenizedDoc, rng: random.Random, cfg: MaskArgs) -
     return [(units[a][0], units[b - 1][1]) for a, b in chosen]
 
 
-def sentence_spans_to_mask(doc: TokenizedDoc, rng: random.Random, cfg: MaskArgs) -> list[tuple[int, int]]:
+def sentence_spans_to_mask(doc: TokenizedDoc, rng: random.Random, cfg: MaskSettings) -> list[tuple[int, int]]:
     """Whole sentences (each its own span), in random order until >= sentence_ratio of tokens."""
     sents = list(doc.sentence_spans)
     if not sents:
@@ -132,7 +143,7 @@ def sentence_spans_to_mask(doc: TokenizedDoc, rng: random.Random, cfg: MaskArgs)
     return [sents[i] for i in sorted(picked)]
 
 
-def document_span_to_mask(doc: TokenizedDoc, rng: random.Random, cfg: MaskArgs) -> list[tuple[int, int]]:
+def document_span_to_mask(doc: TokenizedDoc, rng: random.Random, cfg: MaskSettings) -> list[tuple[int, int]]:
     """One span at the end covering doc_min..doc_max of the tokens. It starts at the sentence or
     entity start nearest the drawn length when one gives a length in that range (ties: the longer
     span), else on a unit boundary. A prompt's answer, also behind `[gM]`, opens a sentence or an
@@ -207,7 +218,7 @@ def build_example(
     return Example(input_ids, labels, inter, intra, la, list(spans), list(entity_spans), level)
 
 
-def sample_level(rng: random.Random, cfg: MaskArgs) -> str:
+def sample_level(rng: random.Random, cfg: MaskSettings) -> str:
     """A masking level drawn with cfg.level_weights (entity / sentence / document)."""
     levels = [lv for lv in LEVELS if cfg.level_weights.get(lv, 0) > 0]
     return rng.choices(levels, weights=[cfg.level_weights[lv] for lv in levels])[0]
@@ -217,7 +228,7 @@ _PICKERS = {"entity": entity_spans_to_mask, "sentence": sentence_spans_to_mask, 
 
 
 def mask_document(
-    doc: TokenizedDoc, level: str, rng: random.Random, cfg: MaskArgs, special: SpecialIds, trie: EntityTrie | None
+    doc: TokenizedDoc, level: str, rng: random.Random, cfg: MaskSettings, special: SpecialIds, trie: EntityTrie | None
 ) -> Example:
     """Corrupt `doc` at `level` (entity | sentence | document); deterministic given `rng`'s state."""
     if level not in _PICKERS:

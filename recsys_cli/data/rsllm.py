@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from recsys_cli.artifacts import schemas
 from recsys_cli.data import masking
@@ -32,9 +32,6 @@ from recsys_cli.data.special_tokens import SpecialIds
 from recsys_cli.data.tokenize import TokenizedDoc
 from recsys_cli.data.trie import EntityTrie
 from recsys_cli.errors import RecsysError
-
-if TYPE_CHECKING:  # the recipe's `mask` section; data/ never imports training/
-    from recsys_cli.training.recipe_sections import MaskArgs
 
 ITEM_PREFIX = "item:"
 
@@ -242,7 +239,7 @@ def hybrid_document(
     doc: TokenizedDoc,
     level: str,
     rng: random.Random,
-    cfg: MaskArgs,
+    cfg: masking.MaskSettings,
     special: SpecialIds,
     trie: EntityTrie | None,
     rows: Mapping[str, int],
