@@ -6,6 +6,10 @@ The rating is the first number in the text (`4`, `4.5`, `.5`, `1e1`, `-2`), clip
 [1, 5]; text without a number is unparsable (None). `parse_ratings` applies the same regex
 to a whole polars column.
 
+The five star answers as the model sees them: STARS, their answer-position tokens
+(`star_token_ids`) and the softmax restriction training's rating loss uses (`star_restriction`);
+inference/rating.py reads the same five tokens, so both import them from here.
+
 "Like" is a rating of LIKE_AT stars or more (`likes`): the gold answer of a like/dislike prompt
 (data/prompts.py) and the yes/no answer of the rating baselines (`like_answer`), defined here only.
 """
@@ -13,6 +17,7 @@ to a whole polars column.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import polars as pl
 
@@ -22,6 +27,26 @@ LOW, HIGH = 1.0, 5.0
 NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _NUMBER_RE = re.compile(NUMBER)
 LIKE_AT = 4.0  # a rating >= LIKE_AT means the user liked the item
+STARS = (1, 2, 3, 4, 5)
+
+
+def star_token_ids(tokenizer: Any) -> list[int] | None:
+    """The answer-position token of each star "1".."5" as training lays it out, or None when
+    some star is not one token (or two stars share one) in this tokenizer."""
+    from recsys_cli.data.tokenize import tokenize_target
+
+    ids = [tokenize_target(str(s), None, tokenizer).ids for s in STARS]
+    if any(len(t) != 1 for t in ids) or len({t[0] for t in ids}) != len(STARS):
+        return None
+    return [t[0] for t in ids]
+
+
+def star_restriction(target_ids: list[int], star_ids: list[int] | None) -> list[int] | None:
+    """The tokens the answer position's softmax is restricted to in training: the five stars
+    when the answer is exactly one star token, else None (the full vocabulary)."""
+    if star_ids is None or len(target_ids) != 1 or target_ids[0] not in star_ids:
+        return None
+    return list(star_ids)
 
 
 def likes(rating: float) -> bool:

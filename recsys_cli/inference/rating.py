@@ -9,7 +9,8 @@ softmaxed: p_1..p_5. The prediction is the expected value sum_i p_i * i (`distri
 default) or the most probable star (`argmax`); `generate` keeps the old greedy text + parser for
 comparison. The star tokens are the ones training puts at the answer position:
 `tokenize.tokenize_target(str(i))` (no lone leading space), each one token; training's rating
-loss is the cross-entropy over the same five tokens (`star_restriction`, training/data.py).
+loss is the cross-entropy over the same five tokens (data/ratings.star_restriction, used by
+training/data.py).
 The predictions keep their contract: `output` is the rating as text ("3.87"), `scores` holds
 p_1..p_5. Like / dislike prompts (yes / no) go to the `yesno` mode, which reads P(yes) and
 P(no) at the same position (inference/candidates.yes_no).
@@ -25,21 +26,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from recsys_cli.data.ratings import STARS, star_token_ids
 from recsys_cli.errors import RecsysError
 
-STARS = (1, 2, 3, 4, 5)
 SCORINGS = ("distribution", "argmax", "generate")
-
-
-def star_token_ids(tokenizer: Any) -> list[int] | None:
-    """The answer-position token of each star "1".."5" as training lays it out, or None when
-    some star is not one token (or two stars share one) in this tokenizer."""
-    from recsys_cli.data.tokenize import tokenize_target
-
-    ids = [tokenize_target(str(s), None, tokenizer).ids for s in STARS]
-    if any(len(t) != 1 for t in ids) or len({t[0] for t in ids}) != len(STARS):
-        return None
-    return [t[0] for t in ids]
 
 
 def require_star_ids(tokenizer: Any) -> list[int]:
@@ -49,14 +39,6 @@ def require_star_ids(tokenizer: Any) -> list[int]:
             "this tokenizer does not write the ratings 1..5 as one token each; use --rating-scoring generate"
         )
     return ids
-
-
-def star_restriction(target_ids: list[int], star_ids: list[int] | None) -> list[int] | None:
-    """The tokens the answer position's softmax is restricted to in training: the five stars
-    when the answer is exactly one star token, else None (the full vocabulary)."""
-    if star_ids is None or len(target_ids) != 1 or target_ids[0] not in star_ids:
-        return None
-    return list(star_ids)
 
 
 def star_probabilities(logits, star_ids: list[int]):

@@ -19,12 +19,12 @@ from recsys_cli.artifacts.io import read_artifact
 from recsys_cli.data import masking, tokenize
 from recsys_cli.data.entities import pool_trie
 from recsys_cli.data.masking import Example
+from recsys_cli.data.ratings import star_restriction, star_token_ids
 from recsys_cli.data.rsllm import fit_source, hybrid_document, hybridize, prompt_history
 from recsys_cli.data.special_tokens import SpecialIds
 from recsys_cli.data.tokenize import TokenizedDoc
 from recsys_cli.data.trie import EntityTrie
 from recsys_cli.errors import RecsysError
-from recsys_cli.inference.rating import star_restriction, star_token_ids
 from recsys_cli.modeling.mask import build_attention_mask
 from recsys_cli.training.listwise import listwise_example
 from recsys_cli.training.packing import allowed_tensors, shifted

@@ -14,7 +14,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from recsys_cli.data import tokenize  # noqa: E402
+from recsys_cli.data import ratings, tokenize  # noqa: E402
 from recsys_cli.inference import rating  # noqa: E402
 from recsys_cli.inference.options import InferOptions, modes_of  # noqa: E402
 from tests.conftest import TINY_MODEL  # noqa: E402
@@ -49,9 +49,9 @@ def test_star_tokens_are_single_and_what_training_puts_at_the_answer_position(to
     stars = rating.star_token_ids(tok)
     assert stars == [tok.convert_tokens_to_ids(str(s)) for s in rating.STARS]
     assert all(tokenize.tokenize_target(str(s), None, tok).ids == [t] for s, t in zip(rating.STARS, stars))
-    assert rating.star_restriction([stars[3]], stars) == stars
-    assert rating.star_restriction([stars[3], stars[4]], stars) is None
-    assert rating.star_restriction([stars[0]], None) is None
+    assert ratings.star_restriction([stars[3]], stars) == stars
+    assert ratings.star_restriction([stars[3], stars[4]], stars) is None
+    assert ratings.star_restriction([stars[0]], None) is None
 
 
 def test_every_rating_prompt_gets_a_number_from_the_star_distribution(musical_data, lm_tok):
