@@ -16,9 +16,9 @@ import typer
 
 from recsys_cli.artifacts import schemas
 from recsys_cli.artifacts.io import read_artifact
+from recsys_cli.artifacts.tuning import parse_scorer, tuned_settings
 from recsys_cli.data.listwise import MAX_K
 from recsys_cli.errors import RecsysError
-from recsys_cli.evaluation.tune import parse_scorer, tuned_settings
 from recsys_cli.inference import selection
 from recsys_cli.inference.candidates import ITEM_SCORINGS
 from recsys_cli.inference.options import InferOptions
@@ -47,7 +47,7 @@ def select_prompts(data: Path, split, family, template, seen, kind, users, promp
 
 
 def _tuned(tuning: Path, data: Path, candidates_from: Optional[Path], rerank_k, fusion, item_scoring):
-    """--tuning: (K, W, scorer, what the provenance records) from a `recsys tune` file (evaluation/tune.py)."""
+    """--tuning: (K, W, scorer, what the provenance records) from a `recsys tune` file (artifacts/tuning.py)."""
     if candidates_from is None:
         raise typer.BadParameter(
             "needs --candidates-from (the retriever whose lists are reranked)", param_hint="--tuning"
@@ -69,7 +69,7 @@ def _check_listwise(
 
 
 def apply_tuning(f: SimpleNamespace) -> dict | None:
-    """--tuning: K, W, scorer, orders and candidate ids from a `recsys tune` file (evaluation/tune.py);
+    """--tuning: K, W, scorer, orders and candidate ids from a `recsys tune` file (artifacts/tuning.py);
     returns what the provenance records. Then the defaults of --item-scoring and --fusion."""
     tuned = None
     if f.tuning is not None:

@@ -258,7 +258,7 @@ def test_infer_applies_a_tuning_file(toys_entities, tiny_model, runs, tmp_path):
 def test_scorer_names_round_trip_listwise_variants():
     """A listwise run's orders and ID-aware candidates are part of its scorer name (two listwise
     files stay apart in `recsys tune`), and `infer --tuning` reads them back as flags."""
-    from recsys_cli.evaluation.tune import parse_scorer, scorer_of
+    from recsys_cli.artifacts.tuning import parse_scorer, scorer_of
 
     cases = [
         ({"item_scoring": "full"}, "full", ("full", 1, False)),
