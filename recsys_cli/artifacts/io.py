@@ -177,6 +177,13 @@ def data_fingerprint(data_dir: Path) -> str | None:
     return file_sha256(path) if path.is_file() else None
 
 
+def other_data(recorded: Any, data_dir: Path) -> tuple[str, str] | None:
+    """None when `recorded` is the fingerprint of `data_dir`; else (its 12-character prefix, the
+    recorded one's), for the one-line refusal of a file made on other data."""
+    want = data_fingerprint(data_dir)
+    return None if recorded == want else (str(want)[:12], str(recorded)[:12])
+
+
 @contextmanager
 def atomic_dir(final: Path, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces `final`, on failure it

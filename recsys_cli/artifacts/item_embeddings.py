@@ -101,16 +101,12 @@ def load(path: Path, data_dir: Path | None = None) -> ItemEmbeddings:
             f"shape [{len(ids) + 1}, d] (padding row + one per item id); found {tuple(table.shape)}",
         )
     if data_dir is not None:
-        from recsys_cli.artifacts.io import data_fingerprint
+        from recsys_cli.artifacts.io import other_data
 
-        want = data_fingerprint(Path(data_dir))
-        if meta.get("data_fingerprint") != want:
-            raise InputError.at(
-                path,
-                None,
-                f"embeddings trained on the data in {data_dir}; they were trained on other data "
-                f"(manifest sha256 {str(meta.get('data_fingerprint'))[:12]}, expected {str(want)[:12]})",
-            )
+        if (differ := other_data(meta.get("data_fingerprint"), Path(data_dir))) is not None:
+            want, got = differ
+            msg = f"embeddings trained on the data in {data_dir}; they were trained on other data"
+            raise InputError.at(path, None, f"{msg} (manifest sha256 {got}, expected {want})")
     encoder = {k[len(ENCODER_PREFIX) :]: v for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)}
     return ItemEmbeddings(
         ids, table, str(meta.get("model")), dict(meta.get("config") or {}), meta.get("data_fingerprint"), encoder

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from recsys_cli.artifacts import provenance
-from recsys_cli.artifacts.io import data_fingerprint, file_sha256
+from recsys_cli.artifacts.io import file_sha256, other_data
 from recsys_cli.errors import InputError, RecsysError
 
 FORMAT, VERSION = "recsys-tuning", 1
@@ -55,14 +55,11 @@ def read_tuning(path: Path, data: Path) -> dict[str, Any]:
     )
     if not ok:
         raise InputError.at(path, "key 'chosen'", "{'scorer': str, 'k': int >= 1, 'w': number in [0, 1]}")
-    want = data_fingerprint(data)
-    if obj.get("data_fingerprint") != want:
-        raise InputError.at(
-            path,
-            None,
-            f"a tuning file made on the data in {data} (manifest sha256 {str(want)[:12]}); "
-            f"this file was made on other data ({str(obj.get('data_fingerprint'))[:12]})",
-        )
+    if (differ := other_data(obj.get("data_fingerprint"), data)) is not None:
+        want, got = differ
+        msg = f"a tuning file made on the data in {data} (manifest sha256 {want}); "
+        msg += f"this file was made on other data ({got})"
+        raise InputError.at(path, None, msg)
     return obj
 
 
